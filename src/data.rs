@@ -1,0 +1,298 @@
+//! In-memory data: inputs `x` (batch-first), optional targets `y` and `lengths`.
+
+use crate::error::{Error, Result};
+use crate::model::config::{ModelConfig, OutputMode};
+
+/// Model inputs, batch-first.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inputs {
+    /// Float features `[n, t, f]`.
+    Features {
+        data: Vec<f32>,
+        n: usize,
+        t: usize,
+        f: usize,
+    },
+    /// Token ids `[n, t]` for a model with an embedding.
+    Tokens { ids: Vec<i64>, n: usize, t: usize },
+}
+
+impl Inputs {
+    pub fn features(data: Vec<f32>, n: usize, t: usize, f: usize) -> Result<Self> {
+        if data.len() != n * t * f {
+            return Err(Error::shape(
+                "x",
+                format!("[{n}, {t}, {f}] ({} values)", n * t * f),
+                &[data.len()],
+            ));
+        }
+        Ok(Inputs::Features { data, n, t, f })
+    }
+    pub fn tokens(ids: Vec<i64>, n: usize, t: usize) -> Result<Self> {
+        if ids.len() != n * t {
+            return Err(Error::shape(
+                "x",
+                format!("[{n}, {t}] ({} ids)", n * t),
+                &[ids.len()],
+            ));
+        }
+        Ok(Inputs::Tokens { ids, n, t })
+    }
+    pub fn n(&self) -> usize {
+        match self {
+            Inputs::Features { n, .. } | Inputs::Tokens { n, .. } => *n,
+        }
+    }
+    pub fn steps(&self) -> usize {
+        match self {
+            Inputs::Features { t, .. } | Inputs::Tokens { t, .. } => *t,
+        }
+    }
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Inputs::Features { n, t, f, .. } => vec![*n, *t, *f],
+            Inputs::Tokens { n, t, .. } => vec![*n, *t],
+        }
+    }
+    /// Rows `idx` of the batch.
+    pub fn gather(&self, idx: &[usize]) -> Inputs {
+        match self {
+            Inputs::Features { data, t, f, .. } => {
+                let row = t * f;
+                let mut out = Vec::with_capacity(idx.len() * row);
+                for &i in idx {
+                    out.extend_from_slice(&data[i * row..(i + 1) * row]);
+                }
+                Inputs::Features {
+                    data: out,
+                    n: idx.len(),
+                    t: *t,
+                    f: *f,
+                }
+            }
+            Inputs::Tokens { ids, t, .. } => {
+                let mut out = Vec::with_capacity(idx.len() * t);
+                for &i in idx {
+                    out.extend_from_slice(&ids[i * t..(i + 1) * t]);
+                }
+                Inputs::Tokens {
+                    ids: out,
+                    n: idx.len(),
+                    t: *t,
+                }
+            }
+        }
+    }
+}
+
+/// Training targets.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// Class indices for `ce`: `[n]` (output `last`) or `[n, t]` (output `sequence`); -100 = ignore.
+    Classes { data: Vec<i64>, shape: Vec<usize> },
+    /// Values for `mse`, shaped like the output: `[n, out]` or `[n, t, out]`.
+    Values { data: Vec<f32>, shape: Vec<usize> },
+}
+
+impl Targets {
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Targets::Classes { shape, .. } | Targets::Values { shape, .. } => shape,
+        }
+    }
+    pub fn gather(&self, idx: &[usize]) -> Targets {
+        fn rows<T: Copy>(d: &[T], shape: &[usize], idx: &[usize]) -> (Vec<T>, Vec<usize>) {
+            let row: usize = shape[1..].iter().product();
+            let mut out = Vec::with_capacity(idx.len() * row);
+            for &i in idx {
+                out.extend_from_slice(&d[i * row..(i + 1) * row]);
+            }
+            let mut s = shape.to_vec();
+            s[0] = idx.len();
+            (out, s)
+        }
+        match self {
+            Targets::Classes { data, shape } => {
+                let (data, shape) = rows(data, shape, idx);
+                Targets::Classes { data, shape }
+            }
+            Targets::Values { data, shape } => {
+                let (data, shape) = rows(data, shape, idx);
+                Targets::Values { data, shape }
+            }
+        }
+    }
+}
+
+/// A set of sequences: inputs, optional targets, optional lengths.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub x: Inputs,
+    pub y: Option<Targets>,
+    /// Valid steps per sequence, each in `1..=t` (packed-sequence semantics).
+    pub lengths: Option<Vec<usize>>,
+}
+
+impl Dataset {
+    pub fn new(x: Inputs, y: Option<Targets>, lengths: Option<Vec<usize>>) -> Dataset {
+        Dataset { x, y, lengths }
+    }
+    pub fn len(&self) -> usize {
+        self.x.n()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn steps(&self) -> usize {
+        self.x.steps()
+    }
+    /// The rows `idx`, in that order.
+    pub fn gather(&self, idx: &[usize]) -> Dataset {
+        Dataset {
+            x: self.x.gather(idx),
+            y: self.y.as_ref().map(|y| y.gather(idx)),
+            lengths: self
+                .lengths
+                .as_ref()
+                .map(|l| idx.iter().map(|&i| l[i]).collect()),
+        }
+    }
+    /// Rows `start..end`.
+    pub fn slice(&self, start: usize, end: usize) -> Dataset {
+        let idx: Vec<usize> = (start..end).collect();
+        self.gather(&idx)
+    }
+
+    /// Checks the inputs (and lengths) against a model: shapes, finiteness, token range.
+    pub fn check_inputs(&self, cfg: &ModelConfig) -> Result<()> {
+        let n = self.len();
+        if n == 0 {
+            return Err(Error::Empty("the input batch".into()));
+        }
+        let t = self.steps();
+        if t == 0 {
+            return Err(Error::Empty("the sequence axis of x (T = 0)".into()));
+        }
+        match (&self.x, cfg.vocab) {
+            (Inputs::Features { data, f, .. }, None) => {
+                if *f != cfg.input {
+                    return Err(Error::shape(
+                        "x",
+                        format!("[N, T, {}] (the model's input size)", cfg.input),
+                        &self.x.shape(),
+                    ));
+                }
+                if let Some((i, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                    return Err(Error::NonFinite {
+                        what: "x".into(),
+                        index: i,
+                        value: *v,
+                    });
+                }
+            }
+            (Inputs::Tokens { ids, .. }, Some(vocab)) => {
+                if let Some((i, &id)) = ids
+                    .iter()
+                    .enumerate()
+                    .find(|(_, &id)| id < 0 || id as usize >= vocab)
+                {
+                    return Err(Error::TokenOutOfRange {
+                        id,
+                        index: i,
+                        vocab,
+                    });
+                }
+            }
+            (Inputs::Features { .. }, Some(_)) => {
+                return Err(Error::Dtype {
+                    what: "x".into(),
+                    got: "f32 features".into(),
+                    expected: "integer token ids [N, T]: this model has an embedding".into(),
+                })
+            }
+            (Inputs::Tokens { .. }, None) => {
+                return Err(Error::Dtype {
+                    what: "x".into(),
+                    got: "integer token ids".into(),
+                    expected: "f32 features [N, T, F]: this model has no embedding".into(),
+                })
+            }
+        }
+        if let Some(l) = &self.lengths {
+            if l.len() != n {
+                return Err(Error::shape("lengths", format!("[{n}]"), &[l.len()]));
+            }
+            if let Some((i, &len)) = l.iter().enumerate().find(|(_, &v)| v == 0 || v > t) {
+                return Err(Error::LengthOutOfRange {
+                    index: i,
+                    length: len as i64,
+                    steps: t,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the targets against a model and a loss.
+    pub fn check_targets(&self, cfg: &ModelConfig, loss: crate::Loss) -> Result<&Targets> {
+        let y = self.y.as_ref().ok_or_else(|| {
+            Error::Argument("training and evaluation need targets `y`".into())
+        })?;
+        let n = self.len();
+        let t = self.steps();
+        let o = cfg.out_features;
+        match (loss, y) {
+            (crate::Loss::Ce, Targets::Classes { data, shape }) => {
+                let want: Vec<usize> = match cfg.output {
+                    OutputMode::Last => vec![n],
+                    OutputMode::Sequence => vec![n, t],
+                };
+                if *shape != want {
+                    return Err(Error::shape("y (class indices)", format!("{want:?}"), shape));
+                }
+                if let Some((i, &c)) = data
+                    .iter()
+                    .enumerate()
+                    .find(|(_, &c)| c != -100 && (c < 0 || c as usize >= o))
+                {
+                    return Err(Error::LabelOutOfRange {
+                        label: c,
+                        index: i,
+                        classes: o,
+                    });
+                }
+            }
+            (crate::Loss::Mse, Targets::Values { data, shape }) => {
+                let want: Vec<usize> = match cfg.output {
+                    OutputMode::Last => vec![n, o],
+                    OutputMode::Sequence => vec![n, t, o],
+                };
+                if *shape != want {
+                    return Err(Error::shape("y (mse targets)", format!("{want:?}"), shape));
+                }
+                if let Some((i, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                    return Err(Error::NonFinite {
+                        what: "y".into(),
+                        index: i,
+                        value: *v,
+                    });
+                }
+            }
+            (crate::Loss::Ce, Targets::Values { .. }) => {
+                return Err(Error::Dtype {
+                    what: "y".into(),
+                    got: "f32 values".into(),
+                    expected: "integer class indices for loss ce".into(),
+                })
+            }
+            (crate::Loss::Mse, Targets::Classes { .. }) => {
+                return Err(Error::Dtype {
+                    what: "y".into(),
+                    got: "integer class indices".into(),
+                    expected: "f32 values shaped like the output for loss mse".into(),
+                })
+            }
+        }
+        Ok(y)
+    }
+}

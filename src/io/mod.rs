@@ -1,0 +1,5 @@
+//! Files: checkpoints and data sets in safetensors (and, for data, IDX, CSV and text).
+
+pub mod checkpoint;
+pub mod dataset;
+pub mod st;

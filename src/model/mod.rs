@@ -1,0 +1,213 @@
+//! The [`Model`]: a configuration and its parameters (PyTorch layout, host memory).
+
+pub mod config;
+pub mod params;
+
+use crate::cpu::{self, loss, optim::Optimizer, ForwardCache, States};
+use crate::data::{Dataset, Targets};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::Loss;
+use config::{ModelConfig, OutputMode};
+use params::{Init, Layout};
+
+/// A recurrent model: optional embedding, recurrent stack, linear head.
+#[derive(Clone, Debug)]
+pub struct Model {
+    config: ModelConfig,
+    layout: Layout,
+    /// Every parameter, flat, in `layout` order.
+    params: Vec<f32>,
+}
+
+/// Result of one training step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Mean loss of the batch, before the update.
+    pub loss: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+}
+
+/// Options of a training step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepOptions {
+    pub loss: Loss,
+    /// Clip the global gradient norm to this value (`clip_grad_norm_`).
+    pub clip: Option<f32>,
+}
+
+impl Model {
+    /// A new model with fresh weights drawn as `init` says.
+    pub fn new(config: ModelConfig, init: &Init) -> Result<Model> {
+        config.validate()?;
+        let layout = Layout::new(&config);
+        let params = params::initialise(&config, &layout, init);
+        Ok(Model { config, layout, params })
+    }
+
+    /// A model from given parameters (flat, in [`Layout`] order).
+    pub fn from_params(config: ModelConfig, params: Vec<f32>) -> Result<Model> {
+        config.validate()?;
+        let layout = Layout::new(&config);
+        if params.len() != layout.total {
+            return Err(Error::shape("parameters", format!("[{}]", layout.total), &[params.len()]));
+        }
+        Ok(Model { config, layout, params })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+    /// All parameters, flat, in [`Layout`] order.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        &mut self.params
+    }
+    /// One named parameter (PyTorch name, e.g. `rnn.weight_hh_l0`).
+    pub fn param(&self, name: &str) -> Option<Tensor> {
+        self.layout.entry(name).map(|e| Tensor::new(e.shape.clone(), self.params[e.range()].to_vec()))
+    }
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        self.layout.total
+    }
+
+    /// Output shape for `n` sequences of `t` steps: `[n, out]` or `[n, t, out]`.
+    pub fn output_shape(&self, n: usize, t: usize) -> Vec<usize> {
+        match self.config.output {
+            OutputMode::Last => vec![n, self.config.out_features],
+            OutputMode::Sequence => vec![n, t, self.config.out_features],
+        }
+    }
+
+    /// Raw output (logits for `ce`) of `data.x`: `[N, out]` or `[N, T, out]`.
+    pub fn forward(&self, data: &Dataset) -> Result<Tensor> {
+        Ok(self.forward_with_states(data, &States::default())?.0)
+    }
+
+    /// Forward with initial states `h0`/`c0 [L*dirs, N, H]`; returns the
+    /// output and the final states `h_n`/`c_n` (same shape).
+    pub fn forward_with_states(&self, data: &Dataset, init: &States) -> Result<(Tensor, States)> {
+        data.check_inputs(&self.config)?;
+        self.check_states(init, data.len())?;
+        let fc = cpu::forward(&self.config, &self.layout, &self.params, &data.x, data.lengths.as_deref(), init);
+        let shape = self.output_shape(data.len(), data.steps());
+        let c = if fc.c_n.is_empty() { None } else { Some(fc.c_n) };
+        Ok((Tensor::new(shape, fc.out), States { h: Some(fc.h_n), c }))
+    }
+
+    fn check_states(&self, s: &States, n: usize) -> Result<()> {
+        let want = self.config.layers * self.config.directions() * n * self.config.hidden;
+        let shape = format!("[{}, {n}, {}]", self.config.layers * self.config.directions(), self.config.hidden);
+        if let Some(h) = &s.h {
+            if h.len() != want {
+                return Err(Error::shape("h0", shape, &[h.len()]));
+            }
+        }
+        if let Some(c) = &s.c {
+            if self.config.cell != config::Cell::Lstm {
+                return Err(Error::Argument("c0 is only for LSTM models".into()));
+            }
+            if c.len() != want {
+                return Err(Error::shape("c0", shape, &[c.len()]));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loss and gradient of every parameter (flat, [`Layout`] order) on a batch.
+    pub fn loss_and_gradients(&self, batch: &Dataset, loss: Loss) -> Result<(f32, Vec<f32>)> {
+        let (l, g, _) = self.gradients_inner(batch, loss, &States::default())?;
+        Ok((l, g))
+    }
+
+    /// Like [`Model::loss_and_gradients`] with initial states; also returns the gradients of `h0`/`c0`.
+    pub fn gradients_with_states(&self, batch: &Dataset, loss: Loss, init: &States) -> Result<(f32, Vec<f32>, States)> {
+        self.check_states(init, batch.len())?;
+        self.gradients_inner(batch, loss, init)
+    }
+
+    fn gradients_inner(&self, batch: &Dataset, loss: Loss, init: &States) -> Result<(f32, Vec<f32>, States)> {
+        batch.check_inputs(&self.config)?;
+        let y = batch.check_targets(&self.config, loss)?;
+        let fc: ForwardCache = cpu::forward(&self.config, &self.layout, &self.params, &batch.x, batch.lengths.as_deref(), init);
+        let (l, dout) = self.loss_of(&fc.out, batch, y, loss);
+        let mut grads = vec![0.0; self.layout.total];
+        let ds = cpu::backward(&self.config, &self.layout, &self.params, &fc, &dout, &mut grads, &States::default());
+        Ok((l, grads, ds))
+    }
+
+    fn loss_of(&self, out: &[f32], batch: &Dataset, y: &Targets, loss: Loss) -> (f32, Vec<f32>) {
+        let mask = cpu::loss_mask(&self.config, batch.len(), batch.steps(), batch.lengths.as_deref());
+        let mut dout = vec![0.0; out.len()];
+        let (classes, values) = match y {
+            Targets::Classes { data, .. } => (Some(&data[..]), None),
+            Targets::Values { data, .. } => (None, Some(&data[..])),
+        };
+        let l = loss::loss_and_grad(loss, out, self.config.out_features, &mask, classes, values, &mut dout);
+        (l, dout)
+    }
+
+    /// One training step on a batch: forward, loss, backward, clipping, update.
+    /// On a non-finite loss or gradient the weights are left as they were and
+    /// [`Error::Diverged`] is returned.
+    pub fn train_step(&mut self, batch: &Dataset, opts: &StepOptions, opt: &mut Optimizer) -> Result<StepStats> {
+        opt.validate()?;
+        let (l, mut grads) = self.loss_and_gradients(batch, opts.loss)?;
+        let grad_norm = match opts.clip {
+            Some(c) => cpu::optim::clip_grad_norm(&mut grads, c),
+            None => grads.iter().map(|&g| (g as f64).powi(2)).sum::<f64>().sqrt() as f32,
+        };
+        if !l.is_finite() || !grad_norm.is_finite() {
+            return Err(Error::Diverged { step: opt.step as usize + 1, loss: if l.is_finite() { grad_norm } else { l } });
+        }
+        opt.update(&mut self.params, &grads);
+        Ok(StepStats { loss: l, grad_norm })
+    }
+
+    /// Mean loss and, for `ce`, accuracy over `data`, in batches of `batch_size`.
+    pub fn evaluate(&self, data: &Dataset, loss: Loss, batch_size: usize) -> Result<Evaluation> {
+        if batch_size == 0 {
+            return Err(Error::Argument("batch size must be at least 1".into()));
+        }
+        data.check_inputs(&self.config)?;
+        data.check_targets(&self.config, loss)?;
+        let (mut total, mut weight, mut right, mut counted) = (0.0f64, 0usize, 0usize, 0usize);
+        for start in (0..data.len()).step_by(batch_size) {
+            let batch = data.slice(start, (start + batch_size).min(data.len()));
+            let y = batch.y.as_ref().expect("checked");
+            let fc = cpu::forward(&self.config, &self.layout, &self.params, &batch.x, batch.lengths.as_deref(), &States::default());
+            let (l, _) = self.loss_of(&fc.out, &batch, y, loss);
+            let mask = cpu::loss_mask(&self.config, batch.len(), batch.steps(), batch.lengths.as_deref());
+            let positions = match y {
+                Targets::Classes { data, .. } => {
+                    let (r, c) = loss::correct(&fc.out, self.config.out_features, &mask, data);
+                    right += r;
+                    counted += c;
+                    c
+                }
+                Targets::Values { .. } => mask.iter().filter(|&&m| m).count(),
+            };
+            total += l as f64 * positions as f64;
+            weight += positions;
+        }
+        Ok(Evaluation {
+            loss: if weight == 0 { 0.0 } else { (total / weight as f64) as f32 },
+            accuracy: if counted == 0 { None } else { Some(right as f32 / counted as f32) },
+        })
+    }
+}
+
+/// Mean loss and accuracy over a data set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f32,
+    /// Fraction of counted positions whose arg-max is the class (`ce` only).
+    pub accuracy: Option<f32>,
+}
