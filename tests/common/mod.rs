@@ -18,10 +18,10 @@ pub const GOLDEN_OUTPUT: Tolerance = Tolerance { abs: 1e-5, rel: 0.0, why: "f32 
 /// Weights after one epoch of SGD/Adam against PyTorch: the issue's bound; Adam divides by
 /// sqrt(v) which amplifies rounding of tiny gradients.
 pub const GOLDEN_WEIGHTS: Tolerance = Tolerance { abs: 1e-4, rel: 0.0, why: "one epoch of updates, Adam's normalisation amplifies f32 rounding" };
-/// Finite differences in f64-accumulated central differences on f32 forward passes:
-/// the step is 1e-2 on smooth functions, truncation error O(h²) ≈ 1e-4 relative, plus
-/// f32 rounding of the loss ≈ 1e-7/h.
-pub const GRADCHECK: Tolerance = Tolerance { abs: 2e-3, rel: 2e-2, why: "central differences of an f32 loss" };
+/// Central differences of an f32 loss (step 1e-2, 1e-3 for ReLU): truncation error
+/// O(h²) ≈ 1e-4 relative, plus f32 rounding of the loss ≈ 1e-7/h ≈ 5e-5 absolute.
+/// Tight enough that scaling one gate's gradient by 0.9 fails it (checked by mutation).
+pub const GRADCHECK: Tolerance = Tolerance { abs: 2e-4, rel: 2e-3, why: "central differences of an f32 loss" };
 /// Bit-exact: save/load round trips and seeded reproducibility.
 pub const EXACT: Tolerance = Tolerance { abs: 0.0, rel: 0.0, why: "same bits expected" };
 
