@@ -1,1 +1,329 @@
-fn main() {}
+//! The `recurrent` command line: train, predict, evaluate, info.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use recurrent::io::{checkpoint, dataset};
+use recurrent::rng::Rng;
+use recurrent::{Cell, Dataset, Error, Init, Inputs, Loss, Model, ModelConfig, Nonlinearity, Optimizer, OptimizerKind, OutputMode, Result, StepOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "recurrent", version, about = "Train and run LSTM, GRU and RNN models (PyTorch-compatible safetensors)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a model on a data file and save it.
+    Train(TrainArgs),
+    /// Write the raw model output (logits for ce) for every sequence of a data file.
+    Predict(PredictArgs),
+    /// Mean loss (and accuracy for ce) of a model on a data file.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
+enum DeviceArg {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CellArg {
+    Lstm,
+    Gru,
+    Rnn,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Last,
+    Sequence,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LossArg {
+    Ce,
+    Mse,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptArg {
+    Sgd,
+    Adam,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Training data (safetensors: x, y, optional lengths).
+    #[arg(long)]
+    data: PathBuf,
+    /// Start from this checkpoint instead of a new model.
+    #[arg(long, conflicts_with_all = ["cell", "hidden", "layers", "bidirectional", "out_features"])]
+    model: Option<PathBuf>,
+    /// Cell of a new model.
+    #[arg(long, value_enum, required_unless_present = "model")]
+    cell: Option<CellArg>,
+    /// Hidden units per direction of a new model.
+    #[arg(long, required_unless_present = "model")]
+    hidden: Option<usize>,
+    /// Recurrent layers of a new model.
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
+    /// Bidirectional new model.
+    #[arg(long)]
+    bidirectional: bool,
+    /// rnn only: tanh or relu.
+    #[arg(long, default_value = "tanh")]
+    nonlinearity: String,
+    /// Head reads the last state (`last`) or every step (`sequence`).
+    #[arg(long, value_enum, default_value = "last")]
+    output: OutputArg,
+    /// Width of the head (classes for ce).
+    #[arg(long, required_unless_present = "model")]
+    out_features: Option<usize>,
+    /// Embedding width for token-id data (new models only).
+    #[arg(long)]
+    embed_dim: Option<usize>,
+    /// Vocabulary size for token-id data (default: largest id in the data + 1).
+    #[arg(long)]
+    vocab: Option<usize>,
+    #[arg(long, value_enum)]
+    loss: LossArg,
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: OptArg,
+    #[arg(long, default_value_t = 0.001)]
+    lr: f32,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f32,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    clip: Option<f32>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Batches in file order, the last one partial (as a PyTorch DataLoader).
+    #[arg(long)]
+    no_shuffle: bool,
+    /// Seed for initialisation and shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Orthogonal recurrent weights and forget-gate bias 1 for a new model (Keras' defaults).
+    #[arg(long)]
+    keras_init: bool,
+    /// Validation data, evaluated after every epoch.
+    #[arg(long)]
+    validation: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Where to save the trained model.
+    #[arg(long)]
+    save: PathBuf,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    /// Output file (safetensors with tensor `output`).
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, value_enum)]
+    loss: LossArg,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+}
+
+fn loss_of(l: LossArg) -> Loss {
+    match l {
+        LossArg::Ce => Loss::Ce,
+        LossArg::Mse => Loss::Mse,
+    }
+}
+
+/// Says which device runs the work. The GPU path is not linked into this build yet.
+fn pick_device(d: DeviceArg) -> Result<()> {
+    match d {
+        DeviceArg::Cpu => {
+            eprintln!("device: cpu");
+            Ok(())
+        }
+        DeviceArg::Auto => {
+            eprintln!("device: cpu (auto: this build has no GPU path)");
+            Ok(())
+        }
+        DeviceArg::Gpu => Err(Error::Gpu("this build of recurrent has no GPU path yet; use --device cpu or auto".into())),
+    }
+}
+
+fn new_model(a: &TrainArgs, data: &Dataset) -> Result<Model> {
+    let cell = match a.cell.expect("clap requires it") {
+        CellArg::Lstm => Cell::Lstm,
+        CellArg::Gru => Cell::Gru,
+        CellArg::Rnn => Cell::Rnn,
+    };
+    let output = match a.output {
+        OutputArg::Last => OutputMode::Last,
+        OutputArg::Sequence => OutputMode::Sequence,
+    };
+    let hidden = a.hidden.expect("clap requires it");
+    let out = a.out_features.expect("clap requires it");
+    let mut cfg = match &data.x {
+        Inputs::Features { f, .. } => ModelConfig::new(cell, *f, hidden, out),
+        Inputs::Tokens { ids, .. } => {
+            let dim = a.embed_dim.ok_or_else(|| Error::Argument("x holds token ids: give --embed-dim for the embedding width".into()))?;
+            let vocab = a.vocab.unwrap_or_else(|| ids.iter().copied().max().unwrap_or(0).max(0) as usize + 1);
+            ModelConfig::new(cell, dim, hidden, out).embedding(vocab)
+        }
+    };
+    cfg = cfg.layers(a.layers).bidirectional(a.bidirectional).output(output).nonlinearity(Nonlinearity::parse(&a.nonlinearity)?);
+    let init = Init { seed: a.seed, orthogonal: a.keras_init, forget_bias_one: a.keras_init };
+    Model::new(cfg, &init)
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let loss = loss_of(a.loss);
+    if a.batch_size == 0 {
+        return Err(Error::Argument("--batch-size must be at least 1".into()));
+    }
+    if a.epochs == 0 {
+        return Err(Error::Argument("--epochs must be at least 1".into()));
+    }
+    pick_device(a.device)?;
+    let data = dataset::load(&a.data)?;
+    let mut model = match &a.model {
+        Some(p) => checkpoint::load(p)?,
+        None => new_model(&a, &data)?,
+    };
+    data.check_inputs(model.config())?;
+    data.check_targets(model.config(), loss)?;
+    let validation = match &a.validation {
+        Some(p) => {
+            let v = dataset::load(p)?;
+            v.check_inputs(model.config())?;
+            v.check_targets(model.config(), loss)?;
+            Some(v)
+        }
+        None => None,
+    };
+    let kind = match a.optimizer {
+        OptArg::Sgd => OptimizerKind::Sgd { lr: a.lr, momentum: a.momentum, weight_decay: a.weight_decay, nesterov: false },
+        OptArg::Adam => OptimizerKind::Adam { lr: a.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: a.weight_decay },
+    };
+    let mut opt = Optimizer::new(kind);
+    opt.validate()?;
+    let opts = StepOptions { loss, clip: a.clip };
+    let cfg = model.config();
+    eprintln!(
+        "model: {} input {} hidden {} layers {}{} output {} out {} ({} parameters); {} sequences of {} steps",
+        cfg.cell.name(),
+        cfg.input,
+        cfg.hidden,
+        cfg.layers,
+        if cfg.bidirectional { " bidirectional" } else { "" },
+        cfg.output.name(),
+        cfg.out_features,
+        model.num_params(),
+        data.len(),
+        data.steps()
+    );
+    let mut rng = Rng::new(a.seed ^ 0x5eed);
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    for epoch in 1..=a.epochs {
+        let start = Instant::now();
+        if !a.no_shuffle {
+            rng.shuffle(&mut order);
+        }
+        let (mut sum, mut batches) = (0.0f64, 0usize);
+        for chunk in order.chunks(a.batch_size) {
+            let batch = data.gather(chunk);
+            let s = model.train_step(&batch, &opts, &mut opt)?;
+            sum += s.loss as f64;
+            batches += 1;
+        }
+        let mut line = format!("epoch {epoch}/{}: loss {:.6}", a.epochs, sum / batches as f64);
+        if let Some(v) = &validation {
+            let e = model.evaluate(v, loss, 256)?;
+            line += &format!(", val loss {:.6}", e.loss);
+            if let Some(acc) = e.accuracy {
+                line += &format!(", val acc {:.2}%", acc * 100.0);
+            }
+        }
+        line += &format!(" ({:.2} s)", start.elapsed().as_secs_f64());
+        println!("{line}");
+    }
+    checkpoint::save(&model, &a.save)?;
+    println!("saved {}", a.save.display());
+    Ok(())
+}
+
+fn predict(a: PredictArgs) -> Result<()> {
+    if a.batch_size == 0 {
+        return Err(Error::Argument("--batch-size must be at least 1".into()));
+    }
+    pick_device(a.device)?;
+    let model = checkpoint::load(&a.model)?;
+    let data = dataset::load(&a.data)?;
+    data.check_inputs(model.config())?;
+    let mut out = Vec::new();
+    for start in (0..data.len()).step_by(a.batch_size) {
+        let batch = data.slice(start, (start + a.batch_size).min(data.len()));
+        out.extend(model.forward(&batch)?.data);
+    }
+    let t = recurrent::Tensor::new(model.output_shape(data.len(), data.steps()), out);
+    dataset::save_tensors(&a.output, &[("output", &t)])?;
+    println!("wrote output {:?} to {}", t.shape, a.output.display());
+    Ok(())
+}
+
+fn evaluate(a: EvaluateArgs) -> Result<()> {
+    pick_device(a.device)?;
+    let model = checkpoint::load(&a.model)?;
+    let data = dataset::load(&a.data)?;
+    let e = model.evaluate(&data, loss_of(a.loss), a.batch_size)?;
+    match e.accuracy {
+        Some(acc) => println!("loss {:.6} accuracy {:.2}% ({} sequences)", e.loss, acc * 100.0, data.len()),
+        None => println!("loss {:.6} ({} sequences)", e.loss, data.len()),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Train(a) => train(a),
+        Cmd::Predict(a) => predict(a),
+        Cmd::Evaluate(a) => evaluate(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

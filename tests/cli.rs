@@ -1,0 +1,105 @@
+//! The command line from outside: the golden cases through `predict` and `train`.
+
+mod common;
+use common::*;
+use recurrent::io::{checkpoint, st};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_recurrent"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "command failed: {text}");
+    text
+}
+
+#[test]
+fn predict_reproduces_pytorch_outputs() {
+    let tmp = temp_dir("cli-predict");
+    for case in ["lstm-2layer-bidir-seq-ce", "gru-bidir-lengths-seq-ce", "embed-lstm-lengths-last-ce"] {
+        let dir = golden_dir().join(case);
+        let out = tmp.join(format!("{case}.safetensors"));
+        run(bin().args(["predict", "--device", "cpu", "--model"]).arg(dir.join("model.safetensors")).arg("--data").arg(dir.join("data.safetensors")).arg("--output").arg(&out));
+        let got = st::read(&out).unwrap();
+        let want = st::read(&dir.join("expected.safetensors")).unwrap();
+        assert_eq!(got.tensors["output"].shape, want.tensors["output"].shape);
+        assert_close(case, &got.tensors["output"].floats("", "output").unwrap(), &want.tensors["output"].floats("", "output").unwrap(), GOLDEN_OUTPUT);
+    }
+}
+
+#[test]
+fn train_one_epoch_in_file_order_reproduces_pytorch_weights() {
+    let tmp = temp_dir("cli-train");
+    for (case, opt, lr) in [("lstm-last-ce", "sgd", "0.5"), ("rnn-tanh-seq-mse", "adam", "0.01"), ("gru-bidir-lengths-seq-ce", "sgd", "0.3")] {
+        let dir = golden_dir().join(case);
+        let loss = if case.contains("mse") { "mse" } else { "ce" };
+        let batch = if case.starts_with("lstm") { "4" } else { "3" };
+        let save = tmp.join(format!("{case}.safetensors"));
+        let text = run(bin()
+            .args(["train", "--device", "cpu", "--no-shuffle", "--epochs", "1", "--loss", loss, "--optimizer", opt, "--lr", lr, "--batch-size", batch, "--model"])
+            .arg(dir.join("model.safetensors"))
+            .arg("--data")
+            .arg(dir.join("data.safetensors"))
+            .arg("--save")
+            .arg(&save));
+        assert!(text.contains("epoch 1/1"), "{text}");
+        let got = checkpoint::load(&save).unwrap();
+        let want = st::read(&dir.join(format!("after-{opt}.safetensors"))).unwrap();
+        for e in &got.layout().entries {
+            assert_close(&format!("{case} {}", e.name), &got.params()[e.range()], &want.tensors[&e.name].floats("", "").unwrap(), GOLDEN_WEIGHTS);
+        }
+    }
+}
+
+#[test]
+fn train_new_model_from_flags_then_evaluate() {
+    let tmp = temp_dir("cli-new");
+    let data = golden_dir().join("lstm-2layer-bidir-seq-ce/data.safetensors");
+    let save = tmp.join("m.safetensors");
+    run(bin()
+        .args(["train", "--cell", "gru", "--hidden", "8", "--layers", "2", "--bidirectional", "--output", "sequence", "--out-features", "4", "--loss", "ce", "--optimizer", "adam", "--lr", "0.01", "--batch-size", "2", "--epochs", "3", "--seed", "7", "--device", "cpu", "--data"])
+        .arg(&data)
+        .arg("--validation")
+        .arg(&data)
+        .arg("--save")
+        .arg(&save));
+    let m = checkpoint::load(&save).unwrap();
+    assert_eq!(m.config().hidden, 8);
+    assert!(m.config().bidirectional);
+    let text = run(bin().args(["evaluate", "--device", "cpu", "--loss", "ce", "--model"]).arg(&save).arg("--data").arg(&data));
+    assert!(text.contains("accuracy"), "{text}");
+}
+
+#[test]
+fn bad_input_fails_with_a_message_not_a_panic() {
+    let tmp = temp_dir("cli-bad");
+    let golden = golden_dir();
+    // Data of the wrong width for the model.
+    let out = bin()
+        .args(["predict", "--device", "cpu", "--model"])
+        .arg(golden.join("lstm-last-ce/model.safetensors"))
+        .arg("--data")
+        .arg(golden.join("gru-last-ce/data.safetensors"))
+        .arg("--output")
+        .arg(tmp.join("o.safetensors"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("error: x: expected shape [N, T, 5]"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // A truncated checkpoint.
+    let bytes = std::fs::read(golden.join("lstm-last-ce/model.safetensors")).unwrap();
+    std::fs::write(tmp.join("cut.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let out = bin().args(["predict", "--model"]).arg(tmp.join("cut.safetensors")).arg("--data").arg(golden.join("lstm-last-ce/data.safetensors")).arg("--output").arg(tmp.join("o.safetensors")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not a valid safetensors file"), "{err}");
+    // A bad flag value.
+    let out = bin().args(["train", "--cell", "lstm", "--hidden", "4", "--out-features", "3", "--loss", "ce", "--batch-size", "0", "--save", "x.safetensors", "--data"]).arg(golden.join("lstm-last-ce/data.safetensors")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--batch-size must be at least 1"));
+}
