@@ -1,0 +1,125 @@
+//! Bad input gets a clear, typed error, never a panic.
+
+mod common;
+use common::*;
+use recurrent::io::{checkpoint, dataset, st};
+use recurrent::{Cell, Dataset, Error, Init, Inputs, Loss, Model, ModelConfig, Optimizer, StepOptions, Targets};
+use std::collections::HashMap;
+
+fn model() -> Model {
+    Model::new(ModelConfig::new(Cell::Lstm, 3, 4, 2), &Init::seed(1)).unwrap()
+}
+
+fn data(f: usize, labels: Vec<i64>) -> Dataset {
+    let n = labels.len();
+    Dataset::new(Inputs::features(vec![0.5; n * 5 * f], n, 5, f).unwrap(), Some(Targets::Classes { data: labels, shape: vec![n] }), None)
+}
+
+#[test]
+fn wrong_feature_count_is_a_shape_error() {
+    let e = model().forward(&data(4, vec![0, 1])).unwrap_err();
+    assert!(matches!(e, Error::Shape { .. }), "{e}");
+    assert!(e.to_string().contains("[N, T, 3]"), "{e}");
+}
+
+#[test]
+fn label_out_of_range_is_reported_with_its_index() {
+    let mut m = model();
+    let e = m.train_step(&data(3, vec![0, 2]), &StepOptions { loss: Loss::Ce, clip: None }, &mut Optimizer::sgd(0.1)).unwrap_err();
+    assert!(matches!(e, Error::LabelOutOfRange { label: 2, index: 1, classes: 2 }), "{e}");
+    let e = m.evaluate(&data(3, vec![-1, 0]), Loss::Ce, 2).unwrap_err();
+    assert!(matches!(e, Error::LabelOutOfRange { label: -1, .. }), "{e}");
+}
+
+#[test]
+fn nan_in_the_data_is_refused() {
+    let mut d = data(3, vec![0, 1]);
+    if let Inputs::Features { data, .. } = &mut d.x {
+        data[7] = f32::NAN;
+    }
+    let e = model().forward(&d).unwrap_err();
+    assert!(matches!(e, Error::NonFinite { index: 7, .. }), "{e}");
+    let mut d = Dataset::new(Inputs::features(vec![0.0; 2 * 5 * 3], 2, 5, 3).unwrap(), Some(Targets::Values { data: vec![0.0, f32::INFINITY, 0.0, 0.0], shape: vec![2, 2] }), None);
+    let e = model().loss_and_gradients(&d, Loss::Mse).unwrap_err();
+    assert!(matches!(e, Error::NonFinite { .. }), "{e}");
+    d.y = None;
+    assert!(model().loss_and_gradients(&d, Loss::Mse).is_err());
+}
+
+#[test]
+fn lengths_and_empty_batches_are_checked() {
+    let mut d = data(3, vec![0, 1]);
+    d.lengths = Some(vec![5, 6]);
+    assert!(matches!(model().forward(&d).unwrap_err(), Error::LengthOutOfRange { index: 1, length: 6, steps: 5 }));
+    d.lengths = Some(vec![0, 2]);
+    assert!(matches!(model().forward(&d).unwrap_err(), Error::LengthOutOfRange { index: 0, .. }));
+    let empty = Dataset::new(Inputs::features(vec![], 0, 5, 3).unwrap(), None, None);
+    assert!(matches!(model().forward(&empty).unwrap_err(), Error::Empty(_)));
+}
+
+#[test]
+fn checkpoint_shapes_that_do_not_match_are_refused() {
+    let m = model();
+    let p = m.params();
+    let mut tensors: Vec<_> = m.layout().entries.iter().map(|e| (e.name.clone(), e.shape.clone(), st::Write_::F32(&p[e.range()]))).collect();
+    // head.weight [2, 4] replaced by a [2, 5] tensor.
+    let wrong = vec![0.0f32; 10];
+    let i = tensors.iter().position(|t| t.0 == "head.weight").unwrap();
+    tensors[i] = ("head.weight".into(), vec![2, 5], st::Write_::F32(&wrong));
+    let e = checkpoint::from_bytes(&st::serialize(&tensors, HashMap::new()).unwrap(), "m").unwrap_err();
+    assert!(e.to_string().contains("head.weight") && e.to_string().contains("[2, 5]"), "{e}");
+    // A missing tensor.
+    tensors.retain(|t| t.0 != "rnn.bias_hh_l0");
+    let e = checkpoint::from_bytes(&st::serialize(&tensors, HashMap::new()).unwrap(), "m").unwrap_err();
+    assert!(e.to_string().contains("missing tensor `rnn.bias_hh_l0`"), "{e}");
+}
+
+#[test]
+fn unknown_cell_in_metadata_and_corrupt_files_are_refused() {
+    let m = model();
+    let mut meta = HashMap::new();
+    meta.insert("recurrent".to_string(), r#"{"cell":"transformer"}"#.to_string());
+    let p = m.params();
+    let tensors: Vec<_> = m.layout().entries.iter().map(|e| (e.name.clone(), e.shape.clone(), st::Write_::F32(&p[e.range()]))).collect();
+    let e = checkpoint::from_bytes(&st::serialize(&tensors, meta).unwrap(), "m").unwrap_err();
+    assert!(e.to_string().contains("unknown cell 'transformer'"), "{e}");
+    let good = checkpoint::to_bytes(&m, &HashMap::new()).unwrap();
+    for cut in [0, 4, 8, 20, good.len() / 2, good.len() - 1] {
+        assert!(checkpoint::from_bytes(&good[..cut], "cut").is_err(), "cut at {cut}");
+    }
+    let mut garbage = good.clone();
+    garbage[9] = b'!';
+    assert!(checkpoint::from_bytes(&garbage, "garbage").is_err());
+    let tmp = temp_dir("errors-data");
+    std::fs::write(tmp.join("d.safetensors"), &good[..good.len() / 3]).unwrap();
+    assert!(matches!(dataset::load(tmp.join("d.safetensors")).unwrap_err(), Error::Data { .. }));
+    assert!(matches!(dataset::load(tmp.join("nope.safetensors")).unwrap_err(), Error::Io { .. }));
+}
+
+#[test]
+fn tokens_for_a_feature_model_and_ids_out_of_vocabulary_are_refused() {
+    let d = Dataset::new(Inputs::tokens(vec![1, 2, 3, 4], 2, 2).unwrap(), None, None);
+    assert!(matches!(model().forward(&d).unwrap_err(), Error::Dtype { .. }));
+    let em = Model::new(ModelConfig::new(Cell::Gru, 3, 4, 2).embedding(4), &Init::seed(1)).unwrap();
+    assert!(matches!(em.forward(&d).unwrap_err(), Error::TokenOutOfRange { id: 4, index: 3, vocab: 4 }));
+}
+
+#[test]
+fn bad_hyper_parameters_and_configs_are_refused() {
+    let mut m = model();
+    let e = m.train_step(&data(3, vec![0, 1]), &StepOptions { loss: Loss::Ce, clip: None }, &mut Optimizer::sgd(f32::NAN)).unwrap_err();
+    assert!(matches!(e, Error::Argument(_)), "{e}");
+    assert!(Model::new(ModelConfig::new(Cell::Lstm, 3, 0, 2), &Init::default()).is_err());
+    assert!(Model::new(ModelConfig::new(Cell::Lstm, 3, 4, 2).layers(0), &Init::default()).is_err());
+    assert!(m.evaluate(&data(3, vec![0, 1]), Loss::Ce, 0).is_err());
+}
+
+#[test]
+fn a_diverging_step_keeps_the_weights() {
+    let mut m = model();
+    let before = m.params().to_vec();
+    let d = Dataset::new(Inputs::features(vec![1e30; 2 * 5 * 3], 2, 5, 3).unwrap(), Some(Targets::Values { data: vec![3e38; 4], shape: vec![2, 2] }), None);
+    let e = m.train_step(&d, &StepOptions { loss: Loss::Mse, clip: None }, &mut Optimizer::sgd(0.1)).unwrap_err();
+    assert!(matches!(e, Error::Diverged { .. }), "{e}");
+    assert_eq!(m.params(), &before[..]);
+}
