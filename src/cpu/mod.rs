@@ -22,8 +22,8 @@ pub struct States {
     pub c: Option<Vec<f32>>,
 }
 
-/// Everything forward computed that backward needs.
-pub struct ForwardCache {
+/// What the recurrent stack's forward keeps for backward.
+pub struct StackCache {
     pub t: usize,
     pub b: usize,
     pub lengths: Option<Vec<usize>>,
@@ -34,13 +34,18 @@ pub struct ForwardCache {
     pub inputs: Vec<Vec<f32>>,
     /// Per layer-direction (`layer * dirs + dir`).
     pub saved: Vec<Saved>,
+    /// Final states `[L*dirs, B, H]` (`c_n` empty unless LSTM).
+    pub h_n: Vec<f32>,
+    pub c_n: Vec<f32>,
+}
+
+/// Everything the model's forward computed that backward needs.
+pub struct ForwardCache {
+    pub stack: StackCache,
     /// `[B, D]` head input for output `last`.
     pub feat: Vec<f32>,
     /// Model output, batch-first: `[B, O]` or `[B, T, O]`.
     pub out: Vec<f32>,
-    /// Final states `[L*dirs, B, H]` (`c_n` empty unless LSTM).
-    pub h_n: Vec<f32>,
-    pub c_n: Vec<f32>,
 }
 
 fn dims(cfg: &ModelConfig, k: usize, dir: usize, t: usize, b: usize) -> Dims {
@@ -76,8 +81,9 @@ pub fn transpose_bt(x: &[f32], b: usize, t: usize, f: usize) -> Vec<f32> {
     out
 }
 
-/// Forward over a batch. Inputs must have been checked against the model.
-pub fn forward(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, lengths: Option<&[usize]>, init: &States) -> ForwardCache {
+/// The recurrent stack alone (embedding included, no head) over a batch.
+/// Inputs must have been checked against the model.
+pub fn forward_stack(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, lengths: Option<&[usize]>, init: &States) -> StackCache {
     let (b, t) = (x.n(), x.steps());
     let (h, dirs, d_top) = (cfg.hidden, cfg.directions(), cfg.top_width());
     let bh = b * h;
@@ -127,6 +133,17 @@ pub fn forward(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, length
         }
         inputs.push(y);
     }
+    StackCache { t, b, lengths: lengths.map(|l| l.to_vec()), tokens, inputs, saved, h_n, c_n }
+}
+
+/// Forward over a batch. Inputs must have been checked against the model.
+pub fn forward(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, lengths: Option<&[usize]>, init: &States) -> ForwardCache {
+    let stack = forward_stack(cfg, layout, p, x, lengths, init);
+    let (b, t) = (stack.b, stack.t);
+    let (h, dirs, d_top) = (cfg.hidden, cfg.directions(), cfg.top_width());
+    let bh = b * h;
+    let h_n = &stack.h_n;
+    let inputs = &stack.inputs;
     // Head.
     let (w, bias) = (&p[layout.head_w.clone()], &p[layout.head_b.clone()]);
     let o = cfg.out_features;
@@ -157,28 +174,17 @@ pub fn forward(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, length
             transpose_bt(&out_tm, t, b, o)
         }
     };
-    ForwardCache {
-        t,
-        b,
-        lengths: lengths.map(|l| l.to_vec()),
-        tokens,
-        inputs,
-        saved,
-        feat,
-        out,
-        h_n,
-        c_n,
-    }
+    ForwardCache { stack, feat, out }
 }
 
 /// Backward from `dout` (batch-first, shaped like the output), accumulating
 /// into `grads` (laid out like the parameters). Optional gradients of the
 /// final states `[L*dirs, B, H]` join those from the head.
 pub fn backward(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &ForwardCache, dout: &[f32], grads: &mut [f32], dstates: &States) -> States {
-    let (t, b) = (fc.t, fc.b);
+    let (t, b) = (fc.stack.t, fc.stack.b);
     let (h, dirs, d_top, o) = (cfg.hidden, cfg.directions(), cfg.top_width(), cfg.out_features);
     let bh = b * h;
-    let lengths = fc.lengths.as_deref();
+    let lengths = fc.stack.lengths.as_deref();
     let w = &p[layout.head_w.clone()];
     // Head backward: into dy of the top layer, or the final states.
     let mut dhn = dstates.h.clone().unwrap_or_else(|| vec![0.0; cfg.layers * dirs * bh]);
@@ -202,16 +208,31 @@ pub fn backward(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &ForwardCache
         }
         OutputMode::Sequence => {
             let dout_tm = transpose_bt(dout, b, t, o);
-            gemm(o, d_top, t * b, &dout_tm, true, &fc.inputs[cfg.layers], false, &mut grads[layout.head_w.clone()], 1.0);
+            gemm(o, d_top, t * b, &dout_tm, true, &fc.stack.inputs[cfg.layers], false, &mut grads[layout.head_w.clone()], 1.0);
             add_column_sums(&dout_tm, o, &mut grads[layout.head_b.clone()]);
             gemm(t * b, d_top, o, &dout_tm, false, w, false, &mut dy, 0.0);
             mask_steps(&mut dy, lengths, t, b, d_top);
         }
     }
+    let (ds, _) = backward_stack(cfg, layout, p, &fc.stack, dy, &dhn, dcn.as_deref(), grads, false);
+    ds
+}
+
+/// Backward through the recurrent stack (and embedding) from `dy [T, B, D]`
+/// (gradient of the top layer's output, time-major) and `dhn`/`dcn [L*dirs, B, H]`.
+/// Accumulates weight gradients into `grads`; returns the gradients of the
+/// initial states and, if `want_dx`, of the layer-0 input `[T, B, I]`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_stack(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &StackCache, mut dy: Vec<f32>, dhn: &[f32], dcn: Option<&[f32]>, grads: &mut [f32], want_dx: bool) -> (States, Vec<f32>) {
+    let (t, b) = (fc.t, fc.b);
+    let (h, dirs, d_top) = (cfg.hidden, cfg.directions(), cfg.top_width());
+    let bh = b * h;
+    let lengths = fc.lengths.as_deref();
+    let mut dx0 = Vec::new();
     let mut dh0 = vec![0.0; cfg.layers * dirs * bh];
     let mut dc0 = if cfg.cell == Cell::Lstm { vec![0.0; cfg.layers * dirs * bh] } else { Vec::new() };
     for k in (0..cfg.layers).rev() {
-        let need_dx = k > 0 || cfg.vocab.is_some();
+        let need_dx = k > 0 || cfg.vocab.is_some() || want_dx;
         let mut dx = if need_dx { vec![0.0f32; t * b * cfg.layer_input(k)] } else { Vec::new() };
         for dir in 0..dirs {
             let idx = k * dirs + dir;
@@ -236,7 +257,7 @@ pub fn backward(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &ForwardCache
                 lengths,
                 &dy_dir,
                 Some(&dhn[idx * bh..(idx + 1) * bh]),
-                dcn.as_ref().map(|v| &v[idx * bh..(idx + 1) * bh]),
+                dcn.map(|v| &v[idx * bh..(idx + 1) * bh]),
                 g,
                 if need_dx { Some(&mut dx) } else { None },
             );
@@ -261,9 +282,11 @@ pub fn backward(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &ForwardCache
                     }
                 }
             }
+        } else {
+            dx0 = dx;
         }
     }
-    States { h: Some(dh0), c: if cfg.cell == Cell::Lstm { Some(dc0) } else { None } }
+    (States { h: Some(dh0), c: if cfg.cell == Cell::Lstm { Some(dc0) } else { None } }, dx0)
 }
 
 /// Zeroes rows of a time-major `[T, B, F]` buffer at steps outside each sequence.

@@ -98,8 +98,8 @@ impl Model {
         self.check_states(init, data.len())?;
         let fc = cpu::forward(&self.config, &self.layout, &self.params, &data.x, data.lengths.as_deref(), init);
         let shape = self.output_shape(data.len(), data.steps());
-        let c = if fc.c_n.is_empty() { None } else { Some(fc.c_n) };
-        Ok((Tensor::new(shape, fc.out), States { h: Some(fc.h_n), c }))
+        let c = if fc.stack.c_n.is_empty() { None } else { Some(fc.stack.c_n) };
+        Ok((Tensor::new(shape, fc.out), States { h: Some(fc.stack.h_n), c }))
     }
 
     fn check_states(&self, s: &States, n: usize) -> Result<()> {
