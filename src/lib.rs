@@ -38,6 +38,7 @@
 //! - [`io`]: checkpoints and data files (safetensors).
 //! - [`data`]: in-memory batches.
 
+pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;

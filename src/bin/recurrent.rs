@@ -23,6 +23,35 @@ enum Cmd {
     Predict(PredictArgs),
     /// Mean loss (and accuracy for ce) of a model on a data file.
     Evaluate(EvaluateArgs),
+    /// Time the recurrent stack forward and forward+backward (see BENCHMARKS.md).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    #[arg(long, value_enum, default_value = "lstm")]
+    cell: CellArg,
+    #[arg(long, default_value_t = 28)]
+    input: usize,
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 28)]
+    steps: usize,
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
+    /// Timed repetitions (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    /// A prepared table instead of one size: deepbench, mnist or hidden.
+    #[arg(long)]
+    suite: Option<String>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
@@ -181,11 +210,7 @@ fn pick_device(d: DeviceArg) -> Result<()> {
 }
 
 fn new_model(a: &TrainArgs, data: &Dataset) -> Result<Model> {
-    let cell = match a.cell.expect("clap requires it") {
-        CellArg::Lstm => Cell::Lstm,
-        CellArg::Gru => Cell::Gru,
-        CellArg::Rnn => Cell::Rnn,
-    };
+    let cell = cell_of(a.cell.expect("clap requires it"));
     let output = match a.output {
         OutputArg::Last => OutputMode::Last,
         OutputArg::Sequence => OutputMode::Sequence,
@@ -312,12 +337,44 @@ fn evaluate(a: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
+fn bench(a: BenchArgs) -> Result<()> {
+    use recurrent::bench::{self, Report, Size};
+    let sizes = match &a.suite {
+        Some(name) => bench::suite(name)?,
+        None => vec![Size { cell: cell_of(a.cell), input: a.input, hidden: a.hidden, batch: a.batch, steps: a.steps, layers: a.layers }],
+    };
+    if a.device == DeviceArg::Gpu {
+        return Err(Error::Gpu("this build of recurrent has no GPU path yet; use --device cpu".into()));
+    }
+    let mut report = Report::default();
+    println!("{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12} {:>12} {:>9}", "device", "cell", "I", "H", "B", "T", "layers", "forward_ms", "train_ms", "GFLOP/s");
+    for s in &sizes {
+        let r = bench::run_cpu(s, a.reps)?;
+        println!("{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12.3} {:>12.3} {:>9.1}", r.device, r.cell, r.input, r.hidden, r.batch, r.steps, r.layers, r.forward_ms, r.train_ms, r.gflops);
+        report.results.push(r);
+    }
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&report).expect("report serialises");
+        std::fs::write(p, text).map_err(|e| Error::Io { path: p.clone(), source: e })?;
+    }
+    Ok(())
+}
+
+fn cell_of(c: CellArg) -> Cell {
+    match c {
+        CellArg::Lstm => Cell::Lstm,
+        CellArg::Gru => Cell::Gru,
+        CellArg::Rnn => Cell::Rnn,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Train(a) => train(a),
         Cmd::Predict(a) => predict(a),
         Cmd::Evaluate(a) => evaluate(a),
+        Cmd::Bench(a) => bench(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,26 +13,58 @@ use crate::model::config::Nonlinearity;
 pub const LSTM_SAVED: usize = 4;
 pub const GRU_SAVED: usize = 4;
 
-#[inline]
+/// `exp(x)` to about 2 ulp (Cephes' polynomial), written without branches or
+/// library calls so that loops over slices vectorise. Inputs are clamped to
+/// `[-87.3, 88.3]`, where the result is a normal f32.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // Adding and removing 1.5·2^23 rounds to the nearest integer in plain SSE2.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.3);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5) * r * r + r + 1.0;
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `1 / (1 + exp(-x))`.
+#[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `tanh(x) = 1 - 2 / (exp(2x) + 1)`: absolute error about 1e-7.
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+/// In-place activations over a slice (vectorised loops).
+pub fn sigmoid_slice(v: &mut [f32]) {
+    v.iter_mut().for_each(|x| *x = sigmoid(*x));
+}
+pub fn tanh_slice(v: &mut [f32]) {
+    v.iter_mut().for_each(|x| *x = tanh(*x));
 }
 
 /// `c = f*c_prev + i*g`, `h = o*tanh(c)`.
 pub fn lstm_step_forward(gx: &[f32], gh: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32], saved: &mut [f32]) {
     let n = h.len();
+    for ((s, a), b) in saved.iter_mut().zip(gx).zip(gh) {
+        *s = a + b;
+    }
+    sigmoid_slice(&mut saved[..2 * n]);
+    tanh_slice(&mut saved[2 * n..3 * n]);
+    sigmoid_slice(&mut saved[3 * n..4 * n]);
+    let (ifg, o) = saved.split_at(3 * n);
     for j in 0..n {
-        let i = sigmoid(gx[j] + gh[j]);
-        let f = sigmoid(gx[n + j] + gh[n + j]);
-        let g = (gx[2 * n + j] + gh[2 * n + j]).tanh();
-        let o = sigmoid(gx[3 * n + j] + gh[3 * n + j]);
-        let cj = f * c_prev[j] + i * g;
-        c[j] = cj;
-        h[j] = o * cj.tanh();
-        saved[j] = i;
-        saved[n + j] = f;
-        saved[2 * n + j] = g;
-        saved[3 * n + j] = o;
+        c[j] = ifg[n + j] * c_prev[j] + ifg[j] * ifg[2 * n + j];
+    }
+    h.copy_from_slice(c);
+    tanh_slice(h);
+    for j in 0..n {
+        h[j] *= o[j];
     }
 }
 
@@ -40,14 +72,18 @@ pub fn lstm_step_forward(gx: &[f32], gh: &[f32], c_prev: &[f32], c: &mut [f32], 
 /// step, replaced by that of `c_prev`), writes the pre-activation gate gradients `dg [4H]`.
 pub fn lstm_step_backward(saved: &[f32], c_prev: &[f32], c: &[f32], dh: &[f32], dc: &mut [f32], dg: &mut [f32]) {
     let n = dh.len();
+    // tanh(c) goes through the output-gate slot first.
+    let (dg_ifg, dg_o) = dg.split_at_mut(3 * n);
+    dg_o.copy_from_slice(c);
+    tanh_slice(dg_o);
     for j in 0..n {
         let (i, f, g, o) = (saved[j], saved[n + j], saved[2 * n + j], saved[3 * n + j]);
-        let tc = c[j].tanh();
+        let tc = dg_o[j];
         let dcj = dc[j] + dh[j] * o * (1.0 - tc * tc);
-        dg[j] = dcj * g * i * (1.0 - i);
-        dg[n + j] = dcj * c_prev[j] * f * (1.0 - f);
-        dg[2 * n + j] = dcj * i * (1.0 - g * g);
-        dg[3 * n + j] = dh[j] * tc * o * (1.0 - o);
+        dg_ifg[j] = dcj * g * i * (1.0 - i);
+        dg_ifg[n + j] = dcj * c_prev[j] * f * (1.0 - f);
+        dg_ifg[2 * n + j] = dcj * i * (1.0 - g * g);
+        dg_o[j] = dh[j] * tc * o * (1.0 - o);
         dc[j] = dcj * f;
     }
 }
@@ -55,16 +91,20 @@ pub fn lstm_step_backward(saved: &[f32], c_prev: &[f32], c: &[f32], dh: &[f32], 
 /// `r = σ(gx_r + gh_r)`, `z = σ(gx_z + gh_z)`, `n = tanh(gx_n + r*gh_n)`, `h = (1-z)*n + z*h_prev`.
 pub fn gru_step_forward(gx: &[f32], gh: &[f32], h_prev: &[f32], h: &mut [f32], saved: &mut [f32]) {
     let u = h.len();
+    for k in 0..2 * u {
+        saved[k] = gx[k] + gh[k];
+    }
+    sigmoid_slice(&mut saved[..2 * u]);
+    let (rz, rest) = saved.split_at_mut(2 * u);
+    let (nn, ghn) = rest.split_at_mut(u);
+    ghn.copy_from_slice(&gh[2 * u..3 * u]);
     for j in 0..u {
-        let r = sigmoid(gx[j] + gh[j]);
-        let z = sigmoid(gx[u + j] + gh[u + j]);
-        let ghn = gh[2 * u + j];
-        let nn = (gx[2 * u + j] + r * ghn).tanh();
-        h[j] = (1.0 - z) * nn + z * h_prev[j];
-        saved[j] = r;
-        saved[u + j] = z;
-        saved[2 * u + j] = nn;
-        saved[3 * u + j] = ghn;
+        nn[j] = gx[2 * u + j] + rz[j] * ghn[j];
+    }
+    tanh_slice(nn);
+    for j in 0..u {
+        let z = rz[u + j];
+        h[j] = (1.0 - z) * nn[j] + z * h_prev[j];
     }
 }
 
@@ -90,11 +130,11 @@ pub fn gru_step_backward(saved: &[f32], h_prev: &[f32], dh: &[f32], dgx: &mut [f
 /// `h = act(gx + gh)`.
 pub fn rnn_step_forward(gx: &[f32], gh: &[f32], act: Nonlinearity, h: &mut [f32]) {
     for j in 0..h.len() {
-        let a = gx[j] + gh[j];
-        h[j] = match act {
-            Nonlinearity::Tanh => a.tanh(),
-            Nonlinearity::Relu => a.max(0.0),
-        };
+        h[j] = gx[j] + gh[j];
+    }
+    match act {
+        Nonlinearity::Tanh => tanh_slice(h),
+        Nonlinearity::Relu => h.iter_mut().for_each(|v| *v = v.max(0.0)),
     }
 }
 
@@ -112,5 +152,28 @@ pub fn rnn_step_backward(h: &[f32], dh: &[f32], act: Nonlinearity, dg: &mut [f32
                     }
                 }
             };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_sigmoid_tanh_match_libm() {
+        let mut worst = (0.0f64, 0.0f64, 0.0f64);
+        for k in -20000..=20000 {
+            let x = k as f32 * 0.004;
+            let e = (x as f64).exp();
+            worst.0 = worst.0.max(((exp(x) as f64 - e) / e).abs());
+            worst.1 = worst.1.max((sigmoid(x) as f64 - 1.0 / (1.0 + (-x as f64).exp())).abs());
+            worst.2 = worst.2.max((tanh(x) as f64 - (x as f64).tanh()).abs());
+        }
+        assert!(worst.0 < 3e-7, "exp relative error {}", worst.0);
+        assert!(worst.1 < 2e-7, "sigmoid absolute error {}", worst.1);
+        assert!(worst.2 < 3e-7, "tanh absolute error {}", worst.2);
+        assert_eq!(sigmoid(-200.0), 0.0f32.max(sigmoid(-200.0)));
+        assert!(sigmoid(-200.0) < 1e-37 && sigmoid(200.0) == 1.0);
+        assert!(tanh(100.0) == 1.0 && tanh(-100.0) == -1.0);
     }
 }

@@ -1,5 +1,6 @@
-//! Matrix products for the CPU path, through `matrixmultiply`'s packed SIMD
-//! sgemm. Transposes are expressed as strides: nothing is copied.
+//! Matrix products for the CPU path, through the `gemm` crate (packed SIMD
+//! kernels up to AVX-512, threads through rayon). Transposes are expressed as
+//! strides: nothing is copied.
 
 /// `C[m×n] = beta·C + A·B` where `A` is `[m×k]` row-major, or `[k×m]` when
 /// `ta` (so `Aᵀ` is used), and `B` is `[k×n]`, or `[n×k]` when `tb`.
@@ -23,27 +24,19 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bo
     }
     let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    // Threads only pay off once a product is big enough to split (measured:
+    // below ~1 MFLOP, waking the pool costs more than it saves).
+    let par = if m * n * k >= PARALLEL_MIN_MACS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: the strides above address exactly the m×k, k×n and m×n
     // row-major (or transposed) blocks whose lengths are checked above.
+    // `gemm` computes dst = alpha·dst + beta·lhs·rhs; alpha is only read when read_dst.
     unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+        gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, beta != 0.0, a.as_ptr(), csa, rsa, b.as_ptr(), csb, rsb, beta, 1.0, false, false, false, par);
     }
 }
+
+/// Smallest product (m·n·k multiply-adds) that is split across threads.
+const PARALLEL_MIN_MACS: usize = 1 << 19;
 
 /// `out[j] += Σ_rows m[row, j]` for a row-major `[rows × cols]` matrix.
 pub fn add_column_sums(m: &[f32], cols: usize, out: &mut [f32]) {

@@ -1,0 +1,132 @@
+//! `recurrent bench`: time the recurrent stack alone (no head) forward, and
+//! forward + backward from an all-ones output gradient (as `y.sum().backward()`
+//! in PyTorch), producing the input gradient and every weight gradient.
+//! `benches/pytorch_lstm.py` runs the same sizes in PyTorch with the same JSON.
+
+use crate::cpu::{self, States};
+use crate::data::Inputs;
+use crate::error::{Error, Result};
+use crate::model::config::{Cell, ModelConfig};
+use crate::model::params::{Init, Layout};
+use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// One benchmark size.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Size {
+    pub cell: Cell,
+    pub input: usize,
+    pub hidden: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub layers: usize,
+}
+
+/// One measured row of the JSON report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Row {
+    pub device: String,
+    pub adapter: String,
+    pub cell: String,
+    pub input: usize,
+    pub hidden: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub layers: usize,
+    /// Median milliseconds of the stack's forward.
+    pub forward_ms: f64,
+    /// Median milliseconds of forward + backward (input and weight gradients).
+    pub train_ms: f64,
+    /// Recurrent-GEMM GFLOP/s of the training step (see [`recurrent_flops`]).
+    pub gflops: f64,
+}
+
+/// The JSON file: `{"results": [...]}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub results: Vec<Row>,
+}
+
+/// FLOPs of the recurrent GEMMs of one training step, counted as DeepBench
+/// counts them: `2·G·H·H·B·T` per layer-direction for the forward product
+/// `h·W_hhᵀ`, and three such products for a training step (forward, `dh`, `dW_hh`).
+pub fn recurrent_flops(s: &Size) -> f64 {
+    3.0 * 2.0 * (s.cell.gates() * s.hidden * s.hidden * s.batch * s.steps * s.layers) as f64
+}
+
+/// The prepared tables.
+pub fn suite(name: &str) -> Result<Vec<Size>> {
+    let lstm = |input, hidden, batch, steps| Size { cell: Cell::Lstm, input, hidden, batch, steps, layers: 1 };
+    match name {
+        // DeepBench's LSTM training sizes (input = hidden).
+        "deepbench" => {
+            let mut v = Vec::new();
+            for h in [512, 1024, 2048, 4096] {
+                for b in [16, 32, 64, 128] {
+                    v.push(lstm(h, h, b, 25));
+                }
+            }
+            for b in [8, 16, 32] {
+                v.push(lstm(1536, 1536, b, 50));
+            }
+            for b in [16, 32, 64] {
+                v.push(lstm(256, 256, b, 150));
+            }
+            Ok(v)
+        }
+        // The main job's layer, and the second CPU size.
+        "mnist" => Ok(vec![lstm(28, 128, 32, 28), lstm(512, 512, 64, 25)]),
+        // Time against hidden size, for the plot in BENCHMARKS.md.
+        "hidden" => Ok([64, 128, 256, 512, 1024].iter().map(|&h| lstm(h, h, 32, 25)).collect()),
+        other => Err(Error::Argument(format!("unknown suite '{other}': use deepbench, mnist or hidden"))),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Times a size on the CPU path: `reps` timed runs after one warm-up.
+pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
+    if reps == 0 {
+        return Err(Error::Argument("--reps must be at least 1".into()));
+    }
+    let cfg = ModelConfig::new(s.cell, s.input, s.hidden, 1).layers(s.layers);
+    cfg.validate()?;
+    let layout = Layout::new(&cfg);
+    let p = crate::model::params::initialise(&cfg, &layout, &Init::seed(1));
+    let mut rng = Rng::new(2);
+    let x = Inputs::features((0..s.batch * s.steps * s.input).map(|_| rng.uniform(-1.0, 1.0)).collect(), s.batch, s.steps, s.input)?;
+    let mut grads = vec![0.0f32; layout.total];
+    let dhn = vec![0.0f32; s.layers * s.batch * s.hidden];
+    let ones = vec![1.0f32; s.steps * s.batch * s.hidden];
+    let (mut fwd, mut train) = (Vec::new(), Vec::new());
+    for rep in 0..=reps {
+        let t0 = Instant::now();
+        let cache = cpu::forward_stack(&cfg, &layout, &p, &x, None, &States::default());
+        let t1 = Instant::now();
+        let (_, dx) = cpu::backward_stack(&cfg, &layout, &p, &cache, ones.clone(), &dhn, None, &mut grads, true);
+        let t2 = Instant::now();
+        std::hint::black_box(&dx);
+        if rep > 0 {
+            fwd.push((t1 - t0).as_secs_f64() * 1e3);
+            train.push((t2 - t0).as_secs_f64() * 1e3);
+        }
+    }
+    let train_ms = median(train);
+    Ok(Row {
+        device: "cpu".into(),
+        adapter: format!("{} threads", std::thread::available_parallelism().map_or(1, |n| n.get())),
+        cell: s.cell.name().into(),
+        input: s.input,
+        hidden: s.hidden,
+        batch: s.batch,
+        steps: s.steps,
+        layers: s.layers,
+        forward_ms: median(fwd),
+        train_ms,
+        gflops: recurrent_flops(s) / (train_ms * 1e-3) / 1e9,
+    })
+}
