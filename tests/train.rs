@@ -254,11 +254,21 @@ fn schedules_give_the_expected_learning_rates() {
     }
     let cos = LrSchedule::Cosine { eta_min: 0.0 };
     let got: Vec<f32> = (0..5).map(|e| cos.lr(0.1, e, 5)).collect();
-    // 0.1 * (1 + cos(pi * e / 4)) / 2
-    for (g, w) in got.iter().zip([0.1, 0.085_355_34, 0.05, 0.014_644_66, 0.0]) {
+    // 0.1 * (1 + cos(pi * e / 5)) / 2
+    for (g, w) in got
+        .iter()
+        .zip([0.1, 0.090_450_85, 0.065_450_85, 0.034_549_15, 0.009_549_15])
+    {
         assert!(close(*g, w), "{got:?}");
     }
-    assert_eq!(LrSchedule::Cosine { eta_min: 0.01 }.lr(0.1, 4, 5), 0.01);
+    assert!(close(
+        LrSchedule::Cosine { eta_min: 0.01 }.lr(0.1, 5, 5),
+        0.01
+    ));
+    assert!(close(
+        LrSchedule::Cosine { eta_min: 0.01 }.lr(0.1, 4, 5),
+        0.01 + 0.09 * 0.095_491_5
+    ));
     assert_eq!(LrSchedule::Constant.lr(0.3, 7, 10), 0.3);
     assert_eq!(LrSchedule::parse("step:2:0.5").unwrap(), step);
     assert_eq!(

@@ -11,10 +11,10 @@ pub enum LrSchedule {
     Constant,
     /// `base * gamma^(epoch / every)` (epoch counted from 0): `torch.optim.lr_scheduler.StepLR`.
     Step { every: usize, gamma: f32 },
-    /// Cosine annealing from `base` at epoch 0 to `eta_min` at the last epoch:
-    /// `eta_min + (base - eta_min) * (1 + cos(pi * epoch / (epochs - 1))) / 2`.
-    /// (`CosineAnnealingLR` with `T_max = epochs - 1`, so the last epoch trains at
-    /// `eta_min`; a one-epoch fit uses `base`.)
+    /// Cosine annealing from `base` at epoch 0 towards `eta_min`:
+    /// `eta_min + (base - eta_min) * (1 + cos(pi * epoch / epochs)) / 2`, which is
+    /// `torch.optim.lr_scheduler.CosineAnnealingLR(T_max=epochs)` stepped once per
+    /// epoch (the last epoch still trains, just above `eta_min`).
     Cosine { eta_min: f32 },
 }
 
@@ -25,10 +25,7 @@ impl LrSchedule {
             LrSchedule::Constant => base,
             LrSchedule::Step { every, gamma } => base * gamma.powi((epoch / every.max(1)) as i32),
             LrSchedule::Cosine { eta_min } => {
-                if epochs <= 1 {
-                    return base;
-                }
-                let t = epoch.min(epochs - 1) as f64 / (epochs - 1) as f64;
+                let t = epoch.min(epochs) as f64 / epochs.max(1) as f64;
                 (eta_min as f64
                     + (base as f64 - eta_min as f64) * (1.0 + (std::f64::consts::PI * t).cos())
                         / 2.0) as f32
