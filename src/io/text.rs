@@ -137,7 +137,7 @@ pub fn sequences(
             "sequence length ({seq_len}) and stride ({stride}) must be at least 1"
         )));
     }
-    if ids.len() < seq_len + 1 {
+    if ids.len() <= seq_len {
         return Err(Error::Argument(format!("{} characters make no sequence of {seq_len} plus a target; use a shorter sequence length", ids.len())));
     }
     if let Some((i, &id)) = ids
