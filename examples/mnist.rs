@@ -25,7 +25,7 @@ mod common;
 
 use clap::Parser;
 use recurrent::io::idx::{load_mnist_dir, Split};
-use recurrent::train::{self, FitConfig, LrSchedule, Trainer};
+use recurrent::train::{self, CheckpointConfig, FitConfig, LrSchedule, Trainer};
 use recurrent::{Cell, Init, Loss, Model, ModelConfig, Optimizer};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -57,6 +57,9 @@ struct Args {
     /// Train on the first N training images only.
     #[arg(long)]
     limit: Option<usize>,
+    /// Write a checkpoint here after every epoch (atomically; resume or inspect it while training runs).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     /// Save the trained model here (safetensors, PyTorch names).
     #[arg(long)]
     save: Option<PathBuf>,
@@ -115,6 +118,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         loss: Loss::Ce,
         schedule: LrSchedule::parse(&args.schedule)?,
         verbose: true,
+        checkpoint: args.checkpoint.clone().map(|path| CheckpointConfig {
+            path,
+            every: 1,
+            best_only: false,
+        }),
         ..FitConfig::default()
     };
     let start = Instant::now();
