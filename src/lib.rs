@@ -37,6 +37,8 @@
 //!   time built on GEMMs, losses, optimizers exactly as `torch.optim`.
 //! - [`io`]: checkpoints and data files (safetensors).
 //! - [`data`]: in-memory batches.
+//! - [`train`]: the training loop ([`train::Trainer`]): batching, validation, early
+//!   stopping, checkpoints, schedules, progress bar; and the [`train::Backend`] seam.
 
 pub mod bench;
 pub mod cpu;
@@ -46,6 +48,7 @@ pub mod io;
 pub mod model;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 
 pub use cpu::optim::{Optimizer, OptimizerKind};
 pub use cpu::States;

@@ -1,0 +1,186 @@
+//! A text corpus as character sequences for language models: a vocabulary of
+//! the characters that occur, and windows of ids with next-character targets.
+
+use crate::data::{Dataset, Inputs, Targets};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Metadata key under which a checkpoint can keep its vocabulary (see [`Vocab::to_json`]).
+pub const VOCAB_KEY: &str = "recurrent.vocab";
+
+/// Characters and their ids (ids in sorted character order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vocab {
+    chars: Vec<char>,
+    index: HashMap<char, usize>,
+}
+
+impl Vocab {
+    /// The distinct characters of `text`, sorted.
+    pub fn from_text(text: &str) -> Result<Vocab> {
+        let mut chars: Vec<char> = text.chars().collect();
+        chars.sort_unstable();
+        chars.dedup();
+        Vocab::from_chars(chars)
+    }
+
+    /// A vocabulary of exactly these characters, ids in this order.
+    pub fn from_chars(chars: Vec<char>) -> Result<Vocab> {
+        if chars.is_empty() {
+            return Err(Error::Empty("the vocabulary".into()));
+        }
+        let mut index = HashMap::with_capacity(chars.len());
+        for (i, &c) in chars.iter().enumerate() {
+            if index.insert(c, i).is_some() {
+                return Err(Error::Argument(format!(
+                    "character {c:?} appears twice in the vocabulary"
+                )));
+            }
+        }
+        Ok(Vocab { chars, index })
+    }
+
+    pub fn len(&self) -> usize {
+        self.chars.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.chars.is_empty()
+    }
+    pub fn chars(&self) -> &[char] {
+        &self.chars
+    }
+    pub fn id(&self, c: char) -> Option<usize> {
+        self.index.get(&c).copied()
+    }
+    pub fn char_of(&self, id: usize) -> Option<char> {
+        self.chars.get(id).copied()
+    }
+
+    /// Ids of every character of `text`; a character outside the vocabulary is an error.
+    pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
+        text.chars()
+            .enumerate()
+            .map(|(pos, c)| {
+                self.id(c).map(|i| i as i64).ok_or_else(|| {
+                    Error::Argument(format!("character {c:?} at position {pos} is not in the vocabulary of {} characters; build the vocabulary from this text", self.len()))
+                })
+            })
+            .collect()
+    }
+
+    /// The text of `ids`; an id outside the vocabulary is an error.
+    pub fn decode(&self, ids: &[i64]) -> Result<String> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, &id)| {
+                usize::try_from(id)
+                    .ok()
+                    .and_then(|id| self.char_of(id))
+                    .ok_or(Error::TokenOutOfRange {
+                        id,
+                        index: i,
+                        vocab: self.len(),
+                    })
+            })
+            .collect()
+    }
+
+    /// The characters as a JSON string (for checkpoint metadata under [`VOCAB_KEY`]).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.chars.iter().collect::<String>()).expect("a string serialises")
+    }
+
+    /// Reads [`Vocab::to_json`]'s output.
+    pub fn from_json(s: &str) -> Result<Vocab> {
+        let text: String = serde_json::from_str(s).map_err(|e| {
+            Error::Argument(format!("vocabulary metadata is not a JSON string ({e})"))
+        })?;
+        Vocab::from_chars(text.chars().collect())
+    }
+}
+
+/// How sequences present characters to the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// `x [N, T, V]` f32 one-hot rows, for a model without embedding (input = V).
+    OneHot,
+    /// `x [N, T]` token ids, for a model with an embedding of V rows.
+    Ids,
+}
+
+/// Reads a UTF-8 text file.
+pub fn read_text(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| Error::Data {
+        path: path.display().to_string(),
+        reason: format!(
+            "not UTF-8 text (invalid byte at offset {}); convert the file to UTF-8",
+            e.utf8_error().valid_up_to()
+        ),
+    })
+}
+
+/// Windows of `seq_len` ids starting every `stride` characters, each with the
+/// next character at every step as target: `y [N, T]` class ids (output `sequence`,
+/// loss `ce`); `x` as `encoding` says. `ids` must be in `0..vocab`.
+pub fn sequences(
+    ids: &[i64],
+    vocab: usize,
+    seq_len: usize,
+    stride: usize,
+    encoding: Encoding,
+) -> Result<Dataset> {
+    if seq_len == 0 || stride == 0 {
+        return Err(Error::Argument(format!(
+            "sequence length ({seq_len}) and stride ({stride}) must be at least 1"
+        )));
+    }
+    if ids.len() <= seq_len {
+        return Err(Error::Argument(format!("{} characters make no sequence of {seq_len} plus a target; use a shorter sequence length", ids.len())));
+    }
+    if let Some((i, &id)) = ids
+        .iter()
+        .enumerate()
+        .find(|(_, &id)| id < 0 || id as usize >= vocab)
+    {
+        return Err(Error::TokenOutOfRange {
+            id,
+            index: i,
+            vocab,
+        });
+    }
+    let starts: Vec<usize> = (0..=ids.len() - seq_len - 1).step_by(stride).collect();
+    let n = starts.len();
+    let mut y = Vec::with_capacity(n * seq_len);
+    for &s in &starts {
+        y.extend_from_slice(&ids[s + 1..s + seq_len + 1]);
+    }
+    let x = match encoding {
+        Encoding::Ids => {
+            let mut x = Vec::with_capacity(n * seq_len);
+            for &s in &starts {
+                x.extend_from_slice(&ids[s..s + seq_len]);
+            }
+            Inputs::tokens(x, n, seq_len)?
+        }
+        Encoding::OneHot => {
+            let mut x = vec![0.0f32; n * seq_len * vocab];
+            for (k, &s) in starts.iter().enumerate() {
+                for t in 0..seq_len {
+                    x[(k * seq_len + t) * vocab + ids[s + t] as usize] = 1.0;
+                }
+            }
+            Inputs::features(x, n, seq_len, vocab)?
+        }
+    };
+    Ok(Dataset::new(
+        x,
+        Some(Targets::Classes {
+            data: y,
+            shape: vec![n, seq_len],
+        }),
+        None,
+    ))
+}

@@ -1,0 +1,433 @@
+//! The training loop: epochs of mini-batches, validation, early stopping,
+//! checkpoints, learning-rate schedule, and the history of per-epoch metrics.
+
+use super::backend::Backend;
+use super::batches::batch_indices;
+use super::progress::EpochBar;
+use super::schedule::LrSchedule;
+use crate::cpu::optim::Optimizer;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::io::checkpoint;
+use crate::model::{Model, StepOptions};
+use crate::rng::Rng;
+use crate::Loss;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Metadata key of the training state stored in checkpoints written during a fit
+/// (JSON `{"epoch", "train_loss", "val_loss", "val_accuracy", "lr"}`).
+pub const CHECKPOINT_TRAIN_KEY: &str = "recurrent.train";
+
+/// The quantity early stopping and best-only checkpoints watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Monitor {
+    /// Validation loss, lower is better (the training loss when there is no validation data).
+    #[default]
+    ValLoss,
+    /// Validation accuracy, higher is better (needs validation data with class targets).
+    ValAccuracy,
+}
+
+/// Stop when the monitored quantity has not improved for `patience` epochs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EarlyStopping {
+    /// Epochs without improvement before stopping (at least 1).
+    pub patience: usize,
+    /// An epoch improves only if it beats the best by more than this.
+    pub min_delta: f32,
+    /// At the end of the fit, put back the weights of the best epoch (Keras' `restore_best_weights`).
+    pub restore_best: bool,
+}
+
+impl EarlyStopping {
+    /// `patience` epochs, any improvement counts, best weights restored.
+    pub fn patience(patience: usize) -> Self {
+        EarlyStopping {
+            patience,
+            min_delta: 0.0,
+            restore_best: true,
+        }
+    }
+}
+
+/// Checkpoints written during training, atomically (a crash leaves the previous file whole).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointConfig {
+    /// The file, overwritten at each save.
+    pub path: PathBuf,
+    /// Save after every `every` epochs (at least 1).
+    pub every: usize,
+    /// Save only when the monitored quantity improved (the file then always holds the best weights so far).
+    pub best_only: bool,
+}
+
+/// Everything a fit needs besides the model, optimizer and data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Shuffle rows each epoch (seeded); `false` = file order with a partial last batch.
+    pub shuffle: bool,
+    /// Leave out a final batch shorter than `batch_size`.
+    pub drop_last: bool,
+    /// Seed of the shuffling.
+    pub seed: u64,
+    pub loss: Loss,
+    /// Clip the global gradient norm to this value (`clip_grad_norm_`).
+    pub clip: Option<f32>,
+    /// Learning rate per epoch, from the optimizer's rate at the start of the fit.
+    pub schedule: LrSchedule,
+    pub monitor: Monitor,
+    pub early_stopping: Option<EarlyStopping>,
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Batch size of validation passes (bigger is faster; memory grows with it).
+    pub eval_batch_size: usize,
+    /// Show a progress bar per epoch (only drawn when stderr is a terminal).
+    pub progress: bool,
+    /// Print one summary line per epoch to stderr.
+    pub verbose: bool,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            epochs: 10,
+            batch_size: 32,
+            shuffle: true,
+            drop_last: false,
+            seed: 0,
+            loss: Loss::Ce,
+            clip: None,
+            schedule: LrSchedule::Constant,
+            monitor: Monitor::ValLoss,
+            early_stopping: None,
+            checkpoint: None,
+            eval_batch_size: 256,
+            progress: true,
+            verbose: false,
+        }
+    }
+}
+
+impl FitConfig {
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Argument(m.to_string()));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1");
+        }
+        if self.batch_size == 0 {
+            return bad("batch size must be at least 1");
+        }
+        if self.eval_batch_size == 0 {
+            return bad("evaluation batch size must be at least 1");
+        }
+        if let Some(c) = self.clip {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::Argument(format!(
+                    "gradient clipping norm {c} must be a finite number > 0"
+                )));
+            }
+        }
+        self.schedule.validate()?;
+        if let Some(es) = &self.early_stopping {
+            if es.patience == 0 {
+                return bad("early stopping patience must be at least 1 epoch");
+            }
+            if !(es.min_delta.is_finite() && es.min_delta >= 0.0) {
+                return bad("early stopping min_delta must be a finite number >= 0");
+            }
+        }
+        if let Some(c) = &self.checkpoint {
+            if c.every == 0 {
+                return bad("checkpoint interval must be at least 1 epoch");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one epoch did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochMetrics {
+    /// Counted from 1.
+    pub epoch: usize,
+    /// Learning rate used during the epoch.
+    pub lr: f32,
+    /// Mean training loss over the epoch's batches (each weighted by its number of sequences),
+    /// measured before each update.
+    pub train_loss: f32,
+    /// Mean global gradient norm before clipping.
+    pub grad_norm: f32,
+    pub val_loss: Option<f32>,
+    /// Validation accuracy (`ce` only).
+    pub val_accuracy: Option<f32>,
+    /// Wall time of the epoch's training steps (validation excluded).
+    pub train_seconds: f64,
+    /// Wall time of the validation pass.
+    pub val_seconds: f64,
+    /// Training sequences per second.
+    pub sequences_per_second: f64,
+    /// The monitored quantity was the best so far after this epoch.
+    pub improved: bool,
+}
+
+impl EpochMetrics {
+    /// One line: `epoch 3/10  loss 0.1234  val_loss 0.1100  val_acc 96.51%  lr 1.0e-3  2.1 s (3800 seq/s)`.
+    pub fn summary(&self, epochs: usize) -> String {
+        let mut s = format!("epoch {}/{epochs}  loss {:.4}", self.epoch, self.train_loss);
+        if let Some(v) = self.val_loss {
+            s += &format!("  val_loss {v:.4}");
+        }
+        if let Some(a) = self.val_accuracy {
+            s += &format!("  val_acc {:.2}%", a * 100.0);
+        }
+        s += &format!(
+            "  lr {:.1e}  {:.2} s ({:.0} seq/s)",
+            self.lr, self.train_seconds, self.sequences_per_second
+        );
+        if self.improved {
+            s += "  *";
+        }
+        s
+    }
+}
+
+/// What a fit did, epoch by epoch.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct History {
+    pub epochs: Vec<EpochMetrics>,
+    /// Epoch (from 1) where the monitored quantity was best.
+    pub best_epoch: Option<usize>,
+    /// Training stopped before the configured number of epochs (early stopping or a callback).
+    pub stopped_early: bool,
+    /// The weights were put back to those of `best_epoch` at the end.
+    pub restored_best: bool,
+}
+
+impl History {
+    /// Metrics of the last epoch run.
+    pub fn last(&self) -> Option<&EpochMetrics> {
+        self.epochs.last()
+    }
+    /// Metrics of the best epoch.
+    pub fn best(&self) -> Option<&EpochMetrics> {
+        self.best_epoch.and_then(|e| self.epochs.get(e - 1))
+    }
+}
+
+/// A callback's answer after each epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+type EpochCallback<'a> = Box<dyn FnMut(&EpochMetrics) -> Control + 'a>;
+
+/// Runs fits with one configuration and an optional per-epoch callback.
+pub struct Trainer<'a> {
+    pub config: FitConfig,
+    on_epoch: Option<EpochCallback<'a>>,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(config: FitConfig) -> Self {
+        Trainer {
+            config,
+            on_epoch: None,
+        }
+    }
+
+    /// Calls `f` after each epoch (after validation and checkpointing);
+    /// returning [`Control::Stop`] ends the fit there.
+    pub fn on_epoch(mut self, f: impl FnMut(&EpochMetrics) -> Control + 'a) -> Self {
+        self.on_epoch = Some(Box::new(f));
+        self
+    }
+
+    /// Trains `model` on the CPU path.
+    ///
+    /// `train` and `val`: `x [N, T, F]` (or token ids `[N, T]`) with targets `y` for `config.loss`.
+    pub fn fit(
+        &mut self,
+        model: &mut Model,
+        opt: &mut Optimizer,
+        train: &Dataset,
+        val: Option<&Dataset>,
+    ) -> Result<History> {
+        self.fit_on(model, opt, train, val)
+    }
+
+    /// Trains through any [`Backend`]. At the end the backend holds the final
+    /// weights (or the best ones, with early stopping's `restore_best`); the
+    /// optimizer's learning rate is set back to its value at the start.
+    pub fn fit_on<B: Backend + ?Sized>(
+        &mut self,
+        backend: &mut B,
+        opt: &mut Optimizer,
+        train: &Dataset,
+        val: Option<&Dataset>,
+    ) -> Result<History> {
+        let cfg = self.config.clone();
+        cfg.validate()?;
+        opt.validate()?;
+        let mcfg = backend.config().clone();
+        if train.is_empty() {
+            return Err(Error::Empty("the training data".into()));
+        }
+        train.check_inputs(&mcfg)?;
+        train.check_targets(&mcfg, cfg.loss)?;
+        if let Some(v) = val {
+            v.check_inputs(&mcfg)?;
+            v.check_targets(&mcfg, cfg.loss)?;
+        }
+        if cfg.monitor == Monitor::ValAccuracy && (val.is_none() || cfg.loss != Loss::Ce) {
+            return Err(Error::Argument("monitoring validation accuracy needs validation data and loss ce; monitor the validation loss instead".into()));
+        }
+        let base_lr = opt.lr();
+        let mut rng = Rng::new(cfg.seed);
+        let opts = StepOptions {
+            loss: cfg.loss,
+            clip: cfg.clip,
+        };
+        // Host copies of the weights, made only when something needs them.
+        let mut host: Option<Model> = None;
+        let mut best_weights: Option<Model> = None;
+        let keep_best = cfg.early_stopping.is_some_and(|e| e.restore_best);
+        let mut best: Option<f32> = None;
+        let mut since_best = 0usize;
+        let mut history = History::default();
+
+        let result = (|| -> Result<()> {
+            for epoch in 0..cfg.epochs {
+                let lr = cfg.schedule.lr(base_lr, epoch, cfg.epochs);
+                opt.set_lr(lr);
+                let batches = batch_indices(
+                    train.len(),
+                    cfg.batch_size,
+                    if cfg.shuffle { Some(&mut rng) } else { None },
+                    cfg.drop_last,
+                );
+                if batches.is_empty() {
+                    return Err(Error::Argument(format!(
+                        "drop_last leaves no batch: {} sequences is fewer than the batch size {}",
+                        train.len(),
+                        cfg.batch_size
+                    )));
+                }
+                let mut bar = EpochBar::new(cfg.progress, epoch + 1, cfg.epochs, batches.len());
+                let start = Instant::now();
+                let (mut loss_sum, mut norm_sum, mut seen) = (0.0f64, 0.0f64, 0usize);
+                for idx in &batches {
+                    let batch = train.gather(idx);
+                    let stats = backend.train_step(&batch, &opts, opt)?;
+                    loss_sum += stats.loss as f64 * idx.len() as f64;
+                    norm_sum += stats.grad_norm as f64;
+                    seen += idx.len();
+                    bar.step(idx.len(), loss_sum / seen as f64);
+                }
+                bar.finish();
+                let train_seconds = start.elapsed().as_secs_f64();
+                let train_loss = (loss_sum / seen as f64) as f32;
+
+                let vstart = Instant::now();
+                let eval = match val {
+                    Some(v) => Some(backend.evaluate(v, cfg.loss, cfg.eval_batch_size)?),
+                    None => None,
+                };
+                let val_seconds = vstart.elapsed().as_secs_f64();
+                let watched = match cfg.monitor {
+                    Monitor::ValLoss => eval.map_or(train_loss, |e| e.loss),
+                    // Checked above: validation data with ce targets, so accuracy is there.
+                    Monitor::ValAccuracy => -eval.and_then(|e| e.accuracy).unwrap_or(0.0),
+                };
+                let min_delta = cfg.early_stopping.map_or(0.0, |e| e.min_delta);
+                let improved = best.is_none_or(|b| watched < b - min_delta);
+                if improved {
+                    best = Some(watched);
+                    history.best_epoch = Some(epoch + 1);
+                    since_best = 0;
+                    if keep_best {
+                        let m = best_weights.get_or_insert_with(|| blank(&mcfg));
+                        backend.sync_to(m)?;
+                    }
+                } else {
+                    since_best += 1;
+                }
+
+                let metrics = EpochMetrics {
+                    epoch: epoch + 1,
+                    lr,
+                    train_loss,
+                    grad_norm: (norm_sum / batches.len() as f64) as f32,
+                    val_loss: eval.map(|e| e.loss),
+                    val_accuracy: eval.and_then(|e| e.accuracy),
+                    train_seconds,
+                    val_seconds,
+                    sequences_per_second: seen as f64 / train_seconds.max(1e-9),
+                    improved,
+                };
+
+                if let Some(c) = &cfg.checkpoint {
+                    if (epoch + 1) % c.every == 0 && (!c.best_only || improved) {
+                        let m = host.get_or_insert_with(|| blank(&mcfg));
+                        backend.sync_to(m)?;
+                        checkpoint::save_with(m, &c.path, &checkpoint_meta(&metrics))?;
+                    }
+                }
+                if cfg.verbose {
+                    eprintln!("{}", metrics.summary(cfg.epochs));
+                }
+                let control = match &mut self.on_epoch {
+                    Some(f) => f(&metrics),
+                    None => Control::Continue,
+                };
+                history.epochs.push(metrics);
+                if control == Control::Stop {
+                    history.stopped_early = epoch + 1 < cfg.epochs;
+                    break;
+                }
+                if let Some(es) = &cfg.early_stopping {
+                    if since_best >= es.patience {
+                        history.stopped_early = epoch + 1 < cfg.epochs;
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        opt.set_lr(base_lr);
+        result?;
+
+        if let (Some(best_model), Some(best_epoch)) = (&best_weights, history.best_epoch) {
+            if best_epoch != history.epochs.len() {
+                backend.load_from(best_model)?;
+                history.restored_best = true;
+                if cfg.verbose {
+                    eprintln!("restored the weights of epoch {best_epoch} (the best)");
+                }
+            }
+        }
+        Ok(history)
+    }
+}
+
+/// A zero model of architecture `cfg`, to receive weights from a backend.
+fn blank(cfg: &crate::model::config::ModelConfig) -> Model {
+    let total = crate::model::params::Layout::new(cfg).total;
+    Model::from_params(cfg.clone(), vec![0.0; total]).expect("the backend's config is valid")
+}
+
+fn checkpoint_meta(m: &EpochMetrics) -> HashMap<String, String> {
+    let json = serde_json::json!({
+        "epoch": m.epoch,
+        "train_loss": m.train_loss,
+        "val_loss": m.val_loss,
+        "val_accuracy": m.val_accuracy,
+        "lr": m.lr,
+    });
+    HashMap::from([(CHECKPOINT_TRAIN_KEY.to_string(), json.to_string())])
+}
