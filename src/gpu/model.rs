@@ -89,6 +89,8 @@ pub struct GpuModel {
     ring: Vec<StatsSlot>,
     /// Ring slots in submission order whose stats are not collected yet.
     in_flight: VecDeque<usize>,
+    /// Statistics read back but not handed out yet, oldest first.
+    ready: Vec<StepStats>,
     /// Submissions made (for the report below).
     pub submissions: u64,
 }
@@ -147,6 +149,7 @@ impl GpuModel {
             plans: HashMap::new(),
             ring,
             in_flight: VecDeque::new(),
+            ready: Vec::new(),
             submissions: 0,
         })
     }
@@ -1074,36 +1077,38 @@ impl GpuModel {
         })
     }
 
-    fn wait_oldest(&mut self) -> Result<StepStats> {
+    /// Waits for the oldest step in flight and queues its statistics.
+    fn wait_oldest(&mut self) -> Result<()> {
         let slot = *self.in_flight.front().expect("a step in flight");
         while self.ring[slot].state.load(Ordering::SeqCst) == 1 {
             self.ctx.wait()?;
         }
         self.in_flight.pop_front();
-        self.take(slot)
+        let s = self.take(slot)?;
+        self.ready.push(s);
+        Ok(())
     }
 
     /// Statistics of the steps that have finished, oldest first, without blocking.
     pub fn poll_stats(&mut self) -> Result<Vec<StepStats>> {
         let _ = self.ctx.device.poll(wgpu::PollType::Poll);
-        let mut out = Vec::new();
         while let Some(&slot) = self.in_flight.front() {
             if self.ring[slot].state.load(Ordering::SeqCst) == 1 {
                 break;
             }
             self.in_flight.pop_front();
-            out.push(self.take(slot)?);
+            let s = self.take(slot)?;
+            self.ready.push(s);
         }
-        Ok(out)
+        Ok(std::mem::take(&mut self.ready))
     }
 
     /// Waits for every submitted step; returns the statistics not collected yet.
     pub fn finish(&mut self) -> Result<Vec<StepStats>> {
-        let mut out = Vec::new();
         while !self.in_flight.is_empty() {
-            out.push(self.wait_oldest()?);
+            self.wait_oldest()?;
         }
-        Ok(out)
+        Ok(std::mem::take(&mut self.ready))
     }
 
     /// [`GpuModel::train_step`] followed by [`GpuModel::finish`]: the step's statistics.

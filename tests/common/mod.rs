@@ -1,0 +1,162 @@
+//! Shared test helpers: the GPU context (or a clear skip), random models and data.
+#![allow(dead_code)]
+
+pub mod tolerance;
+
+use recurrent::gpu::GpuContext;
+use recurrent::rng::Rng;
+use recurrent::{Cell, Dataset, Init, Inputs, Loss, Model, ModelConfig, OutputMode, Targets};
+use std::sync::{Arc, OnceLock};
+
+/// The shared GPU context, or `None` after printing that the test is skipped.
+/// With `RECURRENT_REQUIRE_GPU=1` a missing adapter fails the test instead.
+pub fn gpu(test: &str) -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    let ctx = CTX.get_or_init(|| {
+        let r = recurrent::gpu::try_context().map_err(|e| e.to_string());
+        if let Ok(c) = &r {
+            eprintln!("GPU adapter: {}", c.describe());
+        }
+        r
+    });
+    match ctx {
+        Ok(c) => Some(c.clone()),
+        Err(e) => {
+            if std::env::var("RECURRENT_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("{test}: RECURRENT_REQUIRE_GPU=1 but no GPU adapter: {e}");
+            }
+            eprintln!("SKIPPED {test}: no GPU adapter ({e}). Set RECURRENT_REQUIRE_GPU=1 to make this a failure.");
+            None
+        }
+    }
+}
+
+/// A model shape for the parity grid.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub cell: Cell,
+    pub layers: usize,
+    pub bidirectional: bool,
+    pub output: OutputMode,
+    pub input: usize,
+    pub hidden: usize,
+    pub out: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub lengths: bool,
+    pub vocab: Option<usize>,
+    pub relu: bool,
+}
+
+impl Case {
+    pub fn new(cell: Cell) -> Case {
+        Case {
+            cell,
+            layers: 1,
+            bidirectional: false,
+            output: OutputMode::Last,
+            input: 5,
+            hidden: 8,
+            out: 3,
+            batch: 4,
+            steps: 6,
+            lengths: false,
+            vocab: None,
+            relu: false,
+        }
+    }
+
+    /// Short description: `lstm L2 bi last I5 H8 O3 B4 T6 len ce`.
+    pub fn label(&self, loss: Loss) -> String {
+        format!(
+            "{} L{}{} {}{} I{} H{} O{} B{} T{}{}{} {}",
+            self.cell.name(),
+            self.layers,
+            if self.bidirectional { " bi" } else { "" },
+            self.output.name(),
+            if self.relu { " relu" } else { "" },
+            self.input,
+            self.hidden,
+            self.out,
+            self.batch,
+            self.steps,
+            if self.lengths { " len" } else { "" },
+            self.vocab.map(|v| format!(" V{v}")).unwrap_or_default(),
+            loss.name()
+        )
+    }
+
+    pub fn model(&self, seed: u64) -> Model {
+        let mut cfg = ModelConfig::new(self.cell, self.input, self.hidden, self.out)
+            .layers(self.layers)
+            .bidirectional(self.bidirectional)
+            .output(self.output);
+        if self.relu {
+            cfg = cfg.nonlinearity(recurrent::Nonlinearity::Relu);
+        }
+        if let Some(v) = self.vocab {
+            cfg = cfg.embedding(v);
+        }
+        Model::new(cfg, &Init::seed(seed)).expect("valid config")
+    }
+
+    /// Random inputs, targets for `loss` (with some -100 ignores for ce) and lengths.
+    pub fn data(&self, loss: Loss, seed: u64) -> Dataset {
+        let mut rng = Rng::new(seed);
+        let (n, t) = (self.batch, self.steps);
+        let x = match self.vocab {
+            Some(v) => {
+                Inputs::tokens((0..n * t).map(|_| rng.below(v) as i64).collect(), n, t).unwrap()
+            }
+            None => Inputs::features(
+                (0..n * t * self.input)
+                    .map(|_| rng.uniform(-1.0, 1.0))
+                    .collect(),
+                n,
+                t,
+                self.input,
+            )
+            .unwrap(),
+        };
+        let rows = match self.output {
+            OutputMode::Last => n,
+            OutputMode::Sequence => n * t,
+        };
+        let shape = match self.output {
+            OutputMode::Last => vec![n],
+            OutputMode::Sequence => vec![n, t],
+        };
+        let y = match loss {
+            Loss::Ce => Targets::Classes {
+                data: (0..rows)
+                    .map(|p| {
+                        if p % 7 == 3 && rows > 1 {
+                            -100
+                        } else {
+                            rng.below(self.out) as i64
+                        }
+                    })
+                    .collect(),
+                shape,
+            },
+            Loss::Mse => {
+                let mut s = shape;
+                s.push(self.out);
+                Targets::Values {
+                    data: (0..rows * self.out)
+                        .map(|_| rng.uniform(-1.0, 1.0))
+                        .collect(),
+                    shape: s,
+                }
+            }
+        };
+        // Lengths: the first row is full (PyTorch needs one full row for
+        // `last` outputs to be meaningful), the rest random in 1..=T.
+        let lengths = self.lengths.then(|| {
+            (0..n)
+                .map(|i| if i == 0 { t } else { 1 + rng.below(t) })
+                .collect()
+        });
+        Dataset::new(x, Some(y), lengths)
+    }
+}
