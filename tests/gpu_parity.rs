@@ -305,3 +305,44 @@ fn stats_come_back_for_every_step_without_waiting_inside_the_step() {
     let nw: Vec<f32> = want.iter().map(|s| s.grad_norm).collect();
     assert_close("grad norms", &n, &nw, GRADIENTS);
 }
+
+#[test]
+fn a_training_step_is_one_submission_of_a_fixed_dispatch_list() {
+    let Some(ctx) = gpu("dispatch count") else {
+        return;
+    };
+    // The MNIST shape: 2-layer LSTM over 28 steps of 28 features.
+    let case = Case {
+        layers: 2,
+        input: 28,
+        hidden: 32,
+        out: 10,
+        batch: 8,
+        steps: 28,
+        ..Case::new(Cell::Lstm)
+    };
+    let model = case.model(3);
+    let mut g = GpuModel::new(ctx, &model).unwrap();
+    let data = case.data(Loss::Ce, 4);
+    let opts = StepOptions {
+        loss: Loss::Ce,
+        clip: Some(1.0),
+    };
+    let mut opt = Optimizer::adam(1e-3);
+    let before = g.submissions;
+    for _ in 0..3 {
+        g.train_step(&data, &opts, &mut opt).unwrap();
+    }
+    assert_eq!(
+        g.submissions - before,
+        3,
+        "one queue submission per training step"
+    );
+    assert_eq!(g.finish().unwrap().len(), 3);
+    // forward: 2 x (input GEMM + 28 steps) + head GEMM; loss 1; backward: head
+    // (2 GEMMs + bias sums) + 2 x 28 steps + 2 x (2 weight GEMMs + 2 bias sums)
+    // + dX of layer 1; norm 2; optimizer 1.
+    let want = 2 * (1 + 28) + 1 + 1 + 3 + 2 * 28 + 2 * 4 + 1 + 2 + 1;
+    assert_eq!(g.dispatches_per_step(8, 28).unwrap(), want);
+    eprintln!("2-layer LSTM, T=28: {want} dispatches, 1 submission per training step");
+}

@@ -182,12 +182,15 @@ pub struct Tunables {
     pub norm_groups: u32,
 }
 
+/// A kernel and its override constants (name, value bits).
+type PipelineKey = (Kernel, Vec<(String, u64)>);
+
 /// Shared bind-group layout, pipeline layout, and the pipeline cache.
 pub struct Kernels {
     pub bind_group_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(Kernel, Vec<(String, u64)>), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     pub tunables: Tunables,
 }
 
