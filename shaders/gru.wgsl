@@ -2,19 +2,21 @@
 // mirroring cpu/cell.rs gru_step_forward / gru_step_backward. step_common.wgsl is prepended.
 // One invocation per (batch row b, hidden unit j) owns all three gates of j.
 
-@compute @workgroup_size(WG)
-fn gru_step_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+@compute @workgroup_size(TJ, TB)
+fn gru_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let H = u.h;
     let B = u.b;
-    if gid.x >= B * H {
-        return;
-    }
-    let b = gid.x / H;
-    let j = gid.x % H;
     let t = fwd_step(dir);
     let hs = pick(u.hs0, u.hs1, dir);
-    let hp = hs + prev_slot(t, dir) * B * H + b * H;
+    let hp_slot = hs + prev_slot(t, dir) * B * H;
+    let b = wid.y * TB + lid.y;
+    let j = wid.x * TJ + lid.x;
+    let gh = recurrent_tile(3u, pick(u.whh0, u.whh1, dir), hp_slot, wid.y * TB, wid.x * TJ, lid, li);
+    if b >= B || j >= H {
+        return;
+    }
+    let hp = hp_slot + b * H;
     let ho = hs + out_slot(t, dir) * B * H + b * H + j;
     let yi = u.y_off + (t * B + b) * u.ld + dir * H + j;
     if !valid(b, t) {
@@ -22,16 +24,8 @@ fn gru_step_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(work
         work[yi] = 0.0;
         return;
     }
-    let whh = pick(u.whh0, u.whh1, dir);
     let bhh = pick(u.bhh0, u.bhh1, dir);
-    var acc = vec3<f32>(params[bhh + j], params[bhh + H + j], params[bhh + 2u * H + j]);
-    let w_r = whh + j * H;
-    let w_z = whh + (H + j) * H;
-    let w_n = whh + (2u * H + j) * H;
-    for (var k = 0u; k < H; k++) {
-        let hv = work[hp + k];
-        acc += hv * vec3<f32>(params[w_r + k], params[w_z + k], params[w_n + k]);
-    }
+    let acc = vec3<f32>(params[bhh + j], params[bhh + H + j], params[bhh + 2u * H + j]) + gh.xyz;
     let gx = pick(u.gx0, u.gx1, dir) + (t * B + b) * 3u * H;
     let r = sigmoid(work[gx + j] + acc.x);
     let z = sigmoid(work[gx + H + j] + acc.y);

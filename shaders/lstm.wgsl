@@ -4,20 +4,22 @@
 
 // Forward step: gh = h_prev·W_hhᵀ + b_hh for the 4 gates of unit j, then
 // c = f*c_prev + i*g, h = o*tanh(c). Masked rows pass the state through.
-@compute @workgroup_size(WG)
-fn lstm_step_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+@compute @workgroup_size(TJ, TB)
+fn lstm_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let H = u.h;
     let B = u.b;
-    if gid.x >= B * H {
-        return;
-    }
-    let b = gid.x / H;
-    let j = gid.x % H;
     let t = fwd_step(dir);
     let hs = pick(u.hs0, u.hs1, dir);
+    let hp_slot = hs + prev_slot(t, dir) * B * H;
+    let b = wid.y * TB + lid.y;
+    let j = wid.x * TJ + lid.x;
+    let gh = recurrent_tile(4u, pick(u.whh0, u.whh1, dir), hp_slot, wid.y * TB, wid.x * TJ, lid, li);
+    if b >= B || j >= H {
+        return;
+    }
     let cs = pick(u.cs0, u.cs1, dir);
-    let hp = hs + prev_slot(t, dir) * B * H + b * H;
+    let hp = hp_slot + b * H;
     let ho = hs + out_slot(t, dir) * B * H + b * H + j;
     let cp = cs + prev_slot(t, dir) * B * H + b * H + j;
     let co = cs + out_slot(t, dir) * B * H + b * H + j;
@@ -28,17 +30,8 @@ fn lstm_step_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
         work[yi] = 0.0;
         return;
     }
-    let whh = pick(u.whh0, u.whh1, dir);
     let bhh = pick(u.bhh0, u.bhh1, dir);
-    var acc = vec4<f32>(params[bhh + j], params[bhh + H + j], params[bhh + 2u * H + j], params[bhh + 3u * H + j]);
-    let w_i = whh + j * H;
-    let w_f = whh + (H + j) * H;
-    let w_g = whh + (2u * H + j) * H;
-    let w_o = whh + (3u * H + j) * H;
-    for (var k = 0u; k < H; k++) {
-        let hv = work[hp + k];
-        acc += hv * vec4<f32>(params[w_i + k], params[w_f + k], params[w_g + k], params[w_o + k]);
-    }
+    let acc = vec4<f32>(params[bhh + j], params[bhh + H + j], params[bhh + 2u * H + j], params[bhh + 3u * H + j]) + gh;
     let gx = pick(u.gx0, u.gx1, dir) + (t * B + b) * 4u * H;
     let i = sigmoid(work[gx + j] + acc.x);
     let f = sigmoid(work[gx + H + j] + acc.y);

@@ -2,19 +2,21 @@
 // or relu (u.act = 1), mirroring cpu/cell.rs rnn_step_forward / rnn_step_backward.
 // step_common.wgsl is prepended. One invocation per (batch row b, hidden unit j).
 
-@compute @workgroup_size(WG)
-fn rnn_step_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+@compute @workgroup_size(TJ, TB)
+fn rnn_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let H = u.h;
     let B = u.b;
-    if gid.x >= B * H {
-        return;
-    }
-    let b = gid.x / H;
-    let j = gid.x % H;
     let t = fwd_step(dir);
     let hs = pick(u.hs0, u.hs1, dir);
-    let hp = hs + prev_slot(t, dir) * B * H + b * H;
+    let hp_slot = hs + prev_slot(t, dir) * B * H;
+    let b = wid.y * TB + lid.y;
+    let j = wid.x * TJ + lid.x;
+    let gh = recurrent_tile(1u, pick(u.whh0, u.whh1, dir), hp_slot, wid.y * TB, wid.x * TJ, lid, li);
+    if b >= B || j >= H {
+        return;
+    }
+    let hp = hp_slot + b * H;
     let ho = hs + out_slot(t, dir) * B * H + b * H + j;
     let yi = u.y_off + (t * B + b) * u.ld + dir * H + j;
     if !valid(b, t) {
@@ -22,11 +24,7 @@ fn rnn_step_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(work
         work[yi] = 0.0;
         return;
     }
-    let whh = pick(u.whh0, u.whh1, dir) + j * H;
-    var acc = params[pick(u.bhh0, u.bhh1, dir) + j];
-    for (var k = 0u; k < H; k++) {
-        acc += work[hp + k] * params[whh + k];
-    }
+    let acc = params[pick(u.bhh0, u.bhh1, dir) + j] + gh.x;
     let a = work[pick(u.gx0, u.gx1, dir) + (t * B + b) * H + j] + acc;
     var h = max(a, 0.0);
     if u.act == 0u {

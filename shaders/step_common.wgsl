@@ -52,8 +52,64 @@ struct Step {
 }
 @group(0) @binding(5) var<uniform> u: Step;
 
-// Invocations per workgroup; one invocation per (batch row, hidden unit).
+// Backward kernels: invocations per workgroup, one per (batch row, hidden unit).
 override WG: u32 = 64u;
+// Forward kernels: a workgroup owns TJ hidden units (all their gates) for TB
+// batch rows, and computes h_prev·W_hhᵀ for them in chunks of KC inputs
+// staged in workgroup memory (W_hh rows are read coalesced along k).
+override TJ: u32 = 16u;
+override TB: u32 = 4u;
+const KC: u32 = 16u;
+
+var<workgroup> sh_h: array<f32, TB * KC>;
+var<workgroup> sh_w: array<f32, 4u * TJ * KC>;
+
+// gh[g] = Σ_k h_prev[b, k] · W_hh[g*H + j, k] for g < G, where b = b0 + lid.y and
+// j = j0 + lid.x (zero outside B, H). Every invocation of the workgroup must
+// call it (it has barriers). `hp` is the start of the previous state slot [B, H].
+fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> vec4<f32> {
+    let H = u.h;
+    let B = u.b;
+    var acc = vec4<f32>(0.0);
+    let chunks = (H + KC - 1u) / KC;
+    for (var c = 0u; c < chunks; c++) {
+        let k0 = c * KC;
+        for (var e = li; e < TB * KC; e += TJ * TB) {
+            let b = b0 + e / KC;
+            let k = k0 + e % KC;
+            var v = 0.0;
+            if b < B && k < H {
+                v = work[hp + b * H + k];
+            }
+            sh_h[e] = v;
+        }
+        for (var e = li; e < G * TJ * KC; e += TJ * TB) {
+            let r = e / KC;
+            let g = r / TJ;
+            let j = j0 + r % TJ;
+            let k = k0 + e % KC;
+            var v = 0.0;
+            if j < H && k < H {
+                v = params[whh + (g * H + j) * H + k];
+            }
+            sh_w[e] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < KC; kk++) {
+            let hv = sh_h[lid.y * KC + kk];
+            acc.x += hv * sh_w[lid.x * KC + kk];
+            if G > 1u {
+                acc.y += hv * sh_w[(TJ + lid.x) * KC + kk];
+                acc.z += hv * sh_w[(2u * TJ + lid.x) * KC + kk];
+            }
+            if G > 3u {
+                acc.w += hv * sh_w[(3u * TJ + lid.x) * KC + kk];
+            }
+        }
+        workgroupBarrier();
+    }
+    return acc;
+}
 
 fn pick(a: u32, b: u32, dir: u32) -> u32 {
     return select(a, b, dir == 1u);

@@ -180,6 +180,10 @@ pub struct Tunables {
     pub wg_reduce: u32,
     /// Workgroups of the first gradient-norm pass (fixed, so the sum order is too).
     pub norm_groups: u32,
+    /// Forward step kernels: hidden units (with all their gates) per workgroup.
+    pub step_units: u32,
+    /// Forward step kernels: batch rows per workgroup (units x rows = 64 invocations).
+    pub step_rows: u32,
 }
 
 /// A kernel and its override constants (name, value bits).
@@ -248,6 +252,8 @@ impl Kernels {
             wg_small: 64,
             wg_reduce,
             norm_groups: 64,
+            step_units: 16,
+            step_rows: 4,
         };
         let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("recurrent.bind_group_layout"),
@@ -292,7 +298,12 @@ impl Kernels {
                 ("WG".into(), t.wg_small as f64),
             ],
             Shader::Head | Shader::Optim => vec![("WG".into(), t.wg_reduce as f64)],
-            _ => vec![("WG".into(), t.wg_small as f64)],
+            Shader::Lstm | Shader::Gru | Shader::Rnn => vec![
+                ("WG".into(), t.wg_small as f64),
+                ("TJ".into(), t.step_units as f64),
+                ("TB".into(), t.step_rows as f64),
+            ],
+            Shader::Embed => vec![("WG".into(), t.wg_small as f64)],
         }
     }
 
@@ -569,9 +580,18 @@ impl Program {
 
     /// One step of every direction of a layer (`dirs` along z).
     pub fn step(&mut self, kernel: Kernel, a: StepArgs, dirs: u32, label: &str) -> Result<()> {
-        let wg = self.t().wg_small;
+        let t = self.t();
         let s = self.slot(&a);
-        self.push(kernel, s, [ceil_div(a.b * a.h, wg), 1, dirs], label)
+        let groups = match kernel {
+            // Tiled: (unit tiles, row tiles, directions).
+            Kernel::LstmStepForward | Kernel::GruStepForward | Kernel::RnnStepForward => [
+                ceil_div(a.h, t.step_units),
+                ceil_div(a.b, t.step_rows),
+                dirs,
+            ],
+            _ => [ceil_div(a.b * a.h, t.wg_small), 1, dirs],
+        };
+        self.push(kernel, s, groups, label)
     }
 
     /// Loss and its gradient (one workgroup).
