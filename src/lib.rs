@@ -44,6 +44,7 @@ pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;
+pub mod gpu;
 pub mod io;
 pub mod model;
 pub mod rng;

@@ -42,9 +42,9 @@ fn run_case(c: &Case) -> (f32, f32) {
     let expected = st::read(&dir.join("expected.safetensors")).unwrap();
     let out = model.forward(&data).unwrap();
     assert_eq!(out.shape, expected.tensors["output"].shape, "{}: output shape", c.name);
-    let mut worst_out = assert_close(&format!("{} output", c.name), &out.data, &tensor(&expected, "output"), GOLDEN_OUTPUT);
+    let mut worst_out = assert_close(&format!("{} output", c.name), &out.data, &tensor(&expected, "output"), GOLDEN_OUTPUT).max_abs;
     let (loss, _) = model.loss_and_gradients(&data, c.loss).unwrap();
-    worst_out = worst_out.max(assert_close(&format!("{} loss", c.name), &[loss], &tensor(&expected, "loss"), GOLDEN_OUTPUT));
+    worst_out = worst_out.max(assert_close(&format!("{} loss", c.name), &[loss], &tensor(&expected, "loss"), GOLDEN_OUTPUT).max_abs);
     let mut worst_w = 0.0f32;
     for (opt_name, mut opt) in [("sgd", Optimizer::sgd(c.lr_sgd)), ("adam", Optimizer::adam(c.lr_adam))] {
         let after = st::read(&dir.join(format!("after-{opt_name}.safetensors"))).unwrap();
@@ -55,10 +55,10 @@ fn run_case(c: &Case) -> (f32, f32) {
             let batch = data.slice(start, (start + c.batch).min(data.len()));
             losses.push(m.train_step(&batch, &opts, &mut opt).unwrap().loss);
         }
-        worst_out = worst_out.max(assert_close(&format!("{} {opt_name} per-batch losses", c.name), &losses, &tensor(&after, "loss"), GOLDEN_OUTPUT));
+        worst_out = worst_out.max(assert_close(&format!("{} {opt_name} per-batch losses", c.name), &losses, &tensor(&after, "loss"), GOLDEN_OUTPUT).max_abs);
         for e in &m.layout().entries {
             let got = &m.params()[e.range()];
-            worst_w = worst_w.max(assert_close(&format!("{} {opt_name} {}", c.name, e.name), got, &tensor(&after, &e.name), GOLDEN_WEIGHTS));
+            worst_w = worst_w.max(assert_close(&format!("{} {opt_name} {}", c.name, e.name), got, &tensor(&after, &e.name), GOLDEN_WEIGHTS).max_abs);
         }
     }
     (worst_out, worst_w)

@@ -1,65 +1,175 @@
-//! Shared test helpers: the one place where tolerances live, each with its reason.
+//! Shared test helpers: tolerances (all in `tolerance.rs`), the GPU context
+//! (or a clear skip), random models and data, golden files, temporary folders.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+pub mod tolerance;
+pub use tolerance::*;
 
-/// A relative + absolute tolerance: `|a - b| <= abs + rel * |b|`.
-#[derive(Clone, Copy, Debug)]
-pub struct Tolerance {
-    pub abs: f32,
-    pub rel: f32,
-    pub why: &'static str,
-}
+use recurrent::gpu::GpuContext;
+use recurrent::rng::Rng;
+use recurrent::{Cell, Dataset, Init, Inputs, Loss, Model, ModelConfig, OutputMode, Targets};
+use std::sync::{Arc, OnceLock};
 
-/// PyTorch golden outputs and losses: both sides compute in f32 with the same
-/// formulas; differences come from summation order only (≈1e-7 relative),
-/// so 1e-5 is comfortably above noise and far below any real bug.
-pub const GOLDEN_OUTPUT: Tolerance = Tolerance { abs: 1e-5, rel: 0.0, why: "f32 vs f32, summation order only" };
-/// Weights after one epoch of SGD/Adam against PyTorch: the bound; Adam divides by
-/// sqrt(v) which amplifies rounding of tiny gradients.
-pub const GOLDEN_WEIGHTS: Tolerance = Tolerance { abs: 1e-4, rel: 0.0, why: "one epoch of updates, Adam's normalisation amplifies f32 rounding" };
-/// Central differences of an f32 loss (step 1e-2, 1e-3 for ReLU): truncation error
-/// O(h²) ≈ 1e-4 relative, plus f32 rounding of the loss ≈ 1e-7/h ≈ 5e-5 absolute.
-/// Tight enough that scaling one gate's gradient by 0.9 fails it (checked by mutation).
-pub const GRADCHECK: Tolerance = Tolerance { abs: 2e-4, rel: 2e-3, why: "central differences of an f32 loss" };
-/// Bit-exact: save/load round trips and seeded reproducibility.
-pub const EXACT: Tolerance = Tolerance { abs: 0.0, rel: 0.0, why: "same bits expected" };
-
-/// Asserts `got` is close to `want` element-wise; prints the first mismatches.
-#[track_caller]
-pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: Tolerance) -> f32 {
-    assert_eq!(got.len(), want.len(), "{what}: length {} vs {}", got.len(), want.len());
-    let mut worst = 0.0f32;
-    let mut bad = Vec::new();
-    for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
-        let diff = (a - b).abs();
-        worst = worst.max(diff);
-        if !(diff <= tol.abs + tol.rel * b.abs()) {
-            bad.push((i, a, b, diff));
+/// The shared GPU context, or `None` after printing that the test is skipped.
+/// With `RECURRENT_REQUIRE_GPU=1` a missing adapter fails the test instead.
+pub fn gpu(test: &str) -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    let ctx = CTX.get_or_init(|| {
+        let r = recurrent::gpu::try_context().map_err(|e| e.to_string());
+        if let Ok(c) = &r {
+            eprintln!("GPU adapter: {}", c.describe());
+        }
+        r
+    });
+    match ctx {
+        Ok(c) => Some(c.clone()),
+        Err(e) => {
+            if std::env::var("RECURRENT_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("{test}: RECURRENT_REQUIRE_GPU=1 but no GPU adapter: {e}");
+            }
+            eprintln!("SKIPPED {test}: no GPU adapter ({e}). Set RECURRENT_REQUIRE_GPU=1 to make this a failure.");
+            None
         }
     }
-    if !bad.is_empty() {
-        let first: Vec<String> = bad.iter().take(8).map(|(i, a, b, d)| format!("  [{i}] got {a:e} want {b:e} diff {d:e}")).collect();
-        panic!(
-            "{what}: {} of {} values differ beyond abs {} + rel {} ({}); largest diff {worst:e}\n{}",
-            bad.len(),
-            got.len(),
-            tol.abs,
-            tol.rel,
-            tol.why,
-            first.join("\n")
-        );
+}
+
+/// A model shape for the parity grid.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub cell: Cell,
+    pub layers: usize,
+    pub bidirectional: bool,
+    pub output: OutputMode,
+    pub input: usize,
+    pub hidden: usize,
+    pub out: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub lengths: bool,
+    pub vocab: Option<usize>,
+    pub relu: bool,
+}
+
+impl Case {
+    pub fn new(cell: Cell) -> Case {
+        Case {
+            cell,
+            layers: 1,
+            bidirectional: false,
+            output: OutputMode::Last,
+            input: 5,
+            hidden: 8,
+            out: 3,
+            batch: 4,
+            steps: 6,
+            lengths: false,
+            vocab: None,
+            relu: false,
+        }
     }
-    worst
+
+    /// Short description: `lstm L2 bi last I5 H8 O3 B4 T6 len ce`.
+    pub fn label(&self, loss: Loss) -> String {
+        format!(
+            "{} L{}{} {}{} I{} H{} O{} B{} T{}{}{} {}",
+            self.cell.name(),
+            self.layers,
+            if self.bidirectional { " bi" } else { "" },
+            self.output.name(),
+            if self.relu { " relu" } else { "" },
+            self.input,
+            self.hidden,
+            self.out,
+            self.batch,
+            self.steps,
+            if self.lengths { " len" } else { "" },
+            self.vocab.map(|v| format!(" V{v}")).unwrap_or_default(),
+            loss.name()
+        )
+    }
+
+    pub fn model(&self, seed: u64) -> Model {
+        let mut cfg = ModelConfig::new(self.cell, self.input, self.hidden, self.out)
+            .layers(self.layers)
+            .bidirectional(self.bidirectional)
+            .output(self.output);
+        if self.relu {
+            cfg = cfg.nonlinearity(recurrent::Nonlinearity::Relu);
+        }
+        if let Some(v) = self.vocab {
+            cfg = cfg.embedding(v);
+        }
+        Model::new(cfg, &Init::seed(seed)).expect("valid config")
+    }
+
+    /// Random inputs, targets for `loss` (with some -100 ignores for ce) and lengths.
+    pub fn data(&self, loss: Loss, seed: u64) -> Dataset {
+        let mut rng = Rng::new(seed);
+        let (n, t) = (self.batch, self.steps);
+        let x = match self.vocab {
+            Some(v) => {
+                Inputs::tokens((0..n * t).map(|_| rng.below(v) as i64).collect(), n, t).unwrap()
+            }
+            None => Inputs::features(
+                (0..n * t * self.input)
+                    .map(|_| rng.uniform(-1.0, 1.0))
+                    .collect(),
+                n,
+                t,
+                self.input,
+            )
+            .unwrap(),
+        };
+        let rows = match self.output {
+            OutputMode::Last => n,
+            OutputMode::Sequence => n * t,
+        };
+        let shape = match self.output {
+            OutputMode::Last => vec![n],
+            OutputMode::Sequence => vec![n, t],
+        };
+        let y = match loss {
+            Loss::Ce => Targets::Classes {
+                data: (0..rows)
+                    .map(|p| {
+                        if p % 7 == 3 && rows > 1 {
+                            -100
+                        } else {
+                            rng.below(self.out) as i64
+                        }
+                    })
+                    .collect(),
+                shape,
+            },
+            Loss::Mse => {
+                let mut s = shape;
+                s.push(self.out);
+                Targets::Values {
+                    data: (0..rows * self.out)
+                        .map(|_| rng.uniform(-1.0, 1.0))
+                        .collect(),
+                    shape: s,
+                }
+            }
+        };
+        // Lengths: the first row is full (PyTorch needs one full row for
+        // `last` outputs to be meaningful), the rest random in 1..=T.
+        let lengths = self.lengths.then(|| {
+            (0..n)
+                .map(|i| if i == 0 { t } else { 1 + rng.below(t) })
+                .collect()
+        });
+        Dataset::new(x, Some(y), lengths)
+    }
 }
 
 /// The golden cases folder.
-pub fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+pub fn golden_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
 /// A fresh temporary folder for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("recurrent-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

@@ -1,0 +1,136 @@
+// Tiled GEMM and column sums over the three f32 storage buffers of the GPU path.
+//
+//   gemm:        C = beta*C + op(A)·op(B) (+ bias[col])
+//                op(A) is [m, k]: A row-major with leading dimension lda, or
+//                its transpose (A stored [k, m]) when a_t != 0; same for B ([k, n]).
+//   column_sums: C[0, j] += Σ_row A[row, j] (row order, deterministic): bias gradients.
+//
+// Every operand is addressed as (buffer id, element offset, leading dimension):
+// buffer 0 = params, 1 = grads, 2 = work. workgroup_id.z selects a batch entry
+// whose offsets move by a_z, b_z, c_z, bias_z elements (both directions of a
+// bidirectional layer in one dispatch).
+
+@group(0) @binding(0) var<storage, read_write> params: array<f32>;
+@group(0) @binding(1) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(2) var<storage, read_write> work: array<f32>;
+
+struct Gemm {
+    m: u32,
+    n: u32,
+    k: u32,
+    beta: f32,
+    a_buf: u32,
+    a_off: u32,
+    lda: u32,
+    a_t: u32,
+    b_buf: u32,
+    b_off: u32,
+    ldb: u32,
+    b_t: u32,
+    c_buf: u32,
+    c_off: u32,
+    ldc: u32,
+    bias_buf: u32,
+    bias_off: u32,
+    has_bias: u32,
+    a_z: u32,
+    b_z: u32,
+    c_z: u32,
+    bias_z: u32,
+}
+@group(0) @binding(5) var<uniform> u: Gemm;
+
+// Output tile edge: the workgroup is TILE x TILE invocations, one output each.
+override TILE: u32 = 16u;
+// Workgroup size of column_sums.
+override WG: u32 = 64u;
+
+var<workgroup> tile_a: array<f32, TILE * TILE>;
+var<workgroup> tile_b: array<f32, TILE * TILE>;
+
+fn ld(buf: u32, i: u32) -> f32 {
+    switch buf {
+        case 0u: { return params[i]; }
+        case 1u: { return grads[i]; }
+        default: { return work[i]; }
+    }
+}
+
+fn st(buf: u32, i: u32, v: f32) {
+    switch buf {
+        case 0u: { params[i] = v; }
+        case 1u: { grads[i] = v; }
+        default: { work[i] = v; }
+    }
+}
+
+@compute @workgroup_size(TILE, TILE)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let z = wid.z;
+    let a0 = u.a_off + z * u.a_z;
+    let b0 = u.b_off + z * u.b_z;
+    let c0 = u.c_off + z * u.c_z;
+    let row = wid.y * TILE + lid.y;
+    let col = wid.x * TILE + lid.x;
+    var acc = 0.0;
+    let tiles = (u.k + TILE - 1u) / TILE;
+    for (var kt = 0u; kt < tiles; kt++) {
+        // A element (row, kt*TILE + lid.x)
+        let ak = kt * TILE + lid.x;
+        var av = 0.0;
+        if row < u.m && ak < u.k {
+            var ai = row * u.lda + ak;
+            if u.a_t != 0u {
+                ai = ak * u.lda + row;
+            }
+            av = ld(u.a_buf, a0 + ai);
+        }
+        tile_a[lid.y * TILE + lid.x] = av;
+        // B element (kt*TILE + lid.y, col)
+        let bk = kt * TILE + lid.y;
+        var bv = 0.0;
+        if bk < u.k && col < u.n {
+            var bi = bk * u.ldb + col;
+            if u.b_t != 0u {
+                bi = col * u.ldb + bk;
+            }
+            bv = ld(u.b_buf, b0 + bi);
+        }
+        tile_b[lid.y * TILE + lid.x] = bv;
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE; kk++) {
+            acc += tile_a[lid.y * TILE + kk] * tile_b[kk * TILE + lid.x];
+        }
+        workgroupBarrier();
+    }
+    if row < u.m && col < u.n {
+        let ci = c0 + row * u.ldc + col;
+        var v = acc;
+        if u.has_bias != 0u {
+            v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
+        }
+        // beta = 0 overwrites C: NaN or garbage in it is not propagated.
+        if u.beta != 0.0 {
+            v += u.beta * ld(u.c_buf, ci);
+        }
+        st(u.c_buf, ci, v);
+    }
+}
+
+// C[0, j] += Σ_{row < m} A[row * lda + j] for j < n: one invocation per column,
+// rows in order (the CPU's add_column_sums order).
+@compute @workgroup_size(WG)
+fn column_sums(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = gid.x;
+    if j >= u.n {
+        return;
+    }
+    let z = wid.z;
+    let a0 = u.a_off + z * u.a_z;
+    let ci = u.c_off + z * u.c_z + j;
+    var acc = ld(u.c_buf, ci);
+    for (var r = 0u; r < u.m; r++) {
+        acc += ld(u.a_buf, a0 + r * u.lda + j);
+    }
+    st(u.c_buf, ci, acc);
+}

@@ -1,0 +1,99 @@
+// GRU steps (gates r, z, n; PyTorch formulation with b_hn inside r*(W_hn h + b_hn)),
+// mirroring cpu/cell.rs gru_step_forward / gru_step_backward. step_common.wgsl is prepended.
+// One invocation per (batch row b, hidden unit j) owns all three gates of j.
+
+@compute @workgroup_size(TJ, TB)
+fn gru_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let dir = wid.z;
+    let H = u.h;
+    let B = u.b;
+    let t = fwd_step(dir);
+    let hs = pick(u.hs0, u.hs1, dir);
+    let hp_slot = hs + prev_slot(t, dir) * B * H;
+    let b = wid.y * TB + lid.y;
+    let j = wid.x * TJ + lid.x;
+    let gh = recurrent_tile(3u, pick(u.whh0, u.whh1, dir), hp_slot, wid.y * TB, wid.x * TJ, lid, li);
+    if b >= B || j >= H {
+        return;
+    }
+    let hp = hp_slot + b * H;
+    let ho = hs + out_slot(t, dir) * B * H + b * H + j;
+    let yi = u.y_off + (t * B + b) * u.ld + dir * H + j;
+    if !valid(b, t) {
+        work[ho] = work[hp + j];
+        work[yi] = 0.0;
+        return;
+    }
+    let bhh = pick(u.bhh0, u.bhh1, dir);
+    let acc = vec3<f32>(params[bhh + j], params[bhh + H + j], params[bhh + 2u * H + j]) + gh.xyz;
+    let gx = pick(u.gx0, u.gx1, dir) + (t * B + b) * 3u * H;
+    let r = sigmoid(work[gx + j] + acc.x);
+    let z = sigmoid(work[gx + H + j] + acc.y);
+    let ghn = acc.z;
+    let n = tanh_s(work[gx + 2u * H + j] + r * ghn);
+    let h = (1.0 - z) * n + z * work[hp + j];
+    work[ho] = h;
+    work[yi] = h;
+    let sv = pick(u.sv0, u.sv1, dir) + (t * B + b) * 4u * H;
+    work[sv + j] = r;
+    work[sv + H + j] = z;
+    work[sv + 2u * H + j] = n;
+    work[sv + 3u * H + j] = ghn;
+}
+
+// dh = carry + dGh[t']·W_hh + dy[t]; writes dG[t] (of gx), dGh[t] (of gh) and
+// carry = dh*z (the direct part of the gradient of h_prev).
+@compute @workgroup_size(WG)
+fn gru_step_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let dir = wid.z;
+    let H = u.h;
+    let B = u.b;
+    let GH = 3u * H;
+    if gid.x >= B * H {
+        return;
+    }
+    let b = gid.x / H;
+    let j = gid.x % H;
+    let t = bwd_step(dir);
+    let dg = pick(u.dg0, u.dg1, dir);
+    let dgh = pick(u.dgh0, u.dgh1, dir);
+    let whh = pick(u.whh0, u.whh1, dir);
+    let ci = u.carry_off + b * u.ld + dir * H + j;
+    var dh = work[ci];
+    if u.s > 0u {
+        let dgp = dgh + (bwd_prev_step(t, dir) * B + b) * GH;
+        for (var r = 0u; r < GH; r++) {
+            dh += work[dgp + r] * params[whh + r * H + j];
+        }
+    }
+    let dgt = dg + (t * B + b) * GH;
+    let dght = dgh + (t * B + b) * GH;
+    if !valid(b, t) {
+        work[ci] = dh;
+        for (var g = 0u; g < 3u; g++) {
+            work[dgt + g * H + j] = 0.0;
+            work[dght + g * H + j] = 0.0;
+        }
+        return;
+    }
+    if u.has_dy != 0u {
+        dh += work[u.dy_off + (t * B + b) * u.ld + dir * H + j];
+    }
+    let sv = pick(u.sv0, u.sv1, dir) + (t * B + b) * 4u * H;
+    let r = work[sv + j];
+    let z = work[sv + H + j];
+    let n = work[sv + 2u * H + j];
+    let ghn = work[sv + 3u * H + j];
+    let hs = pick(u.hs0, u.hs1, dir);
+    let h_prev = work[hs + prev_slot(t, dir) * B * H + b * H + j];
+    let dn = dh * (1.0 - z) * (1.0 - n * n);
+    let dz = dh * (h_prev - n) * z * (1.0 - z);
+    let dr = dn * ghn * r * (1.0 - r);
+    work[dgt + j] = dr;
+    work[dgt + H + j] = dz;
+    work[dgt + 2u * H + j] = dn;
+    work[dght + j] = dr;
+    work[dght + H + j] = dz;
+    work[dght + 2u * H + j] = dn * r;
+    work[ci] = dh * z;
+}

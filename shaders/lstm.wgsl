@@ -1,0 +1,106 @@
+// LSTM steps (gates i, f, g, o), mirroring cpu/cell.rs lstm_step_forward /
+// lstm_step_backward. step_common.wgsl is prepended.
+// One invocation per (batch row b, hidden unit j) owns all four gates of j.
+
+// Forward step: gh = h_prev·W_hhᵀ + b_hh for the 4 gates of unit j, then
+// c = f*c_prev + i*g, h = o*tanh(c). Masked rows pass the state through.
+@compute @workgroup_size(TJ, TB)
+fn lstm_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let dir = wid.z;
+    let H = u.h;
+    let B = u.b;
+    let t = fwd_step(dir);
+    let hs = pick(u.hs0, u.hs1, dir);
+    let hp_slot = hs + prev_slot(t, dir) * B * H;
+    let b = wid.y * TB + lid.y;
+    let j = wid.x * TJ + lid.x;
+    let gh = recurrent_tile(4u, pick(u.whh0, u.whh1, dir), hp_slot, wid.y * TB, wid.x * TJ, lid, li);
+    if b >= B || j >= H {
+        return;
+    }
+    let cs = pick(u.cs0, u.cs1, dir);
+    let hp = hp_slot + b * H;
+    let ho = hs + out_slot(t, dir) * B * H + b * H + j;
+    let cp = cs + prev_slot(t, dir) * B * H + b * H + j;
+    let co = cs + out_slot(t, dir) * B * H + b * H + j;
+    let yi = u.y_off + (t * B + b) * u.ld + dir * H + j;
+    if !valid(b, t) {
+        work[ho] = work[hp + j];
+        work[co] = work[cp];
+        work[yi] = 0.0;
+        return;
+    }
+    let bhh = pick(u.bhh0, u.bhh1, dir);
+    let acc = vec4<f32>(params[bhh + j], params[bhh + H + j], params[bhh + 2u * H + j], params[bhh + 3u * H + j]) + gh;
+    let gx = pick(u.gx0, u.gx1, dir) + (t * B + b) * 4u * H;
+    let i = sigmoid(work[gx + j] + acc.x);
+    let f = sigmoid(work[gx + H + j] + acc.y);
+    let g = tanh_s(work[gx + 2u * H + j] + acc.z);
+    let o = sigmoid(work[gx + 3u * H + j] + acc.w);
+    let c = f * work[cp] + i * g;
+    work[co] = c;
+    let h = o * tanh_s(c);
+    work[ho] = h;
+    work[yi] = h;
+    let sv = pick(u.sv0, u.sv1, dir) + (t * B + b) * 4u * H;
+    work[sv + j] = i;
+    work[sv + H + j] = f;
+    work[sv + 2u * H + j] = g;
+    work[sv + 3u * H + j] = o;
+}
+
+// Backward step: dh = carry + dG[t']·W_hh (t' = step processed before, none
+// at the first) + dy[t]; then the gate gradients of unit j into dG[t], and
+// dc carried to the previous step. Masked rows: dG[t] = 0, dh passes back.
+@compute @workgroup_size(WG)
+fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let dir = wid.z;
+    let H = u.h;
+    let B = u.b;
+    let GH = 4u * H;
+    if gid.x >= B * H {
+        return;
+    }
+    let b = gid.x / H;
+    let j = gid.x % H;
+    let t = bwd_step(dir);
+    let dg = pick(u.dg0, u.dg1, dir);
+    let whh = pick(u.whh0, u.whh1, dir);
+    let ci = u.carry_off + b * u.ld + dir * H + j;
+    var dh = work[ci];
+    if u.s > 0u {
+        let dgp = dg + (bwd_prev_step(t, dir) * B + b) * GH;
+        for (var r = 0u; r < GH; r++) {
+            dh += work[dgp + r] * params[whh + r * H + j];
+        }
+    }
+    let dgt = dg + (t * B + b) * GH;
+    if !valid(b, t) {
+        work[ci] = dh;
+        work[dgt + j] = 0.0;
+        work[dgt + H + j] = 0.0;
+        work[dgt + 2u * H + j] = 0.0;
+        work[dgt + 3u * H + j] = 0.0;
+        return;
+    }
+    if u.has_dy != 0u {
+        dh += work[u.dy_off + (t * B + b) * u.ld + dir * H + j];
+    }
+    let sv = pick(u.sv0, u.sv1, dir) + (t * B + b) * GH;
+    let i = work[sv + j];
+    let f = work[sv + H + j];
+    let g = work[sv + 2u * H + j];
+    let o = work[sv + 3u * H + j];
+    let cs = pick(u.cs0, u.cs1, dir);
+    let c_prev = work[cs + prev_slot(t, dir) * B * H + b * H + j];
+    let c = work[cs + out_slot(t, dir) * B * H + b * H + j];
+    let dci = pick(u.dc0, u.dc1, dir) + b * H + j;
+    let tc = tanh_s(c);
+    let dc = work[dci] + dh * o * (1.0 - tc * tc);
+    work[dgt + j] = dc * g * i * (1.0 - i);
+    work[dgt + H + j] = dc * c_prev * f * (1.0 - f);
+    work[dgt + 2u * H + j] = dc * i * (1.0 - g * g);
+    work[dgt + 3u * H + j] = dh * tc * o * (1.0 - o);
+    work[dci] = dc * f;
+    work[ci] = 0.0;
+}

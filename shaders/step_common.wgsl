@@ -1,0 +1,157 @@
+// Shared by lstm.wgsl, gru.wgsl and rnn.wgsl: prepended to each by src/gpu/kernels.rs.
+// Bindings, the per-step uniform and the step/slot helpers (mirrors cpu/layer.rs).
+
+@group(0) @binding(0) var<storage, read_write> params: array<f32>;
+@group(0) @binding(2) var<storage, read_write> work: array<f32>;
+@group(0) @binding(3) var<storage, read> ints: array<i32>;
+
+// One step of one layer, both directions (workgroup_id.z = direction).
+// Offsets are elements: p_* into params, the rest into work. Per direction d:
+//   gx_d    [T, B, G*H]   input projection X·W_ihᵀ + b_ih
+//   hs_d    [T+1, B, H]   hidden states (slots: see cpu/layer.rs)
+//   cs_d    [T+1, B, H]   cell states (LSTM)
+//   sv_d    [T, B, 4*H]   saved activations for backward (LSTM i,f,g,o; GRU r,z,n,gh_n)
+//   dg_d    [T, B, G*H]   gate gradients (of gx)
+//   dgh_d   [T, B, G*H]   gate gradients of gh (GRU only)
+//   dc_d    [B, H]        cell-state gradient carried between steps (LSTM)
+// shared by both directions (column offset d*H, row stride ld = dirs*H):
+//   y       [T, B, ld]    layer output (0 at masked steps)
+//   dy      [T, B, ld]    gradient of the layer output
+//   carry   [B, ld]       gradient of h carried between steps, without the W_hh part
+struct Step {
+    t_len: u32,
+    b: u32,
+    h: u32,
+    s: u32,
+    ld: u32,
+    act: u32,
+    has_dy: u32,
+    has_len: u32,
+    len_off: u32,
+    y_off: u32,
+    dy_off: u32,
+    carry_off: u32,
+    whh0: u32,
+    whh1: u32,
+    bhh0: u32,
+    bhh1: u32,
+    gx0: u32,
+    gx1: u32,
+    hs0: u32,
+    hs1: u32,
+    cs0: u32,
+    cs1: u32,
+    sv0: u32,
+    sv1: u32,
+    dg0: u32,
+    dg1: u32,
+    dgh0: u32,
+    dgh1: u32,
+    dc0: u32,
+    dc1: u32,
+}
+@group(0) @binding(5) var<uniform> u: Step;
+
+// Backward kernels: invocations per workgroup, one per (batch row, hidden unit).
+override WG: u32 = 64u;
+// Forward kernels: a workgroup owns TJ hidden units (all their gates) for TB
+// batch rows, and computes h_prev·W_hhᵀ for them in chunks of KC inputs
+// staged in workgroup memory (W_hh rows are read coalesced along k).
+override TJ: u32 = 16u;
+override TB: u32 = 4u;
+const KC: u32 = 16u;
+
+var<workgroup> sh_h: array<f32, TB * KC>;
+var<workgroup> sh_w: array<f32, 4u * TJ * KC>;
+
+// gh[g] = Σ_k h_prev[b, k] · W_hh[g*H + j, k] for g < G, where b = b0 + lid.y and
+// j = j0 + lid.x (zero outside B, H). Every invocation of the workgroup must
+// call it (it has barriers). `hp` is the start of the previous state slot [B, H].
+fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> vec4<f32> {
+    let H = u.h;
+    let B = u.b;
+    var acc = vec4<f32>(0.0);
+    let chunks = (H + KC - 1u) / KC;
+    for (var c = 0u; c < chunks; c++) {
+        let k0 = c * KC;
+        for (var e = li; e < TB * KC; e += TJ * TB) {
+            let b = b0 + e / KC;
+            let k = k0 + e % KC;
+            var v = 0.0;
+            if b < B && k < H {
+                v = work[hp + b * H + k];
+            }
+            sh_h[e] = v;
+        }
+        for (var e = li; e < G * TJ * KC; e += TJ * TB) {
+            let r = e / KC;
+            let g = r / TJ;
+            let j = j0 + r % TJ;
+            let k = k0 + e % KC;
+            var v = 0.0;
+            if j < H && k < H {
+                v = params[whh + (g * H + j) * H + k];
+            }
+            sh_w[e] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < KC; kk++) {
+            let hv = sh_h[lid.y * KC + kk];
+            acc.x += hv * sh_w[lid.x * KC + kk];
+            if G > 1u {
+                acc.y += hv * sh_w[(TJ + lid.x) * KC + kk];
+                acc.z += hv * sh_w[(2u * TJ + lid.x) * KC + kk];
+            }
+            if G > 3u {
+                acc.w += hv * sh_w[(3u * TJ + lid.x) * KC + kk];
+            }
+        }
+        workgroupBarrier();
+    }
+    return acc;
+}
+
+fn pick(a: u32, b: u32, dir: u32) -> u32 {
+    return select(a, b, dir == 1u);
+}
+
+// Is step t of row b inside its sequence?
+fn valid(b: u32, t: u32) -> bool {
+    if u.has_len == 0u {
+        return true;
+    }
+    return i32(t) < ints[u.len_off + b];
+}
+
+// Step processed at dispatch s: forward runs t = s, reverse t = T-1-s.
+fn fwd_step(dir: u32) -> u32 {
+    return select(u.s, u.t_len - 1u - u.s, dir == 1u);
+}
+
+// Backward visits steps in the opposite order.
+fn bwd_step(dir: u32) -> u32 {
+    return select(u.t_len - 1u - u.s, u.s, dir == 1u);
+}
+
+// State slot read by step t (before it) and written by it.
+fn prev_slot(t: u32, dir: u32) -> u32 {
+    return select(t, t + 1u, dir == 1u);
+}
+fn out_slot(t: u32, dir: u32) -> u32 {
+    return select(t + 1u, t, dir == 1u);
+}
+
+// The step processed just before t in backward order (its dG feeds dh of t).
+fn bwd_prev_step(t: u32, dir: u32) -> u32 {
+    return select(t + 1u, t - 1u, dir == 1u);
+}
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// tanh clamped where it is ±1 in f32 anyway: some drivers compute tanh as
+// a ratio of exponentials that overflows to NaN for large |x|.
+fn tanh_s(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}

@@ -1,0 +1,197 @@
+//! The GPU context: instance, adapter, device, queue, limits, and the kernel
+//! registry, created once and shared (`Arc`) by every model that runs on it.
+//!
+//! ## Choosing an adapter
+//! [`DevicePreference::Auto`] takes a discrete GPU, else an integrated one,
+//! else a virtual one, else a software (CPU-type) adapter such as Mesa's
+//! lavapipe or llvmpipe, and [`GpuContext::describe`] says which it took.
+//! The backends searched are all those compiled in, narrowed by the
+//! environment: `RECURRENT_BACKEND=vulkan|gl|metal|dx12` (ours) or wgpu's own
+//! `WGPU_BACKEND` (same names, comma-separated).
+//!
+//! ## Limits
+//! The device is requested with the adapter's own limits (usually far above
+//! WebGPU's defaults: storage bindings of gigabytes on desktop GPUs); the
+//! model checks its buffers against them and says what to shrink when a
+//! shape does not fit.
+
+use super::kernels::Kernels;
+use crate::error::{Error, Result};
+use std::sync::Arc;
+
+/// Which adapter to take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DevicePreference {
+    /// Discrete, then integrated, then virtual, then software.
+    #[default]
+    Auto,
+    /// Only a discrete or integrated (hardware) GPU.
+    Hardware,
+    /// Only a software (CPU-type) adapter, e.g. lavapipe: for tests.
+    Software,
+}
+
+/// One adapter, device and queue, their limits, and the compiled kernels.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    /// The limits the device was created with (the adapter's own).
+    pub limits: wgpu::Limits,
+    pub(crate) kernels: Kernels,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// Backends to search: `RECURRENT_BACKEND`, else `WGPU_BACKEND`, else all.
+fn backends_from_env() -> Result<wgpu::Backends> {
+    if let Ok(v) = std::env::var("RECURRENT_BACKEND") {
+        let b = wgpu::Backends::from_comma_list(&v);
+        if b.is_empty() {
+            return Err(Error::Gpu(format!(
+                "RECURRENT_BACKEND='{v}' names no backend. HINT: use vulkan, gl, metal or dx12"
+            )));
+        }
+        return Ok(b);
+    }
+    Ok(wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()))
+}
+
+fn rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl GpuContext {
+    /// Finds an adapter as `pref` says and opens a device on it.
+    pub fn new(pref: DevicePreference) -> Result<Arc<GpuContext>> {
+        pollster::block_on(Self::new_async(pref))
+    }
+
+    async fn new_async(pref: DevicePreference) -> Result<Arc<GpuContext>> {
+        let backends = backends_from_env()?;
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+        desc.backends = backends;
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters: Vec<wgpu::Adapter> = instance
+            .enumerate_adapters(backends)
+            .await
+            .into_iter()
+            .filter(|a| {
+                a.get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+            })
+            .filter(|a| {
+                let t = a.get_info().device_type;
+                match pref {
+                    DevicePreference::Auto => true,
+                    DevicePreference::Hardware => matches!(
+                        t,
+                        wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu
+                    ),
+                    DevicePreference::Software => t == wgpu::DeviceType::Cpu,
+                }
+            })
+            .collect();
+        adapters.sort_by_key(|a| rank(a.get_info().device_type));
+        let Some(adapter) = adapters.into_iter().next() else {
+            return Err(Error::Gpu(format!(
+                "no {} adapter with compute shaders found on backends {backends:?}. HINT: install a \
+                 Vulkan driver (on Linux without a GPU: the Mesa package mesa-vulkan-drivers gives the \
+                 lavapipe software adapter), try RECURRENT_BACKEND=gl, or use the CPU path",
+                match pref {
+                    DevicePreference::Auto => "usable",
+                    DevicePreference::Hardware => "hardware",
+                    DevicePreference::Software => "software",
+                }
+            )));
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("recurrent"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::Gpu(format!(
+                    "could not open a device on {} ({:?}): {e}. HINT: another backend may work (RECURRENT_BACKEND=vulkan|gl)",
+                    info.name, info.backend
+                ))
+            })?;
+        Self::from_device(device, queue, info)
+    }
+
+    /// Wraps a device an application already has. Its limits are the
+    /// device's own (`device.limits()`).
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+    ) -> Result<Arc<GpuContext>> {
+        let limits = device.limits();
+        let kernels = Kernels::new(&device, &limits)?;
+        Ok(Arc::new(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            kernels,
+        }))
+    }
+
+    /// `"<adapter name> (<backend>, <device type>)"`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// Checks that a storage buffer of `bytes` can be created and bound whole.
+    pub(crate) fn check_storage(&self, what: &str, bytes: u64) -> Result<()> {
+        let max = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
+        if bytes > max {
+            return Err(Error::Gpu(format!(
+                "{what} needs {bytes} bytes, above this adapter's storage binding limit of {max} bytes ({}). \
+                 HINT: lower the batch size or the sequence length, or use a smaller model",
+                self.describe()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))
+    }
+}
+
+/// A context on the best adapter, or `None` with the reason when there is none.
+pub fn try_context() -> std::result::Result<Arc<GpuContext>, Error> {
+    GpuContext::new(DevicePreference::Auto)
+}
+
+/// Is any adapter with compute shaders usable?
+pub fn gpu_available() -> bool {
+    try_context().is_ok()
+}

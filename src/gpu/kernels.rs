@@ -1,0 +1,659 @@
+//! Kernel registry: every `.wgsl` file is `include_str!`'d once and named by
+//! [`Shader`]; every entry point is a [`Kernel`]. Compiled pipelines are
+//! cached by (kernel, override constants). All kernels share one bind-group
+//! layout (see [`Kernels::new`]), so one bind group per workspace serves a
+//! whole training step, and every dispatch finds its arguments in its own
+//! 256-byte slot of one uniform buffer (a dynamic offset).
+//!
+//! ## Design
+//! Bindings (identical in every shader that uses them):
+//! `0 params`, `1 grads`, `2 work` (read-write f32 storage), `3 ints` (read-only
+//! i32 storage: lengths, token ids, class targets), `4 state` (optimizer
+//! moments), `5` the dispatch's uniform. Offsets into the buffers travel in
+//! the uniform as element indices, never as binding offsets (storage binding
+//! offsets must be 256-byte aligned; element offsets need not be).
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// One WGSL source file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Gemm,
+    Lstm,
+    Gru,
+    Rnn,
+    Head,
+    Optim,
+    Embed,
+}
+
+const STEP_COMMON: &str = include_str!("../../shaders/step_common.wgsl");
+const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
+const LSTM: &str = include_str!("../../shaders/lstm.wgsl");
+const GRU: &str = include_str!("../../shaders/gru.wgsl");
+const RNN: &str = include_str!("../../shaders/rnn.wgsl");
+const HEAD: &str = include_str!("../../shaders/head.wgsl");
+const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
+const EMBED: &str = include_str!("../../shaders/embed.wgsl");
+
+impl Shader {
+    pub const ALL: [Shader; 7] = [
+        Shader::Gemm,
+        Shader::Lstm,
+        Shader::Gru,
+        Shader::Rnn,
+        Shader::Head,
+        Shader::Optim,
+        Shader::Embed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Shader::Gemm => "gemm.wgsl",
+            Shader::Lstm => "lstm.wgsl",
+            Shader::Gru => "gru.wgsl",
+            Shader::Rnn => "rnn.wgsl",
+            Shader::Head => "head.wgsl",
+            Shader::Optim => "optim.wgsl",
+            Shader::Embed => "embed.wgsl",
+        }
+    }
+
+    /// The complete WGSL module (the cell files get `step_common.wgsl` in front).
+    pub fn source(self) -> String {
+        match self {
+            Shader::Gemm => GEMM.to_string(),
+            Shader::Lstm => format!("{STEP_COMMON}\n{LSTM}"),
+            Shader::Gru => format!("{STEP_COMMON}\n{GRU}"),
+            Shader::Rnn => format!("{STEP_COMMON}\n{RNN}"),
+            Shader::Head => HEAD.to_string(),
+            Shader::Optim => OPTIM.to_string(),
+            Shader::Embed => EMBED.to_string(),
+        }
+    }
+
+    /// Entry points of this file.
+    pub fn kernels(self) -> Vec<Kernel> {
+        Kernel::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.shader() == self)
+            .collect()
+    }
+}
+
+/// One entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Gemm,
+    ColumnSums,
+    LstmStepForward,
+    LstmStepBackward,
+    GruStepForward,
+    GruStepBackward,
+    RnnStepForward,
+    RnnStepBackward,
+    LossCe,
+    LossMse,
+    GradNormPartial,
+    GradNormFinish,
+    OptimizerStep,
+    EmbedForward,
+    EmbedBackward,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 15] = [
+        Kernel::Gemm,
+        Kernel::ColumnSums,
+        Kernel::LstmStepForward,
+        Kernel::LstmStepBackward,
+        Kernel::GruStepForward,
+        Kernel::GruStepBackward,
+        Kernel::RnnStepForward,
+        Kernel::RnnStepBackward,
+        Kernel::LossCe,
+        Kernel::LossMse,
+        Kernel::GradNormPartial,
+        Kernel::GradNormFinish,
+        Kernel::OptimizerStep,
+        Kernel::EmbedForward,
+        Kernel::EmbedBackward,
+    ];
+
+    pub fn shader(self) -> Shader {
+        use Kernel::*;
+        match self {
+            Gemm | ColumnSums => Shader::Gemm,
+            LstmStepForward | LstmStepBackward => Shader::Lstm,
+            GruStepForward | GruStepBackward => Shader::Gru,
+            RnnStepForward | RnnStepBackward => Shader::Rnn,
+            LossCe | LossMse => Shader::Head,
+            GradNormPartial | GradNormFinish | OptimizerStep => Shader::Optim,
+            EmbedForward | EmbedBackward => Shader::Embed,
+        }
+    }
+
+    pub fn entry(self) -> &'static str {
+        use Kernel::*;
+        match self {
+            Gemm => "gemm",
+            ColumnSums => "column_sums",
+            LstmStepForward => "lstm_step_forward",
+            LstmStepBackward => "lstm_step_backward",
+            GruStepForward => "gru_step_forward",
+            GruStepBackward => "gru_step_backward",
+            RnnStepForward => "rnn_step_forward",
+            RnnStepBackward => "rnn_step_backward",
+            LossCe => "loss_ce",
+            LossMse => "loss_mse",
+            GradNormPartial => "grad_norm_partial",
+            GradNormFinish => "grad_norm_finish",
+            OptimizerStep => "optimizer_step",
+            EmbedForward => "embed_forward",
+            EmbedBackward => "embed_backward",
+        }
+    }
+}
+
+/// Bytes of one dispatch's uniform slot (a multiple of every adapter's
+/// `min_uniform_buffer_offset_alignment`, which is at most 256).
+pub const SLOT_BYTES: u64 = 256;
+/// Buffer ids used by [`GemmArgs`] operands.
+pub const BUF_PARAMS: u32 = 0;
+pub const BUF_GRADS: u32 = 1;
+pub const BUF_WORK: u32 = 2;
+
+/// Tunables derived from the adapter's limits (passed as WGSL `override`s).
+#[derive(Clone, Copy, Debug)]
+pub struct Tunables {
+    /// GEMM output tile edge: 16x16 = 256 invocations where allowed (WebGPU's
+    /// default limit), else 8x8 (GL ES 3.1 guarantees only 128).
+    pub tile: u32,
+    /// Invocations per workgroup of the per-unit cell kernels, embedding and
+    /// column sums: 64 keeps many workgroups for small B*H.
+    pub wg_small: u32,
+    /// Invocations of the reduction kernels (loss, norm, optimizer): a power
+    /// of two, 256 where allowed.
+    pub wg_reduce: u32,
+    /// Workgroups of the first gradient-norm pass (fixed, so the sum order is too).
+    pub norm_groups: u32,
+    /// Forward step kernels: hidden units (with all their gates) per workgroup.
+    pub step_units: u32,
+    /// Forward step kernels: batch rows per workgroup (units x rows = 64 invocations).
+    pub step_rows: u32,
+}
+
+/// A kernel and its override constants (name, value bits).
+type PipelineKey = (Kernel, Vec<(String, u64)>);
+
+/// Shared bind-group layout, pipeline layout, and the pipeline cache.
+pub struct Kernels {
+    pub bind_group_layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    pub tunables: Tunables,
+}
+
+fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+impl Kernels {
+    pub fn new(device: &wgpu::Device, limits: &wgpu::Limits) -> Result<Kernels> {
+        if limits.max_storage_buffers_per_shader_stage < 5 {
+            return Err(Error::Gpu(format!(
+                "the adapter allows {} storage buffers per shader stage; the kernels need 5. HINT: try another backend (RECURRENT_BACKEND=vulkan)",
+                limits.max_storage_buffers_per_shader_stage
+            )));
+        }
+        if limits.min_uniform_buffer_offset_alignment as u64 > SLOT_BYTES {
+            return Err(Error::Gpu(format!(
+                "uniform offset alignment {} is above {SLOT_BYTES} bytes",
+                limits.min_uniform_buffer_offset_alignment
+            )));
+        }
+        let inv = limits.max_compute_invocations_per_workgroup;
+        let tile = if inv >= 256
+            && limits.max_compute_workgroup_size_x >= 16
+            && limits.max_compute_workgroup_size_y >= 16
+        {
+            16
+        } else {
+            8
+        };
+        let wg_reduce = if inv >= 256 && limits.max_compute_workgroup_size_x >= 256 {
+            256
+        } else {
+            128
+        };
+        if limits.max_compute_workgroup_storage_size < 2 * tile * tile * 4
+            || limits.max_compute_workgroup_storage_size < wg_reduce * 4
+        {
+            return Err(Error::Gpu(format!(
+                "workgroup storage limit {} bytes is too small for the kernels",
+                limits.max_compute_workgroup_storage_size
+            )));
+        }
+        let tunables = Tunables {
+            tile,
+            wg_small: 64,
+            wg_reduce,
+            norm_groups: 64,
+            step_units: 16,
+            step_rows: 4,
+        };
+        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("recurrent.bind_group_layout"),
+            entries: &[
+                storage(0, false),
+                storage(1, false),
+                storage(2, false),
+                storage(3, true),
+                storage(4, false),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 5,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: std::num::NonZeroU64::new(SLOT_BYTES),
+                    },
+                    count: None,
+                },
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("recurrent.pipeline_layout"),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+        Ok(Kernels {
+            bind_group_layout,
+            pipeline_layout,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            tunables,
+        })
+    }
+
+    /// Override constants for a kernel, from the tunables.
+    fn constants(&self, k: Kernel) -> Vec<(String, f64)> {
+        let t = &self.tunables;
+        match k.shader() {
+            Shader::Gemm => vec![
+                ("TILE".into(), t.tile as f64),
+                ("WG".into(), t.wg_small as f64),
+            ],
+            Shader::Head | Shader::Optim => vec![("WG".into(), t.wg_reduce as f64)],
+            Shader::Lstm | Shader::Gru | Shader::Rnn => vec![
+                ("WG".into(), t.wg_small as f64),
+                ("TJ".into(), t.step_units as f64),
+                ("TB".into(), t.step_rows as f64),
+            ],
+            Shader::Embed => vec![("WG".into(), t.wg_small as f64)],
+        }
+    }
+
+    /// The compiled pipeline of `k` (compiled on first use, then cached).
+    pub fn pipeline(&self, device: &wgpu::Device, k: Kernel) -> Result<wgpu::ComputePipeline> {
+        let consts = self.constants(k);
+        let key = (
+            k,
+            consts
+                .iter()
+                .map(|(n, v)| (n.clone(), v.to_bits()))
+                .collect::<Vec<_>>(),
+        );
+        if let Some(p) = self.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
+            return Ok(p.clone());
+        }
+        let module = {
+            let mut modules = self.modules.lock().map_err(|_| poisoned())?;
+            match modules.get(&k.shader()) {
+                Some(m) => m.clone(),
+                None => {
+                    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+                    let src = k.shader().source();
+                    let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(k.shader().name()),
+                        source: wgpu::ShaderSource::Wgsl(src.into()),
+                    });
+                    if let Some(e) = pollster::block_on(scope.pop()) {
+                        return Err(Error::Gpu(format!(
+                            "shader {} does not compile: {e}",
+                            k.shader().name()
+                        )));
+                    }
+                    modules.insert(k.shader(), m.clone());
+                    m
+                }
+            }
+        };
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let c: Vec<(&str, f64)> = consts.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(k.entry()),
+            layout: Some(&self.pipeline_layout),
+            module: &module,
+            entry_point: Some(k.entry()),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &c,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!(
+                "kernel {} ({}) does not build: {e}",
+                k.entry(),
+                k.shader().name()
+            )));
+        }
+        self.pipelines
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(key, p.clone());
+        Ok(p)
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Gpu("the pipeline cache lock was poisoned by a panic in another thread".into())
+}
+
+/// Arguments of `gemm` and `column_sums` (layout of `struct Gemm` in gemm.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GemmArgs {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub beta: f32,
+    pub a_buf: u32,
+    pub a_off: u32,
+    pub lda: u32,
+    pub a_t: u32,
+    pub b_buf: u32,
+    pub b_off: u32,
+    pub ldb: u32,
+    pub b_t: u32,
+    pub c_buf: u32,
+    pub c_off: u32,
+    pub ldc: u32,
+    pub bias_buf: u32,
+    pub bias_off: u32,
+    pub has_bias: u32,
+    pub a_z: u32,
+    pub b_z: u32,
+    pub c_z: u32,
+    pub bias_z: u32,
+}
+
+/// Arguments of the cell step kernels (`struct Step` in step_common.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepArgs {
+    pub t_len: u32,
+    pub b: u32,
+    pub h: u32,
+    pub s: u32,
+    pub ld: u32,
+    pub act: u32,
+    pub has_dy: u32,
+    pub has_len: u32,
+    pub len_off: u32,
+    pub y_off: u32,
+    pub dy_off: u32,
+    pub carry_off: u32,
+    pub whh: [u32; 2],
+    pub bhh: [u32; 2],
+    pub gx: [u32; 2],
+    pub hs: [u32; 2],
+    pub cs: [u32; 2],
+    pub sv: [u32; 2],
+    pub dg: [u32; 2],
+    pub dgh: [u32; 2],
+    pub dc: [u32; 2],
+}
+
+/// Arguments of the loss kernels (`struct Head` in head.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct HeadArgs {
+    pub rows: u32,
+    pub o: u32,
+    pub b: u32,
+    pub seq: u32,
+    pub has_len: u32,
+    pub len_off: u32,
+    pub out_off: u32,
+    pub dout_off: u32,
+    pub target_off: u32,
+    pub scalars_off: u32,
+}
+
+/// Arguments of the norm and optimizer kernels (`struct Opt` in optim.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct OptArgs {
+    pub n: u32,
+    pub kind: u32,
+    pub scalars_off: u32,
+    pub partials_off: u32,
+    pub partials: u32,
+    pub has_clip: u32,
+    pub max_norm: f32,
+    pub lr: f32,
+    pub weight_decay: f32,
+    pub momentum: f32,
+    pub nesterov: u32,
+    pub first: u32,
+    pub w1: f32,
+    pub beta2: f32,
+    pub w2: f32,
+    pub step_size: f32,
+    pub bc2_sqrt: f32,
+    pub eps: f32,
+}
+
+/// Arguments of the embedding kernels (`struct Embed` in embed.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct EmbedArgs {
+    pub b: u32,
+    pub t_len: u32,
+    pub width: u32,
+    pub vocab: u32,
+    pub ids_off: u32,
+    pub table_off: u32,
+    pub x_off: u32,
+    pub dx_off: u32,
+}
+
+/// One recorded dispatch: a kernel, its uniform slot, its grid.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub kernel: Kernel,
+    pub slot: u32,
+    pub groups: [u32; 3],
+    /// Role, for debug groups and errors (`"lstm.l0.step_forward"`).
+    pub label: String,
+}
+
+/// A list of dispatches and the uniform bytes they read. Built once per shape
+/// and replayed every step: only the optimizer's slot changes between steps.
+#[derive(Default)]
+pub struct Program {
+    pub dispatches: Vec<Dispatch>,
+    pub uniforms: Vec<u8>,
+    /// Largest grid dimension allowed (`max_compute_workgroups_per_dimension`).
+    pub max_groups: u32,
+    pub tunables: Option<Tunables>,
+}
+
+fn ceil_div(a: u32, b: u32) -> u32 {
+    a.div_ceil(b)
+}
+
+impl Program {
+    pub fn new(limits: &wgpu::Limits, tunables: Tunables) -> Program {
+        Program {
+            dispatches: Vec::new(),
+            uniforms: Vec::new(),
+            max_groups: limits.max_compute_workgroups_per_dimension,
+            tunables: Some(tunables),
+        }
+    }
+
+    fn t(&self) -> Tunables {
+        self.tunables.expect("Program::new sets the tunables")
+    }
+
+    /// Appends a uniform slot holding `args`; returns its index.
+    pub fn slot<T: bytemuck::Pod>(&mut self, args: &T) -> u32 {
+        let idx = (self.uniforms.len() as u64 / SLOT_BYTES) as u32;
+        let bytes = bytemuck::bytes_of(args);
+        debug_assert!(bytes.len() as u64 <= SLOT_BYTES);
+        self.uniforms.extend_from_slice(bytes);
+        self.uniforms
+            .resize(((idx + 1) as u64 * SLOT_BYTES) as usize, 0);
+        idx
+    }
+
+    /// Rewrites slot `idx` (e.g. the optimizer's, every step).
+    pub fn set_slot<T: bytemuck::Pod>(&mut self, idx: u32, args: &T) {
+        let start = idx as usize * SLOT_BYTES as usize;
+        let bytes = bytemuck::bytes_of(args);
+        self.uniforms[start..start + bytes.len()].copy_from_slice(bytes);
+    }
+
+    fn push(&mut self, kernel: Kernel, slot: u32, groups: [u32; 3], label: &str) -> Result<()> {
+        if groups.iter().any(|&g| g > self.max_groups) {
+            return Err(Error::Gpu(format!(
+                "{label}: grid {groups:?} exceeds the adapter's {} workgroups per dimension. HINT: lower the batch size or sequence length",
+                self.max_groups
+            )));
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        self.dispatches.push(Dispatch {
+            kernel,
+            slot,
+            groups,
+            label: label.to_string(),
+        });
+        Ok(())
+    }
+
+    /// `C = beta*C + op(A)·op(B) (+ bias)`, `batch` entries along z.
+    pub fn gemm(&mut self, a: GemmArgs, batch: u32, label: &str) -> Result<()> {
+        let tile = self.t().tile;
+        let s = self.slot(&a);
+        self.push(
+            Kernel::Gemm,
+            s,
+            [ceil_div(a.n, tile), ceil_div(a.m, tile), batch],
+            label,
+        )
+    }
+
+    /// `C[0, j] += Σ_row A[row, j]` (a.m rows, a.n columns), `batch` entries along z.
+    pub fn column_sums(&mut self, a: GemmArgs, batch: u32, label: &str) -> Result<()> {
+        let wg = self.t().wg_small;
+        let s = self.slot(&a);
+        self.push(Kernel::ColumnSums, s, [ceil_div(a.n, wg), 1, batch], label)
+    }
+
+    /// One step of every direction of a layer (`dirs` along z).
+    pub fn step(&mut self, kernel: Kernel, a: StepArgs, dirs: u32, label: &str) -> Result<()> {
+        let t = self.t();
+        let s = self.slot(&a);
+        let groups = match kernel {
+            // Tiled: (unit tiles, row tiles, directions).
+            Kernel::LstmStepForward | Kernel::GruStepForward | Kernel::RnnStepForward => [
+                ceil_div(a.h, t.step_units),
+                ceil_div(a.b, t.step_rows),
+                dirs,
+            ],
+            _ => [ceil_div(a.b * a.h, t.wg_small), 1, dirs],
+        };
+        self.push(kernel, s, groups, label)
+    }
+
+    /// Loss and its gradient (one workgroup).
+    pub fn loss(&mut self, kernel: Kernel, a: HeadArgs, label: &str) -> Result<()> {
+        let s = self.slot(&a);
+        self.push(kernel, s, [1, 1, 1], label)
+    }
+
+    /// Gradient norm (two passes) and clip coefficient.
+    /// Returns its uniform slot.
+    pub fn grad_norm(&mut self, a: OptArgs, label: &str) -> Result<u32> {
+        let groups = self.t().norm_groups;
+        let s = self.slot(&a);
+        self.push(Kernel::GradNormPartial, s, [groups, 1, 1], label)?;
+        self.push(Kernel::GradNormFinish, s, [1, 1, 1], label)?;
+        Ok(s)
+    }
+
+    /// The optimizer step over all parameters; returns its uniform slot.
+    pub fn optimizer(&mut self, a: OptArgs, label: &str) -> Result<u32> {
+        let wg = self.t().wg_reduce;
+        let s = self.slot(&a);
+        let groups = ceil_div(a.n, wg).min(self.max_groups).min(4096);
+        self.push(Kernel::OptimizerStep, s, [groups, 1, 1], label)?;
+        Ok(s)
+    }
+
+    /// Embedding gather (forward) or scatter-add (backward).
+    pub fn embed(&mut self, kernel: Kernel, a: EmbedArgs, label: &str) -> Result<()> {
+        let wg = self.t().wg_small;
+        let total = match kernel {
+            Kernel::EmbedForward => a.t_len * a.b * a.width,
+            _ => a.vocab * a.width,
+        };
+        let s = self.slot(&a);
+        let groups = ceil_div(total, wg).min(self.max_groups).min(65535);
+        self.push(kernel, s, [groups, 1, 1], label)
+    }
+
+    /// Records the dispatches `range` into one compute pass.
+    pub fn encode(
+        &self,
+        kernels: &Kernels,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        bind_group: &wgpu::BindGroup,
+        range: std::ops::Range<usize>,
+        label: &str,
+    ) -> Result<()> {
+        let mut pipelines = Vec::with_capacity(range.len());
+        for d in &self.dispatches[range.clone()] {
+            pipelines.push(kernels.pipeline(device, d.kernel)?);
+        }
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes: None,
+        });
+        for (d, p) in self.dispatches[range].iter().zip(&pipelines) {
+            pass.set_pipeline(p);
+            pass.set_bind_group(0, bind_group, &[(d.slot as u64 * SLOT_BYTES) as u32]);
+            pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+        }
+        Ok(())
+    }
+}

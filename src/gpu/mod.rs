@@ -1,0 +1,50 @@
+//! The GPU path: the same model maths as [`crate::cpu`], as WGSL compute
+//! kernels of our own run through wgpu (Vulkan, Metal, DX12, GL).
+//!
+//! - [`context`]: adapter, device, queue, limits — created once.
+//! - [`kernels`]: the shader registry, pipeline cache and typed launches.
+//! - [`workspace`]: where every activation of a batch shape lives.
+//! - [`model`]: [`GpuModel`], forward / gradients / training steps.
+//!
+//! ```no_run
+//! # fn main() -> recurrent::Result<()> {
+//! use recurrent::gpu::{GpuContext, GpuModel, DevicePreference};
+//! use recurrent::{Cell, Init, Model, ModelConfig, Optimizer, StepOptions, Loss};
+//! let ctx = GpuContext::new(DevicePreference::Auto)?;
+//! println!("training on {}", ctx.describe());
+//! let model = Model::new(ModelConfig::new(Cell::Lstm, 28, 128, 10).layers(2), &Init::seed(1))?;
+//! let mut gpu = GpuModel::new(ctx, &model)?;
+//! # let batch: recurrent::Dataset = unimplemented!();
+//! let mut opt = Optimizer::adam(1e-3);
+//! let opts = StepOptions { loss: Loss::Ce, clip: Some(1.0) };
+//! for _ in 0..100 {
+//!     gpu.train_step(&batch, &opts, &mut opt)?; // no CPU wait inside
+//!     for s in gpu.poll_stats()? {
+//!         println!("loss {}", s.loss); // arrives a few steps later
+//!     }
+//! }
+//! gpu.finish()?;
+//! let weights = gpu.download()?; // flat, Layout order
+//! # Ok(()) }
+//! ```
+//!
+//! ## Running without a GPU (CI)
+//! The parity tests run on Mesa's software drivers. Debian/Ubuntu packages:
+//! `mesa-vulkan-drivers` (lavapipe, pulls in the loader `libvulkan1`) for
+//! Vulkan, and `libegl1 libegl-mesa0 libgl1-mesa-dri` (llvmpipe through EGL)
+//! for GL. Environment:
+//! - `RECURRENT_REQUIRE_GPU=1`: a missing adapter fails the GPU tests instead
+//!   of skipping them;
+//! - `RECURRENT_BACKEND=vulkan` or `RECURRENT_BACKEND=gl` (or wgpu's own
+//!   `WGPU_BACKEND`): which backend to search; run the suite once per backend.
+//!
+//! Lavapipe prints `XDG_RUNTIME_DIR is invalid` on stderr without a session;
+//! it is harmless.
+
+pub mod context;
+pub mod kernels;
+pub mod model;
+pub mod workspace;
+
+pub use context::{gpu_available, try_context, DevicePreference, GpuContext};
+pub use model::GpuModel;

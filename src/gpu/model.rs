@@ -1,0 +1,1126 @@
+//! [`GpuModel`]: a model's parameters resident on the GPU, and the recorded
+//! programs that run forward, loss, backward through time and the optimizer
+//! there, mirroring `cpu::forward` / `cpu::backward` / `Model::train_step`.
+//!
+//! ## Design
+//! - `params [P]`, `grads [P]` (same [`Layout`] as the host model) and the
+//!   optimizer `state [2P]` are three flat storage buffers, so the optimizer is
+//!   one dispatch and checkpoints are one copy.
+//! - Per batch shape `(B, T)` a [`Plan`] holds the `work`/`ints` buffers laid
+//!   out by [`Workspace`], a uniform buffer with one slot per dispatch, one bind
+//!   group, and the [`Program`] (the list of dispatches), all built once and
+//!   reused by every step of that shape.
+//! - A training step is one command buffer and one submission: clears, every
+//!   layer forward, head, loss, backward, weight-gradient GEMMs, norm/clip,
+//!   optimizer, and a copy of the loss scalars into a ring of staging buffers.
+//!   Nothing waits for the GPU inside a step; [`GpuModel::poll_stats`] collects
+//!   finished steps' losses without blocking, [`GpuModel::finish`] waits.
+
+use super::context::GpuContext;
+use super::kernels::*;
+use super::workspace::{Region, Workspace};
+use crate::cpu::optim::{Optimizer, OptimizerKind};
+use crate::data::{Dataset, Inputs, Targets};
+use crate::error::{Error, Result};
+use crate::model::config::{Cell, ModelConfig, Nonlinearity, OutputMode};
+use crate::model::params::Layout;
+use crate::model::{Model, StepOptions, StepStats};
+use crate::tensor::Tensor;
+use crate::Loss;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// Staging buffers for step statistics: up to this many steps may be in
+/// flight before `train_step` waits for the oldest (bounds the CPU run-ahead).
+pub const STATS_RING: usize = 4;
+
+/// Dispatch index ranges of a plan's program.
+#[derive(Clone, Copy, Debug, Default)]
+struct Phases {
+    /// `0..forward`: embedding, layers, head.
+    forward: usize,
+    /// `forward..loss`: the loss kernel (ce or mse: both recorded, one used).
+    loss_ce: usize,
+    loss_mse: usize,
+    /// `..backward`: head backward, BPTT, weight gradients, embedding backward.
+    backward: usize,
+    /// `..optim`: gradient norm, clip and optimizer.
+    optim: usize,
+}
+
+/// Everything for one batch shape.
+struct Plan {
+    ws: Workspace,
+    /// `[work_len]` f32 activations and their gradients ("work").
+    work: wgpu::Buffer,
+    /// `[ints_len]` i32 lengths, token ids, class targets ("ints").
+    ints: wgpu::Buffer,
+    /// `[slots, 64]` u32: one 256-byte argument slot per dispatch ("uniforms").
+    uniforms: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+    program: Program,
+    phases: Phases,
+    norm_slot: u32,
+    opt_slot: u32,
+}
+
+/// One staging buffer of the stats ring and its state.
+struct StatsSlot {
+    /// `[4]` f32: loss, count, norm, coef ("staging.stats.N").
+    buffer: wgpu::Buffer,
+    /// 0 idle, 1 mapping, 2 mapped, 3 failed.
+    state: Arc<AtomicU8>,
+    step: u64,
+}
+
+/// A model on the GPU.
+pub struct GpuModel {
+    ctx: Arc<GpuContext>,
+    config: ModelConfig,
+    layout: Layout,
+    /// `[P]` parameters in [`Layout`] order ("params").
+    params: wgpu::Buffer,
+    /// `[P]` gradients in [`Layout`] order ("grads").
+    grads: wgpu::Buffer,
+    /// `[2P]` optimizer state: SGD momentum / Adam exp_avg, then exp_avg_sq ("optim.state").
+    state: wgpu::Buffer,
+    plans: HashMap<(usize, usize), Plan>,
+    ring: Vec<StatsSlot>,
+    /// Ring slots in submission order whose stats are not collected yet.
+    in_flight: VecDeque<usize>,
+    /// Statistics read back but not handed out yet, oldest first.
+    ready: Vec<StepStats>,
+    /// Submissions made (for the report below).
+    pub submissions: u64,
+}
+
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+fn gemm_args() -> GemmArgs {
+    GemmArgs::default()
+}
+
+impl GpuModel {
+    /// Uploads `model`'s parameters to the GPU of `ctx`.
+    pub fn new(ctx: Arc<GpuContext>, model: &Model) -> Result<GpuModel> {
+        let config = model.config().clone();
+        let layout = model.layout().clone();
+        let p = layout.total.max(1);
+        ctx.check_storage("the parameters", (p * 4) as u64)?;
+        ctx.check_storage("the optimizer state", (2 * p * 4) as u64)?;
+        let dev = &ctx.device;
+        let mk = |label: &str, len: usize| {
+            dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: (len * 4) as u64,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        let params = mk("params", p);
+        let grads = mk("grads", p);
+        let state = mk("optim.state", 2 * p);
+        ctx.queue
+            .write_buffer(&params, 0, f32_bytes(model.params()));
+        let ring = (0..STATS_RING)
+            .map(|i| StatsSlot {
+                buffer: dev.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("staging.stats.{i}")),
+                    size: 16,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                state: Arc::new(AtomicU8::new(0)),
+                step: 0,
+            })
+            .collect();
+        Ok(GpuModel {
+            ctx,
+            config,
+            layout,
+            params,
+            grads,
+            state,
+            plans: HashMap::new(),
+            ring,
+            in_flight: VecDeque::new(),
+            ready: Vec::new(),
+            submissions: 0,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Replaces the parameters (flat, [`Layout`] order) and resets the optimizer state.
+    pub fn upload(&mut self, params: &[f32]) -> Result<()> {
+        if params.len() != self.layout.total {
+            return Err(Error::shape(
+                "parameters",
+                format!("[{}]", self.layout.total),
+                &[params.len()],
+            ));
+        }
+        self.ctx
+            .queue
+            .write_buffer(&self.params, 0, f32_bytes(params));
+        Ok(())
+    }
+
+    /// The parameters, flat in [`Layout`] order (waits for queued steps).
+    pub fn download(&self) -> Result<Vec<f32>> {
+        self.read(&self.params, 0, self.layout.total)
+    }
+
+    /// Copies the parameters back into `model` (same configuration).
+    pub fn download_into(&self, model: &mut Model) -> Result<()> {
+        if model.config() != &self.config {
+            return Err(Error::Argument(
+                "download_into: the model's configuration differs from the GPU model's".into(),
+            ));
+        }
+        let p = self.download()?;
+        model.params_mut().copy_from_slice(&p);
+        Ok(())
+    }
+
+    /// Number of dispatches one training step records for batch shape `(b, t)`.
+    pub fn dispatches_per_step(&mut self, b: usize, t: usize) -> Result<usize> {
+        Ok(self.plan(b, t)?.phases.optim - 1)
+    }
+
+    /// Reads `len` f32 from `buf` at element `off` (blocking).
+    fn read(&self, buf: &wgpu::Buffer, off: usize, len: usize) -> Result<Vec<f32>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let dev = &self.ctx.device;
+        let staging = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging.read"),
+            size: (len * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("read"),
+        });
+        enc.copy_buffer_to_buffer(buf, (off * 4) as u64, &staging, 0, (len * 4) as u64);
+        self.ctx.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.ctx.wait()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("buffer mapping was dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("reading back from the GPU failed: {e}")))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("reading back from the GPU failed: {e:?}")))?;
+        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// The plan of batch shape `(b, t)`, built on first use.
+    fn plan(&mut self, b: usize, t: usize) -> Result<&Plan> {
+        if !self.plans.contains_key(&(b, t)) {
+            let plan = self.build_plan(b, t)?;
+            self.plans.insert((b, t), plan);
+        }
+        Ok(&self.plans[&(b, t)])
+    }
+
+    fn build_plan(&self, b: usize, t: usize) -> Result<Plan> {
+        let ctx = &self.ctx;
+        let tun = ctx.kernels.tunables;
+        let ws = Workspace::new(&self.config, b, t, tun.norm_groups as usize);
+        ctx.check_storage(
+            &format!("the workspace for batch {b} x {t} steps"),
+            (ws.work_len * 4) as u64,
+        )?;
+        if ws.work_len >= u32::MAX as usize {
+            return Err(Error::Gpu(format!(
+                "the workspace for batch {b} x {t} steps has {} elements, more than 32-bit offsets address. HINT: lower the batch size",
+                ws.work_len
+            )));
+        }
+        let (program, phases, norm_slot, opt_slot) = self.record(&ws)?;
+        let dev = &ctx.device;
+        let work = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("work"),
+            size: (ws.work_len * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let ints = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("ints"),
+            size: (ws.ints_len * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let uniforms = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniforms"),
+            size: program.uniforms.len().max(SLOT_BYTES as usize) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.queue.write_buffer(&uniforms, 0, &program.uniforms);
+        fn whole(buf: &wgpu::Buffer, binding: u32) -> wgpu::BindGroupEntry<'_> {
+            wgpu::BindGroupEntry {
+                binding,
+                resource: buf.as_entire_binding(),
+            }
+        }
+        let bind_group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("bind_group"),
+            layout: &ctx.kernels.bind_group_layout,
+            entries: &[
+                whole(&self.params, 0),
+                whole(&self.grads, 1),
+                whole(&work, 2),
+                whole(&ints, 3),
+                whole(&self.state, 4),
+                wgpu::BindGroupEntry {
+                    binding: 5,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &uniforms,
+                        offset: 0,
+                        size: std::num::NonZeroU64::new(SLOT_BYTES),
+                    }),
+                },
+            ],
+        });
+        Ok(Plan {
+            ws,
+            work,
+            ints,
+            uniforms,
+            bind_group,
+            program,
+            phases,
+            norm_slot,
+            opt_slot,
+        })
+    }
+
+    /// Records every dispatch of a training step for workspace `ws`.
+    fn record(&self, ws: &Workspace) -> Result<(Program, Phases, u32, u32)> {
+        let cfg = &self.config;
+        let lay = &self.layout;
+        let ctx = &self.ctx;
+        let mut pg = Program::new(&ctx.limits, ctx.kernels.tunables);
+        let (b, t) = (ws.b as u32, ws.t as u32);
+        let (h, dirs, d) = (
+            cfg.hidden as u32,
+            cfg.directions() as u32,
+            cfg.top_width() as u32,
+        );
+        let gh = cfg.cell.gates() as u32 * h;
+        let o = cfg.out_features as u32;
+        let tb = t * b;
+        let bh = b * h;
+        let nd = dirs as usize;
+        // Param offset step between the two directions of a layer (same for every tensor).
+        let pdir = |k: usize| -> u32 {
+            if nd == 2 {
+                (lay.layers[k * 2 + 1].w_ih.start - lay.layers[k * 2].w_ih.start) as u32
+            } else {
+                0
+            }
+        };
+        let name = cfg.cell.name();
+        let (fwd_kernel, bwd_kernel) = match cfg.cell {
+            Cell::Lstm => (Kernel::LstmStepForward, Kernel::LstmStepBackward),
+            Cell::Gru => (Kernel::GruStepForward, Kernel::GruStepBackward),
+            Cell::Rnn => (Kernel::RnnStepForward, Kernel::RnnStepBackward),
+        };
+        let act = match cfg.nonlinearity {
+            Nonlinearity::Tanh => 0,
+            Nonlinearity::Relu => 1,
+        };
+        let embed_args = |table: u32| EmbedArgs {
+            b,
+            t_len: t,
+            width: cfg.input as u32,
+            vocab: cfg.vocab.unwrap_or(0) as u32,
+            ids_off: ws.ids.off,
+            table_off: table,
+            x_off: ws.x0.off,
+            dx_off: ws.layers[0].dx.off,
+        };
+        let step_args = |k: usize, s: u32| -> StepArgs {
+            let lw = &ws.layers[k];
+            let two = |r: Region| [r.dir(0, nd), r.dir(nd - 1, nd)];
+            let sl0 = &lay.layers[k * nd];
+            let sl1 = &lay.layers[k * nd + nd - 1];
+            StepArgs {
+                t_len: t,
+                b,
+                h,
+                s,
+                ld: d,
+                act,
+                has_dy: 0,
+                has_len: 0,
+                len_off: ws.lengths.off,
+                y_off: lw.y.off,
+                dy_off: 0,
+                carry_off: lw.carry.off,
+                whh: [sl0.w_hh.start as u32, sl1.w_hh.start as u32],
+                bhh: [sl0.b_hh.start as u32, sl1.b_hh.start as u32],
+                gx: two(lw.gx),
+                hs: two(lw.hs),
+                cs: two(lw.cs),
+                sv: two(lw.sv),
+                dg: two(lw.dg),
+                dgh: two(lw.dgh),
+                dc: two(lw.dc),
+            }
+        };
+        // ---------------------------------------------------------- forward
+        if let Some(e) = &lay.embed {
+            pg.embed(
+                Kernel::EmbedForward,
+                embed_args(e.start as u32),
+                "embed.forward",
+            )?;
+        }
+        for k in 0..cfg.layers {
+            let lw = &ws.layers[k];
+            let i_k = cfg.layer_input(k) as u32;
+            let x = if k == 0 {
+                ws.x0.off
+            } else {
+                ws.layers[k - 1].y.off
+            };
+            let sl = &lay.layers[k * nd];
+            // Gx = X·W_ihᵀ + b_ih for all steps, both directions (z).
+            pg.gemm(
+                GemmArgs {
+                    m: tb,
+                    n: gh,
+                    k: i_k,
+                    a_buf: BUF_WORK,
+                    a_off: x,
+                    lda: i_k,
+                    b_buf: BUF_PARAMS,
+                    b_off: sl.w_ih.start as u32,
+                    ldb: i_k,
+                    b_t: 1,
+                    c_buf: BUF_WORK,
+                    c_off: lw.gx.off,
+                    ldc: gh,
+                    bias_buf: BUF_PARAMS,
+                    bias_off: sl.b_ih.start as u32,
+                    has_bias: 1,
+                    b_z: pdir(k),
+                    c_z: lw.gx.len / dirs,
+                    bias_z: pdir(k),
+                    ..gemm_args()
+                },
+                dirs,
+                &format!("{name}.l{k}.input_projection"),
+            )?;
+            for s in 0..t {
+                let mut a = step_args(k, s);
+                a.has_len = 1;
+                pg.step(fwd_kernel, a, dirs, &format!("{name}.l{k}.step_forward"))?;
+            }
+        }
+        let top = &ws.layers[cfg.layers - 1];
+        let hw = lay.head_w.start as u32;
+        match cfg.output {
+            OutputMode::Last => {
+                // out = Σ_dir h_n(dir)·W[:, dir*H..]ᵀ + bias
+                for dir in 0..nd {
+                    let last_slot = if dir == 1 { 0 } else { t };
+                    pg.gemm(
+                        GemmArgs {
+                            m: b,
+                            n: o,
+                            k: h,
+                            beta: if dir == 0 { 0.0 } else { 1.0 },
+                            a_buf: BUF_WORK,
+                            a_off: top.hs.dir(dir, nd) + last_slot * bh,
+                            lda: h,
+                            b_buf: BUF_PARAMS,
+                            b_off: hw + dir as u32 * h,
+                            ldb: d,
+                            b_t: 1,
+                            c_buf: BUF_WORK,
+                            c_off: ws.out.off,
+                            ldc: o,
+                            bias_buf: BUF_PARAMS,
+                            bias_off: lay.head_b.start as u32,
+                            has_bias: (dir == 0) as u32,
+                            ..gemm_args()
+                        },
+                        1,
+                        "head.forward",
+                    )?;
+                }
+            }
+            OutputMode::Sequence => {
+                pg.gemm(
+                    GemmArgs {
+                        m: tb,
+                        n: o,
+                        k: d,
+                        a_buf: BUF_WORK,
+                        a_off: top.y.off,
+                        lda: d,
+                        b_buf: BUF_PARAMS,
+                        b_off: hw,
+                        ldb: d,
+                        b_t: 1,
+                        c_buf: BUF_WORK,
+                        c_off: ws.out.off,
+                        ldc: o,
+                        bias_buf: BUF_PARAMS,
+                        bias_off: lay.head_b.start as u32,
+                        has_bias: 1,
+                        ..gemm_args()
+                    },
+                    1,
+                    "head.forward",
+                )?;
+            }
+        }
+        let forward = pg.dispatches.len();
+        // ---------------------------------------------------------- loss
+        let head = HeadArgs {
+            rows: ws.rows as u32,
+            o,
+            b,
+            seq: (cfg.output == OutputMode::Sequence) as u32,
+            has_len: 1,
+            len_off: ws.lengths.off,
+            out_off: ws.out.off,
+            dout_off: ws.dout.off,
+            target_off: ws.classes.off,
+            scalars_off: ws.scalars.off,
+        };
+        pg.loss(Kernel::LossCe, head, "loss.ce")?;
+        let loss_ce = pg.dispatches.len();
+        pg.loss(
+            Kernel::LossMse,
+            HeadArgs {
+                target_off: ws.values.off,
+                ..head
+            },
+            "loss.mse",
+        )?;
+        let loss_mse = pg.dispatches.len();
+        // ---------------------------------------------------------- backward
+        match cfg.output {
+            OutputMode::Last => {
+                for dir in 0..nd {
+                    let last_slot = if dir == 1 { 0 } else { t };
+                    // dW_head[:, dir*H..] += doutᵀ·h_n(dir)
+                    pg.gemm(
+                        GemmArgs {
+                            m: o,
+                            n: h,
+                            k: b,
+                            beta: 1.0,
+                            a_buf: BUF_WORK,
+                            a_off: ws.dout.off,
+                            lda: o,
+                            a_t: 1,
+                            b_buf: BUF_WORK,
+                            b_off: top.hs.dir(dir, nd) + last_slot * bh,
+                            ldb: h,
+                            c_buf: BUF_GRADS,
+                            c_off: hw + dir as u32 * h,
+                            ldc: d,
+                            ..gemm_args()
+                        },
+                        1,
+                        "head.backward.weight",
+                    )?;
+                }
+                // carry of the top layer = dout·W_head  [B, D]
+                pg.gemm(
+                    GemmArgs {
+                        m: b,
+                        n: d,
+                        k: o,
+                        a_buf: BUF_WORK,
+                        a_off: ws.dout.off,
+                        lda: o,
+                        b_buf: BUF_PARAMS,
+                        b_off: hw,
+                        ldb: d,
+                        c_buf: BUF_WORK,
+                        c_off: top.carry.off,
+                        ldc: d,
+                        ..gemm_args()
+                    },
+                    1,
+                    "head.backward.input",
+                )?;
+            }
+            OutputMode::Sequence => {
+                pg.gemm(
+                    GemmArgs {
+                        m: o,
+                        n: d,
+                        k: tb,
+                        beta: 1.0,
+                        a_buf: BUF_WORK,
+                        a_off: ws.dout.off,
+                        lda: o,
+                        a_t: 1,
+                        b_buf: BUF_WORK,
+                        b_off: top.y.off,
+                        ldb: d,
+                        c_buf: BUF_GRADS,
+                        c_off: hw,
+                        ldc: d,
+                        ..gemm_args()
+                    },
+                    1,
+                    "head.backward.weight",
+                )?;
+                pg.gemm(
+                    GemmArgs {
+                        m: tb,
+                        n: d,
+                        k: o,
+                        a_buf: BUF_WORK,
+                        a_off: ws.dout.off,
+                        lda: o,
+                        b_buf: BUF_PARAMS,
+                        b_off: hw,
+                        ldb: d,
+                        c_buf: BUF_WORK,
+                        c_off: ws.dy_top.off,
+                        ldc: d,
+                        ..gemm_args()
+                    },
+                    1,
+                    "head.backward.input",
+                )?;
+            }
+        }
+        pg.column_sums(
+            GemmArgs {
+                m: ws.rows as u32,
+                n: o,
+                a_buf: BUF_WORK,
+                a_off: ws.dout.off,
+                lda: o,
+                c_buf: BUF_GRADS,
+                c_off: lay.head_b.start as u32,
+                ..gemm_args()
+            },
+            1,
+            "head.backward.bias",
+        )?;
+        for k in (0..cfg.layers).rev() {
+            let lw = &ws.layers[k];
+            let i_k = cfg.layer_input(k) as u32;
+            let x = if k == 0 {
+                ws.x0.off
+            } else {
+                ws.layers[k - 1].y.off
+            };
+            let (has_dy, dy_off) = if k + 1 < cfg.layers {
+                (1, ws.layers[k + 1].dx.off)
+            } else if cfg.output == OutputMode::Sequence {
+                (1, ws.dy_top.off)
+            } else {
+                (0, 0)
+            };
+            for s in 0..t {
+                let mut a = step_args(k, s);
+                a.has_len = 1;
+                a.has_dy = has_dy;
+                a.dy_off = dy_off;
+                pg.step(bwd_kernel, a, dirs, &format!("{name}.l{k}.step_backward"))?;
+            }
+            let sl = &lay.layers[k * nd];
+            let dg = lw.dg;
+            let dgh = if cfg.cell == Cell::Gru { lw.dgh } else { lw.dg };
+            let gsize = dg.len / dirs;
+            // dW_ih += dGᵀ·X
+            pg.gemm(
+                GemmArgs {
+                    m: gh,
+                    n: i_k,
+                    k: tb,
+                    beta: 1.0,
+                    a_buf: BUF_WORK,
+                    a_off: dg.off,
+                    lda: gh,
+                    a_t: 1,
+                    b_buf: BUF_WORK,
+                    b_off: x,
+                    ldb: i_k,
+                    c_buf: BUF_GRADS,
+                    c_off: sl.w_ih.start as u32,
+                    ldc: i_k,
+                    a_z: gsize,
+                    c_z: pdir(k),
+                    ..gemm_args()
+                },
+                dirs,
+                &format!("{name}.l{k}.weight_ih_grad"),
+            )?;
+            pg.column_sums(
+                GemmArgs {
+                    m: tb,
+                    n: gh,
+                    a_buf: BUF_WORK,
+                    a_off: dg.off,
+                    lda: gh,
+                    c_buf: BUF_GRADS,
+                    c_off: sl.b_ih.start as u32,
+                    a_z: gsize,
+                    c_z: pdir(k),
+                    ..gemm_args()
+                },
+                dirs,
+                &format!("{name}.l{k}.bias_ih_grad"),
+            )?;
+            // dW_hh += dGhᵀ·H_prev; prev(t) for all t is slots 0..T (forward) or 1..T+1 (reverse).
+            let hs_size = lw.hs.len / dirs;
+            pg.gemm(
+                GemmArgs {
+                    m: gh,
+                    n: h,
+                    k: tb,
+                    beta: 1.0,
+                    a_buf: BUF_WORK,
+                    a_off: dgh.off,
+                    lda: gh,
+                    a_t: 1,
+                    b_buf: BUF_WORK,
+                    b_off: lw.hs.off,
+                    ldb: h,
+                    c_buf: BUF_GRADS,
+                    c_off: sl.w_hh.start as u32,
+                    ldc: h,
+                    a_z: gsize,
+                    b_z: hs_size + bh,
+                    c_z: pdir(k),
+                    ..gemm_args()
+                },
+                dirs,
+                &format!("{name}.l{k}.weight_hh_grad"),
+            )?;
+            pg.column_sums(
+                GemmArgs {
+                    m: tb,
+                    n: gh,
+                    a_buf: BUF_WORK,
+                    a_off: dgh.off,
+                    lda: gh,
+                    c_buf: BUF_GRADS,
+                    c_off: sl.b_hh.start as u32,
+                    a_z: gsize,
+                    c_z: pdir(k),
+                    ..gemm_args()
+                },
+                dirs,
+                &format!("{name}.l{k}.bias_hh_grad"),
+            )?;
+            // dX = Σ_dir dG(dir)·W_ih(dir)
+            if lw.dx.len > 0 {
+                for dir in 0..nd {
+                    pg.gemm(
+                        GemmArgs {
+                            m: tb,
+                            n: i_k,
+                            k: gh,
+                            beta: if dir == 0 { 0.0 } else { 1.0 },
+                            a_buf: BUF_WORK,
+                            a_off: dg.dir(dir, nd),
+                            lda: gh,
+                            b_buf: BUF_PARAMS,
+                            b_off: lay.layers[k * nd + dir].w_ih.start as u32,
+                            ldb: i_k,
+                            c_buf: BUF_WORK,
+                            c_off: lw.dx.off,
+                            ldc: i_k,
+                            ..gemm_args()
+                        },
+                        1,
+                        &format!("{name}.l{k}.input_grad"),
+                    )?;
+                }
+            }
+        }
+        if let Some(e) = &lay.embed {
+            pg.embed(
+                Kernel::EmbedBackward,
+                embed_args(e.start as u32),
+                "embed.backward",
+            )?;
+        }
+        let backward = pg.dispatches.len();
+        // ---------------------------------------------------------- optimizer
+        let oa = OptArgs {
+            n: lay.total as u32,
+            scalars_off: ws.scalars.off,
+            partials_off: ws.partials.off,
+            partials: ctx.kernels.tunables.norm_groups,
+            ..Default::default()
+        };
+        let norm_slot = pg.grad_norm(oa, "optim.grad_norm")?;
+        let opt_slot = pg.optimizer(oa, "optim.step")?;
+        let optim = pg.dispatches.len();
+        Ok((
+            pg,
+            Phases {
+                forward,
+                loss_ce,
+                loss_mse,
+                backward,
+                optim,
+            },
+            norm_slot,
+            opt_slot,
+        ))
+    }
+
+    /// Uploads a batch's inputs, lengths and (if `loss`) targets into the plan of its shape.
+    fn upload_batch(&mut self, data: &Dataset, loss: Option<Loss>) -> Result<(usize, usize)> {
+        data.check_inputs(&self.config)?;
+        let y = match loss {
+            Some(l) => Some(data.check_targets(&self.config, l)?),
+            None => None,
+        };
+        let (b, t) = (data.len(), data.steps());
+        let o = self.config.out_features;
+        let seq = self.config.output == OutputMode::Sequence;
+        self.plan(b, t)?;
+        let plan = &self.plans[&(b, t)];
+        let q = &self.ctx.queue;
+        let ws = &plan.ws;
+        match &data.x {
+            Inputs::Features { data: x, f, .. } => {
+                let xt = crate::cpu::transpose_bt(x, b, t, *f);
+                q.write_buffer(&plan.work, ws.x0.off as u64 * 4, f32_bytes(&xt));
+            }
+            Inputs::Tokens { ids, .. } => {
+                let ids: Vec<i32> = ids.iter().map(|&v| v as i32).collect();
+                q.write_buffer(
+                    &plan.ints,
+                    ws.ids.off as u64 * 4,
+                    bytemuck::cast_slice(&ids),
+                );
+            }
+        }
+        let lengths: Vec<i32> = match &data.lengths {
+            Some(l) => l.iter().map(|&v| v as i32).collect(),
+            None => vec![t as i32; b],
+        };
+        q.write_buffer(
+            &plan.ints,
+            ws.lengths.off as u64 * 4,
+            bytemuck::cast_slice(&lengths),
+        );
+        match y {
+            Some(Targets::Classes { data: c, .. }) => {
+                let c: Vec<i32> = if seq {
+                    let mut v = vec![0i32; t * b];
+                    for bi in 0..b {
+                        for ti in 0..t {
+                            v[ti * b + bi] = c[bi * t + ti] as i32;
+                        }
+                    }
+                    v
+                } else {
+                    c.iter().map(|&v| v as i32).collect()
+                };
+                q.write_buffer(
+                    &plan.ints,
+                    ws.classes.off as u64 * 4,
+                    bytemuck::cast_slice(&c),
+                );
+            }
+            Some(Targets::Values { data: v, .. }) => {
+                let v = if seq {
+                    crate::cpu::transpose_bt(v, b, t, o)
+                } else {
+                    v.clone()
+                };
+                q.write_buffer(&plan.work, ws.values.off as u64 * 4, f32_bytes(&v));
+            }
+            None => {}
+        }
+        Ok((b, t))
+    }
+
+    /// Records the dispatches of the given phases (and the clears backward needs) into one encoder.
+    fn encode(
+        &self,
+        key: (usize, usize),
+        loss: Option<Loss>,
+        backward: bool,
+        optim: bool,
+    ) -> Result<wgpu::CommandEncoder> {
+        let plan = &self.plans[&key];
+        let dev = &self.ctx.device;
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("step"),
+        });
+        if backward {
+            enc.clear_buffer(&self.grads, 0, None);
+            if plan.ws.zeroed.len > 0 {
+                enc.clear_buffer(
+                    &plan.work,
+                    plan.ws.zeroed.off as u64 * 4,
+                    Some(plan.ws.zeroed.len.div_ceil(4) as u64 * 16),
+                );
+            }
+        }
+        let ph = plan.phases;
+        let k = &self.ctx.kernels;
+        let (pg, bg) = (&plan.program, &plan.bind_group);
+        pg.encode(k, dev, &mut enc, bg, 0..ph.forward, "forward")?;
+        match loss {
+            Some(Loss::Ce) => pg.encode(k, dev, &mut enc, bg, ph.forward..ph.loss_ce, "loss")?,
+            Some(Loss::Mse) => pg.encode(k, dev, &mut enc, bg, ph.loss_ce..ph.loss_mse, "loss")?,
+            None => {}
+        }
+        if backward {
+            pg.encode(k, dev, &mut enc, bg, ph.loss_mse..ph.backward, "backward")?;
+        }
+        if optim {
+            pg.encode(k, dev, &mut enc, bg, ph.backward..ph.optim, "optimizer")?;
+        }
+        Ok(enc)
+    }
+
+    /// Raw output of `data.x` (same semantics as [`Model::forward`]): `[N, out]` or `[N, T, out]`.
+    pub fn forward(&mut self, data: &Dataset) -> Result<Tensor> {
+        let key = self.upload_batch(data, None)?;
+        let enc = self.encode(key, None, false, false)?;
+        self.ctx.queue.submit([enc.finish()]);
+        self.submissions += 1;
+        let plan = &self.plans[&key];
+        let out = self.read(
+            &plan.work,
+            plan.ws.out.off as usize,
+            plan.ws.out.len as usize,
+        )?;
+        let (b, t) = key;
+        let o = self.config.out_features;
+        Ok(match self.config.output {
+            OutputMode::Last => Tensor::new(vec![b, o], out),
+            OutputMode::Sequence => {
+                Tensor::new(vec![b, t, o], crate::cpu::transpose_bt(&out, t, b, o))
+            }
+        })
+    }
+
+    /// Loss and the gradient of every parameter (flat, [`Layout`] order), as
+    /// [`Model::loss_and_gradients`]. Blocks until both are read back.
+    pub fn loss_and_gradients(&mut self, data: &Dataset, loss: Loss) -> Result<(f32, Vec<f32>)> {
+        let key = self.upload_batch(data, Some(loss))?;
+        let enc = self.encode(key, Some(loss), true, false)?;
+        self.ctx.queue.submit([enc.finish()]);
+        self.submissions += 1;
+        let plan = &self.plans[&key];
+        let l = self.read(&plan.work, plan.ws.scalars.off as usize, 1)?[0];
+        let g = self.read(&self.grads, 0, self.layout.total)?;
+        Ok((l, g))
+    }
+
+    /// Writes this step's optimizer arguments (clip, learning rate, bias corrections).
+    fn set_optimizer_args(&mut self, key: (usize, usize), opts: &StepOptions, opt: &mut Optimizer) {
+        opt.step += 1;
+        let plan = self.plans.get_mut(&key).expect("plan exists");
+        let mut a = OptArgs {
+            n: self.layout.total as u32,
+            scalars_off: plan.ws.scalars.off,
+            partials_off: plan.ws.partials.off,
+            partials: self.ctx.kernels.tunables.norm_groups,
+            has_clip: opts.clip.is_some() as u32,
+            max_norm: opts.clip.unwrap_or(0.0),
+            ..Default::default()
+        };
+        match opt.kind {
+            OptimizerKind::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+                nesterov,
+            } => {
+                a.kind = 0;
+                a.lr = lr;
+                a.momentum = momentum;
+                a.weight_decay = weight_decay;
+                a.nesterov = nesterov as u32;
+                a.first = (opt.step == 1) as u32;
+            }
+            OptimizerKind::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                // Exactly as cpu/optim.rs computes them.
+                let t = opt.step as i32;
+                let bc1 = 1.0 - (beta1 as f64).powi(t);
+                let bc2 = 1.0 - (beta2 as f64).powi(t);
+                a.kind = 1;
+                a.lr = lr;
+                a.weight_decay = weight_decay;
+                a.step_size = (lr as f64 / bc1) as f32;
+                a.bc2_sqrt = bc2.sqrt() as f32;
+                a.w1 = 1.0 - beta1;
+                a.beta2 = beta2;
+                a.w2 = (1.0 - beta2 as f64) as f32;
+                a.eps = eps;
+            }
+        }
+        plan.program.set_slot(plan.norm_slot, &a);
+        plan.program.set_slot(plan.opt_slot, &a);
+        let start = plan.norm_slot.min(plan.opt_slot) as usize * SLOT_BYTES as usize;
+        let end = (plan.norm_slot.max(plan.opt_slot) as usize + 1) * SLOT_BYTES as usize;
+        self.ctx.queue.write_buffer(
+            &plan.uniforms,
+            start as u64,
+            &plan.program.uniforms[start..end],
+        );
+    }
+
+    /// One training step (forward, loss, BPTT, clipping, optimizer) recorded
+    /// into one command buffer and submitted without waiting. `opt` supplies
+    /// the hyper-parameters and counts the step; its moments live on the GPU.
+    /// Statistics arrive through [`GpuModel::poll_stats`] / [`GpuModel::finish`].
+    pub fn train_step(
+        &mut self,
+        data: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<()> {
+        opt.validate()?;
+        // A free ring slot (waits only when STATS_RING steps are in flight).
+        let slot = match (0..STATS_RING).find(|i| !self.in_flight.contains(i)) {
+            Some(s) => s,
+            None => {
+                self.wait_oldest()?;
+                (0..STATS_RING)
+                    .find(|i| !self.in_flight.contains(i))
+                    .expect("a slot was freed")
+            }
+        };
+        let key = self.upload_batch(data, Some(opts.loss))?;
+        self.set_optimizer_args(key, opts, opt);
+        let mut enc = self.encode(key, Some(opts.loss), true, true)?;
+        let plan = &self.plans[&key];
+        let rs = &mut self.ring[slot];
+        enc.copy_buffer_to_buffer(
+            &plan.work,
+            plan.ws.scalars.off as u64 * 4,
+            &rs.buffer,
+            0,
+            16,
+        );
+        self.ctx.queue.submit([enc.finish()]);
+        self.submissions += 1;
+        rs.step = opt.step;
+        rs.state.store(1, Ordering::SeqCst);
+        let st = rs.state.clone();
+        rs.buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            st.store(if r.is_ok() { 2 } else { 3 }, Ordering::SeqCst);
+        });
+        self.in_flight.push_back(slot);
+        Ok(())
+    }
+
+    fn take(&mut self, slot: usize) -> Result<StepStats> {
+        let rs = &self.ring[slot];
+        let state = rs.state.load(Ordering::SeqCst);
+        rs.state.store(0, Ordering::SeqCst);
+        if state != 2 {
+            return Err(Error::Gpu(
+                "reading the step statistics failed (device lost?)".into(),
+            ));
+        }
+        let v: Vec<f32> = {
+            let view = rs
+                .buffer
+                .get_mapped_range(..)
+                .map_err(|e| Error::Gpu(format!("reading the step statistics failed: {e:?}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        rs.buffer.unmap();
+        let (loss, norm) = (v[0], v[2]);
+        if !loss.is_finite() || !norm.is_finite() {
+            return Err(Error::Diverged {
+                step: rs.step as usize,
+                loss: if loss.is_finite() { norm } else { loss },
+            });
+        }
+        Ok(StepStats {
+            loss,
+            grad_norm: norm,
+        })
+    }
+
+    /// Waits for the oldest step in flight and queues its statistics.
+    fn wait_oldest(&mut self) -> Result<()> {
+        let slot = *self.in_flight.front().expect("a step in flight");
+        while self.ring[slot].state.load(Ordering::SeqCst) == 1 {
+            self.ctx.wait()?;
+        }
+        self.in_flight.pop_front();
+        let s = self.take(slot)?;
+        self.ready.push(s);
+        Ok(())
+    }
+
+    /// Statistics of the steps that have finished, oldest first, without blocking.
+    pub fn poll_stats(&mut self) -> Result<Vec<StepStats>> {
+        let _ = self.ctx.device.poll(wgpu::PollType::Poll);
+        while let Some(&slot) = self.in_flight.front() {
+            if self.ring[slot].state.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            self.in_flight.pop_front();
+            let s = self.take(slot)?;
+            self.ready.push(s);
+        }
+        Ok(std::mem::take(&mut self.ready))
+    }
+
+    /// Waits for every submitted step; returns the statistics not collected yet.
+    pub fn finish(&mut self) -> Result<Vec<StepStats>> {
+        while !self.in_flight.is_empty() {
+            self.wait_oldest()?;
+        }
+        Ok(std::mem::take(&mut self.ready))
+    }
+
+    /// [`GpuModel::train_step`] followed by [`GpuModel::finish`]: the step's statistics.
+    pub fn train_step_sync(
+        &mut self,
+        data: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<StepStats> {
+        self.train_step(data, opts, opt)?;
+        self.finish()?
+            .pop()
+            .ok_or_else(|| Error::Gpu("no statistics came back".into()))
+    }
+}

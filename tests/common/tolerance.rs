@@ -1,0 +1,131 @@
+//! The one place where tolerances live (CPU vs PyTorch, gradient checks,
+//! GPU vs CPU), each with its reason.
+//!
+//! A value passes when `|gpu - cpu| <= atol + rtol * |cpu|`.
+
+/// Relative + absolute tolerance.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub rtol: f32,
+    pub atol: f32,
+    pub name: &'static str,
+}
+
+/// Outputs of a forward pass. Both paths run in f32 but sum dot products in
+/// different orders (tiled GEMM vs packed SIMD sgemm) and the GPU's exp/tanh
+/// are the driver's (a few ulp); over T steps of a recurrence the differences
+/// stay near 1e-6 relative for contracting cells.
+pub const FORWARD: Tolerance = Tolerance {
+    rtol: 1e-4,
+    atol: 2e-6,
+    name: "forward",
+};
+
+/// Loss values: the CPU reduces in f64, the GPU in an f32 tree.
+pub const LOSS: Tolerance = Tolerance {
+    rtol: 1e-5,
+    atol: 1e-6,
+    name: "loss",
+};
+
+/// Parameter gradients: BPTT sums T*B products per weight gradient and carries
+/// dh through T steps, in a different order on each path; gradients that come
+/// out near zero by cancellation need the absolute part.
+pub const GRADIENTS: Tolerance = Tolerance {
+    rtol: 1e-3,
+    atol: 1e-5,
+    name: "gradients",
+};
+
+/// Weights after N optimizer steps: Adam divides m by sqrt(v), so a gradient
+/// that differs in its last bits moves a weight by up to ~lr * relative error
+/// per step; the steps feed back through the forward pass. (lr 1e-2, N = 20.)
+pub const TRAINED_WEIGHTS: Tolerance = Tolerance {
+    rtol: 1e-3,
+    atol: 2e-5,
+    name: "weights after training",
+};
+
+/// PyTorch golden outputs and losses: both sides compute in f32 with the same
+/// formulas; differences come from summation order only (≈1e-7 relative),
+/// so 1e-5 is comfortably above noise and far below any real bug.
+pub const GOLDEN_OUTPUT: Tolerance = Tolerance { rtol: 0.0, atol: 1e-5, name: "golden output (f32 vs f32, summation order only)" };
+
+/// Weights after one epoch of SGD/Adam against PyTorch: the bound; Adam
+/// divides by sqrt(v), which amplifies rounding of tiny gradients.
+pub const GOLDEN_WEIGHTS: Tolerance = Tolerance { rtol: 0.0, atol: 1e-4, name: "golden weights after one epoch" };
+
+/// Central differences of an f32 loss (step 1e-2, 1e-3 for ReLU): truncation error
+/// O(h²) ≈ 1e-4 relative, plus f32 rounding of the loss ≈ 1e-7/h ≈ 5e-5 absolute.
+/// Tight enough that scaling one gate's gradient by 0.9 fails it (checked by mutation).
+pub const GRADCHECK: Tolerance = Tolerance { rtol: 2e-3, atol: 2e-4, name: "central differences of an f32 loss" };
+
+/// Largest deviations seen by a comparison (for the report).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Deviation {
+    pub max_abs: f32,
+    /// Largest |diff| / |cpu| over values with |cpu| > 1e-3.
+    pub max_rel: f32,
+}
+
+impl Deviation {
+    pub fn max(self, o: Deviation) -> Deviation {
+        Deviation {
+            max_abs: self.max_abs.max(o.max_abs),
+            max_rel: self.max_rel.max(o.max_rel),
+        }
+    }
+}
+
+impl std::fmt::Display for Deviation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "max |diff| {:.2e}, max rel {:.2e}",
+            self.max_abs, self.max_rel
+        )
+    }
+}
+
+/// Asserts `gpu` is close to `cpu` element-wise; prints the first mismatches
+/// with index, both values and the difference, and returns the largest deviations.
+#[track_caller]
+pub fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], tol: Tolerance) -> Deviation {
+    assert_eq!(
+        gpu.len(),
+        cpu.len(),
+        "{what}: lengths differ (gpu {}, cpu {})",
+        gpu.len(),
+        cpu.len()
+    );
+    let mut dev = Deviation::default();
+    let mut bad = Vec::new();
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        let diff = (g - c).abs();
+        let ok = diff <= tol.atol + tol.rtol * c.abs();
+        if !ok || !g.is_finite() {
+            bad.push((i, g, c, diff));
+        }
+        dev.max_abs = dev.max_abs.max(diff);
+        if c.abs() > 1e-3 {
+            dev.max_rel = dev.max_rel.max(diff / c.abs());
+        }
+    }
+    if !bad.is_empty() {
+        let lines: Vec<String> = bad
+            .iter()
+            .take(10)
+            .map(|(i, g, c, d)| format!("  [{i}] gpu {g:e} cpu {c:e} diff {d:e}"))
+            .collect();
+        panic!(
+            "{what}: {} of {} values outside {} tolerance (rtol {}, atol {}); first:\n{}",
+            bad.len(),
+            gpu.len(),
+            tol.name,
+            tol.rtol,
+            tol.atol,
+            lines.join("\n")
+        );
+    }
+    dev
+}

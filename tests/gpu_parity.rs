@@ -1,0 +1,348 @@
+//! GPU vs CPU: the same random models and batches through both paths —
+//! outputs, loss, every parameter gradient, and the weights after training
+//! steps — for every cell, 1-3 layers, bidirectional, lengths, both output
+//! modes, both losses, embeddings and awkward shapes. Tolerances: `common::tolerance`.
+//!
+//! Without a GPU adapter each test prints `SKIPPED` and passes, unless
+//! `RECURRENT_REQUIRE_GPU=1`. Lavapipe (Mesa's software Vulkan) runs them anywhere.
+
+mod common;
+
+use common::tolerance::{assert_close, Deviation, FORWARD, GRADIENTS, LOSS, TRAINED_WEIGHTS};
+use common::{gpu, Case};
+use recurrent::gpu::GpuModel;
+use recurrent::{Cell, Loss, Optimizer, OptimizerKind, OutputMode, StepOptions};
+
+const CELLS: [Cell; 3] = [Cell::Lstm, Cell::Gru, Cell::Rnn];
+
+/// Forward, loss and gradients of `case` on both paths.
+fn check_case(case: &Case, loss: Loss, seed: u64) {
+    let Some(ctx) = gpu("parity") else { return };
+    let model = case.model(seed);
+    let data = case.data(loss, seed + 100);
+    let what = format!("{case:?} {loss:?}");
+    let mut g = GpuModel::new(ctx, &model).unwrap();
+    let out_gpu = g.forward(&data).unwrap();
+    let out_cpu = model.forward(&data).unwrap();
+    assert_eq!(out_gpu.shape, out_cpu.shape, "{what}: output shape");
+    let d_out = assert_close(
+        &format!("{what}: output"),
+        &out_gpu.data,
+        &out_cpu.data,
+        FORWARD,
+    );
+    let (l_gpu, g_gpu) = g.loss_and_gradients(&data, loss).unwrap();
+    let (l_cpu, g_cpu) = model.loss_and_gradients(&data, loss).unwrap();
+    let d_loss = assert_close(&format!("{what}: loss"), &[l_gpu], &[l_cpu], LOSS);
+    let mut d_grad = Deviation::default();
+    for e in &model.layout().entries {
+        d_grad = d_grad.max(assert_close(
+            &format!("{what}: grad {}", e.name),
+            &g_gpu[e.range()],
+            &g_cpu[e.range()],
+            GRADIENTS,
+        ));
+    }
+    eprintln!(
+        "{}: output {d_out}; loss {d_loss}; gradients {d_grad}",
+        case.label(loss)
+    );
+}
+
+#[test]
+fn forward_and_gradients_match_cpu_for_every_cell_and_stack() {
+    let mut seed = 1;
+    for cell in CELLS {
+        for (layers, bidirectional) in [(1, false), (2, true), (3, false)] {
+            for output in [OutputMode::Last, OutputMode::Sequence] {
+                for lengths in [false, true] {
+                    let case = Case {
+                        layers,
+                        bidirectional,
+                        output,
+                        lengths,
+                        ..Case::new(cell)
+                    };
+                    let loss = if seed % 2 == 0 { Loss::Ce } else { Loss::Mse };
+                    check_case(&case, loss, seed);
+                    seed += 1;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn both_losses_match_cpu() {
+    for loss in [Loss::Ce, Loss::Mse] {
+        for output in [OutputMode::Last, OutputMode::Sequence] {
+            let case = Case {
+                output,
+                lengths: true,
+                bidirectional: true,
+                out: 7,
+                ..Case::new(Cell::Lstm)
+            };
+            check_case(&case, loss, 40);
+        }
+    }
+}
+
+#[test]
+fn relu_rnn_matches_cpu() {
+    let case = Case {
+        relu: true,
+        layers: 2,
+        bidirectional: true,
+        lengths: true,
+        output: OutputMode::Sequence,
+        ..Case::new(Cell::Rnn)
+    };
+    check_case(&case, Loss::Mse, 50);
+}
+
+#[test]
+fn awkward_shapes_match_cpu() {
+    for cell in CELLS {
+        let base = Case::new(cell);
+        let cases = [
+            Case { batch: 1, ..base },
+            Case {
+                steps: 1,
+                bidirectional: true,
+                ..base
+            },
+            Case {
+                hidden: 1,
+                input: 1,
+                out: 1,
+                ..base
+            },
+            // H not a multiple of any tile or workgroup, I != H, 2H input to layer 1.
+            Case {
+                hidden: 67,
+                input: 13,
+                layers: 2,
+                bidirectional: true,
+                lengths: true,
+                ..base
+            },
+            // Long sequence, sequence output.
+            Case {
+                steps: 100,
+                batch: 3,
+                hidden: 16,
+                lengths: true,
+                output: OutputMode::Sequence,
+                ..base
+            },
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            check_case(
+                c,
+                if i % 2 == 0 { Loss::Ce } else { Loss::Mse },
+                60 + i as u64,
+            );
+        }
+    }
+}
+
+#[test]
+fn embedding_matches_cpu() {
+    for cell in CELLS {
+        let case = Case {
+            vocab: Some(11),
+            input: 6,
+            output: OutputMode::Sequence,
+            lengths: true,
+            bidirectional: true,
+            ..Case::new(cell)
+        };
+        check_case(&case, Loss::Ce, 70);
+    }
+}
+
+/// `steps` training steps on both paths from the same weights; compares the
+/// losses of every step and the weights at the end.
+fn check_training(
+    case: &Case,
+    loss: Loss,
+    kind: OptimizerKind,
+    clip: Option<f32>,
+    steps: usize,
+    seed: u64,
+) {
+    let Some(ctx) = gpu("training parity") else {
+        return;
+    };
+    let mut cpu = case.model(seed);
+    let mut g = GpuModel::new(ctx, &cpu).unwrap();
+    let data = case.data(loss, seed + 1);
+    let opts = StepOptions { loss, clip };
+    let (mut o_cpu, mut o_gpu) = (Optimizer::new(kind), Optimizer::new(kind));
+    let mut losses_cpu = Vec::new();
+    for _ in 0..steps {
+        losses_cpu.push(cpu.train_step(&data, &opts, &mut o_cpu).unwrap().loss);
+        g.train_step(&data, &opts, &mut o_gpu).unwrap();
+    }
+    let stats = g.finish().unwrap();
+    assert_eq!(stats.len(), steps, "one StepStats per step");
+    let losses_gpu: Vec<f32> = stats.iter().map(|s| s.loss).collect();
+    let what = format!("{case:?} {kind:?} clip {clip:?}");
+    assert_close(
+        &format!("{what}: losses"),
+        &losses_gpu,
+        &losses_cpu,
+        TRAINED_WEIGHTS,
+    );
+    assert_eq!(o_gpu.step, o_cpu.step);
+    let w = g.download().unwrap();
+    let mut d_w = Deviation::default();
+    for e in &cpu.layout().entries {
+        d_w = d_w.max(assert_close(
+            &format!("{what}: {} after {steps} steps", e.name),
+            &w[e.range()],
+            &cpu.params()[e.range()],
+            TRAINED_WEIGHTS,
+        ));
+    }
+    eprintln!(
+        "{} {kind:?} clip {clip:?}, {steps} steps: weights {d_w}",
+        case.label(loss)
+    );
+}
+
+#[test]
+fn twenty_adam_steps_match_cpu() {
+    let adam = OptimizerKind::Adam {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    for (i, cell) in CELLS.into_iter().enumerate() {
+        let case = Case {
+            layers: 2,
+            bidirectional: true,
+            lengths: true,
+            ..Case::new(cell)
+        };
+        check_training(&case, Loss::Ce, adam, None, 20, 80 + i as u64);
+    }
+}
+
+#[test]
+fn adam_with_clipping_and_weight_decay_matches_cpu() {
+    let adam = OptimizerKind::Adam {
+        lr: 5e-3,
+        beta1: 0.8,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 1e-2,
+    };
+    let case = Case {
+        output: OutputMode::Sequence,
+        lengths: true,
+        ..Case::new(Cell::Gru)
+    };
+    check_training(&case, Loss::Mse, adam, Some(0.05), 20, 90);
+}
+
+#[test]
+fn sgd_with_momentum_and_clipping_matches_cpu() {
+    for (nesterov, wd) in [(false, 0.0), (true, 1e-3)] {
+        let sgd = OptimizerKind::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: wd,
+            nesterov,
+        };
+        let case = Case {
+            layers: 2,
+            lengths: true,
+            ..Case::new(Cell::Lstm)
+        };
+        check_training(&case, Loss::Ce, sgd, Some(0.5), 20, 95);
+        let plain = OptimizerKind::Sgd {
+            lr: 0.1,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        };
+        check_training(&case, Loss::Mse, plain, None, 5, 96);
+    }
+}
+
+#[test]
+fn stats_come_back_for_every_step_without_waiting_inside_the_step() {
+    let Some(ctx) = gpu("stats ring") else { return };
+    let case = Case {
+        layers: 2,
+        ..Case::new(Cell::Lstm)
+    };
+    let mut cpu = case.model(7);
+    let mut g = GpuModel::new(ctx, &cpu).unwrap();
+    let data = case.data(Loss::Ce, 8);
+    let opts = StepOptions {
+        loss: Loss::Ce,
+        clip: Some(1.0),
+    };
+    let (mut o_cpu, mut o_gpu) = (Optimizer::adam(1e-2), Optimizer::adam(1e-2));
+    let mut want = Vec::new();
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        want.push(cpu.train_step(&data, &opts, &mut o_cpu).unwrap());
+        g.train_step(&data, &opts, &mut o_gpu).unwrap();
+        got.extend(g.poll_stats().unwrap());
+    }
+    got.extend(g.finish().unwrap());
+    assert_eq!(got.len(), 10, "one StepStats per step");
+    let l: Vec<f32> = got.iter().map(|s| s.loss).collect();
+    let lw: Vec<f32> = want.iter().map(|s| s.loss).collect();
+    assert_close("losses", &l, &lw, TRAINED_WEIGHTS);
+    let n: Vec<f32> = got.iter().map(|s| s.grad_norm).collect();
+    let nw: Vec<f32> = want.iter().map(|s| s.grad_norm).collect();
+    assert_close("grad norms", &n, &nw, GRADIENTS);
+}
+
+#[test]
+fn a_training_step_is_one_submission_of_a_fixed_dispatch_list() {
+    let Some(ctx) = gpu("dispatch count") else {
+        return;
+    };
+    // The MNIST shape: 2-layer LSTM over 28 steps of 28 features.
+    let case = Case {
+        layers: 2,
+        input: 28,
+        hidden: 32,
+        out: 10,
+        batch: 8,
+        steps: 28,
+        ..Case::new(Cell::Lstm)
+    };
+    let model = case.model(3);
+    let mut g = GpuModel::new(ctx, &model).unwrap();
+    let data = case.data(Loss::Ce, 4);
+    let opts = StepOptions {
+        loss: Loss::Ce,
+        clip: Some(1.0),
+    };
+    let mut opt = Optimizer::adam(1e-3);
+    let before = g.submissions;
+    for _ in 0..3 {
+        g.train_step(&data, &opts, &mut opt).unwrap();
+    }
+    assert_eq!(
+        g.submissions - before,
+        3,
+        "one queue submission per training step"
+    );
+    assert_eq!(g.finish().unwrap().len(), 3);
+    // forward: 2 x (input GEMM + 28 steps) + head GEMM; loss 1; backward: head
+    // (2 GEMMs + bias sums) + 2 x 28 steps + 2 x (2 weight GEMMs + 2 bias sums)
+    // + dX of layer 1; norm 2; optimizer 1.
+    let want = 2 * (1 + 28) + 1 + 1 + 3 + 2 * 28 + 2 * 4 + 1 + 2 + 1;
+    assert_eq!(g.dispatches_per_step(8, 28).unwrap(), want);
+    eprintln!("2-layer LSTM, T=28: {want} dispatches, 1 submission per training step");
+}
