@@ -73,7 +73,7 @@ fn main() {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = common::resolve(args.device)?;
-    if !(args.temperature > 0.0) {
+    if args.temperature.is_nan() || args.temperature <= 0.0 {
         return Err("--temperature must be > 0".into());
     }
     let mut corpus = text::read_text(&args.data)?;
