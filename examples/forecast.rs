@@ -14,6 +14,10 @@
 //!   on by default for co2) and the level forecast is the last value plus
 //!   that change. Missing CO2 weeks are filled by linear interpolation.
 //! - RMSE is in the series' own units (sunspot number, ppm).
+//!
+//! Measured (release, CPU path, seed 7, defaults): sunspots, LSTM 18.17 vs naive
+//! 33.28 (stopped early after 57 epochs, 2.6 s); co2, LSTM 0.379 ppm vs naive
+//! 0.513 ppm (55 epochs, 39 s).
 
 #[path = "common/mod.rs"]
 mod common;

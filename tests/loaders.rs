@@ -71,7 +71,7 @@ fn bundled_mnist_loads_with_expected_shapes_scaling_and_labels() {
         panic!("features")
     };
     assert!(data.iter().all(|&v| (0.0..=1.0).contains(&v)));
-    assert!(data.iter().any(|&v| v == 1.0), "255 maps to exactly 1");
+    assert!(data.contains(&1.0), "255 maps to exactly 1");
     let Some(Targets::Classes { data: y, shape }) = &train.y else {
         panic!("classes")
     };
