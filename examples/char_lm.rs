@@ -101,7 +101,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.seq_len,
         Encoding::Ids,
     )?;
-    println!("device: {device}");
+    println!("device: {}", device.describe());
     println!(
         "data: {} characters, vocabulary {}, {} training and {} validation sequences of {}",
         ids.len(),
@@ -137,6 +137,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..FitConfig::default()
     };
     let start = Instant::now();
+    let mut backend = device.backend(&model)?;
     let history = Trainer::new(fit)
         .on_epoch(|m| {
             let ppl = m.val_loss.map(|l| l.exp()).unwrap_or(f32::NAN);
@@ -147,7 +148,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             );
             Control::Continue
         })
-        .fit(&mut model, &mut opt, &train, Some(&val))?;
+        .fit_on(&mut *backend, &mut opt, &train, Some(&val))?;
+    backend.sync_to(&mut model)?;
     let last = history.last().expect("at least one epoch");
     println!(
         "final: validation loss {:.4} nats/char, perplexity {:.2}, {:.1} s in all",

@@ -115,7 +115,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let val = split
         .train
         .slice(split.train.len() - n_val, split.train.len());
-    println!("device: {device}");
+    println!("device: {}", device.describe());
     println!(
         "data: {} values of {column} from {}{}; windows of {window}: {} train, {} validation, {} test",
         levels.len(),
@@ -141,7 +141,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..FitConfig::default()
     };
     let start = Instant::now();
-    let history = Trainer::new(cfg).fit(&mut model, &mut opt, &fit_part, Some(&val))?;
+    let mut backend = device.backend(&model)?;
+    let history = Trainer::new(cfg).fit_on(&mut *backend, &mut opt, &fit_part, Some(&val))?;
+    backend.sync_to(&mut model)?;
     let secs = start.elapsed().as_secs_f64();
     let best = history.best().expect("at least one epoch");
     println!(
@@ -154,7 +156,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Back to the series' units.
-    let out = train::predict(&mut model, &split.test, 256)?;
+    let out = train::predict(&mut *backend, &split.test, 256)?;
     let (mut pred, mut truth, mut naive) = (Vec::new(), Vec::new(), Vec::new());
     for (k, &o) in out.data.iter().enumerate() {
         let j = split.split + k; // index of the target in `modelled`

@@ -80,7 +80,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         train = train.slice(0, n.min(train.len()));
     }
     let shape = train.x.shape();
-    println!("device: {device}");
+    println!("device: {}", device.describe());
     println!(
         "data: {} training and {} test images of {}x{} from {}",
         train.len(),
@@ -126,12 +126,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..FitConfig::default()
     };
     let start = Instant::now();
-    let history = Trainer::new(cfg).fit(&mut model, &mut opt, &train, Some(&test))?;
+    let mut backend = device.backend(&model)?;
+    let history = Trainer::new(cfg).fit_on(&mut *backend, &mut opt, &train, Some(&test))?;
+    backend.sync_to(&mut model)?;
     let total = start.elapsed().as_secs_f64();
 
     let epoch_times: Vec<f64> = history.epochs.iter().map(|e| e.train_seconds).collect();
     let mean = epoch_times.iter().sum::<f64>() / epoch_times.len() as f64;
-    let eval = train::evaluate(&mut model, &test, Loss::Ce, 256)?;
+    let eval = train::evaluate(&mut *backend, &test, Loss::Ce, 256)?;
     let acc = eval.accuracy.unwrap_or(0.0);
     println!(
         "time per epoch: {mean:.2} s mean (training steps; {:.1} s in all with evaluation)",

@@ -43,6 +43,7 @@
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod gpu;
 pub mod io;
@@ -54,6 +55,7 @@ pub mod train;
 pub use cpu::optim::{Optimizer, OptimizerKind};
 pub use cpu::States;
 pub use data::{Dataset, Inputs, Targets};
+pub use device::{Device, DeviceChoice};
 pub use error::{Error, Result};
 pub use model::config::{Cell, ModelConfig, Nonlinearity, OutputMode};
 pub use model::params::Init;

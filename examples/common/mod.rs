@@ -13,16 +13,17 @@ pub enum Device {
     Auto,
 }
 
-/// Resolves `--device` to the device the example runs on, saying which it took.
-/// The GPU path is not linked into the examples yet: `gpu` is refused with a
-/// clear message and `auto` falls back to the CPU path.
-pub fn resolve(device: Device) -> Result<&'static str, String> {
-    match device {
-        Device::Cpu => Ok("cpu"),
-        Device::Gpu => Err("--device gpu: the GPU path is not linked into this example yet; run with --device cpu (or auto, which falls back to the CPU)".into()),
-        Device::Auto => {
-            eprintln!("device auto: the GPU path is not linked into this example yet, using the CPU path");
-            Ok("cpu")
-        }
+/// Resolves `--device` to the device the example runs on, saying which it took
+/// (and, for `auto` without a hardware GPU, why it fell back to the CPU path).
+pub fn resolve(device: Device) -> Result<recurrent::Device, recurrent::Error> {
+    let choice = match device {
+        Device::Cpu => recurrent::DeviceChoice::Cpu,
+        Device::Gpu => recurrent::DeviceChoice::Gpu,
+        Device::Auto => recurrent::DeviceChoice::Auto,
+    };
+    let (d, why) = recurrent::Device::resolve_verbose(choice)?;
+    if let Some(why) = why {
+        eprintln!("device auto: no hardware GPU ({why}); using the CPU path");
     }
+    Ok(d)
 }

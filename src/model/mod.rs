@@ -137,21 +137,10 @@ impl Model {
         batch.check_inputs(&self.config)?;
         let y = batch.check_targets(&self.config, loss)?;
         let fc: ForwardCache = cpu::forward(&self.config, &self.layout, &self.params, &batch.x, batch.lengths.as_deref(), init);
-        let (l, dout) = self.loss_of(&fc.out, batch, y, loss);
+        let (l, dout) = loss_of(&self.config, &fc.out, batch, y, loss);
         let mut grads = vec![0.0; self.layout.total];
         let ds = cpu::backward(&self.config, &self.layout, &self.params, &fc, &dout, &mut grads, &States::default());
         Ok((l, grads, ds))
-    }
-
-    fn loss_of(&self, out: &[f32], batch: &Dataset, y: &Targets, loss: Loss) -> (f32, Vec<f32>) {
-        let mask = cpu::loss_mask(&self.config, batch.len(), batch.steps(), batch.lengths.as_deref());
-        let mut dout = vec![0.0; out.len()];
-        let (classes, values) = match y {
-            Targets::Classes { data, .. } => (Some(&data[..]), None),
-            Targets::Values { data, .. } => (None, Some(&data[..])),
-        };
-        let l = loss::loss_and_grad(loss, out, self.config.out_features, &mask, classes, values, &mut dout);
-        (l, dout)
     }
 
     /// One training step on a batch: forward, loss, backward, clipping, update.
@@ -173,35 +162,53 @@ impl Model {
 
     /// Mean loss and, for `ce`, accuracy over `data`, in batches of `batch_size`.
     pub fn evaluate(&self, data: &Dataset, loss: Loss, batch_size: usize) -> Result<Evaluation> {
-        if batch_size == 0 {
-            return Err(Error::Argument("batch size must be at least 1".into()));
-        }
-        data.check_inputs(&self.config)?;
-        data.check_targets(&self.config, loss)?;
-        let (mut total, mut weight, mut right, mut counted) = (0.0f64, 0usize, 0usize, 0usize);
-        for start in (0..data.len()).step_by(batch_size) {
-            let batch = data.slice(start, (start + batch_size).min(data.len()));
-            let y = batch.y.as_ref().expect("checked");
-            let fc = cpu::forward(&self.config, &self.layout, &self.params, &batch.x, batch.lengths.as_deref(), &States::default());
-            let (l, _) = self.loss_of(&fc.out, &batch, y, loss);
-            let mask = cpu::loss_mask(&self.config, batch.len(), batch.steps(), batch.lengths.as_deref());
-            let positions = match y {
-                Targets::Classes { data, .. } => {
-                    let (r, c) = loss::correct(&fc.out, self.config.out_features, &mask, data);
-                    right += r;
-                    counted += c;
-                    c
-                }
-                Targets::Values { .. } => mask.iter().filter(|&&m| m).count(),
-            };
-            total += l as f64 * positions as f64;
-            weight += positions;
-        }
-        Ok(Evaluation {
-            loss: if weight == 0 { 0.0 } else { (total / weight as f64) as f32 },
-            accuracy: if counted == 0 { None } else { Some(right as f32 / counted as f32) },
-        })
+        evaluate_by(&self.config, data, loss, batch_size, |b| self.forward(b))
     }
+}
+
+/// Mean loss and, for `ce`, accuracy over `data` in batches of `batch_size`,
+/// with outputs from `forward` (any path: CPU or GPU); losses computed on the host.
+pub fn evaluate_by(cfg: &ModelConfig, data: &Dataset, loss: Loss, batch_size: usize, mut forward: impl FnMut(&Dataset) -> Result<Tensor>) -> Result<Evaluation> {
+    if batch_size == 0 {
+        return Err(Error::Argument("batch size must be at least 1".into()));
+    }
+    data.check_inputs(cfg)?;
+    data.check_targets(cfg, loss)?;
+    let (mut total, mut weight, mut right, mut counted) = (0.0f64, 0usize, 0usize, 0usize);
+    for start in (0..data.len()).step_by(batch_size) {
+        let batch = data.slice(start, (start + batch_size).min(data.len()));
+        let y = batch.y.as_ref().expect("checked");
+        let out = forward(&batch)?;
+        let mask = cpu::loss_mask(cfg, batch.len(), batch.steps(), batch.lengths.as_deref());
+        let (l, _) = loss_of(cfg, &out.data, &batch, y, loss);
+        let positions = match y {
+            Targets::Classes { data, .. } => {
+                let (r, c) = loss::correct(&out.data, cfg.out_features, &mask, data);
+                right += r;
+                counted += c;
+                c
+            }
+            Targets::Values { .. } => mask.iter().filter(|&&m| m).count(),
+        };
+        total += l as f64 * positions as f64;
+        weight += positions;
+    }
+    Ok(Evaluation {
+        loss: if weight == 0 { 0.0 } else { (total / weight as f64) as f32 },
+        accuracy: if counted == 0 { None } else { Some(right as f32 / counted as f32) },
+    })
+}
+
+/// Loss and output gradient of a batch (batch-first outputs).
+fn loss_of(cfg: &ModelConfig, out: &[f32], batch: &Dataset, y: &Targets, loss: Loss) -> (f32, Vec<f32>) {
+    let mask = cpu::loss_mask(cfg, batch.len(), batch.steps(), batch.lengths.as_deref());
+    let mut dout = vec![0.0; out.len()];
+    let (classes, values) = match y {
+        Targets::Classes { data, .. } => (Some(&data[..]), None),
+        Targets::Values { data, .. } => (None, Some(&data[..])),
+    };
+    let l = loss::loss_and_grad(loss, out, cfg.out_features, &mask, classes, values, &mut dout);
+    (l, dout)
 }
 
 /// Mean loss and accuracy over a data set.

@@ -23,14 +23,22 @@ pub trait Backend {
     /// The model's architecture.
     fn config(&self) -> &ModelConfig;
 
-    /// One step on `batch`: forward, loss, backward, clipping, update by `opt`.
+    /// Submits one step on `batch`: forward, loss, backward, clipping, update by `opt`.
     /// `batch.x`: `[B, T, F]` (or token ids `[B, T]`); `batch.y` as the loss wants.
+    /// Returns the statistics of the steps that have finished since the last call,
+    /// oldest first: the CPU path returns this step's at once; a GPU path returns
+    /// them a few steps later, so that the host never waits inside a step.
     fn train_step(
         &mut self,
         batch: &Dataset,
         opts: &StepOptions,
         opt: &mut Optimizer,
-    ) -> Result<StepStats>;
+    ) -> Result<Vec<StepStats>>;
+
+    /// Waits for every submitted step; returns the statistics not returned yet.
+    fn finish(&mut self) -> Result<Vec<StepStats>> {
+        Ok(Vec::new())
+    }
 
     /// Mean loss (and accuracy for `ce`) over `data`, in batches of `batch_size`.
     fn evaluate(&mut self, data: &Dataset, loss: Loss, batch_size: usize) -> Result<Evaluation>;
@@ -43,6 +51,44 @@ pub trait Backend {
 
     /// Replaces the current weights with `model`'s (same architecture).
     fn load_from(&mut self, model: &Model) -> Result<()>;
+}
+
+/// The GPU path: weights live on the device; statistics come back asynchronously.
+impl Backend for crate::gpu::GpuModel {
+    fn device(&self) -> String {
+        self.context().describe()
+    }
+    fn config(&self) -> &ModelConfig {
+        crate::gpu::GpuModel::config(self)
+    }
+    fn train_step(
+        &mut self,
+        batch: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<Vec<StepStats>> {
+        crate::gpu::GpuModel::train_step(self, batch, opts, opt)?;
+        self.poll_stats()
+    }
+    fn finish(&mut self) -> Result<Vec<StepStats>> {
+        crate::gpu::GpuModel::finish(self)
+    }
+    fn evaluate(&mut self, data: &Dataset, loss: Loss, batch_size: usize) -> Result<Evaluation> {
+        let cfg = crate::gpu::GpuModel::config(self).clone();
+        crate::model::evaluate_by(&cfg, data, loss, batch_size, |b| self.forward(b))
+    }
+    fn predict(&mut self, data: &Dataset, batch_size: usize) -> Result<Tensor> {
+        let cfg = crate::gpu::GpuModel::config(self).clone();
+        predict_by(&cfg, data, batch_size, |b| self.forward(b))
+    }
+    fn sync_to(&mut self, model: &mut Model) -> Result<()> {
+        same_architecture(crate::gpu::GpuModel::config(self), model.config())?;
+        self.download_into(model)
+    }
+    fn load_from(&mut self, model: &Model) -> Result<()> {
+        same_architecture(crate::gpu::GpuModel::config(self), model.config())?;
+        self.upload(model.params())
+    }
 }
 
 /// The CPU path: a [`Model`] trains itself.
@@ -58,8 +104,8 @@ impl Backend for Model {
         batch: &Dataset,
         opts: &StepOptions,
         opt: &mut Optimizer,
-    ) -> Result<StepStats> {
-        Model::train_step(self, batch, opts, opt)
+    ) -> Result<Vec<StepStats>> {
+        Ok(vec![Model::train_step(self, batch, opts, opt)?])
     }
     fn evaluate(&mut self, data: &Dataset, loss: Loss, batch_size: usize) -> Result<Evaluation> {
         Model::evaluate(self, data, loss, batch_size)
@@ -82,19 +128,25 @@ impl Backend for Model {
 /// `model.forward` over `data` in slices of `batch_size` rows, concatenated:
 /// the memory of one forward pass stays bounded by the batch, not the data set.
 pub fn predict_batched(model: &Model, data: &Dataset, batch_size: usize) -> Result<Tensor> {
+    predict_by(model.config(), data, batch_size, |b| model.forward(b))
+}
+
+/// Outputs of `forward` (any path) over `data` in batches of `batch_size`, concatenated.
+pub fn predict_by(cfg: &ModelConfig, data: &Dataset, batch_size: usize, mut forward: impl FnMut(&Dataset) -> Result<Tensor>) -> Result<Tensor> {
     if batch_size == 0 {
         return Err(Error::Argument("batch size must be at least 1".into()));
     }
-    data.check_inputs(model.config())?;
+    data.check_inputs(cfg)?;
     let mut out = Vec::new();
     for start in (0..data.len()).step_by(batch_size) {
         let batch = data.slice(start, (start + batch_size).min(data.len()));
-        out.extend_from_slice(&model.forward(&batch)?.data);
+        out.extend_from_slice(&forward(&batch)?.data);
     }
-    Ok(Tensor::new(
-        model.output_shape(data.len(), data.steps()),
-        out,
-    ))
+    let shape = match cfg.output {
+        crate::OutputMode::Last => vec![data.len(), cfg.out_features],
+        crate::OutputMode::Sequence => vec![data.len(), data.steps(), cfg.out_features],
+    };
+    Ok(Tensor::new(shape, out))
 }
 
 fn same_architecture(a: &ModelConfig, b: &ModelConfig) -> Result<()> {

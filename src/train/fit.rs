@@ -321,14 +321,25 @@ impl<'a> Trainer<'a> {
                 let mut bar = EpochBar::new(cfg.progress, epoch + 1, cfg.epochs, batches.len());
                 let start = Instant::now();
                 let (mut loss_sum, mut norm_sum, mut seen) = (0.0f64, 0.0f64, 0usize);
+                // Batch sizes of submitted steps whose statistics have not come back yet.
+                let mut pending: std::collections::VecDeque<usize> = Default::default();
+                let mut take = |stats: Vec<crate::StepStats>, pending: &mut std::collections::VecDeque<usize>, bar: &mut EpochBar| {
+                    for s in stats {
+                        let n = pending.pop_front().unwrap_or(0);
+                        loss_sum += s.loss as f64 * n as f64;
+                        norm_sum += s.grad_norm as f64;
+                        seen += n;
+                        bar.step(n, loss_sum / seen.max(1) as f64);
+                    }
+                };
                 for idx in &batches {
                     let batch = train.gather(idx);
+                    pending.push_back(idx.len());
                     let stats = backend.train_step(&batch, &opts, opt)?;
-                    loss_sum += stats.loss as f64 * idx.len() as f64;
-                    norm_sum += stats.grad_norm as f64;
-                    seen += idx.len();
-                    bar.step(idx.len(), loss_sum / seen as f64);
+                    take(stats, &mut pending, &mut bar);
                 }
+                let stats = backend.finish()?;
+                take(stats, &mut pending, &mut bar);
                 bar.finish();
                 let train_seconds = start.elapsed().as_secs_f64();
                 let train_loss = (loss_sum / seen as f64) as f32;

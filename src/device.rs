@@ -1,0 +1,80 @@
+//! Choosing where to compute: the CPU path or a GPU through wgpu, with the
+//! same models, checkpoints and training API on both.
+
+use crate::error::{Error, Result};
+use crate::gpu::{DevicePreference, GpuContext, GpuModel};
+use crate::model::Model;
+use crate::train::Backend;
+use std::sync::Arc;
+
+/// What the user asked for (`--device auto|cpu|gpu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// A hardware GPU (discrete first, then integrated) if wgpu finds one, else the CPU path.
+    /// Software adapters (lavapipe, llvmpipe, WARP) are slower than the CPU path and are not chosen.
+    Auto,
+    /// The CPU path.
+    Cpu,
+    /// The best GPU adapter wgpu finds, software adapters included; an error if there is none.
+    Gpu,
+}
+
+impl DeviceChoice {
+    pub fn parse(s: &str) -> Result<DeviceChoice> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "gpu" => Ok(DeviceChoice::Gpu),
+            other => Err(Error::Argument(format!("unknown device '{other}': use auto, cpu or gpu"))),
+        }
+    }
+}
+
+/// Where models run.
+#[derive(Clone)]
+pub enum Device {
+    Cpu,
+    Gpu(Arc<GpuContext>),
+}
+
+impl Device {
+    /// Resolves a choice to a device; `Auto` falls back to the CPU path when no
+    /// hardware adapter is found (the reason is in [`Device::describe`]'s caller's hands:
+    /// use [`Device::resolve_verbose`] to print it).
+    pub fn resolve(choice: DeviceChoice) -> Result<Device> {
+        Ok(Self::resolve_verbose(choice)?.0)
+    }
+
+    /// Like [`Device::resolve`], also returning why `Auto` chose the CPU path.
+    pub fn resolve_verbose(choice: DeviceChoice) -> Result<(Device, Option<String>)> {
+        match choice {
+            DeviceChoice::Cpu => Ok((Device::Cpu, None)),
+            DeviceChoice::Gpu => Ok((Device::Gpu(GpuContext::new(DevicePreference::Auto)?), None)),
+            DeviceChoice::Auto => match GpuContext::new(DevicePreference::Hardware) {
+                Ok(ctx) => Ok((Device::Gpu(ctx), None)),
+                Err(e) => Ok((Device::Cpu, Some(e.to_string()))),
+            },
+        }
+    }
+
+    /// `cpu`, or the adapter's name and backend.
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Cpu => format!("cpu ({} threads)", std::thread::available_parallelism().map_or(1, |n| n.get())),
+            Device::Gpu(ctx) => format!("gpu: {}", ctx.describe()),
+        }
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Device::Gpu(_))
+    }
+
+    /// A training backend holding a copy of `model`'s weights on this device.
+    /// After training, [`Backend::sync_to`] copies the weights back into a host model.
+    pub fn backend(&self, model: &Model) -> Result<Box<dyn Backend>> {
+        Ok(match self {
+            Device::Cpu => Box::new(model.clone()),
+            Device::Gpu(ctx) => Box::new(GpuModel::new(ctx.clone(), model)?),
+        })
+    }
+}
