@@ -347,13 +347,13 @@ impl Backend for Recording {
         batch: &Dataset,
         opts: &StepOptions,
         opt: &mut Optimizer,
-    ) -> recurrent::Result<StepStats> {
+    ) -> recurrent::Result<Vec<StepStats>> {
         let Inputs::Features { data, t, f, .. } = &batch.x else {
             unreachable!()
         };
         self.batches
             .push(data.chunks(t * f).map(|row| row[0]).collect());
-        self.inner.train_step(batch, opts, opt)
+        Ok(vec![self.inner.train_step(batch, opts, opt)?])
     }
     fn evaluate(
         &mut self,
