@@ -78,3 +78,42 @@ impl Device {
         })
     }
 }
+
+/// One line per adapter wgpu finds (name, backend, type, driver) with its key
+/// compute limits, for `recurrent info`.
+pub fn adapter_report() -> String {
+    let backends = match std::env::var("RECURRENT_BACKEND") {
+        Ok(v) => wgpu::Backends::from_comma_list(&v),
+        Err(_) => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+    };
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    let mut out = format!("backends searched: {backends:?}\n");
+    if adapters.is_empty() {
+        out += "no GPU adapter found (install a Vulkan, Metal, DX12 or GL driver; Mesa's lavapipe works without a GPU)\n";
+    }
+    for a in adapters {
+        let i = a.get_info();
+        let l = a.limits();
+        let f = a.features();
+        out += &format!(
+            "adapter: {} ({:?}, {:?}, driver {} {})\n  limits: storage buffers/stage {}, storage binding {} MiB, workgroup storage {} KiB, invocations/workgroup {}, workgroups/dimension {}\n  features: shader-f16 {}, subgroup {}, timestamp-query {}\n",
+            i.name,
+            i.backend,
+            i.device_type,
+            i.driver,
+            i.driver_info,
+            l.max_storage_buffers_per_shader_stage,
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_compute_workgroup_storage_size >> 10,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension,
+            f.contains(wgpu::Features::SHADER_F16),
+            f.contains(wgpu::Features::SUBGROUP),
+            f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        );
+    }
+    out
+}

@@ -103,3 +103,42 @@ fn bad_input_fails_with_a_message_not_a_panic() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch-size must be at least 1"));
 }
+
+#[test]
+fn golden_cases_through_the_cli_on_the_gpu() {
+    if gpu("golden_cases_through_the_cli_on_the_gpu").is_none() {
+        return;
+    }
+    let tmp = temp_dir("cli-gpu");
+    for case in ["lstm-2layer-bidir-seq-ce", "gru-bidir-lengths-seq-ce", "rnn-tanh-seq-mse", "embed-lstm-lengths-last-ce"] {
+        let dir = golden_dir().join(case);
+        let out = tmp.join(format!("{case}.safetensors"));
+        let text = run(bin().args(["predict", "--device", "gpu", "--model"]).arg(dir.join("model.safetensors")).arg("--data").arg(dir.join("data.safetensors")).arg("--output").arg(&out));
+        assert!(text.contains("device: gpu"), "{text}");
+        let got = st::read(&out).unwrap();
+        let want = st::read(&dir.join("expected.safetensors")).unwrap();
+        assert_close(&format!("gpu {case}"), &got.tensors["output"].floats("", "output").unwrap(), &want.tensors["output"].floats("", "output").unwrap(), GOLDEN_OUTPUT);
+        let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+        for (opt, lr) in [("sgd", c["lr_sgd"].to_string()), ("adam", c["lr_adam"].to_string())] {
+            let save = tmp.join(format!("{case}-{opt}.safetensors"));
+            run(bin()
+                .args(["train", "--device", "gpu", "--no-shuffle", "--epochs", "1", "--loss", c["loss"].as_str().unwrap(), "--optimizer", opt, "--lr", &lr, "--batch-size", &c["batch"].to_string(), "--model"])
+                .arg(dir.join("model.safetensors"))
+                .arg("--data")
+                .arg(dir.join("data.safetensors"))
+                .arg("--save")
+                .arg(&save));
+            let got = checkpoint::load(&save).unwrap();
+            let want = st::read(&dir.join(format!("after-{opt}.safetensors"))).unwrap();
+            for e in &got.layout().entries {
+                assert_close(&format!("gpu {case} {opt} {}", e.name), &got.params()[e.range()], &want.tensors[&e.name].floats("", "").unwrap(), GOLDEN_WEIGHTS);
+            }
+        }
+    }
+}
+
+#[test]
+fn info_lists_adapters_and_the_auto_choice() {
+    let text = run(&mut bin().arg("info"));
+    assert!(text.contains("cpu path:") && text.contains("--device auto picks:"), "{text}");
+}

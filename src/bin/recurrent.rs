@@ -2,11 +2,10 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use recurrent::io::{checkpoint, dataset};
-use recurrent::rng::Rng;
-use recurrent::{Cell, Dataset, Error, Init, Inputs, Loss, Model, ModelConfig, Nonlinearity, Optimizer, OptimizerKind, OutputMode, Result, StepOptions};
+use recurrent::train::{CheckpointConfig, Control, EarlyStopping, FitConfig, LrSchedule, Trainer};
+use recurrent::{Cell, Dataset, Device, DeviceChoice, Error, Init, Inputs, Loss, Model, ModelConfig, Nonlinearity, Optimizer, OptimizerKind, OutputMode, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[derive(Parser)]
 #[command(name = "recurrent", version, about = "Train and run LSTM, GRU and RNN models (PyTorch-compatible safetensors)")]
@@ -25,6 +24,8 @@ enum Cmd {
     Evaluate(EvaluateArgs),
     /// Time the recurrent stack forward and forward+backward (see BENCHMARKS.md).
     Bench(BenchArgs),
+    /// The GPU adapters wgpu finds, their backends and limits, and what `auto` picks.
+    Info,
 }
 
 #[derive(Args)]
@@ -151,6 +152,16 @@ struct TrainArgs {
     /// Validation data, evaluated after every epoch.
     #[arg(long)]
     validation: Option<PathBuf>,
+    /// Learning-rate schedule: constant, step:EVERY:GAMMA or cosine[:ETA_MIN] (per epoch).
+    #[arg(long, default_value = "constant")]
+    schedule: String,
+    /// Stop when the monitored loss (validation if given, else training) has not
+    /// improved for this many epochs, and keep the best weights.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Write a checkpoint here after every epoch (atomically).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     /// Where to save the trained model.
@@ -194,19 +205,19 @@ fn loss_of(l: LossArg) -> Loss {
     }
 }
 
-/// Says which device runs the work. The GPU path is not linked into this build yet.
-fn pick_device(d: DeviceArg) -> Result<()> {
-    match d {
-        DeviceArg::Cpu => {
-            eprintln!("device: cpu");
-            Ok(())
-        }
-        DeviceArg::Auto => {
-            eprintln!("device: cpu (auto: this build has no GPU path)");
-            Ok(())
-        }
-        DeviceArg::Gpu => Err(Error::Gpu("this build of recurrent has no GPU path yet; use --device cpu or auto".into())),
+/// Resolves `--device` and says on stderr which device runs the work.
+fn pick_device(d: DeviceArg) -> Result<Device> {
+    let choice = match d {
+        DeviceArg::Auto => DeviceChoice::Auto,
+        DeviceArg::Cpu => DeviceChoice::Cpu,
+        DeviceArg::Gpu => DeviceChoice::Gpu,
+    };
+    let (device, why) = Device::resolve_verbose(choice)?;
+    match why {
+        Some(why) => eprintln!("device: {} (auto: no hardware GPU: {why})", device.describe()),
+        None => eprintln!("device: {}", device.describe()),
     }
+    Ok(device)
 }
 
 fn new_model(a: &TrainArgs, data: &Dataset) -> Result<Model> {
@@ -238,7 +249,7 @@ fn train(a: TrainArgs) -> Result<()> {
     if a.epochs == 0 {
         return Err(Error::Argument("--epochs must be at least 1".into()));
     }
-    pick_device(a.device)?;
+    let device = pick_device(a.device)?;
     let data = dataset::load(&a.data)?;
     let mut model = match &a.model {
         Some(p) => checkpoint::load(p)?,
@@ -261,7 +272,6 @@ fn train(a: TrainArgs) -> Result<()> {
     };
     let mut opt = Optimizer::new(kind);
     opt.validate()?;
-    let opts = StepOptions { loss, clip: a.clip };
     let cfg = model.config();
     eprintln!(
         "model: {} input {} hidden {} layers {}{} output {} out {} ({} parameters); {} sequences of {} steps",
@@ -276,31 +286,29 @@ fn train(a: TrainArgs) -> Result<()> {
         data.len(),
         data.steps()
     );
-    let mut rng = Rng::new(a.seed ^ 0x5eed);
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    for epoch in 1..=a.epochs {
-        let start = Instant::now();
-        if !a.no_shuffle {
-            rng.shuffle(&mut order);
-        }
-        let (mut sum, mut batches) = (0.0f64, 0usize);
-        for chunk in order.chunks(a.batch_size) {
-            let batch = data.gather(chunk);
-            let s = model.train_step(&batch, &opts, &mut opt)?;
-            sum += s.loss as f64;
-            batches += 1;
-        }
-        let mut line = format!("epoch {epoch}/{}: loss {:.6}", a.epochs, sum / batches as f64);
-        if let Some(v) = &validation {
-            let e = model.evaluate(v, loss, 256)?;
-            line += &format!(", val loss {:.6}", e.loss);
-            if let Some(acc) = e.accuracy {
-                line += &format!(", val acc {:.2}%", acc * 100.0);
-            }
-        }
-        line += &format!(" ({:.2} s)", start.elapsed().as_secs_f64());
-        println!("{line}");
-    }
+    let fit = FitConfig {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        shuffle: !a.no_shuffle,
+        seed: a.seed,
+        loss,
+        clip: a.clip,
+        schedule: LrSchedule::parse(&a.schedule)?,
+        early_stopping: a.patience.map(EarlyStopping::patience),
+        checkpoint: a.checkpoint.clone().map(|path| CheckpointConfig { path, every: 1, best_only: false }),
+        progress: true,
+        verbose: false,
+        ..FitConfig::default()
+    };
+    let mut backend = device.backend(&model)?;
+    let epochs = a.epochs;
+    Trainer::new(fit)
+        .on_epoch(|m| {
+            println!("{}", m.summary(epochs));
+            Control::Continue
+        })
+        .fit_on(&mut *backend, &mut opt, &data, validation.as_ref())?;
+    backend.sync_to(&mut model)?;
     checkpoint::save(&model, &a.save)?;
     println!("saved {}", a.save.display());
     Ok(())
@@ -310,26 +318,20 @@ fn predict(a: PredictArgs) -> Result<()> {
     if a.batch_size == 0 {
         return Err(Error::Argument("--batch-size must be at least 1".into()));
     }
-    pick_device(a.device)?;
+    let device = pick_device(a.device)?;
     let model = checkpoint::load(&a.model)?;
     let data = dataset::load(&a.data)?;
-    data.check_inputs(model.config())?;
-    let mut out = Vec::new();
-    for start in (0..data.len()).step_by(a.batch_size) {
-        let batch = data.slice(start, (start + a.batch_size).min(data.len()));
-        out.extend(model.forward(&batch)?.data);
-    }
-    let t = recurrent::Tensor::new(model.output_shape(data.len(), data.steps()), out);
+    let t = device.backend(&model)?.predict(&data, a.batch_size)?;
     dataset::save_tensors(&a.output, &[("output", &t)])?;
     println!("wrote output {:?} to {}", t.shape, a.output.display());
     Ok(())
 }
 
 fn evaluate(a: EvaluateArgs) -> Result<()> {
-    pick_device(a.device)?;
+    let device = pick_device(a.device)?;
     let model = checkpoint::load(&a.model)?;
     let data = dataset::load(&a.data)?;
-    let e = model.evaluate(&data, loss_of(a.loss), a.batch_size)?;
+    let e = device.backend(&model)?.evaluate(&data, loss_of(a.loss), a.batch_size)?;
     match e.accuracy {
         Some(acc) => println!("loss {:.6} accuracy {:.2}% ({} sequences)", e.loss, acc * 100.0, data.len()),
         None => println!("loss {:.6} ({} sequences)", e.loss, data.len()),
@@ -360,6 +362,18 @@ fn bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+fn info() -> Result<()> {
+    println!("recurrent {}", env!("CARGO_PKG_VERSION"));
+    println!("cpu path: {} threads", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    print!("{}", recurrent::device::adapter_report());
+    let (device, why) = Device::resolve_verbose(DeviceChoice::Auto)?;
+    match why {
+        Some(why) => println!("--device auto picks: {} (no hardware GPU: {why})", device.describe()),
+        None => println!("--device auto picks: {}", device.describe()),
+    }
+    Ok(())
+}
+
 fn cell_of(c: CellArg) -> Cell {
     match c {
         CellArg::Lstm => Cell::Lstm,
@@ -375,6 +389,7 @@ fn main() -> ExitCode {
         Cmd::Predict(a) => predict(a),
         Cmd::Evaluate(a) => evaluate(a),
         Cmd::Bench(a) => bench(a),
+        Cmd::Info => info(),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
