@@ -3,7 +3,7 @@
 //   gemm:        C = beta*C + op(A)·op(B) (+ bias[col])
 //                op(A) is [m, k]: A row-major with leading dimension lda, or
 //                its transpose (A stored [k, m]) when a_t != 0; same for B ([k, n]).
-//   column_sums: C[0, j] += Σ_row A[row, j] (row order, deterministic): bias gradients.
+//   column_sums: C[0, j] += Σ_row A[row, j] (fixed order, deterministic): bias gradients.
 //
 // Every operand is addressed as (buffer id, element offset, leading dimension):
 // buffer 0 = params, 1 = grads, 2 = work. workgroup_id.z selects a batch entry
@@ -42,8 +42,6 @@ struct Gemm {
 
 // Output tile edge: the workgroup is TILE x TILE invocations, one output each.
 override TILE: u32 = 16u;
-// Workgroup size of column_sums.
-override WG: u32 = 64u;
 
 var<workgroup> tile_a: array<f32, TILE * TILE>;
 var<workgroup> tile_b: array<f32, TILE * TILE>;
@@ -117,20 +115,31 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 }
 
-// C[0, j] += Σ_{row < m} A[row * lda + j] for j < n: one invocation per column,
-// rows in order (the CPU's add_column_sums order).
-@compute @workgroup_size(WG)
-fn column_sums(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let j = gid.x;
-    if j >= u.n {
-        return;
-    }
+// C[0, j] += Σ_{row < m} A[row * lda + j] for j < n, A in work (bias
+// gradients from dG or dout). A TILE x TILE workgroup owns TILE columns:
+// invocation (x, y) sums rows y, y+TILE, ... of column x in order, then the
+// TILE partial sums are added in a fixed tree (deterministic, no atomics).
+@compute @workgroup_size(TILE, TILE)
+fn column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let j = wid.x * TILE + lid.x;
     let z = wid.z;
     let a0 = u.a_off + z * u.a_z;
-    let ci = u.c_off + z * u.c_z + j;
-    var acc = ld(u.c_buf, ci);
-    for (var r = 0u; r < u.m; r++) {
-        acc += ld(u.a_buf, a0 + r * u.lda + j);
+    var acc = 0.0;
+    if j < u.n {
+        for (var r = lid.y; r < u.m; r += TILE) {
+            acc += work[a0 + r * u.lda + j];
+        }
     }
-    st(u.c_buf, ci, acc);
+    tile_a[lid.y * TILE + lid.x] = acc;
+    workgroupBarrier();
+    for (var s = TILE / 2u; s > 0u; s = s / 2u) {
+        if lid.y < s {
+            tile_a[lid.y * TILE + lid.x] += tile_a[(lid.y + s) * TILE + lid.x];
+        }
+        workgroupBarrier();
+    }
+    if lid.y == 0u && j < u.n {
+        let ci = u.c_off + z * u.c_z + j;
+        st(u.c_buf, ci, ld(u.c_buf, ci) + tile_a[lid.x]);
+    }
 }

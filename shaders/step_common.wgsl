@@ -52,16 +52,17 @@ struct Step {
 }
 @group(0) @binding(5) var<uniform> u: Step;
 
-// Backward kernels: invocations per workgroup, one per (batch row, hidden unit).
-override WG: u32 = 64u;
-// Forward kernels: a workgroup owns TJ hidden units (all their gates) for TB
+// Step kernels: a workgroup owns TJ hidden units (all their gates) for TB
 // batch rows, and computes h_prev·W_hhᵀ for them in chunks of KC inputs
-// staged in workgroup memory (W_hh rows are read coalesced along k).
+// staged in workgroup memory (W_hh rows are read coalesced along k);
+// backward likewise computes dG·W_hh for its tile in chunks of KC gate rows.
 override TJ: u32 = 16u;
 override TB: u32 = 4u;
 const KC: u32 = 16u;
 
+// Forward: h_prev chunk [TB, KC]; backward: dG chunk [TB, KC].
 var<workgroup> sh_h: array<f32, TB * KC>;
+// Forward: W_hh rows of the tile's gates [G, TJ, KC]; backward: W_hh chunk [KC, TJ].
 var<workgroup> sh_w: array<f32, 4u * TJ * KC>;
 
 // gh[g] = Σ_k h_prev[b, k] · W_hh[g*H + j, k] for g < G, where b = b0 + lid.y and
@@ -154,4 +155,41 @@ fn sigmoid(x: f32) -> f32 {
 // a ratio of exponentials that overflows to NaN for large |x|.
 fn tanh_s(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
+}
+
+// Σ_r dG[b, r] · W_hh[r*H + j] over r < G*H (the W_hh part of dh_prev), where
+// b = b0 + lid.y, j = j0 + lid.x; `dgp` is the start of the dG rows [B, G*H]
+// of the step processed before. Every invocation must call it (barriers).
+fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> f32 {
+    let H = u.h;
+    let B = u.b;
+    var acc = 0.0;
+    let chunks = (GH + KC - 1u) / KC;
+    for (var c = 0u; c < chunks; c++) {
+        let r0 = c * KC;
+        for (var e = li; e < TB * KC; e += TJ * TB) {
+            let b = b0 + e / KC;
+            let r = r0 + e % KC;
+            var v = 0.0;
+            if b < B && r < GH {
+                v = work[dgp + b * GH + r];
+            }
+            sh_h[e] = v;
+        }
+        for (var e = li; e < KC * TJ; e += TJ * TB) {
+            let r = r0 + e / TJ;
+            let j = j0 + e % TJ;
+            var v = 0.0;
+            if r < GH && j < H {
+                v = params[whh + r * H + j];
+            }
+            sh_w[e] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < KC; kk++) {
+            acc += sh_h[lid.y * KC + kk] * sh_w[kk * TJ + lid.x];
+        }
+        workgroupBarrier();
+    }
+    return acc;
 }

@@ -345,6 +345,19 @@ fn a_training_step_is_one_submission_of_a_fixed_dispatch_list() {
     let want = 2 * (1 + 28) + 1 + 1 + 3 + 2 * 28 + 2 * 4 + 1 + 2 + 1;
     assert_eq!(g.dispatches_per_step(8, 28).unwrap(), want);
     eprintln!("2-layer LSTM, T=28: {want} dispatches, 1 submission per training step");
+    if g.context()
+        .features
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+    {
+        let prof = g.profile_train_step(&data, &opts, &mut opt).unwrap();
+        let n: usize = prof.iter().map(|p| p.1).sum();
+        assert_eq!(n, want, "the profile times every dispatch once");
+        assert!(prof
+            .iter()
+            .any(|p| p.0 == "lstm.l1.step_backward" && p.1 == 28));
+    } else {
+        eprintln!("(no TIMESTAMP_QUERY on this adapter: profile not checked)");
+    }
 }
 
 /// Not a parity test: time per training step, GPU vs CPU, for a few shapes.
@@ -432,5 +445,14 @@ fn training_throughput() {
         let cpu_ms = start.elapsed().as_secs_f64() * 1e3 / m as f64;
         let dispatches = g.dispatches_per_step(case.batch, case.steps).unwrap();
         eprintln!("{name}: gpu {gpu_ms:.2} ms/step ({dispatches} dispatches), cpu {cpu_ms:.2} ms/step on {}", ctx.describe());
+        if ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            let mut prof = g.profile_train_step(&data, &opts, &mut opt).unwrap();
+            let total: f64 = prof.iter().map(|p| p.2).sum();
+            prof.sort_by(|a, b| b.2.total_cmp(&a.2));
+            eprintln!("  GPU time of one step, by kernel (sum {total:.0} us):");
+            for (label, n, us) in prof.iter().take(12) {
+                eprintln!("  {us:>9.1} us  {n:>3} x {label}");
+            }
+        }
     }
 }

@@ -172,17 +172,17 @@ pub struct Tunables {
     /// GEMM output tile edge: 16x16 = 256 invocations where allowed (WebGPU's
     /// default limit), else 8x8 (GL ES 3.1 guarantees only 128).
     pub tile: u32,
-    /// Invocations per workgroup of the per-unit cell kernels, embedding and
-    /// column sums: 64 keeps many workgroups for small B*H.
+    /// Invocations per workgroup of the embedding kernels.
     pub wg_small: u32,
     /// Invocations of the reduction kernels (loss, norm, optimizer): a power
     /// of two, 256 where allowed.
     pub wg_reduce: u32,
     /// Workgroups of the first gradient-norm pass (fixed, so the sum order is too).
     pub norm_groups: u32,
-    /// Forward step kernels: hidden units (with all their gates) per workgroup.
+    /// Step kernels: hidden units (with all their gates) per workgroup.
     pub step_units: u32,
-    /// Forward step kernels: batch rows per workgroup (units x rows = 64 invocations).
+    /// Step kernels: batch rows per workgroup (units x rows = 64 invocations:
+    /// many workgroups even for small B*H, and 16-wide coalesced W_hh reads).
     pub step_rows: u32,
 }
 
@@ -293,13 +293,9 @@ impl Kernels {
     fn constants(&self, k: Kernel) -> Vec<(String, f64)> {
         let t = &self.tunables;
         match k.shader() {
-            Shader::Gemm => vec![
-                ("TILE".into(), t.tile as f64),
-                ("WG".into(), t.wg_small as f64),
-            ],
+            Shader::Gemm => vec![("TILE".into(), t.tile as f64)],
             Shader::Head | Shader::Optim => vec![("WG".into(), t.wg_reduce as f64)],
             Shader::Lstm | Shader::Gru | Shader::Rnn => vec![
-                ("WG".into(), t.wg_small as f64),
                 ("TJ".into(), t.step_units as f64),
                 ("TB".into(), t.step_rows as f64),
             ],
@@ -571,11 +567,17 @@ impl Program {
         )
     }
 
-    /// `C[0, j] += Σ_row A[row, j]` (a.m rows, a.n columns), `batch` entries along z.
+    /// `C[0, j] += Σ_row A[row, j]` (a.m rows, a.n columns, A in work), `batch` entries along z.
     pub fn column_sums(&mut self, a: GemmArgs, batch: u32, label: &str) -> Result<()> {
-        let wg = self.t().wg_small;
+        debug_assert_eq!(a.a_buf, BUF_WORK);
+        let tile = self.t().tile;
         let s = self.slot(&a);
-        self.push(Kernel::ColumnSums, s, [ceil_div(a.n, wg), 1, batch], label)
+        self.push(
+            Kernel::ColumnSums,
+            s,
+            [ceil_div(a.n, tile), 1, batch],
+            label,
+        )
     }
 
     /// One step of every direction of a layer (`dirs` along z).
@@ -629,6 +631,37 @@ impl Program {
         let s = self.slot(&a);
         let groups = ceil_div(total, wg).min(self.max_groups).min(65535);
         self.push(kernel, s, [groups, 1, 1], label)
+    }
+
+    /// Records the dispatches `range`, each in its own compute pass with GPU
+    /// timestamps before and after it (queries `2i`, `2i+1` of `queries`, from `first`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_timed(
+        &self,
+        kernels: &Kernels,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        bind_group: &wgpu::BindGroup,
+        range: std::ops::Range<usize>,
+        queries: &wgpu::QuerySet,
+        first: u32,
+    ) -> Result<()> {
+        for (i, d) in self.dispatches[range].iter().enumerate() {
+            let p = kernels.pipeline(device, d.kernel)?;
+            let q = first + 2 * i as u32;
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&d.label),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: queries,
+                    beginning_of_pass_write_index: Some(q),
+                    end_of_pass_write_index: Some(q + 1),
+                }),
+            });
+            pass.set_pipeline(&p);
+            pass.set_bind_group(0, bind_group, &[(d.slot as u64 * SLOT_BYTES) as u32]);
+            pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+        }
+        Ok(())
     }
 
     /// Records the dispatches `range` into one compute pass.
