@@ -40,11 +40,18 @@ struct Gemm {
 }
 @group(0) @binding(5) var<uniform> u: Gemm;
 
-// Output tile edge: the workgroup is TILE x TILE invocations, one output each.
+// The workgroup is TILE x TILE invocations; each computes RM x RM outputs
+// (rows ty + i*TILE, columns tx + j*TILE), so a workgroup owns a BM x BM
+// block of C and walks K in steps of TILE, staging op(A) and op(B) blocks in
+// workgroup memory with coalesced loads for either transpose.
 override TILE: u32 = 16u;
+const RM: u32 = 4u;
+override BM: u32 = TILE * RM;
 
-var<workgroup> tile_a: array<f32, TILE * TILE>;
-var<workgroup> tile_b: array<f32, TILE * TILE>;
+// op(A) block, k-major: tile_a[kk * BM + r]
+var<workgroup> tile_a: array<f32, BM * TILE>;
+// op(B) block, k-major: tile_b[kk * BM + c]
+var<workgroup> tile_b: array<f32, BM * TILE>;
 
 fn ld(buf: u32, i: u32) -> f32 {
     switch buf {
@@ -63,55 +70,86 @@ fn st(buf: u32, i: u32, v: f32) {
 }
 
 @compute @workgroup_size(TILE, TILE)
-fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let z = wid.z;
     let a0 = u.a_off + z * u.a_z;
     let b0 = u.b_off + z * u.b_z;
     let c0 = u.c_off + z * u.c_z;
-    let row = wid.y * TILE + lid.y;
-    let col = wid.x * TILE + lid.x;
-    var acc = 0.0;
+    let row0 = wid.y * BM;
+    let col0 = wid.x * BM;
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < RM; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
     let tiles = (u.k + TILE - 1u) / TILE;
     for (var kt = 0u; kt < tiles; kt++) {
-        // A element (row, kt*TILE + lid.x)
-        let ak = kt * TILE + lid.x;
-        var av = 0.0;
-        if row < u.m && ak < u.k {
-            var ai = row * u.lda + ak;
+        let k0 = kt * TILE;
+        for (var e = li; e < BM * TILE; e += TILE * TILE) {
+            // A: consecutive invocations read consecutive addresses in memory.
+            var r = e / TILE;
+            var kk = e % TILE;
             if u.a_t != 0u {
-                ai = ak * u.lda + row;
+                kk = e / BM;
+                r = e % BM;
             }
-            av = ld(u.a_buf, a0 + ai);
-        }
-        tile_a[lid.y * TILE + lid.x] = av;
-        // B element (kt*TILE + lid.y, col)
-        let bk = kt * TILE + lid.y;
-        var bv = 0.0;
-        if bk < u.k && col < u.n {
-            var bi = bk * u.ldb + col;
+            let row = row0 + r;
+            let k = k0 + kk;
+            var av = 0.0;
+            if row < u.m && k < u.k {
+                var ai = row * u.lda + k;
+                if u.a_t != 0u {
+                    ai = k * u.lda + row;
+                }
+                av = ld(u.a_buf, a0 + ai);
+            }
+            tile_a[kk * BM + r] = av;
+            // B
+            var c = e % BM;
+            var kb = e / BM;
             if u.b_t != 0u {
-                bi = col * u.ldb + bk;
+                c = e / TILE;
+                kb = e % TILE;
             }
-            bv = ld(u.b_buf, b0 + bi);
+            let col = col0 + c;
+            let kq = k0 + kb;
+            var bv = 0.0;
+            if kq < u.k && col < u.n {
+                var bi = kq * u.ldb + col;
+                if u.b_t != 0u {
+                    bi = col * u.ldb + kq;
+                }
+                bv = ld(u.b_buf, b0 + bi);
+            }
+            tile_b[kb * BM + c] = bv;
         }
-        tile_b[lid.y * TILE + lid.x] = bv;
         workgroupBarrier();
         for (var kk = 0u; kk < TILE; kk++) {
-            acc += tile_a[lid.y * TILE + kk] * tile_b[kk * TILE + lid.x];
+            let a = vec4<f32>(tile_a[kk * BM + lid.y], tile_a[kk * BM + lid.y + TILE], tile_a[kk * BM + lid.y + 2u * TILE], tile_a[kk * BM + lid.y + 3u * TILE]);
+            let b = vec4<f32>(tile_b[kk * BM + lid.x], tile_b[kk * BM + lid.x + TILE], tile_b[kk * BM + lid.x + 2u * TILE], tile_b[kk * BM + lid.x + 3u * TILE]);
+            acc[0] += a.x * b;
+            acc[1] += a.y * b;
+            acc[2] += a.z * b;
+            acc[3] += a.w * b;
         }
         workgroupBarrier();
     }
-    if row < u.m && col < u.n {
-        let ci = c0 + row * u.ldc + col;
-        var v = acc;
-        if u.has_bias != 0u {
-            v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
+    for (var i = 0u; i < RM; i++) {
+        let row = row0 + lid.y + i * TILE;
+        for (var j = 0u; j < RM; j++) {
+            let col = col0 + lid.x + j * TILE;
+            if row < u.m && col < u.n {
+                let ci = c0 + row * u.ldc + col;
+                var v = acc[i][j];
+                if u.has_bias != 0u {
+                    v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
+                }
+                // beta = 0 overwrites C: NaN or garbage in it is not propagated.
+                if u.beta != 0.0 {
+                    v += u.beta * ld(u.c_buf, ci);
+                }
+                st(u.c_buf, ci, v);
+            }
         }
-        // beta = 0 overwrites C: NaN or garbage in it is not propagated.
-        if u.beta != 0.0 {
-            v += u.beta * ld(u.c_buf, ci);
-        }
-        st(u.c_buf, ci, v);
     }
 }
 

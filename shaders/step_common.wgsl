@@ -58,12 +58,17 @@ struct Step {
 // backward likewise computes dG·W_hh for its tile in chunks of KC gate rows.
 override TJ: u32 = 16u;
 override TB: u32 = 4u;
-const KC: u32 = 16u;
+// Inputs (forward) or gate rows (backward) per chunk: fewer chunks mean fewer
+// round trips to memory and barriers per step, the step kernels' real cost.
+override KC: u32 = 32u;
+// Row stride of the forward W_hh tile: KC + 1 keeps the TJ lanes reading
+// sh_w[(g*TJ + lane)*KS + kk] on distinct banks.
+override KS: u32 = KC + 1u;
 
 // Forward: h_prev chunk [TB, KC]; backward: dG chunk [TB, KC].
 var<workgroup> sh_h: array<f32, TB * KC>;
 // Forward: W_hh rows of the tile's gates [G, TJ, KC]; backward: W_hh chunk [KC, TJ].
-var<workgroup> sh_w: array<f32, 4u * TJ * KC>;
+var<workgroup> sh_w: array<f32, 4u * TJ * KS>;
 
 // gh[g] = Σ_k h_prev[b, k] · W_hh[g*H + j, k] for g < G, where b = b0 + lid.y and
 // j = j0 + lid.x (zero outside B, H). Every invocation of the workgroup must
@@ -93,18 +98,18 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, l
             if j < H && k < H {
                 v = params[whh + (g * H + j) * H + k];
             }
-            sh_w[e] = v;
+            sh_w[r * KS + e % KC] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk++) {
             let hv = sh_h[lid.y * KC + kk];
-            acc.x += hv * sh_w[lid.x * KC + kk];
+            acc.x += hv * sh_w[lid.x * KS + kk];
             if G > 1u {
-                acc.y += hv * sh_w[(TJ + lid.x) * KC + kk];
-                acc.z += hv * sh_w[(2u * TJ + lid.x) * KC + kk];
+                acc.y += hv * sh_w[(TJ + lid.x) * KS + kk];
+                acc.z += hv * sh_w[(2u * TJ + lid.x) * KS + kk];
             }
             if G > 3u {
-                acc.w += hv * sh_w[(3u * TJ + lid.x) * KC + kk];
+                acc.w += hv * sh_w[(3u * TJ + lid.x) * KS + kk];
             }
         }
         workgroupBarrier();

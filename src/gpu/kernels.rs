@@ -169,8 +169,9 @@ pub const BUF_WORK: u32 = 2;
 /// Tunables derived from the adapter's limits (passed as WGSL `override`s).
 #[derive(Clone, Copy, Debug)]
 pub struct Tunables {
-    /// GEMM output tile edge: 16x16 = 256 invocations where allowed (WebGPU's
-    /// default limit), else 8x8 (GL ES 3.1 guarantees only 128).
+    /// GEMM workgroup edge: 16x16 = 256 invocations where allowed (WebGPU's
+    /// default limit), else 8x8 (GL ES 3.1 guarantees only 128); each
+    /// invocation computes 4x4 outputs, so a workgroup owns a 64x64 (32x32) block.
     pub tile: u32,
     /// Invocations per workgroup of the embedding kernels.
     pub wg_small: u32,
@@ -184,6 +185,9 @@ pub struct Tunables {
     /// Step kernels: batch rows per workgroup (units x rows = 64 invocations:
     /// many workgroups even for small B*H, and 16-wide coalesced W_hh reads).
     pub step_rows: u32,
+    /// Step kernels: inputs (or gate rows) staged per chunk; 64 where the
+    /// workgroup memory allows 4*TJ*(KC+1) + TB*KC floats, else 32 (fits WebGPU's 16 KiB).
+    pub step_chunk: u32,
 }
 
 /// A kernel and its override constants (name, value bits).
@@ -239,7 +243,7 @@ impl Kernels {
         } else {
             128
         };
-        if limits.max_compute_workgroup_storage_size < 2 * tile * tile * 4
+        if limits.max_compute_workgroup_storage_size < 2 * 4 * tile * tile * 4
             || limits.max_compute_workgroup_storage_size < wg_reduce * 4
         {
             return Err(Error::Gpu(format!(
@@ -254,6 +258,11 @@ impl Kernels {
             norm_groups: 64,
             step_units: 16,
             step_rows: 4,
+            step_chunk: if limits.max_compute_workgroup_storage_size >= 4 * (4 * 16 * 65 + 4 * 64) {
+                64
+            } else {
+                32
+            },
         };
         let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("recurrent.bind_group_layout"),
@@ -557,12 +566,13 @@ impl Program {
 
     /// `C = beta*C + op(A)·op(B) (+ bias)`, `batch` entries along z.
     pub fn gemm(&mut self, a: GemmArgs, batch: u32, label: &str) -> Result<()> {
-        let tile = self.t().tile;
+        // Each workgroup owns a (4*tile) x (4*tile) block of C.
+        let block = 4 * self.t().tile;
         let s = self.slot(&a);
         self.push(
             Kernel::Gemm,
             s,
-            [ceil_div(a.n, tile), ceil_div(a.m, tile), batch],
+            [ceil_div(a.n, block), ceil_div(a.m, block), batch],
             label,
         )
     }
