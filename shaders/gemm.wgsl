@@ -3,6 +3,7 @@
 //   gemm:        C = beta*C + op(A)·op(B) (+ bias[col])
 //                op(A) is [m, k]: A row-major with leading dimension lda, or
 //                its transpose (A stored [k, m]) when a_t != 0; same for B ([k, n]).
+//   gemm_small:  the same with one output per invocation (small grids).
 //   column_sums: C[0, j] += Σ_row A[row, j] (fixed order, deterministic): bias gradients.
 //
 // Every operand is addressed as (buffer id, element offset, leading dimension):
@@ -150,6 +151,62 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 st(u.c_buf, ci, v);
             }
         }
+    }
+}
+
+// The same product for small grids (weight gradients with small M x N and
+// K = T*B): one output per invocation, TILE x TILE blocks, 16 times as many
+// workgroups as `gemm` to keep the GPU busy.
+@compute @workgroup_size(TILE, TILE)
+fn gemm_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let z = wid.z;
+    let a0 = u.a_off + z * u.a_z;
+    let b0 = u.b_off + z * u.b_z;
+    let c0 = u.c_off + z * u.c_z;
+    let row = wid.y * TILE + lid.y;
+    let col = wid.x * TILE + lid.x;
+    var acc = 0.0;
+    let tiles = (u.k + TILE - 1u) / TILE;
+    for (var kt = 0u; kt < tiles; kt++) {
+        // A element (row, kt*TILE + lid.x)
+        let ak = kt * TILE + lid.x;
+        var av = 0.0;
+        if row < u.m && ak < u.k {
+            var ai = row * u.lda + ak;
+            if u.a_t != 0u {
+                ai = ak * u.lda + row;
+            }
+            av = ld(u.a_buf, a0 + ai);
+        }
+        tile_a[lid.y * TILE + lid.x] = av;
+        // B element (kt*TILE + lid.y, col)
+        let bk = kt * TILE + lid.y;
+        var bv = 0.0;
+        if bk < u.k && col < u.n {
+            var bi = bk * u.ldb + col;
+            if u.b_t != 0u {
+                bi = col * u.ldb + bk;
+            }
+            bv = ld(u.b_buf, b0 + bi);
+        }
+        tile_b[lid.y * TILE + lid.x] = bv;
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE; kk++) {
+            acc += tile_a[lid.y * TILE + kk] * tile_b[kk * TILE + lid.x];
+        }
+        workgroupBarrier();
+    }
+    if row < u.m && col < u.n {
+        let ci = c0 + row * u.ldc + col;
+        var v = acc;
+        if u.has_bias != 0u {
+            v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
+        }
+        // beta = 0 overwrites C: NaN or garbage in it is not propagated.
+        if u.beta != 0.0 {
+            v += u.beta * ld(u.c_buf, ci);
+        }
+        st(u.c_buf, ci, v);
     }
 }
 

@@ -127,6 +127,25 @@ fn awkward_shapes_match_cpu() {
                 lengths: true,
                 ..base
             },
+            // Batch and hidden size spanning several step tiles in both dimensions.
+            Case {
+                batch: 9,
+                hidden: 37,
+                input: 4,
+                lengths: true,
+                output: OutputMode::Sequence,
+                ..base
+            },
+            // The MNIST training shape.
+            Case {
+                layers: 2,
+                input: 28,
+                hidden: 128,
+                out: 10,
+                batch: 64,
+                steps: 28,
+                ..base
+            },
             // Long sequence, sequence output.
             Case {
                 steps: 100,
