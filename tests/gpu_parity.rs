@@ -381,7 +381,8 @@ fn a_training_step_is_one_submission_of_a_fixed_dispatch_list() {
 
 /// Not a parity test: time per training step, GPU vs CPU, for a few shapes.
 /// `cargo test --test gpu_parity -- --ignored --nocapture training_throughput`;
-/// `RECURRENT_BENCH=full` adds DeepBench-sized LSTMs (slow on a software adapter).
+/// `RECURRENT_BENCH=full` adds DeepBench-sized LSTMs (slow on a software adapter);
+/// `RECURRENT_BENCH_NO_CPU=1` skips the CPU timings.
 #[test]
 #[ignore]
 fn training_throughput() {
@@ -468,6 +469,9 @@ fn training_throughput() {
             for (label, n, us) in prof.iter().take(12) {
                 eprintln!("  {us:>9.1} us  {n:>3} x {label}");
             }
+        }
+        if std::env::var("RECURRENT_BENCH_NO_CPU").as_deref() == Ok("1") {
+            continue;
         }
         let mut o = Optimizer::adam(1e-3);
         let m = 3;
