@@ -3,7 +3,8 @@
 //   gemm:        C = beta*C + op(A)·op(B) (+ bias[col])
 //                op(A) is [m, k]: A row-major with leading dimension lda, or
 //                its transpose (A stored [k, m]) when a_t != 0; same for B ([k, n]).
-//   column_sums: C[0, j] += Σ_row A[row, j] (row order, deterministic): bias gradients.
+//   gemm_small:  the same with one output per invocation (small grids).
+//   column_sums: C[0, j] += Σ_row A[row, j] (fixed order, deterministic): bias gradients.
 //
 // Every operand is addressed as (buffer id, element offset, leading dimension):
 // buffer 0 = params, 1 = grads, 2 = work. workgroup_id.z selects a batch entry
@@ -40,13 +41,18 @@ struct Gemm {
 }
 @group(0) @binding(5) var<uniform> u: Gemm;
 
-// Output tile edge: the workgroup is TILE x TILE invocations, one output each.
+// The workgroup is TILE x TILE invocations; each computes RM x RM outputs
+// (rows ty + i*TILE, columns tx + j*TILE), so a workgroup owns a BM x BM
+// block of C and walks K in steps of TILE, staging op(A) and op(B) blocks in
+// workgroup memory with coalesced loads for either transpose.
 override TILE: u32 = 16u;
-// Workgroup size of column_sums.
-override WG: u32 = 64u;
+const RM: u32 = 4u;
+override BM: u32 = TILE * RM;
 
-var<workgroup> tile_a: array<f32, TILE * TILE>;
-var<workgroup> tile_b: array<f32, TILE * TILE>;
+// op(A) block, k-major: tile_a[kk * BM + r]
+var<workgroup> tile_a: array<f32, BM * TILE>;
+// op(B) block, k-major: tile_b[kk * BM + c]
+var<workgroup> tile_b: array<f32, BM * TILE>;
 
 fn ld(buf: u32, i: u32) -> f32 {
     switch buf {
@@ -65,7 +71,94 @@ fn st(buf: u32, i: u32, v: f32) {
 }
 
 @compute @workgroup_size(TILE, TILE)
-fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let z = wid.z;
+    let a0 = u.a_off + z * u.a_z;
+    let b0 = u.b_off + z * u.b_z;
+    let c0 = u.c_off + z * u.c_z;
+    let row0 = wid.y * BM;
+    let col0 = wid.x * BM;
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < RM; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    let tiles = (u.k + TILE - 1u) / TILE;
+    for (var kt = 0u; kt < tiles; kt++) {
+        let k0 = kt * TILE;
+        for (var e = li; e < BM * TILE; e += TILE * TILE) {
+            // A: consecutive invocations read consecutive addresses in memory.
+            var r = e / TILE;
+            var kk = e % TILE;
+            if u.a_t != 0u {
+                kk = e / BM;
+                r = e % BM;
+            }
+            let row = row0 + r;
+            let k = k0 + kk;
+            var av = 0.0;
+            if row < u.m && k < u.k {
+                var ai = row * u.lda + k;
+                if u.a_t != 0u {
+                    ai = k * u.lda + row;
+                }
+                av = ld(u.a_buf, a0 + ai);
+            }
+            tile_a[kk * BM + r] = av;
+            // B
+            var c = e % BM;
+            var kb = e / BM;
+            if u.b_t != 0u {
+                c = e / TILE;
+                kb = e % TILE;
+            }
+            let col = col0 + c;
+            let kq = k0 + kb;
+            var bv = 0.0;
+            if kq < u.k && col < u.n {
+                var bi = kq * u.ldb + col;
+                if u.b_t != 0u {
+                    bi = col * u.ldb + kq;
+                }
+                bv = ld(u.b_buf, b0 + bi);
+            }
+            tile_b[kb * BM + c] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE; kk++) {
+            let a = vec4<f32>(tile_a[kk * BM + lid.y], tile_a[kk * BM + lid.y + TILE], tile_a[kk * BM + lid.y + 2u * TILE], tile_a[kk * BM + lid.y + 3u * TILE]);
+            let b = vec4<f32>(tile_b[kk * BM + lid.x], tile_b[kk * BM + lid.x + TILE], tile_b[kk * BM + lid.x + 2u * TILE], tile_b[kk * BM + lid.x + 3u * TILE]);
+            acc[0] += a.x * b;
+            acc[1] += a.y * b;
+            acc[2] += a.z * b;
+            acc[3] += a.w * b;
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < RM; i++) {
+        let row = row0 + lid.y + i * TILE;
+        for (var j = 0u; j < RM; j++) {
+            let col = col0 + lid.x + j * TILE;
+            if row < u.m && col < u.n {
+                let ci = c0 + row * u.ldc + col;
+                var v = acc[i][j];
+                if u.has_bias != 0u {
+                    v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
+                }
+                // beta = 0 overwrites C: NaN or garbage in it is not propagated.
+                if u.beta != 0.0 {
+                    v += u.beta * ld(u.c_buf, ci);
+                }
+                st(u.c_buf, ci, v);
+            }
+        }
+    }
+}
+
+// The same product for small grids (weight gradients with small M x N and
+// K = T*B): one output per invocation, TILE x TILE blocks, 16 times as many
+// workgroups as `gemm` to keep the GPU busy.
+@compute @workgroup_size(TILE, TILE)
+fn gemm_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let z = wid.z;
     let a0 = u.a_off + z * u.a_z;
     let b0 = u.b_off + z * u.b_z;
@@ -117,20 +210,31 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 }
 
-// C[0, j] += Σ_{row < m} A[row * lda + j] for j < n: one invocation per column,
-// rows in order (the CPU's add_column_sums order).
-@compute @workgroup_size(WG)
-fn column_sums(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let j = gid.x;
-    if j >= u.n {
-        return;
-    }
+// C[0, j] += Σ_{row < m} A[row * lda + j] for j < n, A in work (bias
+// gradients from dG or dout). A TILE x TILE workgroup owns TILE columns:
+// invocation (x, y) sums rows y, y+TILE, ... of column x in order, then the
+// TILE partial sums are added in a fixed tree (deterministic, no atomics).
+@compute @workgroup_size(TILE, TILE)
+fn column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let j = wid.x * TILE + lid.x;
     let z = wid.z;
     let a0 = u.a_off + z * u.a_z;
-    let ci = u.c_off + z * u.c_z + j;
-    var acc = ld(u.c_buf, ci);
-    for (var r = 0u; r < u.m; r++) {
-        acc += ld(u.a_buf, a0 + r * u.lda + j);
+    var acc = 0.0;
+    if j < u.n {
+        for (var r = lid.y; r < u.m; r += TILE) {
+            acc += work[a0 + r * u.lda + j];
+        }
     }
-    st(u.c_buf, ci, acc);
+    tile_a[lid.y * TILE + lid.x] = acc;
+    workgroupBarrier();
+    for (var s = TILE / 2u; s > 0u; s = s / 2u) {
+        if lid.y < s {
+            tile_a[lid.y * TILE + lid.x] += tile_a[(lid.y + s) * TILE + lid.x];
+        }
+        workgroupBarrier();
+    }
+    if lid.y == 0u && j < u.n {
+        let ci = u.c_off + z * u.c_z + j;
+        st(u.c_buf, ci, ld(u.c_buf, ci) + tile_a[lid.x]);
+    }
 }

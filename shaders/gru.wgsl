@@ -43,29 +43,27 @@ fn gru_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 
 // dh = carry + dGh[t']·W_hh + dy[t]; writes dG[t] (of gx), dGh[t] (of gh) and
 // carry = dh*z (the direct part of the gradient of h_prev).
-@compute @workgroup_size(WG)
-fn gru_step_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+@compute @workgroup_size(TJ, TB)
+fn gru_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let H = u.h;
     let B = u.b;
     let GH = 3u * H;
-    if gid.x >= B * H {
-        return;
-    }
-    let b = gid.x / H;
-    let j = gid.x % H;
+    let b = wid.y * TB + lid.y;
+    let j = wid.x * TJ + lid.x;
     let t = bwd_step(dir);
     let dg = pick(u.dg0, u.dg1, dir);
     let dgh = pick(u.dgh0, u.dgh1, dir);
     let whh = pick(u.whh0, u.whh1, dir);
-    let ci = u.carry_off + b * u.ld + dir * H + j;
-    var dh = work[ci];
+    var dh_w = 0.0;
     if u.s > 0u {
-        let dgp = dgh + (bwd_prev_step(t, dir) * B + b) * GH;
-        for (var r = 0u; r < GH; r++) {
-            dh += work[dgp + r] * params[whh + r * H + j];
-        }
+        dh_w = recurrent_tile_t(GH, whh, dgh + bwd_prev_step(t, dir) * B * GH, wid.y * TB, wid.x * TJ, lid, li);
     }
+    if b >= B || j >= H {
+        return;
+    }
+    let ci = u.carry_off + b * u.ld + dir * H + j;
+    var dh = work[ci] + dh_w;
     let dgt = dg + (t * B + b) * GH;
     let dght = dgh + (t * B + b) * GH;
     if !valid(b, t) {

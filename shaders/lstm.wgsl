@@ -52,28 +52,26 @@ fn lstm_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
 // Backward step: dh = carry + dG[t']·W_hh (t' = step processed before, none
 // at the first) + dy[t]; then the gate gradients of unit j into dG[t], and
 // dc carried to the previous step. Masked rows: dG[t] = 0, dh passes back.
-@compute @workgroup_size(WG)
-fn lstm_step_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+@compute @workgroup_size(TJ, TB)
+fn lstm_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let H = u.h;
     let B = u.b;
     let GH = 4u * H;
-    if gid.x >= B * H {
-        return;
-    }
-    let b = gid.x / H;
-    let j = gid.x % H;
+    let b = wid.y * TB + lid.y;
+    let j = wid.x * TJ + lid.x;
     let t = bwd_step(dir);
     let dg = pick(u.dg0, u.dg1, dir);
     let whh = pick(u.whh0, u.whh1, dir);
-    let ci = u.carry_off + b * u.ld + dir * H + j;
-    var dh = work[ci];
+    var dh_w = 0.0;
     if u.s > 0u {
-        let dgp = dg + (bwd_prev_step(t, dir) * B + b) * GH;
-        for (var r = 0u; r < GH; r++) {
-            dh += work[dgp + r] * params[whh + r * H + j];
-        }
+        dh_w = recurrent_tile_t(GH, whh, dg + bwd_prev_step(t, dir) * B * GH, wid.y * TB, wid.x * TJ, lid, li);
     }
+    if b >= B || j >= H {
+        return;
+    }
+    let ci = u.carry_off + b * u.ld + dir * H + j;
+    var dh = work[ci] + dh_w;
     let dgt = dg + (t * B + b) * GH;
     if !valid(b, t) {
         work[ci] = dh;

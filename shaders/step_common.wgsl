@@ -52,17 +52,23 @@ struct Step {
 }
 @group(0) @binding(5) var<uniform> u: Step;
 
-// Backward kernels: invocations per workgroup, one per (batch row, hidden unit).
-override WG: u32 = 64u;
-// Forward kernels: a workgroup owns TJ hidden units (all their gates) for TB
+// Step kernels: a workgroup owns TJ hidden units (all their gates) for TB
 // batch rows, and computes h_prev·W_hhᵀ for them in chunks of KC inputs
-// staged in workgroup memory (W_hh rows are read coalesced along k).
+// staged in workgroup memory (W_hh rows are read coalesced along k);
+// backward likewise computes dG·W_hh for its tile in chunks of KC gate rows.
 override TJ: u32 = 16u;
 override TB: u32 = 4u;
-const KC: u32 = 16u;
+// Inputs (forward) or gate rows (backward) per chunk: fewer chunks mean fewer
+// round trips to memory and barriers per step, the step kernels' real cost.
+override KC: u32 = 32u;
+// Row stride of the forward W_hh tile: KC + 1 keeps the TJ lanes reading
+// sh_w[(g*TJ + lane)*KS + kk] on distinct banks.
+override KS: u32 = KC + 1u;
 
+// Forward: h_prev chunk [TB, KC]; backward: dG chunk [TB, KC].
 var<workgroup> sh_h: array<f32, TB * KC>;
-var<workgroup> sh_w: array<f32, 4u * TJ * KC>;
+// Forward: W_hh rows of the tile's gates [G, TJ, KC]; backward: W_hh chunk [KC, TJ].
+var<workgroup> sh_w: array<f32, 4u * TJ * KS>;
 
 // gh[g] = Σ_k h_prev[b, k] · W_hh[g*H + j, k] for g < G, where b = b0 + lid.y and
 // j = j0 + lid.x (zero outside B, H). Every invocation of the workgroup must
@@ -92,18 +98,18 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, l
             if j < H && k < H {
                 v = params[whh + (g * H + j) * H + k];
             }
-            sh_w[e] = v;
+            sh_w[r * KS + e % KC] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk++) {
             let hv = sh_h[lid.y * KC + kk];
-            acc.x += hv * sh_w[lid.x * KC + kk];
+            acc.x += hv * sh_w[lid.x * KS + kk];
             if G > 1u {
-                acc.y += hv * sh_w[(TJ + lid.x) * KC + kk];
-                acc.z += hv * sh_w[(2u * TJ + lid.x) * KC + kk];
+                acc.y += hv * sh_w[(TJ + lid.x) * KS + kk];
+                acc.z += hv * sh_w[(2u * TJ + lid.x) * KS + kk];
             }
             if G > 3u {
-                acc.w += hv * sh_w[(3u * TJ + lid.x) * KC + kk];
+                acc.w += hv * sh_w[(3u * TJ + lid.x) * KS + kk];
             }
         }
         workgroupBarrier();
@@ -154,4 +160,41 @@ fn sigmoid(x: f32) -> f32 {
 // a ratio of exponentials that overflows to NaN for large |x|.
 fn tanh_s(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
+}
+
+// Σ_r dG[b, r] · W_hh[r*H + j] over r < G*H (the W_hh part of dh_prev), where
+// b = b0 + lid.y, j = j0 + lid.x; `dgp` is the start of the dG rows [B, G*H]
+// of the step processed before. Every invocation must call it (barriers).
+fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> f32 {
+    let H = u.h;
+    let B = u.b;
+    var acc = 0.0;
+    let chunks = (GH + KC - 1u) / KC;
+    for (var c = 0u; c < chunks; c++) {
+        let r0 = c * KC;
+        for (var e = li; e < TB * KC; e += TJ * TB) {
+            let b = b0 + e / KC;
+            let r = r0 + e % KC;
+            var v = 0.0;
+            if b < B && r < GH {
+                v = work[dgp + b * GH + r];
+            }
+            sh_h[e] = v;
+        }
+        for (var e = li; e < KC * TJ; e += TJ * TB) {
+            let r = r0 + e / TJ;
+            let j = j0 + e % TJ;
+            var v = 0.0;
+            if r < GH && j < H {
+                v = params[whh + r * H + j];
+            }
+            sh_w[e] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < KC; kk++) {
+            acc += sh_h[lid.y * KC + kk] * sh_w[kk * TJ + lid.x];
+        }
+        workgroupBarrier();
+    }
+    return acc;
 }

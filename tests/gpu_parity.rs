@@ -127,6 +127,25 @@ fn awkward_shapes_match_cpu() {
                 lengths: true,
                 ..base
             },
+            // Batch and hidden size spanning several step tiles in both dimensions.
+            Case {
+                batch: 9,
+                hidden: 37,
+                input: 4,
+                lengths: true,
+                output: OutputMode::Sequence,
+                ..base
+            },
+            // The MNIST training shape.
+            Case {
+                layers: 2,
+                input: 28,
+                hidden: 128,
+                out: 10,
+                batch: 64,
+                steps: 28,
+                ..base
+            },
             // Long sequence, sequence output.
             Case {
                 steps: 100,
@@ -345,4 +364,122 @@ fn a_training_step_is_one_submission_of_a_fixed_dispatch_list() {
     let want = 2 * (1 + 28) + 1 + 1 + 3 + 2 * 28 + 2 * 4 + 1 + 2 + 1;
     assert_eq!(g.dispatches_per_step(8, 28).unwrap(), want);
     eprintln!("2-layer LSTM, T=28: {want} dispatches, 1 submission per training step");
+    if g.context()
+        .features
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+    {
+        let prof = g.profile_train_step(&data, &opts, &mut opt).unwrap();
+        let n: usize = prof.iter().map(|p| p.1).sum();
+        assert_eq!(n, want, "the profile times every dispatch once");
+        assert!(prof
+            .iter()
+            .any(|p| p.0 == "lstm.l1.step_backward" && p.1 == 28));
+    } else {
+        eprintln!("(no TIMESTAMP_QUERY on this adapter: profile not checked)");
+    }
+}
+
+/// Not a parity test: time per training step, GPU vs CPU, for a few shapes.
+/// `cargo test --test gpu_parity -- --ignored --nocapture training_throughput`;
+/// `RECURRENT_BENCH=full` adds DeepBench-sized LSTMs (slow on a software adapter);
+/// `RECURRENT_BENCH_NO_CPU=1` skips the CPU timings.
+#[test]
+#[ignore]
+fn training_throughput() {
+    let Some(ctx) = gpu("throughput") else { return };
+    let mut shapes = vec![(
+        "mnist lstm L2 I28 H128 B64 T28",
+        Case {
+            layers: 2,
+            input: 28,
+            hidden: 128,
+            out: 10,
+            batch: 64,
+            steps: 28,
+            ..Case::new(Cell::Lstm)
+        },
+    )];
+    if std::env::var("RECURRENT_BENCH").as_deref() == Ok("full") {
+        shapes.push((
+            "deepbench lstm H512 B64 T25",
+            Case {
+                input: 512,
+                hidden: 512,
+                out: 10,
+                batch: 64,
+                steps: 25,
+                ..Case::new(Cell::Lstm)
+            },
+        ));
+        shapes.push((
+            "deepbench lstm H1024 B64 T25",
+            Case {
+                input: 1024,
+                hidden: 1024,
+                out: 10,
+                batch: 64,
+                steps: 25,
+                ..Case::new(Cell::Lstm)
+            },
+        ));
+        shapes.push((
+            "gru L2 bi H256 B32 T50",
+            Case {
+                layers: 2,
+                bidirectional: true,
+                input: 64,
+                hidden: 256,
+                out: 10,
+                batch: 32,
+                steps: 50,
+                ..Case::new(Cell::Gru)
+            },
+        ));
+    }
+    for (name, case) in shapes {
+        let mut cpu = case.model(1);
+        let mut g = GpuModel::new(ctx.clone(), &cpu).unwrap();
+        let data = case.data(Loss::Ce, 2);
+        let opts = StepOptions {
+            loss: Loss::Ce,
+            clip: Some(1.0),
+        };
+        let mut opt = Optimizer::adam(1e-3);
+        for _ in 0..3 {
+            g.train_step(&data, &opts, &mut opt).unwrap();
+        }
+        g.finish().unwrap();
+        let n = 20;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            g.train_step(&data, &opts, &mut opt).unwrap();
+        }
+        g.finish().unwrap();
+        let gpu_ms = start.elapsed().as_secs_f64() * 1e3 / n as f64;
+        let dispatches = g.dispatches_per_step(case.batch, case.steps).unwrap();
+        eprintln!(
+            "{name}: gpu {gpu_ms:.2} ms/step ({dispatches} dispatches) on {}",
+            ctx.describe()
+        );
+        if ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            let mut prof = g.profile_train_step(&data, &opts, &mut opt).unwrap();
+            let total: f64 = prof.iter().map(|p| p.2).sum();
+            prof.sort_by(|a, b| b.2.total_cmp(&a.2));
+            eprintln!("  GPU time of one step, by kernel (sum {total:.0} us):");
+            for (label, n, us) in prof.iter().take(12) {
+                eprintln!("  {us:>9.1} us  {n:>3} x {label}");
+            }
+        }
+        if std::env::var("RECURRENT_BENCH_NO_CPU").as_deref() == Ok("1") {
+            continue;
+        }
+        let mut o = Optimizer::adam(1e-3);
+        let m = 3;
+        let start = std::time::Instant::now();
+        for _ in 0..m {
+            cpu.train_step(&data, &opts, &mut o).unwrap();
+        }
+        let cpu_ms = start.elapsed().as_secs_f64() * 1e3 / m as f64;
+        eprintln!("{name}: cpu {cpu_ms:.2} ms/step");
+    }
 }

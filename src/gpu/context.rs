@@ -38,6 +38,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     /// The limits the device was created with (the adapter's own).
     pub limits: wgpu::Limits,
+    /// The device's features (`TIMESTAMP_QUERY` where available, for profiles).
+    pub features: wgpu::Features,
     pub(crate) kernels: Kernels,
 }
 
@@ -118,10 +120,12 @@ impl GpuContext {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Optional: GPU timestamps for per-kernel profiles where the adapter has them.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("recurrent"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -143,12 +147,14 @@ impl GpuContext {
         info: wgpu::AdapterInfo,
     ) -> Result<Arc<GpuContext>> {
         let limits = device.limits();
+        let features = device.features();
         let kernels = Kernels::new(&device, &limits)?;
         Ok(Arc::new(GpuContext {
             device,
             queue,
             info,
             limits,
+            features,
             kernels,
         }))
     }

@@ -1111,6 +1111,117 @@ impl GpuModel {
         Ok(std::mem::take(&mut self.ready))
     }
 
+    /// Runs one full training step (it updates the weights) with a GPU
+    /// timestamp around every dispatch, and returns per kernel label the
+    /// number of dispatches and their total GPU time in microseconds, in
+    /// program order. Needs the adapter feature `TIMESTAMP_QUERY`.
+    pub fn profile_train_step(
+        &mut self,
+        data: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<Vec<(String, usize, f64)>> {
+        if !self.ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return Err(Error::Gpu(format!(
+                "{} has no timestamp queries: profiles are not available",
+                self.ctx.describe()
+            )));
+        }
+        opt.validate()?;
+        self.finish()?;
+        let key = self.upload_batch(data, Some(opts.loss))?;
+        self.set_optimizer_args(key, opts, opt);
+        let plan = &self.plans[&key];
+        let ph = plan.phases;
+        let (loss_range, rest) = match opts.loss {
+            Loss::Ce => (ph.forward..ph.loss_ce, ph.loss_mse..ph.optim),
+            Loss::Mse => (ph.loss_ce..ph.loss_mse, ph.loss_mse..ph.optim),
+        };
+        let ranges = [0..ph.forward, loss_range, rest];
+        let n: usize = ranges.iter().map(|r| r.len()).sum();
+        let dev = &self.ctx.device;
+        let mut labels = Vec::with_capacity(n);
+        let mut times = Vec::with_capacity(n);
+        // At most QUERY_SET_MAX_QUERIES / 2 dispatches per query set.
+        let per_set = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
+        let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
+        for r in ranges {
+            let mut s = r.start;
+            while s < r.end {
+                let e = (s + per_set).min(r.end);
+                chunks.push(s..e);
+                s = e;
+            }
+        }
+        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("profile"),
+        });
+        enc.clear_buffer(&self.grads, 0, None);
+        if plan.ws.zeroed.len > 0 {
+            enc.clear_buffer(
+                &plan.work,
+                plan.ws.zeroed.off as u64 * 4,
+                Some(plan.ws.zeroed.len.div_ceil(4) as u64 * 16),
+            );
+        }
+        let mut sets = Vec::new();
+        for c in &chunks {
+            let count = 2 * c.len() as u32;
+            let qs = dev.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile.timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            plan.program.encode_timed(
+                &self.ctx.kernels,
+                dev,
+                &mut enc,
+                &plan.bind_group,
+                c.clone(),
+                &qs,
+                0,
+            )?;
+            let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("profile.resolve"),
+                size: count as u64 * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+            labels.extend(
+                plan.program.dispatches[c.clone()]
+                    .iter()
+                    .map(|d| d.label.clone()),
+            );
+            sets.push((qs, resolve, count));
+        }
+        self.ctx.queue.submit([enc.finish()]);
+        self.submissions += 1;
+        let period = self.ctx.queue.get_timestamp_period() as f64;
+        for (_, resolve, count) in &sets {
+            let raw = self.read_u64(resolve, *count as usize)?;
+            for pair in raw.chunks_exact(2) {
+                times.push(pair[1].saturating_sub(pair[0]) as f64 * period / 1e3);
+            }
+        }
+        let mut out: Vec<(String, usize, f64)> = Vec::new();
+        for (l, t) in labels.into_iter().zip(times) {
+            match out.iter_mut().find(|e| e.0 == l) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += t;
+                }
+                None => out.push((l, 1, t)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_u64(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<u64>> {
+        let f = self.read(buf, 0, 2 * len)?;
+        Ok(bytemuck::pod_collect_to_vec::<f32, u64>(&f))
+    }
+
     /// [`GpuModel::train_step`] followed by [`GpuModel::finish`]: the step's statistics.
     pub fn train_step_sync(
         &mut self,
