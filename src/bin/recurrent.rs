@@ -30,7 +30,7 @@ enum Cmd {
 
 #[derive(Args)]
 struct BenchArgs {
-    #[arg(long, value_enum, default_value = "cpu")]
+    #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     #[arg(long, value_enum, default_value = "lstm")]
     cell: CellArg,
@@ -345,13 +345,14 @@ fn bench(a: BenchArgs) -> Result<()> {
         Some(name) => bench::suite(name)?,
         None => vec![Size { cell: cell_of(a.cell), input: a.input, hidden: a.hidden, batch: a.batch, steps: a.steps, layers: a.layers }],
     };
-    if a.device == DeviceArg::Gpu {
-        return Err(Error::Gpu("this build of recurrent has no GPU path yet; use --device cpu".into()));
-    }
+    let device = pick_device(a.device)?;
     let mut report = Report::default();
     println!("{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12} {:>12} {:>9}", "device", "cell", "I", "H", "B", "T", "layers", "forward_ms", "train_ms", "GFLOP/s");
     for s in &sizes {
-        let r = bench::run_cpu(s, a.reps)?;
+        let r = match &device {
+            Device::Cpu => bench::run_cpu(s, a.reps)?,
+            Device::Gpu(ctx) => bench::run_gpu(s, a.reps, ctx)?,
+        };
         println!("{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12.3} {:>12.3} {:>9.1}", r.device, r.cell, r.input, r.hidden, r.batch, r.steps, r.layers, r.forward_ms, r.train_ms, r.gflops);
         report.results.push(r);
     }

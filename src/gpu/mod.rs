@@ -41,6 +41,7 @@
 //! Lavapipe prints `XDG_RUNTIME_DIR is invalid` on stderr without a session;
 //! it is harmless.
 
+pub mod bench;
 pub mod context;
 pub mod kernels;
 pub mod model;

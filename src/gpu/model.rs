@@ -798,7 +798,7 @@ impl GpuModel {
     }
 
     /// Uploads a batch's inputs, lengths and (if `loss`) targets into the plan of its shape.
-    fn upload_batch(&mut self, data: &Dataset, loss: Option<Loss>) -> Result<(usize, usize)> {
+    pub(crate) fn upload_batch(&mut self, data: &Dataset, loss: Option<Loss>) -> Result<(usize, usize)> {
         data.check_inputs(&self.config)?;
         let y = match loss {
             Some(l) => Some(data.check_targets(&self.config, l)?),
@@ -867,7 +867,7 @@ impl GpuModel {
     }
 
     /// Records the dispatches of the given phases (and the clears backward needs) into one encoder.
-    fn encode(
+    pub(crate) fn encode(
         &self,
         key: (usize, usize),
         loss: Option<Loss>,
