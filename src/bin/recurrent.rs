@@ -47,7 +47,7 @@ struct BenchArgs {
     /// Timed repetitions (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 10)]
     reps: usize,
-    /// A prepared table instead of one size: deepbench, mnist or hidden.
+    /// Prepared tables instead of one size: deepbench, mnist, hidden (comma-separated).
     #[arg(long)]
     suite: Option<String>,
     /// Write the results as JSON here.
@@ -342,7 +342,7 @@ fn evaluate(a: EvaluateArgs) -> Result<()> {
 fn bench(a: BenchArgs) -> Result<()> {
     use recurrent::bench::{self, Report, Size};
     let sizes = match &a.suite {
-        Some(name) => bench::suite(name)?,
+        Some(names) => names.split(',').map(bench::suite).collect::<Result<Vec<_>>>()?.concat(),
         None => vec![Size { cell: cell_of(a.cell), input: a.input, hidden: a.hidden, batch: a.batch, steps: a.steps, layers: a.layers }],
     };
     let device = pick_device(a.device)?;
