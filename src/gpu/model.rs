@@ -322,6 +322,7 @@ impl GpuModel {
         let lay = &self.layout;
         let ctx = &self.ctx;
         let mut pg = Program::new(&ctx.limits, ctx.kernels.tunables);
+        pg.split_partials = Some(ws.split.off);
         let (b, t) = (ws.b as u32, ws.t as u32);
         let (h, dirs, d) = (
             cfg.hidden as u32,
