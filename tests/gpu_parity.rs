@@ -21,7 +21,7 @@ fn check_case(case: &Case, loss: Loss, seed: u64) {
     let model = case.model(seed);
     let data = case.data(loss, seed + 100);
     let what = format!("{case:?} {loss:?}");
-    let mut g = GpuModel::new(ctx, &model).unwrap();
+    let mut g = GpuModel::new(ctx.ctx.clone(), &model).unwrap();
     let out_gpu = g.forward(&data).unwrap();
     let out_cpu = model.forward(&data).unwrap();
     assert_eq!(out_gpu.shape, out_cpu.shape, "{what}: output shape");
@@ -195,7 +195,7 @@ fn check_training(
         return;
     };
     let mut cpu = case.model(seed);
-    let mut g = GpuModel::new(ctx, &cpu).unwrap();
+    let mut g = GpuModel::new(ctx.ctx.clone(), &cpu).unwrap();
     let data = case.data(loss, seed + 1);
     let opts = StepOptions { loss, clip };
     let (mut o_cpu, mut o_gpu) = (Optimizer::new(kind), Optimizer::new(kind));
@@ -301,7 +301,7 @@ fn stats_come_back_for_every_step_without_waiting_inside_the_step() {
         ..Case::new(Cell::Lstm)
     };
     let mut cpu = case.model(7);
-    let mut g = GpuModel::new(ctx, &cpu).unwrap();
+    let mut g = GpuModel::new(ctx.ctx.clone(), &cpu).unwrap();
     let data = case.data(Loss::Ce, 8);
     let opts = StepOptions {
         loss: Loss::Ce,
@@ -341,7 +341,7 @@ fn a_training_step_is_one_submission_of_a_fixed_dispatch_list() {
         ..Case::new(Cell::Lstm)
     };
     let model = case.model(3);
-    let mut g = GpuModel::new(ctx, &model).unwrap();
+    let mut g = GpuModel::new(ctx.ctx.clone(), &model).unwrap();
     let data = case.data(Loss::Ce, 4);
     let opts = StepOptions {
         loss: Loss::Ce,
@@ -438,7 +438,7 @@ fn training_throughput() {
     }
     for (name, case) in shapes {
         let mut cpu = case.model(1);
-        let mut g = GpuModel::new(ctx.clone(), &cpu).unwrap();
+        let mut g = GpuModel::new(ctx.ctx.clone(), &cpu).unwrap();
         let data = case.data(Loss::Ce, 2);
         let opts = StepOptions {
             loss: Loss::Ce,
