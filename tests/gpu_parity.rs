@@ -483,3 +483,38 @@ fn training_throughput() {
         eprintln!("{name}: cpu {cpu_ms:.2} ms/step");
     }
 }
+
+#[test]
+fn a_fresh_optimizer_starts_from_zero_moments() {
+    let Some(ctx) = gpu("fresh optimizer") else {
+        return;
+    };
+    let case = Case {
+        layers: 1,
+        lengths: true,
+        ..Case::new(Cell::Gru)
+    };
+    let mut cpu = case.model(11);
+    let mut g = GpuModel::new(ctx.ctx.clone(), &cpu).unwrap();
+    let data = case.data(Loss::Ce, 12);
+    let opts = StepOptions {
+        loss: Loss::Ce,
+        clip: None,
+    };
+    for lr in [1e-2, 3e-3] {
+        // A new Adam each round: its moments must not carry over on the GPU either.
+        let (mut oc, mut og) = (Optimizer::adam(lr), Optimizer::adam(lr));
+        for _ in 0..5 {
+            cpu.train_step(&data, &opts, &mut oc).unwrap();
+            g.train_step(&data, &opts, &mut og).unwrap();
+        }
+    }
+    g.finish().unwrap();
+    let w = g.download().unwrap();
+    assert_close(
+        "weights after two optimizers",
+        &w,
+        cpu.params(),
+        TRAINED_WEIGHTS,
+    );
+}
