@@ -6,7 +6,7 @@
 //! - `params [P]`, `grads [P]` (same [`Layout`] as the host model) and the
 //!   optimizer `state [2P]` are three flat storage buffers, so the optimizer is
 //!   one dispatch and checkpoints are one copy.
-//! - Per batch shape `(B, T)` a [`Plan`] holds the `work`/`ints` buffers laid
+//! - Per batch shape `(B, T)` a `Plan` holds the `work`/`ints` buffers laid
 //!   out by [`Workspace`], a uniform buffer with one slot per dispatch, one bind
 //!   group, and the [`Program`] (the list of dispatches), all built once and
 //!   reused by every step of that shape.
