@@ -64,6 +64,10 @@ pub const GRADCHECK: Tolerance = Tolerance { rtol: 2e-3, atol: 2e-4, name: "cent
 /// values: the same formulas in the same order, so only the last bit may differ.
 pub const OPTIM: Tolerance = Tolerance { rtol: 1e-6, atol: 1e-7, name: "three f32 optimizer updates against torch.optim" };
 
+/// A loss printed with 6 decimals by the CLI on two paths: rounding of the
+/// print (5e-7 each) plus the paths' own difference (~1e-7).
+pub const PRINTED_LOSS: Tolerance = Tolerance { rtol: 0.0, atol: 2e-6, name: "loss printed to 6 decimals" };
+
 /// Largest deviations seen by a comparison (for the report).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Deviation {
