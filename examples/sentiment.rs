@@ -25,9 +25,38 @@
 //! Reported: test accuracy beside the majority-class baseline (the training
 //! set's most frequent class, scored on the test set) and the confusion matrix.
 //!
-//! Measured: see the `RESULTS` note at the end of this comment.
+//! Choices (the defaults): vocabulary of at most 10,000 ids, words seen at
+//! least twice (6.0% of test tokens are then `<unk>`); 48 tokens per tweet (the
+//! longest has 73, 16 of the 37,202 are cut); Adam 2e-3 cosine down to 2e-4,
+//! clipping at 1.0, batch 32, 4 epochs. They were set before the first full
+//! run and not tuned on the test set (the only other run was a 1-epoch smoke
+//! test: 70.46%).
 //!
-//! RESULTS (pending).
+//! Measured with `cargo run --release --example sentiment -- --device cpu
+//! --epochs 4 --seed 7 --save sentiment.safetensors` (CPU path, 2 cores shared
+//! with other builds): 115–127 s wall time in all (about 25 s per epoch, ~1,200
+//! tweets/s); the run is deterministic (three runs gave the same numbers).
+//!
+//! ```text
+//! epoch 1/4  loss 0.7782  test_loss 0.7034  test_acc 70.46%
+//! epoch 2/4  loss 0.6133  test_loss 0.6556  test_acc 73.29%
+//! epoch 3/4  loss 0.5035  test_loss 0.6506  test_acc 73.31%
+//! epoch 4/4  loss 0.4110  test_loss 0.6520  test_acc 74.70%
+//! test accuracy 74.70% (5558/7440); majority class 'negative' scores 42.39%
+//! confusion matrix (rows: true class, columns: predicted):
+//!             negative   neutral  positive    recall
+//!   negative      2578       429       147     81.7%
+//!    neutral       534      2185       206     74.7%
+//!   positive       233       333       795     58.4%
+//! ```
+//!
+//! The issue quotes about 74% for PyTorch with this architecture after 3–4
+//! epochs (not rerun here). The test loss is lowest after epoch 3 (0.6506)
+//! while accuracy still rises in epoch 4; training loss 0.41 against 0.65 on
+//! the test set says the model is starting to overfit (more epochs not tried).
+//! The majority baseline is 42.39% on this split (negative is 42.9% of all
+//! tweets; the issue's 43.7% came from another split).
+//! Positive, the smallest class (18% of the tweets), is the hardest.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -127,16 +156,24 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let test = text::dataset(&vocab, &test_texts, Some(&test_y), max_len)?;
     let unk = vocab.unk().expect("built vocabularies have <unk>") as i64;
     let (tokens, unknown) = count_unknown(&test, unk);
+    let longest = texts
+        .iter()
+        .map(|t| vocab.split(t).len())
+        .max()
+        .unwrap_or(0);
+    let cut = texts
+        .iter()
+        .filter(|t| vocab.split(t).len() > args.max_len)
+        .count();
     println!("device: {}", device.describe());
     println!(
         "data: {} tweets, classes {classes:?}; {} training, {} test; vocabulary {} ids; \
-         test tokens unknown {:.1}%; longest tweet {} tokens (cut at {})",
+         test tokens unknown {:.1}%; longest tweet {longest} tokens, {cut} cut to {}",
         texts.len(),
         train.len(),
         test.len(),
         vocab.len(),
         100.0 * unknown as f64 / tokens.max(1) as f64,
-        train.steps().max(test.steps()),
         args.max_len
     );
 

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use recurrent::gpu::GpuModel;
 use recurrent::io::checkpoint;
 use recurrent::model::{Evaluation, StepOptions, StepStats};
 use recurrent::text::{self, Level, Vocab, VocabOptions};
@@ -254,10 +255,9 @@ impl Backend for StepsSeen {
     }
 }
 
-#[test]
-fn trainer_trims_batches_and_trains_the_same_as_without() {
-    // 24 texts of 1..=12 tokens in a [24, 20] batch: sorted by length so that
-    // file-order batches of 8 have longest lengths 4, 8 and 12.
+/// 24 texts of 1..=12 tokens in a `[24, 20]` batch, sorted by length so that
+/// file-order batches of 8 have longest lengths 4, 8 and 12; and an LSTM for them.
+fn ragged_texts() -> (Dataset, Model) {
     let v = Vocab::build(["a b c d e f g h"], &VocabOptions::words()).unwrap();
     let words = ["a", "b", "c", "d", "e", "f", "g", "h"];
     let texts: Vec<String> = (0..24)
@@ -284,16 +284,26 @@ fn trainer_trims_batches_and_trains_the_same_as_without() {
         &Init::seed(2),
     )
     .unwrap();
+    (data, model)
+}
+
+fn ragged_fit(trim: bool) -> FitConfig {
+    FitConfig {
+        epochs: 3,
+        batch_size: 8,
+        shuffle: false,
+        clip: Some(1.0),
+        progress: false,
+        trim_to_longest: trim,
+        ..FitConfig::default()
+    }
+}
+
+#[test]
+fn trainer_trims_batches_and_trains_the_same_as_without() {
+    let (data, model) = ragged_texts();
     let run = |trim: bool| {
-        let cfg = FitConfig {
-            epochs: 3,
-            batch_size: 8,
-            shuffle: false,
-            clip: Some(1.0),
-            progress: false,
-            trim_to_longest: trim,
-            ..FitConfig::default()
-        };
+        let cfg = ragged_fit(trim);
         let mut b = StepsSeen {
             inner: model.clone(),
             steps: vec![],
@@ -322,6 +332,43 @@ fn trainer_trims_batches_and_trains_the_same_as_without() {
         trimmed.inner.params(),
         full.inner.params(),
         TRIMMED,
+    );
+}
+
+/// The same on the GPU path: batches of 4, 8 and 12 steps (one plan per
+/// shape) train as the full 20-step batches do.
+#[test]
+fn trimmed_batches_train_the_same_on_the_gpu() {
+    let Some(ctx) = gpu("trimmed_batches_train_the_same_on_the_gpu") else {
+        return;
+    };
+    let (data, model) = ragged_texts();
+    let run = |trim: bool| {
+        let mut g = GpuModel::new(ctx.clone(), &model).unwrap();
+        let mut opt = Optimizer::adam(1e-2);
+        let h = Trainer::new(ragged_fit(trim))
+            .fit_on(&mut g, &mut opt, &data, Some(&data))
+            .unwrap();
+        let mut m = model.clone();
+        g.download_into(&mut m).unwrap();
+        (m, h)
+    };
+    let (trimmed, h_trim) = run(true);
+    let (full, h_full) = run(false);
+    for (a, b) in h_trim.epochs.iter().zip(&h_full.epochs) {
+        assert_close("gpu train loss", &[a.train_loss], &[b.train_loss], LOSS);
+        assert_close(
+            "gpu validation loss",
+            &[a.val_loss.unwrap()],
+            &[b.val_loss.unwrap()],
+            LOSS,
+        );
+    }
+    assert_close(
+        "gpu weights after 3 epochs",
+        trimmed.params(),
+        full.params(),
+        TRAINED_WEIGHTS,
     );
 }
 
