@@ -507,3 +507,36 @@ fn cli_predicts_class_names_from_raw_text() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--output"));
 }
+
+#[test]
+fn csv_table_reads_quoted_text_and_the_bundled_tweets() {
+    use recurrent::io::csv::Table;
+    let t = Table::parse(
+        "label,text\npos,\"good, \"\"very\"\" good\"\n\nneg,bad\n",
+        "inline",
+    )
+    .unwrap();
+    assert_eq!(t.values("TEXT").unwrap(), ["good, \"very\" good", "bad"]);
+    assert!(matches!(t.values("score"), Err(Error::Argument(m)) if m.contains("label, text")));
+    assert!(
+        matches!(Table::parse("a,b\n1,2,3\n", "inline"), Err(Error::Data { reason, .. }) if reason.contains("line 2"))
+    );
+    assert!(matches!(
+        Table::parse("\n\n", "inline"),
+        Err(Error::Empty(_))
+    ));
+
+    let tweets = Table::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/tweets-sentiment.csv"
+    ))
+    .unwrap();
+    assert_eq!(tweets.header, ["sentiment", "confidence", "text"]);
+    let (classes, y) = text::label_ids(&tweets.values("sentiment").unwrap());
+    assert_eq!(classes, ["negative", "neutral", "positive"]);
+    let count = |c: i64| y.iter().filter(|&&v| v == c).count();
+    assert_eq!(
+        (y.len(), count(0), count(1), count(2)),
+        (37_202, 15_975, 14_437, 6_790)
+    );
+}
