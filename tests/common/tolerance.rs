@@ -49,28 +49,16 @@ pub const TRAINED_WEIGHTS: Tolerance = Tolerance {
 /// PyTorch golden outputs and losses: both sides compute in f32 with the same
 /// formulas; differences come from summation order only (≈1e-7 relative),
 /// so 1e-5 is comfortably above noise and far below any real bug.
-pub const GOLDEN_OUTPUT: Tolerance = Tolerance {
-    rtol: 0.0,
-    atol: 1e-5,
-    name: "golden output (f32 vs f32, summation order only)",
-};
+pub const GOLDEN_OUTPUT: Tolerance = Tolerance { rtol: 0.0, atol: 1e-5, name: "golden output (f32 vs f32, summation order only)" };
 
 /// Weights after one epoch of SGD/Adam against PyTorch: the bound; Adam
 /// divides by sqrt(v), which amplifies rounding of tiny gradients.
-pub const GOLDEN_WEIGHTS: Tolerance = Tolerance {
-    rtol: 0.0,
-    atol: 1e-4,
-    name: "golden weights after one epoch",
-};
+pub const GOLDEN_WEIGHTS: Tolerance = Tolerance { rtol: 0.0, atol: 1e-4, name: "golden weights after one epoch" };
 
 /// Central differences of an f32 loss (step 1e-2, 1e-3 for ReLU): truncation error
 /// O(h²) ≈ 1e-4 relative, plus f32 rounding of the loss ≈ 1e-7/h ≈ 5e-5 absolute.
 /// Tight enough that scaling one gate's gradient by 0.9 fails it (checked by mutation).
-pub const GRADCHECK: Tolerance = Tolerance {
-    rtol: 2e-3,
-    atol: 2e-4,
-    name: "central differences of an f32 loss",
-};
+pub const GRADCHECK: Tolerance = Tolerance { rtol: 2e-3, atol: 2e-4, name: "central differences of an f32 loss" };
 
 /// Largest deviations seen by a comparison (for the report).
 #[derive(Clone, Copy, Debug, Default)]
