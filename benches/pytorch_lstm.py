@@ -79,7 +79,7 @@ def main():
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[a.cell]
     rows = []
     print(f"{'device':<6} {'cell':<5} {'I':>5} {'H':>5} {'B':>5} {'T':>5} {'forward_ms':>12} {'train_ms':>12} {'GFLOP/s':>9}", flush=True)
-    for (i, h, b, t) in suite(a.suite):
+    for (i, h, b, t) in [size for name in a.suite.split(",") for size in suite(name)]:
         f, tr = bench(a.cell, i, h, b, t, a.layers, device, a.reps)
         gflops = 3 * 2 * gates * h * h * b * t * a.layers / (tr * 1e-3) / 1e9
         rows.append(dict(device="pytorch-" + device, adapter=adapter, cell=a.cell, input=i, hidden=h, batch=b, steps=t,

@@ -130,3 +130,34 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
         gflops: recurrent_flops(s) / (train_ms * 1e-3) / 1e9,
     })
 }
+
+/// Times a size on the GPU path. The GPU program always carries the model's
+/// head (here one output) and loss (mse) — a few microseconds beside the stack —
+/// and does not compute the gradient of layer 0's input (nothing below needs it),
+/// which the CPU and PyTorch figures include.
+pub fn run_gpu(s: &Size, reps: usize, ctx: &std::sync::Arc<crate::gpu::GpuContext>) -> Result<Row> {
+    if reps == 0 {
+        return Err(Error::Argument("--reps must be at least 1".into()));
+    }
+    let cfg = ModelConfig::new(s.cell, s.input, s.hidden, 1).layers(s.layers);
+    let model = crate::model::Model::new(cfg, &Init::seed(1))?;
+    let mut rng = Rng::new(2);
+    let x = Inputs::features((0..s.batch * s.steps * s.input).map(|_| rng.uniform(-1.0, 1.0)).collect(), s.batch, s.steps, s.input)?;
+    let y = crate::data::Targets::Values { data: vec![0.5; s.batch], shape: vec![s.batch, 1] };
+    let data = crate::data::Dataset::new(x, Some(y), None);
+    let mut gpu = crate::gpu::GpuModel::new(ctx.clone(), &model)?;
+    let (forward_ms, train_ms) = gpu.time_forward_backward(&data, crate::Loss::Mse, reps)?;
+    Ok(Row {
+        device: "gpu".into(),
+        adapter: ctx.describe(),
+        cell: s.cell.name().into(),
+        input: s.input,
+        hidden: s.hidden,
+        batch: s.batch,
+        steps: s.steps,
+        layers: s.layers,
+        forward_ms,
+        train_ms,
+        gflops: recurrent_flops(s) / (train_ms * 1e-3) / 1e9,
+    })
+}

@@ -39,7 +39,7 @@ enum Cmd {
 
 #[derive(Args)]
 struct BenchArgs {
-    #[arg(long, value_enum, default_value = "cpu")]
+    #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     #[arg(long, value_enum, default_value = "lstm")]
     cell: CellArg,
@@ -56,7 +56,7 @@ struct BenchArgs {
     /// Timed repetitions (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 10)]
     reps: usize,
-    /// A prepared table instead of one size: deepbench, mnist or hidden.
+    /// Prepared tables instead of one size: deepbench, mnist, hidden (comma-separated).
     #[arg(long)]
     suite: Option<String>,
     /// Write the results as JSON here.
@@ -467,7 +467,11 @@ fn evaluate(a: EvaluateArgs) -> Result<()> {
 fn bench(a: BenchArgs) -> Result<()> {
     use recurrent::bench::{self, Report, Size};
     let sizes = match &a.suite {
-        Some(name) => bench::suite(name)?,
+        Some(names) => names
+            .split(',')
+            .map(bench::suite)
+            .collect::<Result<Vec<_>>>()?
+            .concat(),
         None => vec![Size {
             cell: cell_of(a.cell),
             input: a.input,
@@ -477,18 +481,17 @@ fn bench(a: BenchArgs) -> Result<()> {
             layers: a.layers,
         }],
     };
-    if a.device == DeviceArg::Gpu {
-        return Err(Error::Gpu(
-            "this build of recurrent has no GPU path yet; use --device cpu".into(),
-        ));
-    }
+    let device = pick_device(a.device)?;
     let mut report = Report::default();
     println!(
         "{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12} {:>12} {:>9}",
         "device", "cell", "I", "H", "B", "T", "layers", "forward_ms", "train_ms", "GFLOP/s"
     );
     for s in &sizes {
-        let r = bench::run_cpu(s, a.reps)?;
+        let r = match &device {
+            Device::Cpu => bench::run_cpu(s, a.reps)?,
+            Device::Gpu(ctx) => bench::run_gpu(s, a.reps, ctx)?,
+        };
         println!(
             "{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12.3} {:>12.3} {:>9.1}",
             r.device,

@@ -60,6 +60,10 @@ pub const GOLDEN_WEIGHTS: Tolerance = Tolerance { rtol: 0.0, atol: 1e-4, name: "
 /// Tight enough that scaling one gate's gradient by 0.9 fails it (checked by mutation).
 pub const GRADCHECK: Tolerance = Tolerance { rtol: 2e-3, atol: 2e-4, name: "central differences of an f32 loss" };
 
+/// Three optimizer updates of a 5-vector in f32 against torch.optim's printed
+/// values: the same formulas in the same order, so only the last bit may differ.
+pub const OPTIM: Tolerance = Tolerance { rtol: 1e-6, atol: 1e-7, name: "three f32 optimizer updates against torch.optim" };
+
 /// Largest deviations seen by a comparison (for the report).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Deviation {
