@@ -514,7 +514,7 @@ fn large_vocabulary_embedding_with_repeated_ids_matches_cpu() {
         }),
         Some(vec![5, 5, 3]),
     );
-    let mut g = GpuModel::new(ctx, &model).unwrap();
+    let mut g = GpuModel::new(ctx.ctx.clone(), &model).unwrap();
     let out_gpu = g.forward(&data).unwrap();
     let out_cpu = model.forward(&data).unwrap();
     assert_close("V70000 output", &out_gpu.data, &out_cpu.data, FORWARD);

@@ -344,7 +344,7 @@ fn trimmed_batches_train_the_same_on_the_gpu() {
     };
     let (data, model) = ragged_texts();
     let run = |trim: bool| {
-        let mut g = GpuModel::new(ctx.clone(), &model).unwrap();
+        let mut g = GpuModel::new(ctx.ctx.clone(), &model).unwrap();
         let mut opt = Optimizer::adam(1e-2);
         let h = Trainer::new(ragged_fit(trim))
             .fit_on(&mut g, &mut opt, &data, Some(&data))
