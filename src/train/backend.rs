@@ -132,14 +132,23 @@ pub fn predict_batched(model: &Model, data: &Dataset, batch_size: usize) -> Resu
 }
 
 /// Outputs of `forward` (any path) over `data` in batches of `batch_size`, concatenated.
-pub fn predict_by(cfg: &ModelConfig, data: &Dataset, batch_size: usize, mut forward: impl FnMut(&Dataset) -> Result<Tensor>) -> Result<Tensor> {
+pub fn predict_by(
+    cfg: &ModelConfig,
+    data: &Dataset,
+    batch_size: usize,
+    mut forward: impl FnMut(&Dataset) -> Result<Tensor>,
+) -> Result<Tensor> {
     if batch_size == 0 {
         return Err(Error::Argument("batch size must be at least 1".into()));
     }
     data.check_inputs(cfg)?;
     let mut out = Vec::new();
     for start in (0..data.len()).step_by(batch_size) {
-        let batch = data.slice(start, (start + batch_size).min(data.len()));
+        let mut batch = data.slice(start, (start + batch_size).min(data.len()));
+        if cfg.output == crate::OutputMode::Last {
+            // Output `last` does not depend on steps past every length: cut them.
+            batch = batch.trim_to_longest();
+        }
         out.extend_from_slice(&forward(&batch)?.data);
     }
     let shape = match cfg.output {

@@ -88,6 +88,10 @@ pub struct FitConfig {
     pub progress: bool,
     /// Print one summary line per epoch to stderr.
     pub verbose: bool,
+    /// With `lengths`, cut each gathered batch to its own longest sequence
+    /// ([`Dataset::trim_to_longest`]): the same losses and gradients for less
+    /// work when lengths vary. On by default; off runs every batch at the full `T`.
+    pub trim_to_longest: bool,
 }
 
 impl Default for FitConfig {
@@ -107,6 +111,7 @@ impl Default for FitConfig {
             eval_batch_size: 256,
             progress: true,
             verbose: false,
+            trim_to_longest: true,
         }
     }
 }
@@ -323,7 +328,9 @@ impl<'a> Trainer<'a> {
                 let (mut loss_sum, mut norm_sum, mut seen) = (0.0f64, 0.0f64, 0usize);
                 // Batch sizes of submitted steps whose statistics have not come back yet.
                 let mut pending: std::collections::VecDeque<usize> = Default::default();
-                let mut take = |stats: Vec<crate::StepStats>, pending: &mut std::collections::VecDeque<usize>, bar: &mut EpochBar| {
+                let mut take = |stats: Vec<crate::StepStats>,
+                                pending: &mut std::collections::VecDeque<usize>,
+                                bar: &mut EpochBar| {
                     for s in stats {
                         let n = pending.pop_front().unwrap_or(0);
                         loss_sum += s.loss as f64 * n as f64;
@@ -333,7 +340,10 @@ impl<'a> Trainer<'a> {
                     }
                 };
                 for idx in &batches {
-                    let batch = train.gather(idx);
+                    let mut batch = train.gather(idx);
+                    if cfg.trim_to_longest {
+                        batch = batch.trim_to_longest();
+                    }
                     pending.push_back(idx.len());
                     let stats = backend.train_step(&batch, &opts, opt)?;
                     take(stats, &mut pending, &mut bar);
