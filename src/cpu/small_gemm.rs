@@ -72,6 +72,12 @@ unsafe fn kernel_avx2(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mu
 /// multiply-adds take ~10 µs on one AVX-512 core).
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
+/// Largest product (m·n·k multiply-adds) for which this kernel beats the packed
+/// GEMM: measured on the H200 machine's Xeon (2 cores, AVX-512), the MNIST layer's
+/// 2 M (32×512×128) is ~7% faster here, the 67 M of H=512, B=64 (64×2048×512)
+/// 20% slower (`benches/results/2026-11-27-h200-run2`).
+pub const SMALL_MAX_MACS: usize = 1 << 23;
+
 /// `c[m×n] += a[m×k]·b[k×n]`, all row-major and contiguous; rows split across
 /// rayon's threads when the product is large enough.
 pub fn gemm_acc(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
