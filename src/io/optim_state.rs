@@ -18,18 +18,19 @@
 //!
 //! ## Pairing rule
 //! The sidecar records the FNV-1a 64-bit hash of the exact bytes of the model
-//! file it belongs to (`model_fnv1a64`). [`load_for`] refuses a sidecar whose
-//! hash differs from the model file next to it, so a model and an optimizer
-//! state from two different saves are never combined. Both files are written
-//! atomically (temporary file, fsync, rename): the sidecar first, then the
-//! model. A process killed between the two renames leaves the old model with
-//! the new sidecar; the model still loads, and a resume from it is refused with
-//! a message that says so (resume from an earlier copy, or start a new fit
-//! from the weights alone).
+//! file it belongs to (`model_fnv1a64`); a sidecar pairs with a model file
+//! when the hashes agree, and [`load_pair`] never combines a model and an
+//! optimizer state that do not pair. [`save_pair`] writes and flushes both
+//! temporary files, then renames the current sidecar to
+//! `M.optim.prev.safetensors`, the new sidecar to `M.optim.safetensors`, and
+//! the new model over `M.safetensors`. Whenever the process is killed, the
+//! model file on disk (old or new, never partial) pairs with one of the two
+//! sidecars, and [`load_pair`] takes that one. Copy all three files to move a
+//! resumable checkpoint (the model file alone is a complete PyTorch state_dict).
 
+use super::checkpoint;
 use super::st::{self, Write_};
 use crate::cpu::optim::{Optimizer, OptimizerKind};
-use super::checkpoint;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use serde::{Deserialize, Serialize};
@@ -41,7 +42,10 @@ pub const META_KEY: &str = "recurrent.optimizer";
 
 /// The sidecar file of checkpoint `model`: `M.safetensors` → `M.optim.safetensors`.
 pub fn sidecar_path(model: &Path) -> PathBuf {
-    let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
     model.with_file_name(format!("{stem}.optim.safetensors"))
 }
@@ -128,13 +132,24 @@ pub fn to_bytes(state: &TrainState, model_bytes: &[u8]) -> Result<Vec<u8>> {
         model_fnv1a64: format!("{:016x}", fnv1a64(model_bytes)),
     };
     match o.kind {
-        OptimizerKind::Sgd { momentum, weight_decay, nesterov, .. } => {
+        OptimizerKind::Sgd {
+            momentum,
+            weight_decay,
+            nesterov,
+            ..
+        } => {
             meta.kind = "sgd".into();
             meta.momentum = momentum;
             meta.weight_decay = weight_decay;
             meta.nesterov = nesterov;
         }
-        OptimizerKind::Adam { beta1, beta2, eps, weight_decay, .. } => {
+        OptimizerKind::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            ..
+        } => {
             meta.kind = "adam".into();
             meta.beta1 = beta1;
             meta.beta2 = beta2;
@@ -142,46 +157,94 @@ pub fn to_bytes(state: &TrainState, model_bytes: &[u8]) -> Result<Vec<u8>> {
             meta.weight_decay = weight_decay;
         }
     }
-    let json = serde_json::to_string(&meta).map_err(|e| Error::Argument(format!("cannot serialise the optimizer state: {e}")))?;
-    let (m, v): (&[f32], &[f32]) = if state.moments_saved { (&o.m, &o.v) } else { (&[], &[]) };
-    let tensors = vec![("m".to_string(), vec![m.len()], Write_::F32(m)), ("v".to_string(), vec![v.len()], Write_::F32(v))];
+    let json = serde_json::to_string(&meta)
+        .map_err(|e| Error::Argument(format!("cannot serialise the optimizer state: {e}")))?;
+    let (m, v): (&[f32], &[f32]) = if state.moments_saved {
+        (&o.m, &o.v)
+    } else {
+        (&[], &[])
+    };
+    let tensors = vec![
+        ("m".to_string(), vec![m.len()], Write_::F32(m)),
+        ("v".to_string(), vec![v.len()], Write_::F32(v)),
+    ];
     st::serialize(&tensors, HashMap::from([(META_KEY.to_string(), json)]))
 }
 
 /// Parses a sidecar (`path` names it in errors) and checks that it pairs with `model_bytes`.
 /// `params` is the model's parameter count: non-empty moments must have exactly that length.
-pub fn from_bytes(bytes: &[u8], path: &str, model_bytes: &[u8], params: usize) -> Result<TrainState> {
-    let bad = |reason: String| Error::Checkpoint { path: path.into(), reason };
+pub fn from_bytes(
+    bytes: &[u8],
+    path: &str,
+    model_bytes: &[u8],
+    params: usize,
+) -> Result<TrainState> {
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.into(),
+        reason,
+    };
     let file = st::parse(bytes, path).map_err(|e| match e {
         Error::Data { reason, .. } => bad(reason),
         other => other,
     })?;
-    let json = file.metadata.get(META_KEY).ok_or_else(|| bad(format!("no `{META_KEY}` metadata: this is not an optimizer-state file written by recurrent")))?;
-    let meta: Meta = serde_json::from_str(json).map_err(|e| bad(format!("metadata `{META_KEY}` is not valid JSON of the expected form ({e}): {json}")))?;
+    let json = file.metadata.get(META_KEY).ok_or_else(|| {
+        bad(format!(
+            "no `{META_KEY}` metadata: this is not an optimizer-state file written by recurrent"
+        ))
+    })?;
+    let meta: Meta = serde_json::from_str(json).map_err(|e| {
+        bad(format!(
+            "metadata `{META_KEY}` is not valid JSON of the expected form ({e}): {json}"
+        ))
+    })?;
     let want = format!("{:016x}", fnv1a64(model_bytes));
     if meta.model_fnv1a64 != want {
         return Err(bad(format!(
-            "belongs to a different save of the model (model hash {} recorded, the model file has {want}); the process was probably stopped between writing the two files. Resume from another checkpoint, or start a new fit from the weights alone (without --resume)",
+            "belongs to a different save of the model (model hash {} recorded, the model file has {want}); the model file was replaced after the fit saved it, or copied without its own optimizer-state files. Resume from a checkpoint copied together with its `.optim` files, or start a new fit from the weights alone (--model instead of --resume)",
             meta.model_fnv1a64
         )));
     }
     let kind = match meta.kind.as_str() {
-        "sgd" => OptimizerKind::Sgd { lr: meta.lr, momentum: meta.momentum, weight_decay: meta.weight_decay, nesterov: meta.nesterov },
-        "adam" => OptimizerKind::Adam { lr: meta.lr, beta1: meta.beta1, beta2: meta.beta2, eps: meta.eps, weight_decay: meta.weight_decay },
-        other => return Err(bad(format!("unknown optimizer kind '{other}': expected sgd or adam"))),
+        "sgd" => OptimizerKind::Sgd {
+            lr: meta.lr,
+            momentum: meta.momentum,
+            weight_decay: meta.weight_decay,
+            nesterov: meta.nesterov,
+        },
+        "adam" => OptimizerKind::Adam {
+            lr: meta.lr,
+            beta1: meta.beta1,
+            beta2: meta.beta2,
+            eps: meta.eps,
+            weight_decay: meta.weight_decay,
+        },
+        other => {
+            return Err(bad(format!(
+                "unknown optimizer kind '{other}': expected sgd or adam"
+            )))
+        }
     };
-    let num = |s: &str, what: &str| s.parse::<u64>().map_err(|_| bad(format!("`{what}` = '{s}' is not an unsigned integer")));
+    let num = |s: &str, what: &str| {
+        s.parse::<u64>()
+            .map_err(|_| bad(format!("`{what}` = '{s}' is not an unsigned integer")))
+    };
     let mut optimizer = Optimizer::new(kind);
     optimizer.validate().map_err(|e| bad(e.to_string()))?;
     optimizer.step = num(&meta.step, "step")?;
     let tensor = |name: &str| -> Result<Vec<f32>> {
-        let t = file.tensors.get(name).ok_or_else(|| bad(format!("missing tensor `{name}`")))?;
+        let t = file
+            .tensors
+            .get(name)
+            .ok_or_else(|| bad(format!("missing tensor `{name}`")))?;
         let v = t.floats(path, name).map_err(|e| bad(e.to_string()))?;
         if t.shape.len() != 1 || !(v.is_empty() || v.len() == params) {
             return Err(bad(format!("tensor `{name}` has shape {:?}; expected [{params}] (the model's parameter count) or [0]", t.shape)));
         }
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(bad(format!("tensor `{name}` holds non-finite value {} at index {i}", v[i])));
+            return Err(bad(format!(
+                "tensor `{name}` holds non-finite value {} at index {i}",
+                v[i]
+            )));
         }
         Ok(v)
     };
@@ -196,29 +259,73 @@ pub fn from_bytes(bytes: &[u8], path: &str, model_bytes: &[u8], params: usize) -
     })
 }
 
-/// Writes `state` as the sidecar of the model whose file bytes are `model_bytes`
-/// (atomically), then the model bytes to `model_path` (atomically): see the pairing rule.
-pub fn save_pair(model_path: &Path, model_bytes: &[u8], state: &TrainState) -> Result<()> {
-    let side = to_bytes(state, model_bytes)?;
-    st::write_atomic(&sidecar_path(model_path), &side)?;
-    st::write_atomic(model_path, model_bytes)
+/// Where the previous sidecar is kept during and after a save: `M.optim.prev.safetensors`.
+pub fn previous_sidecar_path(model: &Path) -> PathBuf {
+    let side = sidecar_path(model);
+    let name = side
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    side.with_file_name(name.replace(".optim.safetensors", ".optim.prev.safetensors"))
 }
 
-/// Loads checkpoint `model_path` and its sidecar, checked to pair (one read of the model file).
+/// Writes the model bytes to `model_path` and `state` as its sidecar, so that
+/// at every instant the model file on disk has a sidecar that pairs with it
+/// (see the pairing rule): both temporary files are written and flushed
+/// first; then the current sidecar becomes the previous one, the new sidecar
+/// takes its place, and last the new model takes the model's place.
+pub fn save_pair(model_path: &Path, model_bytes: &[u8], state: &TrainState) -> Result<()> {
+    let side = sidecar_path(model_path);
+    let side_tmp = st::write_temp(&side, &to_bytes(state, model_bytes)?)?;
+    let model_tmp = match st::write_temp(model_path, model_bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_file(&side_tmp);
+            return Err(e);
+        }
+    };
+    let renames = || -> Result<()> {
+        if side.exists() {
+            st::rename_durable(&side, &previous_sidecar_path(model_path))?;
+        }
+        st::rename_durable(&side_tmp, &side)?;
+        st::rename_durable(&model_tmp, model_path)
+    };
+    renames().inspect_err(|_| {
+        let _ = std::fs::remove_file(&side_tmp);
+        let _ = std::fs::remove_file(&model_tmp);
+    })
+}
+
+/// Loads checkpoint `model_path` and the sidecar that pairs with it (one read
+/// of the model file): `M.optim.safetensors`, or `M.optim.prev.safetensors`
+/// when a save was interrupted between its renames.
 pub fn load_pair(model_path: &Path) -> Result<(Model, TrainState)> {
     let model_bytes = std::fs::read(model_path).map_err(|e| Error::io(model_path, e))?;
     let (model, _) = checkpoint::from_bytes(&model_bytes, &model_path.display().to_string())?;
-    let side = sidecar_path(model_path);
-    let bytes = std::fs::read(&side).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::Checkpoint {
-                path: model_path.display().to_string(),
-                reason: format!("no optimizer state next to it ({} does not exist): resuming needs a checkpoint written during a fit; to start from these weights alone, use --model instead of --resume", side.display()),
-            }
-        } else {
-            Error::io(&side, e)
+    let mut first_err = None;
+    for side in [sidecar_path(model_path), previous_sidecar_path(model_path)] {
+        match std::fs::read(&side) {
+            Ok(bytes) => match from_bytes(
+                &bytes,
+                &side.display().to_string(),
+                &model_bytes,
+                model.num_params(),
+            ) {
+                Ok(state) => return Ok((model, state)),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&side, e)),
         }
-    })?;
-    let state = from_bytes(&bytes, &side.display().to_string(), &model_bytes, model.num_params())?;
-    Ok((model, state))
+    }
+    Err(first_err.unwrap_or_else(|| Error::Checkpoint {
+        path: model_path.display().to_string(),
+        reason: format!(
+            "no optimizer state next to it ({} does not exist): resuming needs a checkpoint written during a fit; to start from these weights alone, use --model instead of --resume",
+            sidecar_path(model_path).display()
+        ),
+    }))
 }

@@ -143,7 +143,12 @@ pub fn predict_batched(model: &Model, data: &Dataset, batch_size: usize) -> Resu
 }
 
 /// Outputs of `forward` (any path) over `data` in batches of `batch_size`, concatenated.
-pub fn predict_by(cfg: &ModelConfig, data: &Dataset, batch_size: usize, mut forward: impl FnMut(&Dataset) -> Result<Tensor>) -> Result<Tensor> {
+pub fn predict_by(
+    cfg: &ModelConfig,
+    data: &Dataset,
+    batch_size: usize,
+    mut forward: impl FnMut(&Dataset) -> Result<Tensor>,
+) -> Result<Tensor> {
     if batch_size == 0 {
         return Err(Error::Argument("batch size must be at least 1".into()));
     }

@@ -372,7 +372,9 @@ impl<'a> Trainer<'a> {
                 let (mut loss_sum, mut norm_sum, mut seen) = (0.0f64, 0.0f64, 0usize);
                 // Batch sizes of submitted steps whose statistics have not come back yet.
                 let mut pending: std::collections::VecDeque<usize> = Default::default();
-                let mut take = |stats: Vec<crate::StepStats>, pending: &mut std::collections::VecDeque<usize>, bar: &mut EpochBar| {
+                let mut take = |stats: Vec<crate::StepStats>,
+                                pending: &mut std::collections::VecDeque<usize>,
+                                bar: &mut EpochBar| {
                     for s in stats {
                         let n = pending.pop_front().unwrap_or(0);
                         loss_sum += s.loss as f64 * n as f64;
@@ -383,17 +385,18 @@ impl<'a> Trainer<'a> {
                 };
                 let mut skipped = 0usize;
                 // A diverged step: with Skip, its update was not applied; count it and go on.
-                let mut bad_step = |e: Error, pending: &mut std::collections::VecDeque<usize>| match e {
-                    Error::Diverged { step, loss } if skip => {
-                        pending.pop_front();
-                        skipped += 1;
-                        if cfg.verbose {
-                            eprintln!("step {step}: loss or gradient {loss}; step skipped");
+                let mut bad_step =
+                    |e: Error, pending: &mut std::collections::VecDeque<usize>| match e {
+                        Error::Diverged { step, loss } if skip => {
+                            pending.pop_front();
+                            skipped += 1;
+                            if cfg.verbose {
+                                eprintln!("step {step}: loss or gradient {loss}; step skipped");
+                            }
+                            Ok(())
                         }
-                        Ok(())
-                    }
-                    e => Err(e),
-                };
+                        e => Err(e),
+                    };
                 for idx in &batches {
                     let batch = train.gather(idx);
                     pending.push_back(idx.len());

@@ -1,0 +1,161 @@
+//! Non-finite loss: the Trainer stops with a clear message and the last good
+//! weights (`OnNonFinite::Stop`), or leaves the bad step out and goes on
+//! (`OnNonFinite::Skip`), on the CPU path and through the GPU backend.
+
+use crate::bits;
+use crate::common::{self, assert_close, TRAINED_WEIGHTS};
+use recurrent::gpu::GpuModel;
+use recurrent::model::StepOptions;
+use recurrent::rng::Rng;
+use recurrent::train::{Backend, FitConfig, OnNonFinite, Trainer};
+use recurrent::{Cell, Dataset, Error, Init, Inputs, Loss, Model, ModelConfig, Optimizer, Targets};
+
+const N: usize = 24;
+const BATCH: usize = 4;
+
+/// 6 batches of 4 (file order); targets of batch `bad` are 1e30, whose square
+/// overflows f32: that batch's mse loss is infinite.
+fn data(bad: usize) -> Dataset {
+    let mut rng = Rng::new(8);
+    let x: Vec<f32> = (0..N * 5 * 3).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let y: Vec<f32> = (0..N * 2)
+        .map(|i| {
+            if i / (2 * BATCH) == bad {
+                1e30
+            } else {
+                rng.uniform(-1.0, 1.0)
+            }
+        })
+        .collect();
+    Dataset::new(
+        Inputs::features(x, N, 5, 3).unwrap(),
+        Some(Targets::Values {
+            data: y,
+            shape: vec![N, 2],
+        }),
+        None,
+    )
+}
+
+fn model() -> Model {
+    Model::new(ModelConfig::new(Cell::Lstm, 3, 6, 2), &Init::seed(4)).unwrap()
+}
+
+fn fit_cfg(on_nonfinite: OnNonFinite) -> FitConfig {
+    FitConfig {
+        epochs: 1,
+        batch_size: BATCH,
+        shuffle: false,
+        loss: Loss::Mse,
+        on_nonfinite,
+        progress: false,
+        ..FitConfig::default()
+    }
+}
+
+/// The CPU weights after training step by step on the batches `which`.
+fn reference(d: &Dataset, which: &[usize], mut opt: Optimizer) -> Model {
+    let mut m = model();
+    let opts = StepOptions {
+        loss: Loss::Mse,
+        clip: None,
+    };
+    for &b in which {
+        m.train_step(&d.slice(b * BATCH, (b + 1) * BATCH), &opts, &mut opt)
+            .unwrap();
+    }
+    m
+}
+
+#[test]
+fn cpu_stop_keeps_the_last_good_weights_and_says_why() {
+    let d = data(2);
+    let mut m = model();
+    let mut opt = Optimizer::adam(1e-2);
+    let err = Trainer::new(fit_cfg(OnNonFinite::Stop))
+        .fit(&mut m, &mut opt, &d, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::Diverged { step: 3, .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("step 3") && msg.contains("last good step") && msg.contains("learning rate"),
+        "{msg}"
+    );
+    assert_eq!(
+        bits(m.params()),
+        bits(reference(&d, &[0, 1], Optimizer::adam(1e-2)).params())
+    );
+    assert_eq!(opt.step, 2, "the bad step is not counted");
+}
+
+#[test]
+fn cpu_skip_leaves_the_bad_step_out() {
+    let d = data(2);
+    let mut m = model();
+    let mut opt = Optimizer::adam(1e-2);
+    let h = Trainer::new(fit_cfg(OnNonFinite::Skip))
+        .fit(&mut m, &mut opt, &d, None)
+        .unwrap();
+    assert_eq!(h.epochs[0].skipped_steps, 1);
+    assert!(h.epochs[0].train_loss.is_finite());
+    assert_eq!(
+        bits(m.params()),
+        bits(reference(&d, &[0, 1, 3, 4, 5], Optimizer::adam(1e-2)).params())
+    );
+    // Every batch bad: the fit ends instead of reporting a loss of nothing.
+    let all = Dataset::new(
+        d.x.clone(),
+        Some(Targets::Values {
+            data: vec![1e30; N * 2],
+            shape: vec![N, 2],
+        }),
+        None,
+    );
+    let err = Trainer::new(fit_cfg(OnNonFinite::Skip))
+        .fit(&mut model(), &mut Optimizer::adam(1e-2), &all, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("every step of epoch 1"), "{err}");
+}
+
+#[test]
+fn gpu_stop_and_skip_keep_the_good_weights() {
+    let Some(ctx) = common::gpu("gpu_stop_and_skip_keep_the_good_weights") else {
+        return;
+    };
+    // Stop, bad batch last: no step is in flight behind it, so the GPU holds
+    // the weights after the five good steps (its optimizer kernel skips a
+    // step whose loss or norm is not finite).
+    let d = data(5);
+    let mut g = GpuModel::new(ctx.clone(), &model()).unwrap();
+    let err = Trainer::new(fit_cfg(OnNonFinite::Stop))
+        .fit_on(&mut g, &mut Optimizer::sgd(0.1), &d, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::Diverged { step: 6, .. }), "{err:?}");
+    let mut got = model();
+    g.sync_to(&mut got).unwrap();
+    let want = reference(&d, &[0, 1, 2, 3, 4], Optimizer::sgd(0.1));
+    assert_close(
+        "GPU weights after Stop",
+        got.params(),
+        want.params(),
+        TRAINED_WEIGHTS,
+    );
+
+    // Skip, bad batch in the middle (plain SGD: no step-count-dependent state).
+    let d = data(2);
+    let mut g = GpuModel::new(ctx, &model()).unwrap();
+    let h = Trainer::new(fit_cfg(OnNonFinite::Skip))
+        .fit_on(&mut g, &mut Optimizer::sgd(0.1), &d, None)
+        .unwrap();
+    assert_eq!(h.epochs[0].skipped_steps, 1);
+    let mut got = model();
+    g.sync_to(&mut got).unwrap();
+    let want = reference(&d, &[0, 1, 3, 4, 5], Optimizer::sgd(0.1));
+    let dev = assert_close(
+        "GPU weights after Skip",
+        got.params(),
+        want.params(),
+        TRAINED_WEIGHTS,
+    );
+    eprintln!("GPU skip vs CPU skip: {dev}");
+}
