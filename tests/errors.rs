@@ -123,3 +123,40 @@ fn a_diverging_step_keeps_the_weights() {
     assert!(matches!(e, Error::Diverged { .. }), "{e}");
     assert_eq!(m.params(), &before[..]);
 }
+
+#[test]
+fn sizes_whose_products_overflow_are_config_errors_not_panics() {
+    // Counting 4 * H * (I + H) parameters overflows usize for H = 2^32; this
+    // panicked ("attempt to multiply with overflow") before the check.
+    for (hidden, layers, vocab) in [(1usize << 32, 1usize, None), (100_000_000, 1, None), (64, usize::MAX, None), (4, 1, Some(usize::MAX))] {
+        let mut cfg = ModelConfig::new(Cell::Lstm, 3, hidden, 2).layers(layers);
+        if let Some(v) = vocab {
+            cfg = cfg.embedding(v);
+        }
+        let e = Model::new(cfg, &Init::seed(1)).unwrap_err();
+        assert!(matches!(e, Error::Config(_)) && e.to_string().contains("use smaller sizes"), "{e}");
+    }
+    // The count agrees with the layout wherever it fits.
+    let cfg = ModelConfig::new(Cell::Gru, 3, 5, 2).layers(3).bidirectional(true).embedding(7);
+    assert_eq!(cfg.checked_num_params(), Some(Model::new(cfg, &Init::seed(1)).unwrap().num_params()));
+    // One-hot text windows whose value count overflows.
+    let ids: Vec<i64> = (0..64).map(|i| i % 2).collect();
+    let e = recurrent::io::text::sequences(&ids, usize::MAX / 2, 8, 1, recurrent::io::text::Encoding::OneHot).unwrap_err();
+    assert!(e.to_string().contains("too many values"), "{e}");
+}
+
+#[test]
+fn a_checkpoint_folder_that_does_not_exist_is_refused_before_training() {
+    use recurrent::train::{CheckpointConfig, FitConfig, Trainer};
+    let mut m = model();
+    let cfg = FitConfig {
+        epochs: 1,
+        progress: false,
+        checkpoint: Some(CheckpointConfig { path: "/nonexistent-folder/ckpt.safetensors".into(), every: 1, best_only: false }),
+        ..FitConfig::default()
+    };
+    let before = m.params().to_vec();
+    let e = Trainer::new(cfg).fit(&mut m, &mut Optimizer::sgd(0.1), &data(3, vec![0, 1]), None).unwrap_err();
+    assert!(matches!(e, Error::Argument(_)) && e.to_string().contains("folder does not exist"), "{e}");
+    assert_eq!(m.params(), &before[..], "no training happened");
+}

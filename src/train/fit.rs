@@ -304,6 +304,20 @@ impl<'a> Trainer<'a> {
     ) -> Result<History> {
         let cfg = self.config.clone();
         cfg.validate()?;
+        if let Some(c) = &cfg.checkpoint {
+            // Found now, not after the first epoch's work.
+            let dir = c
+                .path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if c.path.file_name().is_none() || !dir.is_dir() {
+                return Err(Error::Argument(format!(
+                    "checkpoint path {}: the folder does not exist or the path names no file; create the folder or choose another path",
+                    c.path.display()
+                )));
+            }
+        }
         opt.validate()?;
         let mcfg = backend.config().clone();
         if train.is_empty() {
