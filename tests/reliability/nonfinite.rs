@@ -141,6 +141,29 @@ fn gpu_stop_and_skip_keep_the_good_weights() {
         TRAINED_WEIGHTS,
     );
 
+    // Stop, bad batch in the middle: the statistics come back asynchronously,
+    // so the steps submitted behind the bad one (at most STATS_RING - 1) have
+    // run by the time the fit stops. What holds: the bad step's update is never
+    // applied, and the weights are those after the good steps 0, 1 and then
+    // 3..3+k for some k < STATS_RING (here at most the 3 batches left).
+    let d = data(2);
+    let mut g = GpuModel::new(ctx.clone(), &model()).unwrap();
+    let err = Trainer::new(fit_cfg(OnNonFinite::Stop))
+        .fit_on(&mut g, &mut Optimizer::sgd(0.1), &d, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::Diverged { step: 3, .. }), "{err:?}");
+    let mut got = model();
+    g.sync_to(&mut got).unwrap();
+    let ring = recurrent::gpu::model::STATS_RING;
+    let k = (0..ring.min(4))
+        .find(|&k| {
+            let which: Vec<usize> = [0, 1].into_iter().chain(3..3 + k).collect();
+            let want = reference(&d, &which, Optimizer::sgd(0.1));
+            got.params().iter().zip(want.params()).all(|(a, b)| (a - b).abs() <= TRAINED_WEIGHTS.atol + TRAINED_WEIGHTS.rtol * b.abs())
+        })
+        .unwrap_or_else(|| panic!("GPU weights after Stop are not those of good steps 0, 1, 3..3+k for any k < {ring}"));
+    eprintln!("GPU Stop at step 3: {k} later step(s) had been applied when the fit stopped");
+
     // Skip, bad batch in the middle (plain SGD: no step-count-dependent state).
     let d = data(2);
     let mut g = GpuModel::new(ctx, &model()).unwrap();
