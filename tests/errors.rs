@@ -160,3 +160,19 @@ fn a_checkpoint_folder_that_does_not_exist_is_refused_before_training() {
     assert!(matches!(e, Error::Argument(_)) && e.to_string().contains("folder does not exist"), "{e}");
     assert_eq!(m.params(), &before[..], "no training happened");
 }
+
+#[test]
+fn bench_sizes_too_large_or_empty_are_refused_before_allocating() {
+    use recurrent::bench::{run_cpu, Size};
+    // 1e8 x 1000 x 4*4096 values: this aborted the process ("memory allocation failed") before.
+    let huge = Size { cell: Cell::Lstm, input: 28, hidden: 4096, batch: 100_000_000, steps: 1000, layers: 1 };
+    let e = run_cpu(&huge, 1).unwrap_err();
+    assert!(matches!(e, Error::Argument(_)) && e.to_string().contains("smaller size"), "{e}");
+    let overflow = Size { hidden: usize::MAX / 2, batch: 3, ..huge };
+    assert!(run_cpu(&overflow, 1).is_err());
+    for (batch, steps) in [(0, 5), (5, 0)] {
+        let e = run_cpu(&Size { cell: Cell::Gru, input: 3, hidden: 4, batch, steps, layers: 1 }, 1).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+    }
+    assert!(recurrent::bench::recurrent_flops(&Size { hidden: usize::MAX, batch: usize::MAX, ..huge }).is_finite());
+}
