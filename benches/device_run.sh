@@ -18,14 +18,15 @@ log() { echo "=== $* ($(date +%T))"; }
   python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
   lscpu | grep -E 'Model name|^CPU\(s\)'
   log info; $B info
-  log "gpu parity tests on this GPU"; timeout 150 .devrun/gpu_parity --test-threads 1 2>&1 | grep -vE '^test .* ok$' | tail -20
-  log "pytorch loads our checkpoints"; timeout 60 python3 tests/pytorch/interop.py .devrun/interop
+  log "gpu parity tests on this GPU"; timeout 90 .devrun/gpu_parity --test-threads 1 2>&1 | grep -vE '^test .* ok$' | tail -20
+  log "pytorch loads our checkpoints"; timeout 40 python3 tests/pytorch/interop.py .devrun/interop
   log "torch.optim reference"; python3 tests/pytorch/optim_reference.py > "$OUT/optim_reference.json" && echo written
-  log "ours, gpu"; timeout 200 $B bench --device gpu --suite deepbench,hidden,mnist --reps 5 --json "$OUT/recurrent-gpu.json"
-  log "cudnn"; timeout 120 python3 benches/pytorch_lstm.py --device cuda --suite deepbench,hidden,mnist --json "$OUT/pytorch-gpu.json"
-  log "ours, cpu, 2 cores"; timeout 100 cpu2 $B bench --device cpu --suite mnist,hidden --reps 3 --json "$OUT/recurrent-cpu.json"
-  log "pytorch, cpu, 2 cores"; timeout 100 cpu2 python3 benches/pytorch_lstm.py --device cpu --threads 2 --suite mnist,hidden --reps 3 --json "$OUT/pytorch-cpu.json"
-  log "mnist main job, gpu"; timeout 120 .devrun/mnist --device gpu --epochs 10
-  log "mnist main job, cpu path on 2 cores (2 epochs)"; timeout 60 cpu2 .devrun/mnist --device cpu --epochs 2
+  log "ours, gpu"; timeout 130 $B bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/recurrent-gpu.json"
+  log "cudnn"; timeout 60 python3 benches/pytorch_lstm.py --device cuda --suite deepbench,mnist,hidden --reps 5 --json "$OUT/pytorch-gpu.json"
+  log "mnist main job, gpu"; timeout 70 .devrun/mnist --device gpu --epochs 10
+  log "ours, cpu, 2 cores"; timeout 50 cpu2 $B bench --device cpu --suite mnist --reps 3 --json "$OUT/recurrent-cpu.json"
+  log "pytorch, cpu, 2 cores"; timeout 50 cpu2 python3 benches/pytorch_lstm.py --device cpu --threads 2 --suite mnist --reps 3 --json "$OUT/pytorch-cpu.json"
+  log "ours, gpu, hidden"; timeout 30 $B bench --device gpu --suite hidden --reps 3 --json "$OUT/recurrent-gpu-hidden.json"
+  log "mnist main job, cpu path on 2 cores (1 epoch)"; timeout 30 cpu2 .devrun/mnist --device cpu --epochs 1
   log done
 } 2>&1 | tee "$OUT/log.txt"

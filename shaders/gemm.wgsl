@@ -3,7 +3,8 @@
 //   gemm:        C = beta*C + op(A)·op(B) (+ bias[col])
 //                op(A) is [m, k]: A row-major with leading dimension lda, or
 //                its transpose (A stored [k, m]) when a_t != 0; same for B ([k, n]).
-//   gemm_small:  the same with one output per invocation (small grids).
+//   gemm_small:  the same with one output per invocation (small grids), optionally split over K
+//                (gemm_split_reduce then adds the splits in order).
 //   column_sums: C[0, j] += Σ_row A[row, j] (fixed order, deterministic): bias gradients.
 //
 // Every operand is addressed as (buffer id, element offset, leading dimension):
@@ -38,6 +39,12 @@ struct Gemm {
     b_z: u32,
     c_z: u32,
     bias_z: u32,
+    // Split-K (gemm_small, gemm_split_reduce): workgroup_id.z = batch * splits + split;
+    // split s covers k in [s*k_chunk, (s+1)*k_chunk) and writes its partial
+    // product to work[part_off + ((batch*splits + s)*m + row)*n + col].
+    splits: u32,
+    k_chunk: u32,
+    part_off: u32,
 }
 @group(0) @binding(5) var<uniform> u: Gemm;
 
@@ -159,19 +166,27 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 // workgroups as `gemm` to keep the GPU busy.
 @compute @workgroup_size(TILE, TILE)
 fn gemm_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let z = wid.z;
+    let splits = max(u.splits, 1u);
+    let z = wid.z / splits;
+    let split = wid.z % splits;
+    var k_begin = 0u;
+    var k_end = u.k;
+    if splits > 1u {
+        k_begin = split * u.k_chunk;
+        k_end = min(u.k, k_begin + u.k_chunk);
+    }
     let a0 = u.a_off + z * u.a_z;
     let b0 = u.b_off + z * u.b_z;
     let c0 = u.c_off + z * u.c_z;
     let row = wid.y * TILE + lid.y;
     let col = wid.x * TILE + lid.x;
     var acc = 0.0;
-    let tiles = (u.k + TILE - 1u) / TILE;
+    let tiles = (k_end - k_begin + TILE - 1u) / TILE;
     for (var kt = 0u; kt < tiles; kt++) {
-        // A element (row, kt*TILE + lid.x)
-        let ak = kt * TILE + lid.x;
+        // A element (row, k_begin + kt*TILE + lid.x)
+        let ak = k_begin + kt * TILE + lid.x;
         var av = 0.0;
-        if row < u.m && ak < u.k {
+        if row < u.m && ak < k_end {
             var ai = row * u.lda + ak;
             if u.a_t != 0u {
                 ai = ak * u.lda + row;
@@ -180,9 +195,9 @@ fn gemm_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         }
         tile_a[lid.y * TILE + lid.x] = av;
         // B element (kt*TILE + lid.y, col)
-        let bk = kt * TILE + lid.y;
+        let bk = k_begin + kt * TILE + lid.y;
         var bv = 0.0;
-        if bk < u.k && col < u.n {
+        if bk < k_end && col < u.n {
             var bi = bk * u.ldb + col;
             if u.b_t != 0u {
                 bi = col * u.ldb + bk;
@@ -196,6 +211,10 @@ fn gemm_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         }
         workgroupBarrier();
     }
+    if row < u.m && col < u.n && splits > 1u {
+        work[u.part_off + ((z * splits + split) * u.m + row) * u.n + col] = acc;
+        return;
+    }
     if row < u.m && col < u.n {
         let ci = c0 + row * u.ldc + col;
         var v = acc;
@@ -208,6 +227,30 @@ fn gemm_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         }
         st(u.c_buf, ci, v);
     }
+}
+
+// Second pass of split-K: C = beta*C + Σ_split partial (+ bias), the splits
+// added in order (deterministic). One invocation per output.
+@compute @workgroup_size(TILE, TILE)
+fn gemm_split_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let z = wid.z;
+    let row = wid.y * TILE + lid.y;
+    let col = wid.x * TILE + lid.x;
+    if row >= u.m || col >= u.n {
+        return;
+    }
+    var v = 0.0;
+    for (var s = 0u; s < u.splits; s++) {
+        v += work[u.part_off + ((z * u.splits + s) * u.m + row) * u.n + col];
+    }
+    let ci = u.c_off + z * u.c_z + row * u.ldc + col;
+    if u.has_bias != 0u {
+        v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
+    }
+    if u.beta != 0.0 {
+        v += u.beta * ld(u.c_buf, ci);
+    }
+    st(u.c_buf, ci, v);
 }
 
 // C[0, j] += Σ_{row < m} A[row * lda + j] for j < n, A in work (bias

@@ -21,7 +21,7 @@ fn check_case(case: &Case, loss: Loss, seed: u64) {
     let model = case.model(seed);
     let data = case.data(loss, seed + 100);
     let what = format!("{case:?} {loss:?}");
-    let mut g = GpuModel::new(ctx, &model).unwrap();
+    let mut g = GpuModel::new(ctx.ctx.clone(), &model).unwrap();
     let out_gpu = g.forward(&data).unwrap();
     let out_cpu = model.forward(&data).unwrap();
     assert_eq!(out_gpu.shape, out_cpu.shape, "{what}: output shape");
@@ -195,7 +195,7 @@ fn check_training(
         return;
     };
     let mut cpu = case.model(seed);
-    let mut g = GpuModel::new(ctx, &cpu).unwrap();
+    let mut g = GpuModel::new(ctx.ctx.clone(), &cpu).unwrap();
     let data = case.data(loss, seed + 1);
     let opts = StepOptions { loss, clip };
     let (mut o_cpu, mut o_gpu) = (Optimizer::new(kind), Optimizer::new(kind));
@@ -301,7 +301,7 @@ fn stats_come_back_for_every_step_without_waiting_inside_the_step() {
         ..Case::new(Cell::Lstm)
     };
     let mut cpu = case.model(7);
-    let mut g = GpuModel::new(ctx, &cpu).unwrap();
+    let mut g = GpuModel::new(ctx.ctx.clone(), &cpu).unwrap();
     let data = case.data(Loss::Ce, 8);
     let opts = StepOptions {
         loss: Loss::Ce,
@@ -341,7 +341,7 @@ fn a_training_step_is_one_submission_of_a_fixed_dispatch_list() {
         ..Case::new(Cell::Lstm)
     };
     let model = case.model(3);
-    let mut g = GpuModel::new(ctx, &model).unwrap();
+    let mut g = GpuModel::new(ctx.ctx.clone(), &model).unwrap();
     let data = case.data(Loss::Ce, 4);
     let opts = StepOptions {
         loss: Loss::Ce,
@@ -438,7 +438,7 @@ fn training_throughput() {
     }
     for (name, case) in shapes {
         let mut cpu = case.model(1);
-        let mut g = GpuModel::new(ctx.clone(), &cpu).unwrap();
+        let mut g = GpuModel::new(ctx.ctx.clone(), &cpu).unwrap();
         let data = case.data(Loss::Ce, 2);
         let opts = StepOptions {
             loss: Loss::Ce,
@@ -482,4 +482,39 @@ fn training_throughput() {
         let cpu_ms = start.elapsed().as_secs_f64() * 1e3 / m as f64;
         eprintln!("{name}: cpu {cpu_ms:.2} ms/step");
     }
+}
+
+#[test]
+fn a_fresh_optimizer_starts_from_zero_moments() {
+    let Some(ctx) = gpu("fresh optimizer") else {
+        return;
+    };
+    let case = Case {
+        layers: 1,
+        lengths: true,
+        ..Case::new(Cell::Gru)
+    };
+    let mut cpu = case.model(11);
+    let mut g = GpuModel::new(ctx.ctx.clone(), &cpu).unwrap();
+    let data = case.data(Loss::Ce, 12);
+    let opts = StepOptions {
+        loss: Loss::Ce,
+        clip: None,
+    };
+    for lr in [1e-2, 3e-3] {
+        // A new Adam each round: its moments must not carry over on the GPU either.
+        let (mut oc, mut og) = (Optimizer::adam(lr), Optimizer::adam(lr));
+        for _ in 0..5 {
+            cpu.train_step(&data, &opts, &mut oc).unwrap();
+            g.train_step(&data, &opts, &mut og).unwrap();
+        }
+    }
+    g.finish().unwrap();
+    let w = g.download().unwrap();
+    assert_close(
+        "weights after two optimizers",
+        &w,
+        cpu.params(),
+        TRAINED_WEIGHTS,
+    );
 }

@@ -22,7 +22,7 @@ impl GpuModel {
         for rep in 0..=reps.max(1) {
             for backward in [false, true] {
                 let t0 = Instant::now();
-                let enc = self.encode(key, backward.then_some(loss), backward, false)?;
+                let enc = self.encode(key, backward.then_some(loss), backward, None)?;
                 self.context().queue.submit([enc.finish()]);
                 self.context().wait()?;
                 let ms = t0.elapsed().as_secs_f64() * 1e3;

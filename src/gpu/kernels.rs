@@ -89,6 +89,7 @@ impl Shader {
 pub enum Kernel {
     Gemm,
     GemmSmall,
+    GemmSplitReduce,
     ColumnSums,
     LstmStepForward,
     LstmStepBackward,
@@ -106,9 +107,10 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Gemm,
         Kernel::GemmSmall,
+        Kernel::GemmSplitReduce,
         Kernel::ColumnSums,
         Kernel::LstmStepForward,
         Kernel::LstmStepBackward,
@@ -128,7 +130,7 @@ impl Kernel {
     pub fn shader(self) -> Shader {
         use Kernel::*;
         match self {
-            Gemm | GemmSmall | ColumnSums => Shader::Gemm,
+            Gemm | GemmSmall | GemmSplitReduce | ColumnSums => Shader::Gemm,
             LstmStepForward | LstmStepBackward => Shader::Lstm,
             GruStepForward | GruStepBackward => Shader::Gru,
             RnnStepForward | RnnStepBackward => Shader::Rnn,
@@ -143,6 +145,7 @@ impl Kernel {
         match self {
             Gemm => "gemm",
             GemmSmall => "gemm_small",
+            GemmSplitReduce => "gemm_split_reduce",
             ColumnSums => "column_sums",
             LstmStepForward => "lstm_step_forward",
             LstmStepBackward => "lstm_step_backward",
@@ -174,6 +177,16 @@ pub const BUF_WORK: u32 = 2;
 /// the one-output-per-invocation variant, with 16x the workgroups, is faster
 /// (measured on an H200: 157 vs 765 us for M=512, N=28, K=1792).
 pub const GEMM_MIN_BLOCKS: u32 = 128;
+/// Split-K for small grids: aim for this many workgroups in total...
+pub const SPLIT_TARGET_BLOCKS: u32 = 512;
+/// ...with at least this much K per split (shorter splits cost more in partial traffic)...
+pub const SPLIT_MIN_K: u32 = 128;
+/// ...and at most this many splits.
+pub const SPLIT_MAX: u32 = 32;
+/// f32 elements of the split-K partials region of every workspace: enough for
+/// SPLIT_TARGET_BLOCKS blocks of 16x16 outputs (a split GEMM that would need
+/// more uses fewer splits).
+pub const SPLIT_PARTIALS: usize = (SPLIT_TARGET_BLOCKS * 256) as usize;
 
 /// Tunables derived from the adapter's limits (passed as WGSL `override`s).
 #[derive(Clone, Copy, Debug)]
@@ -191,11 +204,11 @@ pub struct Tunables {
     pub norm_groups: u32,
     /// Step kernels: hidden units (with all their gates) per workgroup.
     pub step_units: u32,
-    /// Step kernels: batch rows per workgroup (units x rows = 64 invocations:
-    /// many workgroups even for small B*H, and 16-wide coalesced W_hh reads).
+    /// Step kernels: batch rows per workgroup (each W_hh value staged in
+    /// workgroup memory serves this many rows).
     pub step_rows: u32,
-    /// Step kernels: inputs (or gate rows) staged per chunk; 64 where the
-    /// workgroup memory allows 4*TJ*(KC+1) + TB*KC floats, else 32 (fits WebGPU's 16 KiB).
+    /// Step kernels: inputs (or gate rows) staged per chunk
+    /// (4*TJ*(KC+1) + TB*KC floats of workgroup memory: 10.5 KiB at 16,16,32).
     pub step_chunk: u32,
 }
 
@@ -265,13 +278,13 @@ impl Kernels {
             wg_small: 64,
             wg_reduce,
             norm_groups: 64,
+            // Measured on an H200 (ms per training step, TJ,TB,KC): 16,16,32 was
+            // fastest of 16,4,64 / 8,8,64 / 16,8,64 / 8,4,64 / 32,8,32 / 32,4,64
+            // for LSTM H128 B64 T28 (7.2 vs 9.2), H512 B64 T25 (11.9 vs 15.8),
+            // H1024 B64 T25 (33.5 vs 57.0) and GRU H256 B32 T50 (17.1 vs 25.7).
             step_units: 16,
-            step_rows: 4,
-            step_chunk: if limits.max_compute_workgroup_storage_size >= 4 * (4 * 16 * 65 + 4 * 64) {
-                64
-            } else {
-                32
-            },
+            step_rows: if inv >= 256 { 16 } else { 4 },
+            step_chunk: 32,
         };
         // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk" overrides the step
         // kernels' tile (units*rows invocations must fit the adapter).
@@ -432,6 +445,9 @@ pub struct GemmArgs {
     pub b_z: u32,
     pub c_z: u32,
     pub bias_z: u32,
+    pub splits: u32,
+    pub k_chunk: u32,
+    pub part_off: u32,
 }
 
 /// Arguments of the cell step kernels (`struct Step` in step_common.wgsl).
@@ -534,6 +550,8 @@ pub struct Program {
     /// Largest grid dimension allowed (`max_compute_workgroups_per_dimension`).
     pub max_groups: u32,
     pub tunables: Option<Tunables>,
+    /// Offset in `work` of the split-K partials (`SPLIT_PARTIALS` elements), if any.
+    pub split_partials: Option<u32>,
 }
 
 fn ceil_div(a: u32, b: u32) -> u32 {
@@ -547,6 +565,7 @@ impl Program {
             uniforms: Vec::new(),
             max_groups: limits.max_compute_workgroups_per_dimension,
             tunables: Some(tunables),
+            split_partials: None,
         }
     }
 
@@ -593,15 +612,51 @@ impl Program {
 
     /// `C = beta*C + op(A)·op(B) (+ bias)`, `batch` entries along z.
     pub fn gemm(&mut self, a: GemmArgs, batch: u32, label: &str) -> Result<()> {
-        // Each workgroup owns a (4*tile) x (4*tile) block of C.
-        let block = 4 * self.t().tile;
-        let s = self.slot(&a);
-        self.push(
-            Kernel::Gemm,
-            s,
-            [ceil_div(a.n, block), ceil_div(a.m, block), batch],
-            label,
-        )
+        // Each `gemm` workgroup owns a (4*tile) x (4*tile) block of C; grids
+        // too small to fill the GPU take `gemm_small` (tile x tile blocks),
+        // split over K when K is long (weight gradients: K = T*B).
+        let tile = self.t().tile;
+        let block = 4 * tile;
+        let big = [ceil_div(a.n, block), ceil_div(a.m, block), batch];
+        if big[0] * big[1] * batch >= GEMM_MIN_BLOCKS {
+            let s = self.slot(&a);
+            return self.push(Kernel::Gemm, s, big, label);
+        }
+        let small = [ceil_div(a.n, tile), ceil_div(a.m, tile), batch];
+        let blocks = (small[0] * small[1] * batch).max(1);
+        let mut splits = SPLIT_TARGET_BLOCKS
+            .div_ceil(blocks)
+            .min(SPLIT_MAX)
+            .min(a.k / SPLIT_MIN_K);
+        while splits > 1
+            && splits as usize * a.m as usize * a.n as usize * batch as usize > SPLIT_PARTIALS
+        {
+            splits -= 1;
+        }
+        match self.split_partials {
+            Some(part_off) if splits > 1 => {
+                let k_chunk = a.k.div_ceil(splits).div_ceil(tile) * tile;
+                let splits = a.k.div_ceil(k_chunk);
+                let sa = GemmArgs {
+                    splits,
+                    k_chunk,
+                    part_off,
+                    ..a
+                };
+                let s = self.slot(&sa);
+                self.push(
+                    Kernel::GemmSmall,
+                    s,
+                    [small[0], small[1], batch * splits],
+                    label,
+                )?;
+                self.push(Kernel::GemmSplitReduce, s, small, label)
+            }
+            _ => {
+                let s = self.slot(&a);
+                self.push(Kernel::GemmSmall, s, small, label)
+            }
+        }
     }
 
     /// `C[0, j] += Σ_row A[row, j]` (a.m rows, a.n columns, A in work), `batch` entries along z.

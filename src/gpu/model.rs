@@ -6,7 +6,7 @@
 //! - `params [P]`, `grads [P]` (same [`Layout`] as the host model) and the
 //!   optimizer `state [2P]` are three flat storage buffers, so the optimizer is
 //!   one dispatch and checkpoints are one copy.
-//! - Per batch shape `(B, T)` a [`Plan`] holds the `work`/`ints` buffers laid
+//! - Per batch shape `(B, T)` a `Plan` holds the `work`/`ints` buffers laid
 //!   out by [`Workspace`], a uniform buffer with one slot per dispatch, one bind
 //!   group, and the [`Program`] (the list of dispatches), all built once and
 //!   reused by every step of that shape.
@@ -161,7 +161,8 @@ impl GpuModel {
         &self.ctx
     }
 
-    /// Replaces the parameters (flat, [`Layout`] order) and resets the optimizer state.
+    /// Replaces the parameters (flat, [`Layout`] order). The optimizer state
+    /// is reset by the first step of a fresh [`Optimizer`] (`step == 0`).
     pub fn upload(&mut self, params: &[f32]) -> Result<()> {
         if params.len() != self.layout.total {
             return Err(Error::shape(
@@ -322,6 +323,7 @@ impl GpuModel {
         let lay = &self.layout;
         let ctx = &self.ctx;
         let mut pg = Program::new(&ctx.limits, ctx.kernels.tunables);
+        pg.split_partials = Some(ws.split.off);
         let (b, t) = (ws.b as u32, ws.t as u32);
         let (h, dirs, d) = (
             cfg.hidden as u32,
@@ -867,18 +869,23 @@ impl GpuModel {
     }
 
     /// Records the dispatches of the given phases (and the clears backward needs) into one encoder.
+    /// `optim` also clears the optimizer state first when this is the optimizer's first step.
     pub(crate) fn encode(
         &self,
         key: (usize, usize),
         loss: Option<Loss>,
         backward: bool,
-        optim: bool,
+        optim: Option<&Optimizer>,
     ) -> Result<wgpu::CommandEncoder> {
         let plan = &self.plans[&key];
         let dev = &self.ctx.device;
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("step"),
         });
+        if optim.is_some_and(|o| o.step == 1) {
+            // A fresh optimizer: moments start at zero, as on the CPU.
+            enc.clear_buffer(&self.state, 0, None);
+        }
         if backward {
             enc.clear_buffer(&self.grads, 0, None);
             if plan.ws.zeroed.len > 0 {
@@ -901,7 +908,7 @@ impl GpuModel {
         if backward {
             pg.encode(k, dev, &mut enc, bg, ph.loss_mse..ph.backward, "backward")?;
         }
-        if optim {
+        if optim.is_some() {
             pg.encode(k, dev, &mut enc, bg, ph.backward..ph.optim, "optimizer")?;
         }
         Ok(enc)
@@ -910,7 +917,7 @@ impl GpuModel {
     /// Raw output of `data.x` (same semantics as [`Model::forward`]): `[N, out]` or `[N, T, out]`.
     pub fn forward(&mut self, data: &Dataset) -> Result<Tensor> {
         let key = self.upload_batch(data, None)?;
-        let enc = self.encode(key, None, false, false)?;
+        let enc = self.encode(key, None, false, None)?;
         self.ctx.queue.submit([enc.finish()]);
         self.submissions += 1;
         let plan = &self.plans[&key];
@@ -933,7 +940,7 @@ impl GpuModel {
     /// [`Model::loss_and_gradients`]. Blocks until both are read back.
     pub fn loss_and_gradients(&mut self, data: &Dataset, loss: Loss) -> Result<(f32, Vec<f32>)> {
         let key = self.upload_batch(data, Some(loss))?;
-        let enc = self.encode(key, Some(loss), true, false)?;
+        let enc = self.encode(key, Some(loss), true, None)?;
         self.ctx.queue.submit([enc.finish()]);
         self.submissions += 1;
         let plan = &self.plans[&key];
@@ -1025,7 +1032,7 @@ impl GpuModel {
         };
         let key = self.upload_batch(data, Some(opts.loss))?;
         self.set_optimizer_args(key, opts, opt);
-        let mut enc = self.encode(key, Some(opts.loss), true, true)?;
+        let mut enc = self.encode(key, Some(opts.loss), true, Some(opt))?;
         let plan = &self.plans[&key];
         let rs = &mut self.ring[slot];
         enc.copy_buffer_to_buffer(
@@ -1156,6 +1163,9 @@ impl GpuModel {
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("profile"),
         });
+        if opt.step == 1 {
+            enc.clear_buffer(&self.state, 0, None);
+        }
         enc.clear_buffer(&self.grads, 0, None);
         if plan.ws.zeroed.len > 0 {
             enc.clear_buffer(

@@ -66,6 +66,8 @@ pub struct Workspace {
     pub scalars: Region,
     /// `[norm_groups]` partial sums of the gradient norm.
     pub partials: Region,
+    /// `[SPLIT_PARTIALS]` partial products of split-K GEMMs.
+    pub split: Region,
     /// Carries that must start at zero every backward (one clear).
     pub zeroed: Region,
     /// Total f32 elements of `work`.
@@ -141,6 +143,7 @@ impl Workspace {
         let values = a.take(rows * o);
         let scalars = a.take(4);
         let partials = a.take(norm_groups);
+        let split = a.take(super::kernels::SPLIT_PARTIALS);
         let zero_start = a.0;
         for l in &mut layers {
             l.carry = a.take(b * d);
@@ -171,6 +174,7 @@ impl Workspace {
             values,
             scalars,
             partials,
+            split,
             zeroed,
             work_len,
             lengths,

@@ -8,12 +8,29 @@ pub use tolerance::*;
 use recurrent::gpu::GpuContext;
 use recurrent::rng::Rng;
 use recurrent::{Cell, Dataset, Init, Inputs, Loss, Model, ModelConfig, OutputMode, Targets};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+/// The shared GPU context for one test, holding the GPU test lock: tests use
+/// the device one at a time. (wgpu's GL backend panics when a thread waits
+/// more than 6 s for the GL context while another thread's long submission
+/// holds it — which a software GL adapter reaches with the MNIST-sized cases.)
+pub struct Gpu {
+    pub ctx: Arc<GpuContext>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Gpu {
+    type Target = Arc<GpuContext>;
+    fn deref(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+}
 
 /// The shared GPU context, or `None` after printing that the test is skipped.
 /// With `RECURRENT_REQUIRE_GPU=1` a missing adapter fails the test instead.
-pub fn gpu(test: &str) -> Option<Arc<GpuContext>> {
+pub fn gpu(test: &str) -> Option<Gpu> {
     static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    static TURN: Mutex<()> = Mutex::new(());
     let ctx = CTX.get_or_init(|| {
         let r = recurrent::gpu::try_context().map_err(|e| e.to_string());
         if let Ok(c) = &r {
@@ -22,7 +39,11 @@ pub fn gpu(test: &str) -> Option<Arc<GpuContext>> {
         r
     });
     match ctx {
-        Ok(c) => Some(c.clone()),
+        Ok(c) => Some(Gpu {
+            ctx: c.clone(),
+            // A test that failed while holding the lock poisons it; the next may still run.
+            _turn: TURN.lock().unwrap_or_else(|p| p.into_inner()),
+        }),
         Err(e) => {
             if std::env::var("RECURRENT_REQUIRE_GPU").as_deref() == Ok("1") {
                 panic!("{test}: RECURRENT_REQUIRE_GPU=1 but no GPU adapter: {e}");
