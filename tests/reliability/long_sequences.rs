@@ -53,7 +53,7 @@ fn t2000_trains_without_nan_on_both_paths_and_they_agree() {
         );
         assert_ne!(cpu.params(), start.params());
         let Some(ctx) = &ctx else { continue };
-        let mut gpu = GpuModel::new(ctx.clone(), &start).unwrap();
+        let mut gpu = GpuModel::new(ctx.ctx.clone(), &start).unwrap();
         let mut opt = Optimizer::adam(1e-2);
         let mut gpu_losses = Vec::new();
         for _ in 0..3 {

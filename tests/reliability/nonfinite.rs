@@ -166,7 +166,7 @@ fn gpu_stop_and_skip_keep_the_good_weights() {
 
     // Skip, bad batch in the middle (plain SGD: no step-count-dependent state).
     let d = data(2);
-    let mut g = GpuModel::new(ctx, &model()).unwrap();
+    let mut g = GpuModel::new(ctx.ctx.clone(), &model()).unwrap();
     let h = Trainer::new(fit_cfg(OnNonFinite::Skip))
         .fit_on(&mut g, &mut Optimizer::sgd(0.1), &d, None)
         .unwrap();
