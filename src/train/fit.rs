@@ -414,9 +414,25 @@ impl<'a> Trainer<'a> {
                 for idx in &batches {
                     let batch = train.gather(idx);
                     pending.push_back(idx.len());
-                    match backend.train_step(&batch, &opts, opt) {
-                        Ok(stats) => take(stats, &mut pending, &mut bar),
-                        Err(e) => bad_step(e, &mut pending)?,
+                    loop {
+                        let before = opt.step;
+                        match backend.train_step(&batch, &opts, opt) {
+                            Ok(stats) => take(stats, &mut pending, &mut bar),
+                            Err(e) => {
+                                // An asynchronous backend (the GPU path) may report an
+                                // earlier step's divergence while waiting for room,
+                                // before it submits this batch: the error names a step
+                                // already counted and the count did not move. Then this
+                                // batch is still to do.
+                                let earlier = matches!(e, Error::Diverged { step, .. } if step as u64 <= before)
+                                    && opt.step == before;
+                                bad_step(e, &mut pending)?;
+                                if earlier {
+                                    continue;
+                                }
+                            }
+                        }
+                        break;
                     }
                 }
                 // `finish` stops at a diverged step; call it again for the steps behind it.

@@ -97,7 +97,11 @@ pub const LONG_SEQUENCE: Tolerance = Tolerance {
 
 /// Three optimizer updates of a 5-vector in f32 against torch.optim's printed
 /// values: the same formulas in the same order, so only the last bit may differ.
-pub const OPTIM: Tolerance = Tolerance { rtol: 1e-6, atol: 1e-7, name: "three f32 optimizer updates against torch.optim" };
+pub const OPTIM: Tolerance = Tolerance {
+    rtol: 1e-6,
+    atol: 1e-7,
+    name: "three f32 optimizer updates against torch.optim",
+};
 
 /// Largest deviations seen by a comparison (for the report).
 #[derive(Clone, Copy, Debug, Default)]

@@ -182,3 +182,110 @@ fn gpu_stop_and_skip_keep_the_good_weights() {
     );
     eprintln!("GPU skip vs CPU skip: {dev}");
 }
+
+/// A CPU model behind an asynchronous front, as the GPU path is: at most
+/// `RING` steps in flight, statistics handed back late, and a divergence of an
+/// earlier step reported while waiting for room, before the new batch is
+/// submitted. The bad step is counted in `opt.step`, as on the GPU.
+struct Lagging {
+    model: Model,
+    in_flight: std::collections::VecDeque<recurrent::Result<recurrent::StepStats>>,
+}
+
+const RING: usize = 2;
+
+impl Backend for Lagging {
+    fn device(&self) -> String {
+        "lagging cpu".into()
+    }
+    fn config(&self) -> &ModelConfig {
+        self.model.config()
+    }
+    fn train_step(
+        &mut self,
+        batch: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> recurrent::Result<Vec<recurrent::StepStats>> {
+        let mut out = Vec::new();
+        if self.in_flight.len() == RING {
+            out.push(self.in_flight.pop_front().unwrap()?);
+        }
+        let r = self
+            .model
+            .train_step(batch, opts, opt)
+            .map_err(|e| match e {
+                Error::Diverged { loss, .. } => {
+                    opt.step += 1;
+                    Error::Diverged {
+                        step: opt.step as usize,
+                        loss,
+                    }
+                }
+                e => e,
+            });
+        self.in_flight.push_back(r);
+        Ok(out)
+    }
+    fn finish(&mut self) -> recurrent::Result<Vec<recurrent::StepStats>> {
+        let mut out = Vec::new();
+        while let Some(r) = self.in_flight.pop_front() {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+    fn evaluate(
+        &mut self,
+        data: &Dataset,
+        loss: Loss,
+        batch_size: usize,
+    ) -> recurrent::Result<recurrent::Evaluation> {
+        self.model.evaluate(data, loss, batch_size)
+    }
+    fn predict(
+        &mut self,
+        data: &Dataset,
+        batch_size: usize,
+    ) -> recurrent::Result<recurrent::Tensor> {
+        Backend::predict(&mut self.model, data, batch_size)
+    }
+    fn sync_to(&mut self, model: &mut Model) -> recurrent::Result<()> {
+        self.model.sync_to(model)
+    }
+    fn load_from(&mut self, model: &Model) -> recurrent::Result<()> {
+        self.model.load_from(model)
+    }
+}
+
+#[test]
+fn skip_on_an_asynchronous_backend_still_trains_every_good_batch() {
+    // Bad batch 2: its divergence surfaces when batch 4 waits for room; batch 4
+    // must still be trained (it was dropped before the Trainer resubmitted it).
+    let d = data(2);
+    let mut b = Lagging {
+        model: model(),
+        in_flight: Default::default(),
+    };
+    let h = Trainer::new(fit_cfg(OnNonFinite::Skip))
+        .fit_on(&mut b, &mut Optimizer::sgd(0.1), &d, None)
+        .unwrap();
+    assert_eq!(h.epochs[0].skipped_steps, 1);
+    assert_eq!(
+        bits(b.model.params()),
+        bits(reference(&d, &[0, 1, 3, 4, 5], Optimizer::sgd(0.1)).params())
+    );
+    // Bad last batch: reported by `finish`.
+    let d = data(5);
+    let mut b = Lagging {
+        model: model(),
+        in_flight: Default::default(),
+    };
+    let h = Trainer::new(fit_cfg(OnNonFinite::Skip))
+        .fit_on(&mut b, &mut Optimizer::sgd(0.1), &d, None)
+        .unwrap();
+    assert_eq!(h.epochs[0].skipped_steps, 1);
+    assert_eq!(
+        bits(b.model.params()),
+        bits(reference(&d, &[0, 1, 2, 3, 4], Optimizer::sgd(0.1)).params())
+    );
+}
