@@ -176,3 +176,30 @@ fn bench_sizes_too_large_or_empty_are_refused_before_allocating() {
     }
     assert!(recurrent::bench::recurrent_flops(&Size { hidden: usize::MAX, batch: usize::MAX, ..huge }).is_finite());
 }
+
+#[test]
+fn optimizer_state_that_does_not_fit_its_optimizer_is_refused() {
+    use recurrent::io::optim_state::{from_bytes, to_bytes, TrainState};
+    let state = |opt: Optimizer| TrainState { optimizer: opt, moments_saved: true, epoch: 1, rng_state: 1, monitor: Default::default() };
+    // Adam with m but no v: indexing v in the update panicked before.
+    let mut adam = Optimizer::adam(1e-3);
+    adam.step = 2;
+    adam.m = vec![0.1; 8];
+    let b = to_bytes(&state(adam.clone()), b"model").unwrap();
+    let e = from_bytes(&b, "s", b"model", 8).unwrap_err();
+    assert!(e.to_string().contains("do not fit"), "{e}");
+    // The update itself no longer indexes past `v` when only `m` fits.
+    let mut params = vec![0.5f32; 8];
+    adam.update(&mut params, &[0.1; 8]);
+    assert!(params.iter().all(|p| p.is_finite() && *p != 0.5));
+    // Momentum SGD that has stepped but lost its buffer; a step count Adam cannot take.
+    let mut sgd = Optimizer::new(recurrent::OptimizerKind::Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0, nesterov: false });
+    sgd.step = 3;
+    assert!(from_bytes(&to_bytes(&state(sgd), b"model").unwrap(), "s", b"model", 8).is_err());
+    let mut adam = Optimizer::adam(1e-3);
+    adam.step = u64::MAX;
+    adam.m = vec![0.1; 8];
+    adam.v = vec![0.1; 8];
+    let e = from_bytes(&to_bytes(&state(adam), b"model").unwrap(), "s", b"model", 8).unwrap_err();
+    assert!(e.to_string().contains("2^31"), "{e}");
+}

@@ -250,6 +250,26 @@ pub fn from_bytes(
     };
     optimizer.m = tensor("m")?;
     optimizer.v = tensor("v")?;
+    // The moments must be what the optimizer would have made: Adam both or
+    // neither, SGD no `v`, and none missing after steps that create them.
+    let (m, v, step) = (optimizer.m.len(), optimizer.v.len(), optimizer.step);
+    let consistent = match optimizer.kind {
+        OptimizerKind::Adam { .. } => m == v && (m > 0 || step == 0 || !meta.moments_saved),
+        OptimizerKind::Sgd { momentum, .. } => {
+            v == 0 && (m > 0 || momentum == 0.0 || step == 0 || !meta.moments_saved)
+        }
+    };
+    if !consistent {
+        return Err(bad(format!(
+            "moments `m` [{m}] and `v` [{v}] do not fit {:?} after {step} step(s); the file was not written by a fit",
+            optimizer.kind
+        )));
+    }
+    if step > i32::MAX as u64 {
+        return Err(bad(format!(
+            "step count {step} is beyond 2^31 - 1, which Adam's bias correction cannot take"
+        )));
+    }
     Ok(TrainState {
         optimizer,
         moments_saved: meta.moments_saved,
