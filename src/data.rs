@@ -85,6 +85,32 @@ impl Inputs {
     }
 }
 
+impl Inputs {
+    /// The first `steps` steps of every sequence: `[n, steps(, f)]` (`steps <= t`).
+    pub fn first_steps(&self, steps: usize) -> Inputs {
+        fn cut<T: Copy>(d: &[T], n: usize, row: usize, keep: usize) -> Vec<T> {
+            let mut out = Vec::with_capacity(n * keep);
+            for i in 0..n {
+                out.extend_from_slice(&d[i * row..i * row + keep]);
+            }
+            out
+        }
+        match self {
+            Inputs::Features { data, n, t, f } => Inputs::Features {
+                data: cut(data, *n, t * f, steps.min(*t) * f),
+                n: *n,
+                t: steps.min(*t),
+                f: *f,
+            },
+            Inputs::Tokens { ids, n, t } => Inputs::Tokens {
+                ids: cut(ids, *n, *t, steps.min(*t)),
+                n: *n,
+                t: steps.min(*t),
+            },
+        }
+    }
+}
+
 /// Training targets.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets {
@@ -155,6 +181,52 @@ impl Dataset {
                 .lengths
                 .as_ref()
                 .map(|l| idx.iter().map(|&i| l[i]).collect()),
+        }
+    }
+    /// The same sequences cut to their longest length, `[N, max(lengths)]`:
+    /// a batch padded to its own longest sequence. Steps past every length are
+    /// masked (packed-sequence semantics), so outputs at valid steps, the loss
+    /// and every gradient are unchanged; only the work shrinks. Per-step
+    /// targets (`y [N, T]`, `[N, T, out]`) are cut the same way. Without
+    /// `lengths`, or when the longest is already `T`, the data is returned as is.
+    pub fn trim_to_longest(self) -> Dataset {
+        let t = self.steps();
+        let longest = match &self.lengths {
+            Some(l) => l.iter().copied().max().unwrap_or(t),
+            None => t,
+        };
+        if longest == 0 || longest >= t {
+            return self;
+        }
+        let y = self.y.map(|y| match y {
+            Targets::Classes { data, shape } if shape.len() == 2 && shape[1] == t => {
+                let n = shape[0];
+                let mut out = Vec::with_capacity(n * longest);
+                for i in 0..n {
+                    out.extend_from_slice(&data[i * t..i * t + longest]);
+                }
+                Targets::Classes {
+                    data: out,
+                    shape: vec![n, longest],
+                }
+            }
+            Targets::Values { data, shape } if shape.len() == 3 && shape[1] == t => {
+                let (n, o) = (shape[0], shape[2]);
+                let mut out = Vec::with_capacity(n * longest * o);
+                for i in 0..n {
+                    out.extend_from_slice(&data[i * t * o..(i * t + longest) * o]);
+                }
+                Targets::Values {
+                    data: out,
+                    shape: vec![n, longest, o],
+                }
+            }
+            other => other,
+        });
+        Dataset {
+            x: self.x.first_steps(longest),
+            y,
+            lengths: self.lengths,
         }
     }
     /// Rows `start..end`.
@@ -235,9 +307,10 @@ impl Dataset {
 
     /// Checks the targets against a model and a loss.
     pub fn check_targets(&self, cfg: &ModelConfig, loss: crate::Loss) -> Result<&Targets> {
-        let y = self.y.as_ref().ok_or_else(|| {
-            Error::Argument("training and evaluation need targets `y`".into())
-        })?;
+        let y = self
+            .y
+            .as_ref()
+            .ok_or_else(|| Error::Argument("training and evaluation need targets `y`".into()))?;
         let n = self.len();
         let t = self.steps();
         let o = cfg.out_features;
@@ -248,7 +321,11 @@ impl Dataset {
                     OutputMode::Sequence => vec![n, t],
                 };
                 if *shape != want {
-                    return Err(Error::shape("y (class indices)", format!("{want:?}"), shape));
+                    return Err(Error::shape(
+                        "y (class indices)",
+                        format!("{want:?}"),
+                        shape,
+                    ));
                 }
                 if let Some((i, &c)) = data
                     .iter()

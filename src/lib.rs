@@ -37,6 +37,7 @@
 //!   time built on GEMMs, losses, optimizers exactly as `torch.optim`.
 //! - [`io`]: checkpoints and data files (safetensors).
 //! - [`data`]: in-memory batches.
+//! - [`text`]: vocabularies (characters, words), class names, data sets from raw text.
 //! - [`train`]: the training loop ([`train::Trainer`]): batching, validation, early
 //!   stopping, checkpoints, schedules, progress bar; and the [`train::Backend`] seam.
 
@@ -50,6 +51,7 @@ pub mod io;
 pub mod model;
 pub mod rng;
 pub mod tensor;
+pub mod text;
 pub mod train;
 
 pub use cpu::optim::{Optimizer, OptimizerKind};
@@ -76,7 +78,9 @@ impl Loss {
         match s.to_ascii_lowercase().as_str() {
             "ce" | "cross-entropy" | "cross_entropy" => Ok(Loss::Ce),
             "mse" => Ok(Loss::Mse),
-            other => Err(Error::Argument(format!("unknown loss '{other}': use ce or mse"))),
+            other => Err(Error::Argument(format!(
+                "unknown loss '{other}': use ce or mse"
+            ))),
         }
     }
     pub fn name(self) -> &'static str {

@@ -148,6 +148,13 @@ fn golden_cases_through_the_cli_on_the_gpu() {
         let want = st::read(&dir.join("expected.safetensors")).unwrap();
         assert_close(&format!("gpu {case}"), &got.tensors["output"].floats("", "output").unwrap(), &want.tensors["output"].floats("", "output").unwrap(), GOLDEN_OUTPUT);
         let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+        // evaluate prints the same loss on both paths (printed to 6 decimals).
+        let eval = |device: &str| -> f32 {
+            let text = run(bin().args(["evaluate", "--device", device, "--loss", c["loss"].as_str().unwrap(), "--model"]).arg(dir.join("model.safetensors")).arg("--data").arg(dir.join("data.safetensors")));
+            let line = text.lines().find(|l| l.starts_with("loss ")).unwrap_or_else(|| panic!("no loss line in {text}"));
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        };
+        assert_close(&format!("{case} evaluate gpu vs cpu"), &[eval("gpu")], &[eval("cpu")], PRINTED_LOSS);
         for (opt, lr) in [("sgd", c["lr_sgd"].to_string()), ("adam", c["lr_adam"].to_string())] {
             let save = tmp.join(format!("{case}-{opt}.safetensors"));
             run(bin()

@@ -484,6 +484,71 @@ fn training_throughput() {
     }
 }
 
+/// An embedding larger than one dispatch's grid: V = 70,000 rows of width 64
+/// is 4.48M table entries, more than 65,535 workgroups x 64 invocations, so
+/// both embedding kernels must stride over the grid. The batch repeats ids
+/// (within a sequence and across sequences), uses the first and last rows and
+/// rows past the first grid's reach, and puts a repeated id in a masked step.
+#[test]
+fn large_vocabulary_embedding_with_repeated_ids_matches_cpu() {
+    let Some(ctx) = gpu("large_vocabulary_embedding_with_repeated_ids_matches_cpu") else {
+        return;
+    };
+    const V: usize = 70_000;
+    const W: usize = 64;
+    // The table must exceed one dispatch's grid (65,535 workgroups of 64).
+    const _: () = assert!(V * W > 65_535 * 64);
+    let cfg = recurrent::ModelConfig::new(Cell::Lstm, W, 8, 3).embedding(V);
+    let model = recurrent::Model::new(cfg, &recurrent::Init::seed(9)).unwrap();
+    #[rustfmt::skip]
+    let ids: Vec<i64> = vec![
+        69_999, 5, 69_999, 0, 66_000,
+        0, 66_000, 66_000, 69_999, 7,
+        12_345, 69_999, 5, 0, 69_999, // the last two steps are past this row's length
+    ];
+    let data = recurrent::Dataset::new(
+        recurrent::Inputs::tokens(ids.clone(), 3, 5).unwrap(),
+        Some(recurrent::Targets::Classes {
+            data: vec![2, 0, 1],
+            shape: vec![3],
+        }),
+        Some(vec![5, 5, 3]),
+    );
+    let mut g = GpuModel::new(ctx.ctx.clone(), &model).unwrap();
+    let out_gpu = g.forward(&data).unwrap();
+    let out_cpu = model.forward(&data).unwrap();
+    assert_close("V70000 output", &out_gpu.data, &out_cpu.data, FORWARD);
+    let (l_gpu, g_gpu) = g.loss_and_gradients(&data, Loss::Ce).unwrap();
+    let (l_cpu, g_cpu) = model.loss_and_gradients(&data, Loss::Ce).unwrap();
+    assert_close("V70000 loss", &[l_gpu], &[l_cpu], LOSS);
+    let e = model.layout().entry("embed.weight").unwrap();
+    let table = &g_gpu[e.range()];
+    assert_close(
+        "V70000 embed.weight grad",
+        table,
+        &g_cpu[e.range()],
+        GRADIENTS,
+    );
+    for e in &model.layout().entries {
+        assert_close(
+            &format!("V70000 grad {}", e.name),
+            &g_gpu[e.range()],
+            &g_cpu[e.range()],
+            GRADIENTS,
+        );
+    }
+    // Rows in the batch get gradient (the last ones too); the rest stay zero.
+    let row = |id: usize| &table[id * W..(id + 1) * W];
+    for id in [0, 5, 7, 12_345, 66_000, 69_999] {
+        assert!(
+            row(id).iter().any(|&v| v != 0.0),
+            "row {id} has no gradient on the GPU"
+        );
+    }
+    assert!(row(69_998).iter().all(|&v| v == 0.0));
+    assert!(row(1).iter().all(|&v| v == 0.0));
+}
+
 #[test]
 fn a_fresh_optimizer_starts_from_zero_moments() {
     let Some(ctx) = gpu("fresh optimizer") else {

@@ -297,7 +297,7 @@ fn scaling_is_fitted_on_the_training_part_only_and_inverts() {
 #[test]
 fn text_vocab_encodes_decodes_and_makes_next_char_sequences() {
     let v = Vocab::from_text("hello world").unwrap();
-    assert_eq!(v.chars(), &[' ', 'd', 'e', 'h', 'l', 'o', 'r', 'w']);
+    assert_eq!(v.tokens(), [" ", "d", "e", "h", "l", "o", "r", "w"]);
     let ids = v.encode("hello").unwrap();
     assert_eq!(ids, vec![3, 2, 4, 4, 5]);
     assert_eq!(v.decode(&ids).unwrap(), "hello");

@@ -1,14 +1,22 @@
 //! The `recurrent` command line: train, predict, evaluate, info.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use recurrent::io::{checkpoint, dataset};
+use recurrent::text;
 use recurrent::train::{CheckpointConfig, Control, EarlyStopping, FitConfig, LrSchedule, Trainer};
-use recurrent::{Cell, Dataset, Device, DeviceChoice, Error, Init, Inputs, Loss, Model, ModelConfig, Nonlinearity, Optimizer, OptimizerKind, OutputMode, Result};
+use recurrent::{
+    Cell, Dataset, Device, DeviceChoice, Error, Init, Inputs, Loss, Model, ModelConfig,
+    Nonlinearity, Optimizer, OptimizerKind, OutputMode, Result,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "recurrent", version, about = "Train and run LSTM, GRU and RNN models (PyTorch-compatible safetensors)")]
+#[command(
+    name = "recurrent",
+    version,
+    about = "Train and run LSTM, GRU and RNN models (PyTorch-compatible safetensors)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -18,7 +26,8 @@ struct Cli {
 enum Cmd {
     /// Train a model on a data file and save it.
     Train(TrainArgs),
-    /// Write the raw model output (logits for ce) for every sequence of a data file.
+    /// Write the raw model output (logits for ce) for every sequence of a data file,
+    /// or classify raw text (--text, --text-file) with a model saved with its vocabulary.
     Predict(PredictArgs),
     /// Mean loss (and accuracy for ce) of a model on a data file.
     Evaluate(EvaluateArgs),
@@ -175,14 +184,27 @@ struct TrainArgs {
 }
 
 #[derive(Args)]
+#[command(group(ArgGroup::new("input").required(true).args(["data", "text", "text_file"])))]
 struct PredictArgs {
     #[arg(long)]
     model: PathBuf,
+    /// Data file (safetensors: x, optional lengths); writes the raw outputs to --output.
     #[arg(long)]
-    data: PathBuf,
-    /// Output file (safetensors with tensor `output`).
+    data: Option<PathBuf>,
+    /// Raw text to classify (repeat the flag for several); the model must have been
+    /// saved with its vocabulary (metadata `recurrent.vocab`).
     #[arg(long)]
-    output: PathBuf,
+    text: Vec<String>,
+    /// A UTF-8 file of raw texts to classify, one sequence per line.
+    #[arg(long)]
+    text_file: Option<PathBuf>,
+    /// Raw text: cut each text to its first N tokens.
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Output file (safetensors with tensor `output`, the raw outputs): required
+    /// with --data, optional with raw text (the logits).
+    #[arg(long)]
+    output: Option<PathBuf>,
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
     #[arg(long, value_enum, default_value = "auto")]
@@ -219,7 +241,10 @@ fn pick_device(d: DeviceArg) -> Result<Device> {
     };
     let (device, why) = Device::resolve_verbose(choice)?;
     match why {
-        Some(why) => eprintln!("device: {} (auto: no hardware GPU: {why})", device.describe()),
+        Some(why) => eprintln!(
+            "device: {} (auto: no hardware GPU: {why})",
+            device.describe()
+        ),
         None => eprintln!("device: {}", device.describe()),
     }
     Ok(device)
@@ -236,13 +261,27 @@ fn new_model(a: &TrainArgs, data: &Dataset) -> Result<Model> {
     let mut cfg = match &data.x {
         Inputs::Features { f, .. } => ModelConfig::new(cell, *f, hidden, out),
         Inputs::Tokens { ids, .. } => {
-            let dim = a.embed_dim.ok_or_else(|| Error::Argument("x holds token ids: give --embed-dim for the embedding width".into()))?;
-            let vocab = a.vocab.unwrap_or_else(|| ids.iter().copied().max().unwrap_or(0).max(0) as usize + 1);
+            let dim = a.embed_dim.ok_or_else(|| {
+                Error::Argument(
+                    "x holds token ids: give --embed-dim for the embedding width".into(),
+                )
+            })?;
+            let vocab = a
+                .vocab
+                .unwrap_or_else(|| ids.iter().copied().max().unwrap_or(0).max(0) as usize + 1);
             ModelConfig::new(cell, dim, hidden, out).embedding(vocab)
         }
     };
-    cfg = cfg.layers(a.layers).bidirectional(a.bidirectional).output(output).nonlinearity(Nonlinearity::parse(&a.nonlinearity)?);
-    let init = Init { seed: a.seed, orthogonal: a.keras_init, forget_bias_one: a.keras_init };
+    cfg = cfg
+        .layers(a.layers)
+        .bidirectional(a.bidirectional)
+        .output(output)
+        .nonlinearity(Nonlinearity::parse(&a.nonlinearity)?);
+    let init = Init {
+        seed: a.seed,
+        orthogonal: a.keras_init,
+        forget_bias_one: a.keras_init,
+    };
     Model::new(cfg, &init)
 }
 
@@ -272,8 +311,19 @@ fn train(a: TrainArgs) -> Result<()> {
         None => None,
     };
     let kind = match a.optimizer {
-        OptArg::Sgd => OptimizerKind::Sgd { lr: a.lr, momentum: a.momentum, weight_decay: a.weight_decay, nesterov: false },
-        OptArg::Adam => OptimizerKind::Adam { lr: a.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: a.weight_decay },
+        OptArg::Sgd => OptimizerKind::Sgd {
+            lr: a.lr,
+            momentum: a.momentum,
+            weight_decay: a.weight_decay,
+            nesterov: false,
+        },
+        OptArg::Adam => OptimizerKind::Adam {
+            lr: a.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: a.weight_decay,
+        },
     };
     let mut opt = Optimizer::new(kind);
     opt.validate()?;
@@ -300,7 +350,11 @@ fn train(a: TrainArgs) -> Result<()> {
         clip: a.clip,
         schedule: LrSchedule::parse(&a.schedule)?,
         early_stopping: a.patience.map(EarlyStopping::patience),
-        checkpoint: a.checkpoint.clone().map(|path| CheckpointConfig { path, every: 1, best_only: false }),
+        checkpoint: a.checkpoint.clone().map(|path| CheckpointConfig {
+            path,
+            every: 1,
+            best_only: false,
+        }),
         progress: true,
         verbose: false,
         resume: a.resume.clone(),
@@ -324,12 +378,76 @@ fn predict(a: PredictArgs) -> Result<()> {
     if a.batch_size == 0 {
         return Err(Error::Argument("--batch-size must be at least 1".into()));
     }
+    let Some(data_path) = &a.data else {
+        return predict_text(a);
+    };
+    let output = a.output.as_ref().ok_or_else(|| Error::Argument("predict --data needs --output OUT.safetensors for the outputs (raw text with --text or --text-file prints them instead)".into()))?;
     let device = pick_device(a.device)?;
     let model = checkpoint::load(&a.model)?;
-    let data = dataset::load(&a.data)?;
+    let data = dataset::load(data_path)?;
     let t = device.backend(&model)?.predict(&data, a.batch_size)?;
-    dataset::save_tensors(&a.output, &[("output", &t)])?;
-    println!("wrote output {:?} to {}", t.shape, a.output.display());
+    dataset::save_tensors(output, &[("output", &t)])?;
+    println!("wrote output {:?} to {}", t.shape, output.display());
+    Ok(())
+}
+
+/// `predict --text/--text-file`: one line per text, `CLASS<TAB>name=p ...<TAB>TEXT`.
+fn predict_text(a: PredictArgs) -> Result<()> {
+    let (model, meta) = checkpoint::load_with_metadata(&a.model)?;
+    let path = a.model.display().to_string();
+    let vocab = text::vocab_from_metadata(&meta)
+        .map_err(|e| Error::Checkpoint { path: path.clone(), reason: e.to_string() })?
+        .ok_or_else(|| Error::Checkpoint {
+            path: path.clone(),
+            reason: format!("has no vocabulary (metadata `{}`), so raw text cannot be encoded; save the model with its vocabulary (recurrent::text::metadata + checkpoint::save_with), or give token ids with --data", text::VOCAB_KEY),
+        })?;
+    let classes = text::classes_from_metadata(&meta).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if let Some(c) = &classes {
+        if c.len() != model.config().out_features {
+            return Err(Error::Checkpoint {
+                path,
+                reason: format!(
+                    "metadata `{}` names {} classes but the head has {} outputs",
+                    text::CLASSES_KEY,
+                    c.len(),
+                    model.config().out_features
+                ),
+            });
+        }
+    }
+    let mut texts = a.text.clone();
+    if let Some(f) = &a.text_file {
+        let body = recurrent::io::text::read_text(f)?;
+        let before = texts.len();
+        texts.extend(body.lines().map(|l| l.trim_end_matches('\r').to_string()));
+        if texts.len() == before {
+            return Err(Error::Empty(format!("{} (one text per line)", f.display())));
+        }
+    }
+    let device = pick_device(a.device)?;
+    let mut backend = device.backend(&model)?;
+    let (preds, logits) = text::classify(&mut *backend, &vocab, &texts, a.max_len, a.batch_size)?;
+    let name = |i: usize| {
+        classes
+            .as_ref()
+            .map_or_else(|| i.to_string(), |c| c[i].clone())
+    };
+    for (p, t) in preds.iter().zip(&texts) {
+        let probs: Vec<String> = p
+            .probabilities
+            .iter()
+            .enumerate()
+            .map(|(i, q)| format!("{}={q:.4}", name(i)))
+            .collect();
+        println!("{}\t{}\t{}", name(p.class), probs.join(" "), t);
+    }
+    if let Some(out) = &a.output {
+        dataset::save_tensors(out, &[("output", &logits)])?;
+        eprintln!("wrote output {:?} to {}", logits.shape, out.display());
+    }
     Ok(())
 }
 
@@ -337,9 +455,16 @@ fn evaluate(a: EvaluateArgs) -> Result<()> {
     let device = pick_device(a.device)?;
     let model = checkpoint::load(&a.model)?;
     let data = dataset::load(&a.data)?;
-    let e = device.backend(&model)?.evaluate(&data, loss_of(a.loss), a.batch_size)?;
+    let e = device
+        .backend(&model)?
+        .evaluate(&data, loss_of(a.loss), a.batch_size)?;
     match e.accuracy {
-        Some(acc) => println!("loss {:.6} accuracy {:.2}% ({} sequences)", e.loss, acc * 100.0, data.len()),
+        Some(acc) => println!(
+            "loss {:.6} accuracy {:.2}% ({} sequences)",
+            e.loss,
+            acc * 100.0,
+            data.len()
+        ),
         None => println!("loss {:.6} ({} sequences)", e.loss, data.len()),
     }
     Ok(())
@@ -348,34 +473,69 @@ fn evaluate(a: EvaluateArgs) -> Result<()> {
 fn bench(a: BenchArgs) -> Result<()> {
     use recurrent::bench::{self, Report, Size};
     let sizes = match &a.suite {
-        Some(names) => names.split(',').map(bench::suite).collect::<Result<Vec<_>>>()?.concat(),
-        None => vec![Size { cell: cell_of(a.cell), input: a.input, hidden: a.hidden, batch: a.batch, steps: a.steps, layers: a.layers }],
+        Some(names) => names
+            .split(',')
+            .map(bench::suite)
+            .collect::<Result<Vec<_>>>()?
+            .concat(),
+        None => vec![Size {
+            cell: cell_of(a.cell),
+            input: a.input,
+            hidden: a.hidden,
+            batch: a.batch,
+            steps: a.steps,
+            layers: a.layers,
+        }],
     };
     let device = pick_device(a.device)?;
     let mut report = Report::default();
-    println!("{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12} {:>12} {:>9}", "device", "cell", "I", "H", "B", "T", "layers", "forward_ms", "train_ms", "GFLOP/s");
+    println!(
+        "{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12} {:>12} {:>9}",
+        "device", "cell", "I", "H", "B", "T", "layers", "forward_ms", "train_ms", "GFLOP/s"
+    );
     for s in &sizes {
         let r = match &device {
             Device::Cpu => bench::run_cpu(s, a.reps)?,
             Device::Gpu(ctx) => bench::run_gpu(s, a.reps, ctx)?,
         };
-        println!("{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12.3} {:>12.3} {:>9.1}", r.device, r.cell, r.input, r.hidden, r.batch, r.steps, r.layers, r.forward_ms, r.train_ms, r.gflops);
+        println!(
+            "{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12.3} {:>12.3} {:>9.1}",
+            r.device,
+            r.cell,
+            r.input,
+            r.hidden,
+            r.batch,
+            r.steps,
+            r.layers,
+            r.forward_ms,
+            r.train_ms,
+            r.gflops
+        );
         report.results.push(r);
     }
     if let Some(p) = &a.json {
         let text = serde_json::to_string_pretty(&report).expect("report serialises");
-        std::fs::write(p, text).map_err(|e| Error::Io { path: p.clone(), source: e })?;
+        std::fs::write(p, text).map_err(|e| Error::Io {
+            path: p.clone(),
+            source: e,
+        })?;
     }
     Ok(())
 }
 
 fn info() -> Result<()> {
     println!("recurrent {}", env!("CARGO_PKG_VERSION"));
-    println!("cpu path: {} threads", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "cpu path: {} threads",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     print!("{}", recurrent::device::adapter_report());
     let (device, why) = Device::resolve_verbose(DeviceChoice::Auto)?;
     match why {
-        Some(why) => println!("--device auto picks: {} (no hardware GPU: {why})", device.describe()),
+        Some(why) => println!(
+            "--device auto picks: {} (no hardware GPU: {why})",
+            device.describe()
+        ),
         None => println!("--device auto picks: {}", device.describe()),
     }
     Ok(())

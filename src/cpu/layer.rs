@@ -17,6 +17,7 @@
 
 use super::cell::*;
 use super::gemm::{add_column_sums, gemm};
+use super::small_gemm::gemm_acc;
 use crate::model::config::{Cell, Nonlinearity};
 
 /// Sizes and options of one layer-direction.
@@ -147,6 +148,13 @@ pub fn forward(d: &Dims, w: Weights, x: &[f32], lengths: Option<&[usize]>, h0: O
         s.cs[first..first + bh].copy_from_slice(c0);
     }
     let mut gh = vec![0.0f32; b * gh_w];
+    // W_hhᵀ [H, G*H], so that the per-step product reads it row by row.
+    let mut w_hh_t = vec![0.0f32; h * gh_w];
+    for (r, row) in w.w_hh.chunks_exact(h).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            w_hh_t[c * gh_w + r] = v;
+        }
+    }
     let sv = d.saved();
     for t in d.order() {
         let (ps, os) = (d.prev_slot(t) * bh, d.out_slot(t) * bh);
@@ -154,7 +162,7 @@ pub fn forward(d: &Dims, w: Weights, x: &[f32], lengths: Option<&[usize]>, h0: O
         for row in gh.chunks_exact_mut(gh_w) {
             row.copy_from_slice(w.b_hh);
         }
-        gemm(b, gh_w, h, &s.hs[ps..ps + bh], false, w.w_hh, true, &mut gh, 1.0);
+        gemm_acc(b, gh_w, h, &s.hs[ps..ps + bh], &w_hh_t, &mut gh);
         // Split the state buffer so that prev (read) and out (written) slots do not alias.
         let (lo, hi) = s.hs.split_at_mut(ps.max(os));
         let (hp, ho) = if ps < os { (&lo[ps..ps + bh], &mut hi[..bh]) } else { (&hi[..bh], &mut lo[os..os + bh]) };
@@ -261,7 +269,7 @@ pub fn backward(
         // dh_prev = dGh[t]·W_hh + direct part.
         let dgh_t = if gru { &dgh_sep[t * b * gh_w..(t + 1) * b * gh_w] } else { &dgx[t * b * gh_w..(t + 1) * b * gh_w] };
         dh_carry.copy_from_slice(&direct);
-        gemm(b, h, gh_w, dgh_t, false, w.w_hh, false, &mut dh_carry, 1.0);
+        gemm_acc(b, h, gh_w, dgh_t, w.w_hh, &mut dh_carry);
     }
     let dgh = if gru { &dgh_sep } else { &dgx };
     // Weight gradients over all steps at once.

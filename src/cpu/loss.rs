@@ -12,7 +12,15 @@ use crate::Loss;
 ///   masked mean with lengths).
 ///
 /// A batch where no position counts has loss 0 and zero gradient (PyTorch would give NaN).
-pub fn loss_and_grad(loss: Loss, out: &[f32], o: usize, mask: &[bool], classes: Option<&[i64]>, values: Option<&[f32]>, dout: &mut [f32]) -> f32 {
+pub fn loss_and_grad(
+    loss: Loss,
+    out: &[f32],
+    o: usize,
+    mask: &[bool],
+    classes: Option<&[i64]>,
+    values: Option<&[f32]>,
+    dout: &mut [f32],
+) -> f32 {
     dout.fill(0.0);
     let rows = out.len() / o;
     match loss {
@@ -83,4 +91,12 @@ pub fn argmax(row: &[f32]) -> usize {
         }
     }
     best
+}
+
+/// `softmax(row)`, computed in f64 from the largest value down (no overflow).
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    let mx = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let e: Vec<f64> = row.iter().map(|&v| ((v - mx) as f64).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.iter().map(|&v| (v / sum) as f32).collect()
 }

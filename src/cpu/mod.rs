@@ -8,6 +8,7 @@ pub mod gemm;
 pub mod layer;
 pub mod loss;
 pub mod optim;
+pub mod small_gemm;
 
 use crate::data::Inputs;
 use crate::model::config::{Cell, ModelConfig, OutputMode};

@@ -319,3 +319,70 @@ pub fn split_windows(
         split,
     })
 }
+
+/// A CSV file with a header line: column names and rows of text fields
+/// (double quotes honoured, fields trimmed, one record per line, blank lines skipped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Parses CSV text whose first non-blank line is the header; every row must
+    /// have as many fields as the header (`name` names the source in errors).
+    pub fn parse(text: &str, name: &str) -> Result<Table> {
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        let (_, first) = lines
+            .next()
+            .ok_or_else(|| Error::Empty(format!("CSV {name}")))?;
+        let header = fields(first);
+        let mut rows = Vec::new();
+        for (no, line) in lines {
+            let f = fields(line);
+            if f.len() != header.len() {
+                return Err(Error::Data {
+                    path: name.into(),
+                    reason: format!(
+                        "line {} has {} fields but the header has {} ({}); quote fields that contain commas",
+                        no + 1,
+                        f.len(),
+                        header.len(),
+                        header.join(",")
+                    ),
+                });
+            }
+            rows.push(f);
+        }
+        Ok(Table { header, rows })
+    }
+
+    /// Reads a UTF-8 CSV file.
+    pub fn read(path: impl AsRef<Path>) -> Result<Table> {
+        let path = path.as_ref();
+        let text = crate::io::text::read_text(path)?;
+        Table::parse(&text, &path.display().to_string())
+    }
+
+    /// The position of the column named `name` (quotes stripped, case-insensitive).
+    pub fn column(&self, name: &str) -> Result<usize> {
+        self.header
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                Error::Argument(format!(
+                    "no column '{name}' in the CSV header [{}]",
+                    self.header.join(", ")
+                ))
+            })
+    }
+
+    /// All fields of the column named `name`, in row order.
+    pub fn values(&self, name: &str) -> Result<Vec<&str>> {
+        let col = self.column(name)?;
+        Ok(self.rows.iter().map(|r| r[col].as_str()).collect())
+    }
+}

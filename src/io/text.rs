@@ -1,107 +1,17 @@
-//! A text corpus as character sequences for language models: a vocabulary of
-//! the characters that occur, and windows of ids with next-character targets.
+//! A text corpus as character sequences for language models: the file, and
+//! windows of ids with next-character targets. The vocabulary is
+//! [`crate::text::Vocab`] (`Vocab::from_text` for exactly a corpus's characters).
 
 use crate::data::{Dataset, Inputs, Targets};
 use crate::error::{Error, Result};
-use std::collections::HashMap;
 use std::path::Path;
+
+/// The vocabulary types live in [`crate::text`]; re-exported here for the
+/// character LM's callers.
+pub use crate::text::{Vocab, VOCAB_KEY};
 
 /// Most values (f32 or ids) one call of [`sequences`] builds: 2^31.
 pub const MAX_VALUES: usize = 1 << 31;
-
-/// Metadata key under which a checkpoint can keep its vocabulary (see [`Vocab::to_json`]).
-pub const VOCAB_KEY: &str = "recurrent.vocab";
-
-/// Characters and their ids (ids in sorted character order).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Vocab {
-    chars: Vec<char>,
-    index: HashMap<char, usize>,
-}
-
-impl Vocab {
-    /// The distinct characters of `text`, sorted.
-    pub fn from_text(text: &str) -> Result<Vocab> {
-        let mut chars: Vec<char> = text.chars().collect();
-        chars.sort_unstable();
-        chars.dedup();
-        Vocab::from_chars(chars)
-    }
-
-    /// A vocabulary of exactly these characters, ids in this order.
-    pub fn from_chars(chars: Vec<char>) -> Result<Vocab> {
-        if chars.is_empty() {
-            return Err(Error::Empty("the vocabulary".into()));
-        }
-        let mut index = HashMap::with_capacity(chars.len());
-        for (i, &c) in chars.iter().enumerate() {
-            if index.insert(c, i).is_some() {
-                return Err(Error::Argument(format!(
-                    "character {c:?} appears twice in the vocabulary"
-                )));
-            }
-        }
-        Ok(Vocab { chars, index })
-    }
-
-    pub fn len(&self) -> usize {
-        self.chars.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.chars.is_empty()
-    }
-    pub fn chars(&self) -> &[char] {
-        &self.chars
-    }
-    pub fn id(&self, c: char) -> Option<usize> {
-        self.index.get(&c).copied()
-    }
-    pub fn char_of(&self, id: usize) -> Option<char> {
-        self.chars.get(id).copied()
-    }
-
-    /// Ids of every character of `text`; a character outside the vocabulary is an error.
-    pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
-        text.chars()
-            .enumerate()
-            .map(|(pos, c)| {
-                self.id(c).map(|i| i as i64).ok_or_else(|| {
-                    Error::Argument(format!("character {c:?} at position {pos} is not in the vocabulary of {} characters; build the vocabulary from this text", self.len()))
-                })
-            })
-            .collect()
-    }
-
-    /// The text of `ids`; an id outside the vocabulary is an error.
-    pub fn decode(&self, ids: &[i64]) -> Result<String> {
-        ids.iter()
-            .enumerate()
-            .map(|(i, &id)| {
-                usize::try_from(id)
-                    .ok()
-                    .and_then(|id| self.char_of(id))
-                    .ok_or(Error::TokenOutOfRange {
-                        id,
-                        index: i,
-                        vocab: self.len(),
-                    })
-            })
-            .collect()
-    }
-
-    /// The characters as a JSON string (for checkpoint metadata under [`VOCAB_KEY`]).
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.chars.iter().collect::<String>()).expect("a string serialises")
-    }
-
-    /// Reads [`Vocab::to_json`]'s output.
-    pub fn from_json(s: &str) -> Result<Vocab> {
-        let text: String = serde_json::from_str(s).map_err(|e| {
-            Error::Argument(format!("vocabulary metadata is not a JSON string ({e})"))
-        })?;
-        Vocab::from_chars(text.chars().collect())
-    }
-}
 
 /// How sequences present characters to the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

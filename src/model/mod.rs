@@ -43,7 +43,11 @@ impl Model {
         config.validate()?;
         let layout = Layout::new(&config);
         let params = params::initialise(&config, &layout, init);
-        Ok(Model { config, layout, params })
+        Ok(Model {
+            config,
+            layout,
+            params,
+        })
     }
 
     /// A model from given parameters (flat, in [`Layout`] order).
@@ -51,9 +55,17 @@ impl Model {
         config.validate()?;
         let layout = Layout::new(&config);
         if params.len() != layout.total {
-            return Err(Error::shape("parameters", format!("[{}]", layout.total), &[params.len()]));
+            return Err(Error::shape(
+                "parameters",
+                format!("[{}]", layout.total),
+                &[params.len()],
+            ));
         }
-        Ok(Model { config, layout, params })
+        Ok(Model {
+            config,
+            layout,
+            params,
+        })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -71,7 +83,9 @@ impl Model {
     }
     /// One named parameter (PyTorch name, e.g. `rnn.weight_hh_l0`).
     pub fn param(&self, name: &str) -> Option<Tensor> {
-        self.layout.entry(name).map(|e| Tensor::new(e.shape.clone(), self.params[e.range()].to_vec()))
+        self.layout
+            .entry(name)
+            .map(|e| Tensor::new(e.shape.clone(), self.params[e.range()].to_vec()))
     }
     /// Number of parameters.
     pub fn num_params(&self) -> usize {
@@ -96,15 +110,36 @@ impl Model {
     pub fn forward_with_states(&self, data: &Dataset, init: &States) -> Result<(Tensor, States)> {
         data.check_inputs(&self.config)?;
         self.check_states(init, data.len())?;
-        let fc = cpu::forward(&self.config, &self.layout, &self.params, &data.x, data.lengths.as_deref(), init);
+        let fc = cpu::forward(
+            &self.config,
+            &self.layout,
+            &self.params,
+            &data.x,
+            data.lengths.as_deref(),
+            init,
+        );
         let shape = self.output_shape(data.len(), data.steps());
-        let c = if fc.stack.c_n.is_empty() { None } else { Some(fc.stack.c_n) };
-        Ok((Tensor::new(shape, fc.out), States { h: Some(fc.stack.h_n), c }))
+        let c = if fc.stack.c_n.is_empty() {
+            None
+        } else {
+            Some(fc.stack.c_n)
+        };
+        Ok((
+            Tensor::new(shape, fc.out),
+            States {
+                h: Some(fc.stack.h_n),
+                c,
+            },
+        ))
     }
 
     fn check_states(&self, s: &States, n: usize) -> Result<()> {
         let want = self.config.layers * self.config.directions() * n * self.config.hidden;
-        let shape = format!("[{}, {n}, {}]", self.config.layers * self.config.directions(), self.config.hidden);
+        let shape = format!(
+            "[{}, {n}, {}]",
+            self.config.layers * self.config.directions(),
+            self.config.hidden
+        );
         if let Some(h) = &s.h {
             if h.len() != want {
                 return Err(Error::shape("h0", shape, &[h.len()]));
@@ -128,33 +163,70 @@ impl Model {
     }
 
     /// Like [`Model::loss_and_gradients`] with initial states; also returns the gradients of `h0`/`c0`.
-    pub fn gradients_with_states(&self, batch: &Dataset, loss: Loss, init: &States) -> Result<(f32, Vec<f32>, States)> {
+    pub fn gradients_with_states(
+        &self,
+        batch: &Dataset,
+        loss: Loss,
+        init: &States,
+    ) -> Result<(f32, Vec<f32>, States)> {
         self.check_states(init, batch.len())?;
         self.gradients_inner(batch, loss, init)
     }
 
-    fn gradients_inner(&self, batch: &Dataset, loss: Loss, init: &States) -> Result<(f32, Vec<f32>, States)> {
+    fn gradients_inner(
+        &self,
+        batch: &Dataset,
+        loss: Loss,
+        init: &States,
+    ) -> Result<(f32, Vec<f32>, States)> {
         batch.check_inputs(&self.config)?;
         let y = batch.check_targets(&self.config, loss)?;
-        let fc: ForwardCache = cpu::forward(&self.config, &self.layout, &self.params, &batch.x, batch.lengths.as_deref(), init);
+        let fc: ForwardCache = cpu::forward(
+            &self.config,
+            &self.layout,
+            &self.params,
+            &batch.x,
+            batch.lengths.as_deref(),
+            init,
+        );
         let (l, dout) = loss_of(&self.config, &fc.out, batch, y, loss);
         let mut grads = vec![0.0; self.layout.total];
-        let ds = cpu::backward(&self.config, &self.layout, &self.params, &fc, &dout, &mut grads, &States::default());
+        let ds = cpu::backward(
+            &self.config,
+            &self.layout,
+            &self.params,
+            &fc,
+            &dout,
+            &mut grads,
+            &States::default(),
+        );
         Ok((l, grads, ds))
     }
 
     /// One training step on a batch: forward, loss, backward, clipping, update.
     /// On a non-finite loss or gradient the weights are left as they were and
     /// [`Error::Diverged`] is returned.
-    pub fn train_step(&mut self, batch: &Dataset, opts: &StepOptions, opt: &mut Optimizer) -> Result<StepStats> {
+    pub fn train_step(
+        &mut self,
+        batch: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<StepStats> {
         opt.validate()?;
         let (l, mut grads) = self.loss_and_gradients(batch, opts.loss)?;
         let grad_norm = match opts.clip {
             Some(c) => cpu::optim::clip_grad_norm(&mut grads, c),
-            None => grads.iter().map(|&g| (g as f64).powi(2)).sum::<f64>().sqrt() as f32,
+            None => grads
+                .iter()
+                .map(|&g| (g as f64).powi(2))
+                .sum::<f64>()
+                .sqrt() as f32,
         };
         if !l.is_finite() || !grad_norm.is_finite() {
-            return Err(Error::Diverged { step: opt.step as usize + 1, loss: if l.is_finite() { grad_norm } else { l } });
+            return Err(Error::Diverged {
+                step: opt.step as usize + 1,
+                loss: if l.is_finite() { grad_norm } else { l },
+            });
         }
         opt.update(&mut self.params, &grads);
         Ok(StepStats { loss: l, grad_norm })
@@ -168,7 +240,13 @@ impl Model {
 
 /// Mean loss and, for `ce`, accuracy over `data` in batches of `batch_size`,
 /// with outputs from `forward` (any path: CPU or GPU); losses computed on the host.
-pub fn evaluate_by(cfg: &ModelConfig, data: &Dataset, loss: Loss, batch_size: usize, mut forward: impl FnMut(&Dataset) -> Result<Tensor>) -> Result<Evaluation> {
+pub fn evaluate_by(
+    cfg: &ModelConfig,
+    data: &Dataset,
+    loss: Loss,
+    batch_size: usize,
+    mut forward: impl FnMut(&Dataset) -> Result<Tensor>,
+) -> Result<Evaluation> {
     if batch_size == 0 {
         return Err(Error::Argument("batch size must be at least 1".into()));
     }
@@ -176,7 +254,10 @@ pub fn evaluate_by(cfg: &ModelConfig, data: &Dataset, loss: Loss, batch_size: us
     data.check_targets(cfg, loss)?;
     let (mut total, mut weight, mut right, mut counted) = (0.0f64, 0usize, 0usize, 0usize);
     for start in (0..data.len()).step_by(batch_size) {
-        let batch = data.slice(start, (start + batch_size).min(data.len()));
+        // Cut to the batch's longest sequence: the same loss, less work.
+        let batch = data
+            .slice(start, (start + batch_size).min(data.len()))
+            .trim_to_longest();
         let y = batch.y.as_ref().expect("checked");
         let out = forward(&batch)?;
         let mask = cpu::loss_mask(cfg, batch.len(), batch.steps(), batch.lengths.as_deref());
@@ -194,20 +275,42 @@ pub fn evaluate_by(cfg: &ModelConfig, data: &Dataset, loss: Loss, batch_size: us
         weight += positions;
     }
     Ok(Evaluation {
-        loss: if weight == 0 { 0.0 } else { (total / weight as f64) as f32 },
-        accuracy: if counted == 0 { None } else { Some(right as f32 / counted as f32) },
+        loss: if weight == 0 {
+            0.0
+        } else {
+            (total / weight as f64) as f32
+        },
+        accuracy: if counted == 0 {
+            None
+        } else {
+            Some(right as f32 / counted as f32)
+        },
     })
 }
 
 /// Loss and output gradient of a batch (batch-first outputs).
-fn loss_of(cfg: &ModelConfig, out: &[f32], batch: &Dataset, y: &Targets, loss: Loss) -> (f32, Vec<f32>) {
+fn loss_of(
+    cfg: &ModelConfig,
+    out: &[f32],
+    batch: &Dataset,
+    y: &Targets,
+    loss: Loss,
+) -> (f32, Vec<f32>) {
     let mask = cpu::loss_mask(cfg, batch.len(), batch.steps(), batch.lengths.as_deref());
     let mut dout = vec![0.0; out.len()];
     let (classes, values) = match y {
         Targets::Classes { data, .. } => (Some(&data[..]), None),
         Targets::Values { data, .. } => (None, Some(&data[..])),
     };
-    let l = loss::loss_and_grad(loss, out, cfg.out_features, &mask, classes, values, &mut dout);
+    let l = loss::loss_and_grad(
+        loss,
+        out,
+        cfg.out_features,
+        &mask,
+        classes,
+        values,
+        &mut dout,
+    );
     (l, dout)
 }
 

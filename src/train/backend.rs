@@ -155,7 +155,11 @@ pub fn predict_by(
     data.check_inputs(cfg)?;
     let mut out = Vec::new();
     for start in (0..data.len()).step_by(batch_size) {
-        let batch = data.slice(start, (start + batch_size).min(data.len()));
+        let mut batch = data.slice(start, (start + batch_size).min(data.len()));
+        if cfg.output == crate::OutputMode::Last {
+            // Output `last` does not depend on steps past every length: cut them.
+            batch = batch.trim_to_longest();
+        }
         out.extend_from_slice(&forward(&batch)?.data);
     }
     let shape = match cfg.output {

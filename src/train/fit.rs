@@ -114,6 +114,10 @@ pub struct FitConfig {
     /// `initial_epoch`). The result is the same as a fit never interrupted
     /// (bit for bit on the CPU path). The checkpoint's architecture must be the backend's.
     pub resume: Option<PathBuf>,
+    /// With `lengths`, cut each gathered batch to its own longest sequence
+    /// ([`Dataset::trim_to_longest`]): the same losses and gradients for less
+    /// work when lengths vary. On by default; off runs every batch at the full `T`.
+    pub trim_to_longest: bool,
 }
 
 impl Default for FitConfig {
@@ -135,6 +139,7 @@ impl Default for FitConfig {
             verbose: false,
             on_nonfinite: OnNonFinite::Stop,
             resume: None,
+            trim_to_longest: true,
         }
     }
 }
@@ -412,7 +417,10 @@ impl<'a> Trainer<'a> {
                         e => Err(e),
                     };
                 for idx in &batches {
-                    let batch = train.gather(idx);
+                    let mut batch = train.gather(idx);
+                    if cfg.trim_to_longest {
+                        batch = batch.trim_to_longest();
+                    }
                     pending.push_back(idx.len());
                     loop {
                         let before = opt.step;
