@@ -52,7 +52,14 @@ pub struct Report {
 /// counts them: `2·G·H·H·B·T` per layer-direction for the forward product
 /// `h·W_hhᵀ`, and three such products for a training step (forward, `dh`, `dW_hh`).
 pub fn recurrent_flops(s: &Size) -> f64 {
-    3.0 * 2.0 * (s.cell.gates() * s.hidden * s.hidden * s.batch * s.steps * s.layers) as f64
+    // In f64: the product of the sizes may not fit a usize.
+    3.0 * 2.0
+        * s.cell.gates() as f64
+        * s.hidden as f64
+        * s.hidden as f64
+        * s.batch as f64
+        * s.steps as f64
+        * s.layers as f64
 }
 
 /// The prepared tables.
@@ -83,6 +90,35 @@ pub fn suite(name: &str) -> Result<Vec<Size>> {
     }
 }
 
+/// Most f32 values one buffer of a bench may hold (inputs, gate activations of
+/// all steps): 2^31, 8 GiB. Larger sizes are refused up front instead of
+/// failing an allocation (which aborts the process).
+pub const MAX_VALUES: usize = 1 << 31;
+
+/// Checks that a size is runnable: batch and steps at least 1, and the
+/// largest buffer (`B * T * max(I, G * H)` per layer) within [`MAX_VALUES`].
+pub fn check_size(s: &Size) -> Result<()> {
+    if s.batch == 0 || s.steps == 0 {
+        return Err(Error::Argument(format!(
+            "--batch ({}) and --steps ({}) must be at least 1",
+            s.batch, s.steps
+        )));
+    }
+    let widest = s.input.max(s.cell.gates().saturating_mul(s.hidden));
+    let values = s
+        .batch
+        .checked_mul(s.steps)
+        .and_then(|v| v.checked_mul(widest))
+        .and_then(|v| v.checked_mul(s.layers.max(1)));
+    if values.is_none_or(|v| v > MAX_VALUES) {
+        return Err(Error::Argument(format!(
+            "batch {} x steps {} x width {widest} x {} layer(s) is more than {MAX_VALUES} values per buffer; use a smaller size",
+            s.batch, s.steps, s.layers
+        )));
+    }
+    Ok(())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -93,6 +129,7 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
     if reps == 0 {
         return Err(Error::Argument("--reps must be at least 1".into()));
     }
+    check_size(s)?;
     let cfg = ModelConfig::new(s.cell, s.input, s.hidden, 1).layers(s.layers);
     cfg.validate()?;
     let layout = Layout::new(&cfg);
@@ -139,6 +176,7 @@ pub fn run_gpu(s: &Size, reps: usize, ctx: &std::sync::Arc<crate::gpu::GpuContex
     if reps == 0 {
         return Err(Error::Argument("--reps must be at least 1".into()));
     }
+    check_size(s)?;
     let cfg = ModelConfig::new(s.cell, s.input, s.hidden, 1).layers(s.layers);
     let model = crate::model::Model::new(cfg, &Init::seed(1))?;
     let mut rng = Rng::new(2);

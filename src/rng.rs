@@ -13,6 +13,14 @@ impl Rng {
             state: seed ^ 0x853c_49e6_748f_ea9b,
         }
     }
+    /// The generator's internal state, to save it (e.g. in a resumable checkpoint).
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+    /// A generator that continues exactly where the one whose [`Rng::state`] was `state` stood.
+    pub fn from_state(state: u64) -> Self {
+        Rng { state }
+    }
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.state;

@@ -123,3 +123,83 @@ fn a_diverging_step_keeps_the_weights() {
     assert!(matches!(e, Error::Diverged { .. }), "{e}");
     assert_eq!(m.params(), &before[..]);
 }
+
+#[test]
+fn sizes_whose_products_overflow_are_config_errors_not_panics() {
+    // Counting 4 * H * (I + H) parameters overflows usize for H = 2^32; this
+    // panicked ("attempt to multiply with overflow") before the check.
+    for (hidden, layers, vocab) in [(1usize << 32, 1usize, None), (100_000_000, 1, None), (64, usize::MAX, None), (4, 1, Some(usize::MAX))] {
+        let mut cfg = ModelConfig::new(Cell::Lstm, 3, hidden, 2).layers(layers);
+        if let Some(v) = vocab {
+            cfg = cfg.embedding(v);
+        }
+        let e = Model::new(cfg, &Init::seed(1)).unwrap_err();
+        assert!(matches!(e, Error::Config(_)) && e.to_string().contains("use smaller sizes"), "{e}");
+    }
+    // The count agrees with the layout wherever it fits.
+    let cfg = ModelConfig::new(Cell::Gru, 3, 5, 2).layers(3).bidirectional(true).embedding(7);
+    assert_eq!(cfg.checked_num_params(), Some(Model::new(cfg, &Init::seed(1)).unwrap().num_params()));
+    // One-hot text windows whose value count overflows.
+    let ids: Vec<i64> = (0..64).map(|i| i % 2).collect();
+    let e = recurrent::io::text::sequences(&ids, usize::MAX / 2, 8, 1, recurrent::io::text::Encoding::OneHot).unwrap_err();
+    assert!(e.to_string().contains("too many values"), "{e}");
+}
+
+#[test]
+fn a_checkpoint_folder_that_does_not_exist_is_refused_before_training() {
+    use recurrent::train::{CheckpointConfig, FitConfig, Trainer};
+    let mut m = model();
+    let cfg = FitConfig {
+        epochs: 1,
+        progress: false,
+        checkpoint: Some(CheckpointConfig { path: "/nonexistent-folder/ckpt.safetensors".into(), every: 1, best_only: false }),
+        ..FitConfig::default()
+    };
+    let before = m.params().to_vec();
+    let e = Trainer::new(cfg).fit(&mut m, &mut Optimizer::sgd(0.1), &data(3, vec![0, 1]), None).unwrap_err();
+    assert!(matches!(e, Error::Argument(_)) && e.to_string().contains("folder does not exist"), "{e}");
+    assert_eq!(m.params(), &before[..], "no training happened");
+}
+
+#[test]
+fn bench_sizes_too_large_or_empty_are_refused_before_allocating() {
+    use recurrent::bench::{run_cpu, Size};
+    // 1e8 x 1000 x 4*4096 values: this aborted the process ("memory allocation failed") before.
+    let huge = Size { cell: Cell::Lstm, input: 28, hidden: 4096, batch: 100_000_000, steps: 1000, layers: 1 };
+    let e = run_cpu(&huge, 1).unwrap_err();
+    assert!(matches!(e, Error::Argument(_)) && e.to_string().contains("smaller size"), "{e}");
+    let overflow = Size { hidden: usize::MAX / 2, batch: 3, ..huge };
+    assert!(run_cpu(&overflow, 1).is_err());
+    for (batch, steps) in [(0, 5), (5, 0)] {
+        let e = run_cpu(&Size { cell: Cell::Gru, input: 3, hidden: 4, batch, steps, layers: 1 }, 1).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+    }
+    assert!(recurrent::bench::recurrent_flops(&Size { hidden: usize::MAX, batch: usize::MAX, ..huge }).is_finite());
+}
+
+#[test]
+fn optimizer_state_that_does_not_fit_its_optimizer_is_refused() {
+    use recurrent::io::optim_state::{from_bytes, to_bytes, TrainState};
+    let state = |opt: Optimizer| TrainState { optimizer: opt, moments_saved: true, epoch: 1, rng_state: 1, monitor: Default::default() };
+    // Adam with m but no v: indexing v in the update panicked before.
+    let mut adam = Optimizer::adam(1e-3);
+    adam.step = 2;
+    adam.m = vec![0.1; 8];
+    let b = to_bytes(&state(adam.clone()), b"model").unwrap();
+    let e = from_bytes(&b, "s", b"model", 8).unwrap_err();
+    assert!(e.to_string().contains("do not fit"), "{e}");
+    // The update itself no longer indexes past `v` when only `m` fits.
+    let mut params = vec![0.5f32; 8];
+    adam.update(&mut params, &[0.1; 8]);
+    assert!(params.iter().all(|p| p.is_finite() && *p != 0.5));
+    // Momentum SGD that has stepped but lost its buffer; a step count Adam cannot take.
+    let mut sgd = Optimizer::new(recurrent::OptimizerKind::Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0, nesterov: false });
+    sgd.step = 3;
+    assert!(from_bytes(&to_bytes(&state(sgd), b"model").unwrap(), "s", b"model", 8).is_err());
+    let mut adam = Optimizer::adam(1e-3);
+    adam.step = u64::MAX;
+    adam.m = vec![0.1; 8];
+    adam.v = vec![0.1; 8];
+    let e = from_bytes(&to_bytes(&state(adam), b"model").unwrap(), "s", b"model", 8).unwrap_err();
+    assert!(e.to_string().contains("2^31"), "{e}");
+}

@@ -105,10 +105,10 @@ struct TrainArgs {
     #[arg(long, conflicts_with_all = ["cell", "hidden", "layers", "bidirectional", "out_features"])]
     model: Option<PathBuf>,
     /// Cell of a new model.
-    #[arg(long, value_enum, required_unless_present = "model")]
+    #[arg(long, value_enum, required_unless_present_any = ["model", "resume"])]
     cell: Option<CellArg>,
     /// Hidden units per direction of a new model.
-    #[arg(long, required_unless_present = "model")]
+    #[arg(long, required_unless_present_any = ["model", "resume"])]
     hidden: Option<usize>,
     /// Recurrent layers of a new model.
     #[arg(long, default_value_t = 1)]
@@ -123,7 +123,7 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value = "last")]
     output: OutputArg,
     /// Width of the head (classes for ce).
-    #[arg(long, required_unless_present = "model")]
+    #[arg(long, required_unless_present_any = ["model", "resume"])]
     out_features: Option<usize>,
     /// Embedding width for token-id data (new models only).
     #[arg(long)]
@@ -168,9 +168,14 @@ struct TrainArgs {
     /// improved for this many epochs, and keep the best weights.
     #[arg(long)]
     patience: Option<usize>,
-    /// Write a checkpoint here after every epoch (atomically).
+    /// Write a checkpoint here after every epoch (atomically), with its optimizer
+    /// state next to it in `NAME.optim.safetensors` (for --resume).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// Continue the fit saved in this checkpoint (written by --checkpoint): weights,
+    /// optimizer state, epochs done and shuffling order are restored; --epochs is the total.
+    #[arg(long, conflicts_with_all = ["model", "cell", "hidden", "layers", "bidirectional", "out_features"])]
+    resume: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     /// Where to save the trained model.
@@ -290,9 +295,9 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     let device = pick_device(a.device)?;
     let data = dataset::load(&a.data)?;
-    let mut model = match &a.model {
-        Some(p) => checkpoint::load(p)?,
-        None => new_model(&a, &data)?,
+    let mut model = match (&a.resume, &a.model) {
+        (Some(p), _) | (None, Some(p)) => checkpoint::load(p)?,
+        (None, None) => new_model(&a, &data)?,
     };
     data.check_inputs(model.config())?;
     data.check_targets(model.config(), loss)?;
@@ -352,6 +357,7 @@ fn train(a: TrainArgs) -> Result<()> {
         }),
         progress: true,
         verbose: false,
+        resume: a.resume.clone(),
         ..FitConfig::default()
     };
     let mut backend = device.backend(&model)?;

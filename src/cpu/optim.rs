@@ -104,7 +104,8 @@ impl Optimizer {
                 }
             }
             OptimizerKind::Adam { lr, beta1, beta2, eps, weight_decay } => {
-                if self.m.len() != n {
+                // Also when only one of them fits (the fields are public): never index past `v`.
+                if self.m.len() != n || self.v.len() != n {
                     self.m = vec![0.0; n];
                     self.v = vec![0.0; n];
                 }

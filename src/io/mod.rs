@@ -4,5 +4,6 @@ pub mod checkpoint;
 pub mod csv;
 pub mod dataset;
 pub mod idx;
+pub mod optim_state;
 pub mod st;
 pub mod text;

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Values of one tensor read from a file.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,7 +28,10 @@ impl Read {
             Values::F32(v) => Ok(v.clone()),
             Values::I64(_) => Err(Error::Data {
                 path: path.into(),
-                reason: format!("tensor `{name}` has dtype {:?}; a float dtype (F32) is needed here", self.dtype),
+                reason: format!(
+                    "tensor `{name}` has dtype {:?}; a float dtype (F32) is needed here",
+                    self.dtype
+                ),
             }),
         }
     }
@@ -65,14 +68,19 @@ fn half_to_f32(h: u16) -> f32 {
 fn convert(dtype: Dtype, b: &[u8]) -> Option<Values> {
     macro_rules! le {
         ($t:ty, $n:expr) => {
-            b.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap()))
+            b.chunks_exact($n)
+                .map(|c| <$t>::from_le_bytes(c.try_into().unwrap()))
         };
     }
     Some(match dtype {
         Dtype::F32 => Values::F32(le!(f32, 4).collect()),
         Dtype::F64 => Values::F32(le!(f64, 8).map(|v| v as f32).collect()),
         Dtype::F16 => Values::F32(le!(u16, 2).map(half_to_f32).collect()),
-        Dtype::BF16 => Values::F32(le!(u16, 2).map(|v| f32::from_bits((v as u32) << 16)).collect()),
+        Dtype::BF16 => Values::F32(
+            le!(u16, 2)
+                .map(|v| f32::from_bits((v as u32) << 16))
+                .collect(),
+        ),
         Dtype::I64 => Values::I64(le!(i64, 8).collect()),
         Dtype::I32 => Values::I64(le!(i32, 4).map(|v| v as i64).collect()),
         Dtype::I16 => Values::I64(le!(i16, 2).map(|v| v as i64).collect()),
@@ -86,15 +94,38 @@ fn convert(dtype: Dtype, b: &[u8]) -> Option<Values> {
 
 /// Parses safetensors bytes (`path` only names the source in errors).
 pub fn parse(bytes: &[u8], path: &str) -> Result<File> {
-    let bad = |reason: String| Error::Data { path: path.into(), reason };
-    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file ({e}); was it truncated or written by another tool?")))?;
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("unreadable safetensors header ({e})")))?;
+    let bad = |reason: String| Error::Data {
+        path: path.into(),
+        reason,
+    };
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        bad(format!(
+            "not a valid safetensors file ({e}); was it truncated or written by another tool?"
+        ))
+    })?;
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("unreadable safetensors header ({e})")))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.iter() {
-        let values = convert(view.dtype(), view.data()).ok_or_else(|| bad(format!("tensor `{name}` has unsupported dtype {:?}", view.dtype())))?;
-        tensors.insert(name.to_string(), Read { shape: view.shape().to_vec(), dtype: view.dtype(), values });
+        let values = convert(view.dtype(), view.data()).ok_or_else(|| {
+            bad(format!(
+                "tensor `{name}` has unsupported dtype {:?}",
+                view.dtype()
+            ))
+        })?;
+        tensors.insert(
+            name.to_string(),
+            Read {
+                shape: view.shape().to_vec(),
+                dtype: view.dtype(),
+                values,
+            },
+        );
     }
-    Ok(File { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
+    Ok(File {
+        tensors,
+        metadata: meta.metadata().clone().unwrap_or_default(),
+    })
 }
 
 /// Reads and parses a safetensors file.
@@ -110,46 +141,92 @@ pub enum Write_<'a> {
 }
 
 /// Serialises tensors (name, shape, values) with header metadata.
-pub fn serialize(tensors: &[(String, Vec<usize>, Write_)], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+pub fn serialize(
+    tensors: &[(String, Vec<usize>, Write_)],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let bufs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, s, w)| match w {
-            Write_::F32(v) => (n.clone(), Dtype::F32, s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            Write_::I64(v) => (n.clone(), Dtype::I64, s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Write_::F32(v) => (
+                n.clone(),
+                Dtype::F32,
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            Write_::I64(v) => (
+                n.clone(),
+                Dtype::I64,
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
         })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bufs
         .iter()
-        .map(|(n, d, s, b)| safetensors::tensor::TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
+        .map(|(n, d, s, b)| {
+            safetensors::tensor::TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v))
+        })
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::Argument(format!("cannot serialise tensors: {e}")))?;
-    let meta = if metadata.is_empty() { None } else { Some(metadata) };
-    safetensors::serialize(views, meta).map_err(|e| Error::Argument(format!("cannot serialise tensors: {e}")))
+    let meta = if metadata.is_empty() {
+        None
+    } else {
+        Some(metadata)
+    };
+    safetensors::serialize(views, meta)
+        .map_err(|e| Error::Argument(format!("cannot serialise tensors: {e}")))
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder,
 /// flushed to disk, then renamed over `path`. A crash leaves either the old
 /// file or the new one, never a partial one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| Error::Argument(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp = write_temp(path, bytes)?;
+    rename_durable(&tmp, path)
+}
+
+/// The first half of [`write_atomic`]: writes `bytes` to a hidden temporary
+/// file next to `path` (`.NAME.tmp-PID`), flushed to disk; returns its path.
+/// [`rename_durable`] puts it in place.
+pub fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Argument(format!("{} is not a file path", path.display())))?;
+    let tmp = dir_of(path).join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        f.sync_all()
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
-    })
+    })?;
+    Ok(tmp)
+}
+
+/// Renames `from` over `to` (same folder) and makes the rename durable.
+pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| {
+        let _ = std::fs::remove_file(from);
+        Error::io(to, e)
+    })?;
+    // Make the rename itself durable.
+    if let Ok(d) = std::fs::File::open(dir_of(to)) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@ use std::path::Path;
 /// character LM's callers.
 pub use crate::text::{Vocab, VOCAB_KEY};
 
+/// Most values (f32 or ids) one call of [`sequences`] builds: 2^31.
+pub const MAX_VALUES: usize = 1 << 31;
+
 /// How sequences present characters to the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoding {
@@ -63,6 +66,18 @@ pub fn sequences(
     }
     let starts: Vec<usize> = (0..=ids.len() - seq_len - 1).step_by(stride).collect();
     let n = starts.len();
+    let width = match encoding {
+        Encoding::Ids => 1,
+        Encoding::OneHot => vocab,
+    };
+    let values = n.checked_mul(seq_len).and_then(|v| v.checked_mul(width));
+    if values.is_none_or(|v| v > MAX_VALUES) {
+        return Err(Error::Argument(format!(
+            "{n} sequences of {seq_len} steps{} are too many values to hold; use a larger stride or shorter sequences{}",
+            if width > 1 { format!(" one-hot over {vocab} characters") } else { String::new() },
+            if width > 1 { ", or Encoding::Ids with an embedding" } else { "" }
+        )));
+    }
     let mut y = Vec::with_capacity(n * seq_len);
     for &s in &starts {
         y.extend_from_slice(&ids[s + 1..s + seq_len + 1]);

@@ -123,6 +123,11 @@ pub struct ModelConfig {
     pub vocab: Option<usize>,
 }
 
+/// Most parameters a model may have: 2^31 f32 values (8 GiB), far above any
+/// recurrent model trained here, and a bound that keeps every size product
+/// (parameters, gradients, optimizer moments, GPU buffers) far from overflow.
+pub const MAX_PARAMS: usize = 1 << 31;
+
 impl ModelConfig {
     /// A one-layer, unidirectional model with `last` output and a head of width `out_features`.
     pub fn new(cell: Cell, input: usize, hidden: usize, out_features: usize) -> Self {
@@ -200,6 +205,39 @@ impl ModelConfig {
         if self.cell != Cell::Rnn && self.nonlinearity != Nonlinearity::Tanh {
             return bad("nonlinearity relu only applies to the rnn cell");
         }
-        Ok(())
+        match self.checked_num_params() {
+            Some(n) if n <= MAX_PARAMS => Ok(()),
+            n => Err(Error::Config(format!(
+                "{} parameters ({} input, {} hidden, {} layer(s){}, {} outputs{}) is more than this library can hold ({MAX_PARAMS} f32 values at most); use smaller sizes",
+                n.map_or("more than 2^64".to_string(), |n| n.to_string()),
+                self.input,
+                self.hidden,
+                self.layers,
+                if self.bidirectional { ", bidirectional" } else { "" },
+                self.out_features,
+                self.vocab.map(|v| format!(", vocabulary {v}")).unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// The number of parameters, or `None` when counting them overflows `usize`
+    /// (sizes from flags or files can be anything).
+    pub fn checked_num_params(&self) -> Option<usize> {
+        let gh = self.cell.gates().checked_mul(self.hidden)?;
+        let top = self.directions().checked_mul(self.hidden)?;
+        let mut total = match self.vocab {
+            Some(v) => v.checked_mul(self.input)?,
+            None => 0,
+        };
+        for k in 0..self.layers.min(2) {
+            let input = if k == 0 { self.input } else { top };
+            // w_ih, w_hh, b_ih, b_hh per direction.
+            let per_dir = gh.checked_mul(input.checked_add(self.hidden)?.checked_add(2)?)?;
+            let per_layer = per_dir.checked_mul(self.directions())?;
+            let times = if k == 0 { 1 } else { self.layers - 1 };
+            total = total.checked_add(per_layer.checked_mul(times)?)?;
+        }
+        let head = self.out_features.checked_mul(top.checked_add(1)?)?;
+        total.checked_add(head)
     }
 }

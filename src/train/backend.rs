@@ -51,6 +51,13 @@ pub trait Backend {
 
     /// Replaces the current weights with `model`'s (same architecture).
     fn load_from(&mut self, model: &Model) -> Result<()>;
+
+    /// Whether the optimizer's moments live in the host [`Optimizer`]'s `m` and
+    /// `v` (so checkpoints can save them and a resume can restore them). The
+    /// CPU path: yes. A GPU path keeps them on the device: no.
+    fn moments_on_host(&self) -> bool {
+        true
+    }
 }
 
 /// The GPU path: weights live on the device; statistics come back asynchronously.
@@ -88,6 +95,10 @@ impl Backend for crate::gpu::GpuModel {
     fn load_from(&mut self, model: &Model) -> Result<()> {
         same_architecture(crate::gpu::GpuModel::config(self), model.config())?;
         self.upload(model.params())
+    }
+    /// `GpuModel` has no way to download or upload its optimizer state buffer.
+    fn moments_on_host(&self) -> bool {
+        false
     }
 }
 

@@ -9,6 +9,7 @@ use crate::cpu::optim::Optimizer;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::io::checkpoint;
+use crate::io::optim_state::{self, MonitorState, TrainState};
 use crate::model::{Model, StepOptions};
 use crate::rng::Rng;
 use crate::Loss;
@@ -63,6 +64,20 @@ pub struct CheckpointConfig {
     pub best_only: bool,
 }
 
+/// What a fit does when a training step's loss or gradient norm is NaN or infinite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnNonFinite {
+    /// End the fit with [`Error::Diverged`]. The bad step's update is never
+    /// applied (on the CPU path the backend holds the weights of the last good
+    /// step; on a GPU path the statistics arrive a few steps late, so steps
+    /// submitted after the bad one may have been applied: see `docs/RELIABILITY.md`).
+    #[default]
+    Stop,
+    /// Leave the bad step out (no update) and go on; the epoch's metrics count it
+    /// in [`EpochMetrics::skipped_steps`]. An epoch whose every step is bad ends the fit.
+    Skip,
+}
+
 /// Everything a fit needs besides the model, optimizer and data.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitConfig {
@@ -88,6 +103,17 @@ pub struct FitConfig {
     pub progress: bool,
     /// Print one summary line per epoch to stderr.
     pub verbose: bool,
+    /// What to do with a step whose loss or gradient is not finite.
+    pub on_nonfinite: OnNonFinite,
+    /// Continue the fit saved in this checkpoint (written by a fit with
+    /// [`FitConfig::checkpoint`], with its optimizer-state sidecar, see
+    /// [`crate::io::optim_state`]): the weights, the optimizer (kind,
+    /// hyper-parameters as saved, step count, moments), the epochs done, the
+    /// shuffling generator and the early-stopping bookkeeping are restored, and
+    /// the fit runs the epochs from there up to `epochs` (a total, as Keras'
+    /// `initial_epoch`). The result is the same as a fit never interrupted
+    /// (bit for bit on the CPU path). The checkpoint's architecture must be the backend's.
+    pub resume: Option<PathBuf>,
     /// With `lengths`, cut each gathered batch to its own longest sequence
     /// ([`Dataset::trim_to_longest`]): the same losses and gradients for less
     /// work when lengths vary. On by default; off runs every batch at the full `T`.
@@ -111,6 +137,8 @@ impl Default for FitConfig {
             eval_batch_size: 256,
             progress: true,
             verbose: false,
+            on_nonfinite: OnNonFinite::Stop,
+            resume: None,
             trim_to_longest: true,
         }
     }
@@ -177,6 +205,8 @@ pub struct EpochMetrics {
     pub sequences_per_second: f64,
     /// The monitored quantity was the best so far after this epoch.
     pub improved: bool,
+    /// Steps left out because their loss or gradient was not finite ([`OnNonFinite::Skip`]).
+    pub skipped_steps: usize,
 }
 
 impl EpochMetrics {
@@ -219,7 +249,8 @@ impl History {
     }
     /// Metrics of the best epoch.
     pub fn best(&self) -> Option<&EpochMetrics> {
-        self.best_epoch.and_then(|e| self.epochs.get(e - 1))
+        self.best_epoch
+            .and_then(|e| self.epochs.iter().find(|m| m.epoch == e))
     }
 }
 
@@ -278,6 +309,20 @@ impl<'a> Trainer<'a> {
     ) -> Result<History> {
         let cfg = self.config.clone();
         cfg.validate()?;
+        if let Some(c) = &cfg.checkpoint {
+            // Found now, not after the first epoch's work.
+            let dir = c
+                .path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if c.path.file_name().is_none() || !dir.is_dir() {
+                return Err(Error::Argument(format!(
+                    "checkpoint path {}: the folder does not exist or the path names no file; create the folder or choose another path",
+                    c.path.display()
+                )));
+            }
+        }
         opt.validate()?;
         let mcfg = backend.config().clone();
         if train.is_empty() {
@@ -292,8 +337,28 @@ impl<'a> Trainer<'a> {
         if cfg.monitor == Monitor::ValAccuracy && (val.is_none() || cfg.loss != Loss::Ce) {
             return Err(Error::Argument("monitoring validation accuracy needs validation data and loss ce; monitor the validation loss instead".into()));
         }
-        let base_lr = opt.lr();
+        let mut best: Option<f32> = None;
+        let mut since_best = 0usize;
+        let mut history = History::default();
         let mut rng = Rng::new(cfg.seed);
+        let mut start_epoch = 0;
+        if let Some(path) = &cfg.resume {
+            let state = resume(backend, opt, path, cfg.epochs)?;
+            rng = Rng::from_state(state.rng_state);
+            start_epoch = state.epoch;
+            best = state.monitor.best;
+            since_best = state.monitor.since_best;
+            history.best_epoch = state.monitor.best_epoch;
+            if cfg.verbose {
+                eprintln!(
+                    "resumed from {} after epoch {} (optimizer step {})",
+                    path.display(),
+                    state.epoch,
+                    opt.step
+                );
+            }
+        }
+        let base_lr = opt.lr();
         let opts = StepOptions {
             loss: cfg.loss,
             clip: cfg.clip,
@@ -302,12 +367,10 @@ impl<'a> Trainer<'a> {
         let mut host: Option<Model> = None;
         let mut best_weights: Option<Model> = None;
         let keep_best = cfg.early_stopping.is_some_and(|e| e.restore_best);
-        let mut best: Option<f32> = None;
-        let mut since_best = 0usize;
-        let mut history = History::default();
+        let skip = cfg.on_nonfinite == OnNonFinite::Skip;
 
         let result = (|| -> Result<()> {
-            for epoch in 0..cfg.epochs {
+            for epoch in start_epoch..cfg.epochs {
                 let lr = cfg.schedule.lr(base_lr, epoch, cfg.epochs);
                 opt.set_lr(lr);
                 let batches = batch_indices(
@@ -339,18 +402,64 @@ impl<'a> Trainer<'a> {
                         bar.step(n, loss_sum / seen.max(1) as f64);
                     }
                 };
+                let mut skipped = 0usize;
+                // A diverged step: with Skip, its update was not applied; count it and go on.
+                let mut bad_step =
+                    |e: Error, pending: &mut std::collections::VecDeque<usize>| match e {
+                        Error::Diverged { step, loss } if skip => {
+                            pending.pop_front();
+                            skipped += 1;
+                            if cfg.verbose {
+                                eprintln!("step {step}: loss or gradient {loss}; step skipped");
+                            }
+                            Ok(())
+                        }
+                        e => Err(e),
+                    };
                 for idx in &batches {
                     let mut batch = train.gather(idx);
                     if cfg.trim_to_longest {
                         batch = batch.trim_to_longest();
                     }
                     pending.push_back(idx.len());
-                    let stats = backend.train_step(&batch, &opts, opt)?;
-                    take(stats, &mut pending, &mut bar);
+                    loop {
+                        let before = opt.step;
+                        match backend.train_step(&batch, &opts, opt) {
+                            Ok(stats) => take(stats, &mut pending, &mut bar),
+                            Err(e) => {
+                                // An asynchronous backend (the GPU path) may report an
+                                // earlier step's divergence while waiting for room,
+                                // before it submits this batch: the error names a step
+                                // already counted and the count did not move. Then this
+                                // batch is still to do.
+                                let earlier = matches!(e, Error::Diverged { step, .. } if step as u64 <= before)
+                                    && opt.step == before;
+                                bad_step(e, &mut pending)?;
+                                if earlier {
+                                    continue;
+                                }
+                            }
+                        }
+                        break;
+                    }
                 }
-                let stats = backend.finish()?;
-                take(stats, &mut pending, &mut bar);
+                // `finish` stops at a diverged step; call it again for the steps behind it.
+                loop {
+                    match backend.finish() {
+                        Ok(stats) => {
+                            take(stats, &mut pending, &mut bar);
+                            break;
+                        }
+                        Err(e) => bad_step(e, &mut pending)?,
+                    }
+                }
                 bar.finish();
+                if seen == 0 {
+                    return Err(Error::Argument(format!(
+                        "every step of epoch {} had a non-finite loss or gradient and was skipped, so nothing was learned; lower the learning rate or enable gradient clipping",
+                        epoch + 1
+                    )));
+                }
                 let train_seconds = start.elapsed().as_secs_f64();
                 let train_loss = (loss_sum / seen as f64) as f32;
 
@@ -390,13 +499,28 @@ impl<'a> Trainer<'a> {
                     val_seconds,
                     sequences_per_second: seen as f64 / train_seconds.max(1e-9),
                     improved,
+                    skipped_steps: skipped,
                 };
 
                 if let Some(c) = &cfg.checkpoint {
                     if (epoch + 1) % c.every == 0 && (!c.best_only || improved) {
                         let m = host.get_or_insert_with(|| blank(&mcfg));
                         backend.sync_to(m)?;
-                        checkpoint::save_with(m, &c.path, &checkpoint_meta(&metrics))?;
+                        let bytes = checkpoint::to_bytes(m, &checkpoint_meta(&metrics))?;
+                        let mut saved = opt.clone();
+                        saved.set_lr(base_lr);
+                        let state = TrainState {
+                            optimizer: saved,
+                            moments_saved: backend.moments_on_host(),
+                            epoch: epoch + 1,
+                            rng_state: rng.state(),
+                            monitor: MonitorState {
+                                best,
+                                best_epoch: history.best_epoch,
+                                since_best,
+                            },
+                        };
+                        optim_state::save_pair(&c.path, &bytes, &state)?;
                     }
                 }
                 if cfg.verbose {
@@ -424,7 +548,7 @@ impl<'a> Trainer<'a> {
         result?;
 
         if let (Some(best_model), Some(best_epoch)) = (&best_weights, history.best_epoch) {
-            if best_epoch != history.epochs.len() {
+            if history.last().is_some_and(|m| m.epoch != best_epoch) {
                 backend.load_from(best_model)?;
                 history.restored_best = true;
                 if cfg.verbose {
@@ -434,6 +558,56 @@ impl<'a> Trainer<'a> {
         }
         Ok(history)
     }
+}
+
+/// Restores a fit from checkpoint `path` and its sidecar into `backend` and `opt`.
+fn resume<B: Backend + ?Sized>(
+    backend: &mut B,
+    opt: &mut Optimizer,
+    path: &std::path::Path,
+    epochs: usize,
+) -> Result<TrainState> {
+    let (model, state) = optim_state::load_pair(path)?;
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.display().to_string(),
+        reason,
+    };
+    if model.config() != backend.config() {
+        return Err(bad(format!(
+            "its model ({:?}) is not the architecture being trained ({:?}); build the model from the checkpoint",
+            model.config(),
+            backend.config()
+        )));
+    }
+    let saved = &state.optimizer;
+    if std::mem::discriminant(&saved.kind) != std::mem::discriminant(&opt.kind) {
+        return Err(bad(format!(
+            "it was trained with {:?}, not {:?}: resume with the same optimizer",
+            saved.kind, opt.kind
+        )));
+    }
+    let stateful = saved.step > 0
+        && match saved.kind {
+            crate::OptimizerKind::Sgd { momentum, .. } => momentum != 0.0,
+            crate::OptimizerKind::Adam { .. } => true,
+        };
+    if stateful && !state.moments_saved {
+        return Err(bad("its optimizer moments were not saved (it was written by a GPU fit: the GPU path keeps the moments on the device); an exact resume is not possible. Start a new fit from the weights alone (--model), or use plain SGD without momentum, which has no moments".into()));
+    }
+    if stateful && !backend.moments_on_host() {
+        return Err(bad(format!("{} cannot take optimizer moments from the host, so {:?} cannot resume there exactly; resume on the CPU path (--device cpu), or use plain SGD without momentum", backend.device(), saved.kind)));
+    }
+    if state.epoch >= epochs {
+        return Err(Error::Argument(format!(
+            "the checkpoint {} has already done {} epoch(s), and the fit asks for {epochs} in total: raise the number of epochs to train further",
+            path.display(),
+            state.epoch
+        )));
+    }
+    backend.load_from(&model)?;
+    // As torch's optimizer.load_state_dict: the saved hyper-parameters win.
+    *opt = state.optimizer.clone();
+    Ok(state)
 }
 
 /// A zero model of architecture `cfg`, to receive weights from a backend.
