@@ -64,7 +64,14 @@ pub fn recurrent_flops(s: &Size) -> f64 {
 
 /// The prepared tables.
 pub fn suite(name: &str) -> Result<Vec<Size>> {
-    let lstm = |input, hidden, batch, steps| Size { cell: Cell::Lstm, input, hidden, batch, steps, layers: 1 };
+    let lstm = |input, hidden, batch, steps| Size {
+        cell: Cell::Lstm,
+        input,
+        hidden,
+        batch,
+        steps,
+        layers: 1,
+    };
     match name {
         // DeepBench's LSTM training sizes (input = hidden).
         "deepbench" => {
@@ -85,8 +92,13 @@ pub fn suite(name: &str) -> Result<Vec<Size>> {
         // The main job's layer, and the second CPU size.
         "mnist" => Ok(vec![lstm(28, 128, 32, 28), lstm(512, 512, 64, 25)]),
         // Time against hidden size, for the plot in BENCHMARKS.md.
-        "hidden" => Ok([64, 128, 256, 512, 1024].iter().map(|&h| lstm(h, h, 32, 25)).collect()),
-        other => Err(Error::Argument(format!("unknown suite '{other}': use deepbench, mnist or hidden"))),
+        "hidden" => Ok([64, 128, 256, 512, 1024]
+            .iter()
+            .map(|&h| lstm(h, h, 32, 25))
+            .collect()),
+        other => Err(Error::Argument(format!(
+            "unknown suite '{other}': use deepbench, mnist or hidden"
+        ))),
     }
 }
 
@@ -135,7 +147,14 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
     let layout = Layout::new(&cfg);
     let p = crate::model::params::initialise(&cfg, &layout, &Init::seed(1));
     let mut rng = Rng::new(2);
-    let x = Inputs::features((0..s.batch * s.steps * s.input).map(|_| rng.uniform(-1.0, 1.0)).collect(), s.batch, s.steps, s.input)?;
+    let x = Inputs::features(
+        (0..s.batch * s.steps * s.input)
+            .map(|_| rng.uniform(-1.0, 1.0))
+            .collect(),
+        s.batch,
+        s.steps,
+        s.input,
+    )?;
     let mut grads = vec![0.0f32; layout.total];
     let dhn = vec![0.0f32; s.layers * s.batch * s.hidden];
     let ones = vec![1.0f32; s.steps * s.batch * s.hidden];
@@ -144,7 +163,17 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
         let t0 = Instant::now();
         let cache = cpu::forward_stack(&cfg, &layout, &p, &x, None, &States::default());
         let t1 = Instant::now();
-        let (_, dx) = cpu::backward_stack(&cfg, &layout, &p, &cache, ones.clone(), &dhn, None, &mut grads, true);
+        let (_, dx) = cpu::backward_stack(
+            &cfg,
+            &layout,
+            &p,
+            &cache,
+            ones.clone(),
+            &dhn,
+            None,
+            &mut grads,
+            true,
+        );
         let t2 = Instant::now();
         std::hint::black_box(&dx);
         if rep > 0 {
@@ -155,7 +184,10 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
     let train_ms = median(train);
     Ok(Row {
         device: "cpu".into(),
-        adapter: format!("{} threads", std::thread::available_parallelism().map_or(1, |n| n.get())),
+        adapter: format!(
+            "{} threads",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ),
         cell: s.cell.name().into(),
         input: s.input,
         hidden: s.hidden,
@@ -180,8 +212,18 @@ pub fn run_gpu(s: &Size, reps: usize, ctx: &std::sync::Arc<crate::gpu::GpuContex
     let cfg = ModelConfig::new(s.cell, s.input, s.hidden, 1).layers(s.layers);
     let model = crate::model::Model::new(cfg, &Init::seed(1))?;
     let mut rng = Rng::new(2);
-    let x = Inputs::features((0..s.batch * s.steps * s.input).map(|_| rng.uniform(-1.0, 1.0)).collect(), s.batch, s.steps, s.input)?;
-    let y = crate::data::Targets::Values { data: vec![0.5; s.batch], shape: vec![s.batch, 1] };
+    let x = Inputs::features(
+        (0..s.batch * s.steps * s.input)
+            .map(|_| rng.uniform(-1.0, 1.0))
+            .collect(),
+        s.batch,
+        s.steps,
+        s.input,
+    )?;
+    let y = crate::data::Targets::Values {
+        data: vec![0.5; s.batch],
+        shape: vec![s.batch, 1],
+    };
     let data = crate::data::Dataset::new(x, Some(y), None);
     let mut gpu = crate::gpu::GpuModel::new(ctx.clone(), &model)?;
     let (forward_ms, train_ms) = gpu.time_forward_backward(&data, crate::Loss::Mse, reps)?;

@@ -25,7 +25,9 @@ impl DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "gpu" => Ok(DeviceChoice::Gpu),
-            other => Err(Error::Argument(format!("unknown device '{other}': use auto, cpu or gpu"))),
+            other => Err(Error::Argument(format!(
+                "unknown device '{other}': use auto, cpu or gpu"
+            ))),
         }
     }
 }
@@ -60,7 +62,10 @@ impl Device {
     /// `cpu`, or the adapter's name and backend.
     pub fn describe(&self) -> String {
         match self {
-            Device::Cpu => format!("cpu ({} threads)", std::thread::available_parallelism().map_or(1, |n| n.get())),
+            Device::Cpu => format!(
+                "cpu ({} threads)",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
             Device::Gpu(ctx) => format!("gpu: {}", ctx.describe()),
         }
     }

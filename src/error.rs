@@ -84,7 +84,11 @@ impl Error {
             source,
         }
     }
-    pub(crate) fn shape(what: impl Into<String>, expected: impl Into<String>, got: &[usize]) -> Self {
+    pub(crate) fn shape(
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        got: &[usize],
+    ) -> Self {
         Error::Shape {
             what: what.into(),
             expected: expected.into(),

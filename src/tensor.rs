@@ -11,7 +11,11 @@ impl Tensor {
     /// # Panics
     /// If `data.len()` is not the product of `shape`.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "tensor data does not fill shape {shape:?}");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "tensor data does not fill shape {shape:?}"
+        );
         Tensor { shape, data }
     }
     pub fn len(&self) -> usize {

@@ -9,10 +9,27 @@ use std::collections::HashMap;
 
 fn models() -> Vec<Model> {
     vec![
-        Model::new(ModelConfig::new(Cell::Lstm, 5, 7, 3).layers(2).bidirectional(true).output(OutputMode::Sequence), &Init::seed(1)).unwrap(),
+        Model::new(
+            ModelConfig::new(Cell::Lstm, 5, 7, 3)
+                .layers(2)
+                .bidirectional(true)
+                .output(OutputMode::Sequence),
+            &Init::seed(1),
+        )
+        .unwrap(),
         Model::new(ModelConfig::new(Cell::Gru, 3, 4, 2), &Init::seed(2)).unwrap(),
-        Model::new(ModelConfig::new(Cell::Rnn, 2, 3, 1).nonlinearity(Nonlinearity::Relu).layers(3), &Init::seed(3)).unwrap(),
-        Model::new(ModelConfig::new(Cell::Lstm, 4, 6, 3).embedding(11), &Init::seed(4)).unwrap(),
+        Model::new(
+            ModelConfig::new(Cell::Rnn, 2, 3, 1)
+                .nonlinearity(Nonlinearity::Relu)
+                .layers(3),
+            &Init::seed(3),
+        )
+        .unwrap(),
+        Model::new(
+            ModelConfig::new(Cell::Lstm, 4, 6, 3).embedding(11),
+            &Init::seed(4),
+        )
+        .unwrap(),
     ]
 }
 
@@ -38,7 +55,18 @@ fn plain_state_dict_without_metadata_loads_by_inference() {
     for m in models() {
         let p = m.params();
         // As `safetensors.torch.save_file(model.state_dict(), f)` writes it: no metadata.
-        let tensors: Vec<_> = m.layout().entries.iter().map(|e| (e.name.clone(), e.shape.clone(), st::Write_::F32(&p[e.range()]))).collect();
+        let tensors: Vec<_> = m
+            .layout()
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    e.shape.clone(),
+                    st::Write_::F32(&p[e.range()]),
+                )
+            })
+            .collect();
         let bytes = st::serialize(&tensors, HashMap::new()).unwrap();
         let (back, meta) = checkpoint::from_bytes(&bytes, "state_dict").unwrap();
         assert!(meta.is_empty());
@@ -52,22 +80,49 @@ fn plain_state_dict_without_metadata_loads_by_inference() {
     // A bare nn.LSTM state_dict (no `rnn.` prefix) with a head.
     let m = &models()[1];
     let p = m.params();
-    let tensors: Vec<_> = m.layout().entries.iter().map(|e| (e.name.trim_start_matches("rnn.").to_string(), e.shape.clone(), st::Write_::F32(&p[e.range()]))).collect();
-    let (back, _) = checkpoint::from_bytes(&st::serialize(&tensors, HashMap::new()).unwrap(), "bare").unwrap();
+    let tensors: Vec<_> = m
+        .layout()
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.name.trim_start_matches("rnn.").to_string(),
+                e.shape.clone(),
+                st::Write_::F32(&p[e.range()]),
+            )
+        })
+        .collect();
+    let (back, _) =
+        checkpoint::from_bytes(&st::serialize(&tensors, HashMap::new()).unwrap(), "bare").unwrap();
     assert_eq!(back.config().cell, Cell::Gru);
     assert_eq!(back.params(), m.params());
 }
 
 #[test]
 fn golden_pytorch_files_load_with_their_metadata() {
-    for case in ["lstm-last-ce", "gru-last-ce", "rnn-tanh-seq-mse", "lstm-2layer-bidir-seq-ce", "gru-bidir-lengths-seq-ce", "embed-lstm-lengths-last-ce"] {
-        let (m, meta) = checkpoint::load_with_metadata(golden_dir().join(case).join("model.safetensors")).unwrap();
+    for case in [
+        "lstm-last-ce",
+        "gru-last-ce",
+        "rnn-tanh-seq-mse",
+        "lstm-2layer-bidir-seq-ce",
+        "gru-bidir-lengths-seq-ce",
+        "embed-lstm-lengths-last-ce",
+    ] {
+        let (m, meta) =
+            checkpoint::load_with_metadata(golden_dir().join(case).join("model.safetensors"))
+                .unwrap();
         assert!(meta.contains_key("recurrent"), "{case}");
-        let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(golden_dir().join(case).join("case.json")).unwrap()).unwrap();
+        let c: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(golden_dir().join(case).join("case.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(m.config().cell.name(), c["cell"].as_str().unwrap());
         assert_eq!(m.config().hidden as u64, c["hidden"].as_u64().unwrap());
         assert_eq!(m.config().layers as u64, c["layers"].as_u64().unwrap());
-        assert_eq!(m.config().bidirectional, c["bidirectional"].as_bool().unwrap());
+        assert_eq!(
+            m.config().bidirectional,
+            c["bidirectional"].as_bool().unwrap()
+        );
         assert_eq!(m.config().output.name(), c["output"].as_str().unwrap());
     }
 }
@@ -98,10 +153,16 @@ fn written_checkpoint_has_the_names_shapes_and_dtypes_pytorch_expects() {
     for (name, shape) in &expected {
         let t = &obj[name];
         assert_eq!(t["dtype"], "F32", "{name}");
-        let got: Vec<usize> = t["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let got: Vec<usize> = t["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(&got, shape, "{name}");
     }
-    let meta: serde_json::Value = serde_json::from_str(obj["__metadata__"]["recurrent"].as_str().unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(obj["__metadata__"]["recurrent"].as_str().unwrap()).unwrap();
     assert_eq!(meta["cell"], "lstm");
     assert_eq!(meta["nonlinearity"], "tanh");
     assert_eq!(meta["output"], "sequence");
@@ -118,6 +179,9 @@ fn an_interrupted_save_leaves_the_previous_checkpoint_intact() {
     assert!(checkpoint::save(m, tmp.join("missing/m.safetensors")).is_err());
     assert_eq!(std::fs::read(&p).unwrap(), before);
     // No temporary files are left behind.
-    let names: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 }

@@ -11,7 +11,11 @@ fn bin() -> Command {
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "command failed: {text}");
     text
 }
@@ -19,27 +23,62 @@ fn run(cmd: &mut Command) -> String {
 #[test]
 fn predict_reproduces_pytorch_outputs() {
     let tmp = temp_dir("cli-predict");
-    for case in ["lstm-2layer-bidir-seq-ce", "gru-bidir-lengths-seq-ce", "embed-lstm-lengths-last-ce"] {
+    for case in [
+        "lstm-2layer-bidir-seq-ce",
+        "gru-bidir-lengths-seq-ce",
+        "embed-lstm-lengths-last-ce",
+    ] {
         let dir = golden_dir().join(case);
         let out = tmp.join(format!("{case}.safetensors"));
-        run(bin().args(["predict", "--device", "cpu", "--model"]).arg(dir.join("model.safetensors")).arg("--data").arg(dir.join("data.safetensors")).arg("--output").arg(&out));
+        run(bin()
+            .args(["predict", "--device", "cpu", "--model"])
+            .arg(dir.join("model.safetensors"))
+            .arg("--data")
+            .arg(dir.join("data.safetensors"))
+            .arg("--output")
+            .arg(&out));
         let got = st::read(&out).unwrap();
         let want = st::read(&dir.join("expected.safetensors")).unwrap();
         assert_eq!(got.tensors["output"].shape, want.tensors["output"].shape);
-        assert_close(case, &got.tensors["output"].floats("", "output").unwrap(), &want.tensors["output"].floats("", "output").unwrap(), GOLDEN_OUTPUT);
+        assert_close(
+            case,
+            &got.tensors["output"].floats("", "output").unwrap(),
+            &want.tensors["output"].floats("", "output").unwrap(),
+            GOLDEN_OUTPUT,
+        );
     }
 }
 
 #[test]
 fn train_one_epoch_in_file_order_reproduces_pytorch_weights() {
     let tmp = temp_dir("cli-train");
-    for (case, opt, lr) in [("lstm-last-ce", "sgd", "0.5"), ("rnn-tanh-seq-mse", "adam", "0.01"), ("gru-bidir-lengths-seq-ce", "sgd", "0.3")] {
+    for (case, opt, lr) in [
+        ("lstm-last-ce", "sgd", "0.5"),
+        ("rnn-tanh-seq-mse", "adam", "0.01"),
+        ("gru-bidir-lengths-seq-ce", "sgd", "0.3"),
+    ] {
         let dir = golden_dir().join(case);
         let loss = if case.contains("mse") { "mse" } else { "ce" };
         let batch = if case.starts_with("lstm") { "4" } else { "3" };
         let save = tmp.join(format!("{case}.safetensors"));
         let text = run(bin()
-            .args(["train", "--device", "cpu", "--no-shuffle", "--epochs", "1", "--loss", loss, "--optimizer", opt, "--lr", lr, "--batch-size", batch, "--model"])
+            .args([
+                "train",
+                "--device",
+                "cpu",
+                "--no-shuffle",
+                "--epochs",
+                "1",
+                "--loss",
+                loss,
+                "--optimizer",
+                opt,
+                "--lr",
+                lr,
+                "--batch-size",
+                batch,
+                "--model",
+            ])
             .arg(dir.join("model.safetensors"))
             .arg("--data")
             .arg(dir.join("data.safetensors"))
@@ -49,7 +88,12 @@ fn train_one_epoch_in_file_order_reproduces_pytorch_weights() {
         let got = checkpoint::load(&save).unwrap();
         let want = st::read(&dir.join(format!("after-{opt}.safetensors"))).unwrap();
         for e in &got.layout().entries {
-            assert_close(&format!("{case} {}", e.name), &got.params()[e.range()], &want.tensors[&e.name].floats("", "").unwrap(), GOLDEN_WEIGHTS);
+            assert_close(
+                &format!("{case} {}", e.name),
+                &got.params()[e.range()],
+                &want.tensors[&e.name].floats("", "").unwrap(),
+                GOLDEN_WEIGHTS,
+            );
         }
     }
 }
@@ -62,24 +106,57 @@ fn train_resume_continues_a_fit_bit_for_bit() {
     let data = golden_dir().join("gru-last-ce/data.safetensors");
     let train = |epochs: &str, ckpt: &str, save: &str, resume: bool| {
         let mut c = bin();
-        c.args(["train", "--loss", "ce", "--optimizer", "adam", "--lr", "0.01", "--batch-size", "2", "--seed", "3", "--device", "cpu", "--epochs", epochs, "--data"]).arg(&data);
+        c.args([
+            "train",
+            "--loss",
+            "ce",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--batch-size",
+            "2",
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+            "--epochs",
+            epochs,
+            "--data",
+        ])
+        .arg(&data);
         if resume {
             c.arg("--resume").arg(tmp.join(ckpt));
         } else {
             c.args(["--cell", "lstm", "--hidden", "6", "--out-features", "3"]);
         }
-        c.arg("--checkpoint").arg(tmp.join(ckpt)).arg("--save").arg(tmp.join(save));
+        c.arg("--checkpoint")
+            .arg(tmp.join(ckpt))
+            .arg("--save")
+            .arg(tmp.join(save));
         run(&mut c)
     };
-    train("3", "straight.safetensors", "straight-final.safetensors", false);
+    train(
+        "3",
+        "straight.safetensors",
+        "straight-final.safetensors",
+        false,
+    );
     train("1", "part.safetensors", "part-final.safetensors", false);
     let text = train("3", "part.safetensors", "resumed-final.safetensors", true);
-    assert!(text.contains("epoch 2/3") && !text.contains("epoch 1/3"), "{text}");
+    assert!(
+        text.contains("epoch 2/3") && !text.contains("epoch 1/3"),
+        "{text}"
+    );
     let a = checkpoint::load(tmp.join("straight-final.safetensors")).unwrap();
     let b = checkpoint::load(tmp.join("resumed-final.safetensors")).unwrap();
     let c = checkpoint::load(tmp.join("part-final.safetensors")).unwrap();
     let bits = |m: &recurrent::Model| m.params().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert_eq!(bits(&a), bits(&b), "resumed weights differ from the uninterrupted fit");
+    assert_eq!(
+        bits(&a),
+        bits(&b),
+        "resumed weights differ from the uninterrupted fit"
+    );
     assert_ne!(bits(&a), bits(&c), "the resumed part trained further");
 }
 
@@ -89,7 +166,35 @@ fn train_new_model_from_flags_then_evaluate() {
     let data = golden_dir().join("lstm-2layer-bidir-seq-ce/data.safetensors");
     let save = tmp.join("m.safetensors");
     run(bin()
-        .args(["train", "--cell", "gru", "--hidden", "8", "--layers", "2", "--bidirectional", "--output", "sequence", "--out-features", "4", "--loss", "ce", "--optimizer", "adam", "--lr", "0.01", "--batch-size", "2", "--epochs", "3", "--seed", "7", "--device", "cpu", "--data"])
+        .args([
+            "train",
+            "--cell",
+            "gru",
+            "--hidden",
+            "8",
+            "--layers",
+            "2",
+            "--bidirectional",
+            "--output",
+            "sequence",
+            "--out-features",
+            "4",
+            "--loss",
+            "ce",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.01",
+            "--batch-size",
+            "2",
+            "--epochs",
+            "3",
+            "--seed",
+            "7",
+            "--device",
+            "cpu",
+            "--data",
+        ])
         .arg(&data)
         .arg("--validation")
         .arg(&data)
@@ -98,7 +203,11 @@ fn train_new_model_from_flags_then_evaluate() {
     let m = checkpoint::load(&save).unwrap();
     assert_eq!(m.config().hidden, 8);
     assert!(m.config().bidirectional);
-    let text = run(bin().args(["evaluate", "--device", "cpu", "--loss", "ce", "--model"]).arg(&save).arg("--data").arg(&data));
+    let text = run(bin()
+        .args(["evaluate", "--device", "cpu", "--loss", "ce", "--model"])
+        .arg(&save)
+        .arg("--data")
+        .arg(&data));
     assert!(text.contains("accuracy"), "{text}");
 }
 
@@ -123,12 +232,39 @@ fn bad_input_fails_with_a_message_not_a_panic() {
     // A truncated checkpoint.
     let bytes = std::fs::read(golden.join("lstm-last-ce/model.safetensors")).unwrap();
     std::fs::write(tmp.join("cut.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    let out = bin().args(["predict", "--model"]).arg(tmp.join("cut.safetensors")).arg("--data").arg(golden.join("lstm-last-ce/data.safetensors")).arg("--output").arg(tmp.join("o.safetensors")).output().unwrap();
+    let out = bin()
+        .args(["predict", "--model"])
+        .arg(tmp.join("cut.safetensors"))
+        .arg("--data")
+        .arg(golden.join("lstm-last-ce/data.safetensors"))
+        .arg("--output")
+        .arg(tmp.join("o.safetensors"))
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("not a valid safetensors file"), "{err}");
     // A bad flag value.
-    let out = bin().args(["train", "--cell", "lstm", "--hidden", "4", "--out-features", "3", "--loss", "ce", "--batch-size", "0", "--save", "x.safetensors", "--data"]).arg(golden.join("lstm-last-ce/data.safetensors")).output().unwrap();
+    let out = bin()
+        .args([
+            "train",
+            "--cell",
+            "lstm",
+            "--hidden",
+            "4",
+            "--out-features",
+            "3",
+            "--loss",
+            "ce",
+            "--batch-size",
+            "0",
+            "--save",
+            "x.safetensors",
+            "--data",
+        ])
+        .arg(golden.join("lstm-last-ce/data.safetensors"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch-size must be at least 1"));
 }
@@ -139,26 +275,81 @@ fn golden_cases_through_the_cli_on_the_gpu() {
         return;
     }
     let tmp = temp_dir("cli-gpu");
-    for case in ["lstm-2layer-bidir-seq-ce", "gru-bidir-lengths-seq-ce", "rnn-tanh-seq-mse", "embed-lstm-lengths-last-ce"] {
+    for case in [
+        "lstm-2layer-bidir-seq-ce",
+        "gru-bidir-lengths-seq-ce",
+        "rnn-tanh-seq-mse",
+        "embed-lstm-lengths-last-ce",
+    ] {
         let dir = golden_dir().join(case);
         let out = tmp.join(format!("{case}.safetensors"));
-        let text = run(bin().args(["predict", "--device", "gpu", "--model"]).arg(dir.join("model.safetensors")).arg("--data").arg(dir.join("data.safetensors")).arg("--output").arg(&out));
+        let text = run(bin()
+            .args(["predict", "--device", "gpu", "--model"])
+            .arg(dir.join("model.safetensors"))
+            .arg("--data")
+            .arg(dir.join("data.safetensors"))
+            .arg("--output")
+            .arg(&out));
         assert!(text.contains("device: gpu"), "{text}");
         let got = st::read(&out).unwrap();
         let want = st::read(&dir.join("expected.safetensors")).unwrap();
-        assert_close(&format!("gpu {case}"), &got.tensors["output"].floats("", "output").unwrap(), &want.tensors["output"].floats("", "output").unwrap(), GOLDEN_OUTPUT);
-        let c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+        assert_close(
+            &format!("gpu {case}"),
+            &got.tensors["output"].floats("", "output").unwrap(),
+            &want.tensors["output"].floats("", "output").unwrap(),
+            GOLDEN_OUTPUT,
+        );
+        let c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
         // evaluate prints the same loss on both paths (printed to 6 decimals).
         let eval = |device: &str| -> f32 {
-            let text = run(bin().args(["evaluate", "--device", device, "--loss", c["loss"].as_str().unwrap(), "--model"]).arg(dir.join("model.safetensors")).arg("--data").arg(dir.join("data.safetensors")));
-            let line = text.lines().find(|l| l.starts_with("loss ")).unwrap_or_else(|| panic!("no loss line in {text}"));
+            let text = run(bin()
+                .args([
+                    "evaluate",
+                    "--device",
+                    device,
+                    "--loss",
+                    c["loss"].as_str().unwrap(),
+                    "--model",
+                ])
+                .arg(dir.join("model.safetensors"))
+                .arg("--data")
+                .arg(dir.join("data.safetensors")));
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("loss "))
+                .unwrap_or_else(|| panic!("no loss line in {text}"));
             line.split_whitespace().nth(1).unwrap().parse().unwrap()
         };
-        assert_close(&format!("{case} evaluate gpu vs cpu"), &[eval("gpu")], &[eval("cpu")], PRINTED_LOSS);
-        for (opt, lr) in [("sgd", c["lr_sgd"].to_string()), ("adam", c["lr_adam"].to_string())] {
+        assert_close(
+            &format!("{case} evaluate gpu vs cpu"),
+            &[eval("gpu")],
+            &[eval("cpu")],
+            PRINTED_LOSS,
+        );
+        for (opt, lr) in [
+            ("sgd", c["lr_sgd"].to_string()),
+            ("adam", c["lr_adam"].to_string()),
+        ] {
             let save = tmp.join(format!("{case}-{opt}.safetensors"));
             run(bin()
-                .args(["train", "--device", "gpu", "--no-shuffle", "--epochs", "1", "--loss", c["loss"].as_str().unwrap(), "--optimizer", opt, "--lr", &lr, "--batch-size", &c["batch"].to_string(), "--model"])
+                .args([
+                    "train",
+                    "--device",
+                    "gpu",
+                    "--no-shuffle",
+                    "--epochs",
+                    "1",
+                    "--loss",
+                    c["loss"].as_str().unwrap(),
+                    "--optimizer",
+                    opt,
+                    "--lr",
+                    &lr,
+                    "--batch-size",
+                    &c["batch"].to_string(),
+                    "--model",
+                ])
                 .arg(dir.join("model.safetensors"))
                 .arg("--data")
                 .arg(dir.join("data.safetensors"))
@@ -167,7 +358,12 @@ fn golden_cases_through_the_cli_on_the_gpu() {
             let got = checkpoint::load(&save).unwrap();
             let want = st::read(&dir.join(format!("after-{opt}.safetensors"))).unwrap();
             for e in &got.layout().entries {
-                assert_close(&format!("gpu {case} {opt} {}", e.name), &got.params()[e.range()], &want.tensors[&e.name].floats("", "").unwrap(), GOLDEN_WEIGHTS);
+                assert_close(
+                    &format!("gpu {case} {opt} {}", e.name),
+                    &got.params()[e.range()],
+                    &want.tensors[&e.name].floats("", "").unwrap(),
+                    GOLDEN_WEIGHTS,
+                );
             }
         }
     }
@@ -176,5 +372,8 @@ fn golden_cases_through_the_cli_on_the_gpu() {
 #[test]
 fn info_lists_adapters_and_the_auto_choice() {
     let text = run(&mut bin().arg("info"));
-    assert!(text.contains("cpu path:") && text.contains("--device auto picks:"), "{text}");
+    assert!(
+        text.contains("cpu path:") && text.contains("--device auto picks:"),
+        "{text}"
+    );
 }

@@ -14,8 +14,19 @@ fn readme_library_example_runs() -> recurrent::Result<()> {
     let val = recurrent::io::dataset::load(dir.join("data.safetensors"))?;
     let mut model = Model::new(ModelConfig::new(Cell::Lstm, 5, 16, 3), &Init::seed(7))?;
     let mut backend = Device::resolve(DeviceChoice::Auto)?.backend(&model)?;
-    let cfg = FitConfig { epochs: 3, batch_size: 4, loss: Loss::Ce, clip: Some(1.0), ..FitConfig::default() };
-    let history = Trainer::new(cfg).fit_on(&mut *backend, &mut Optimizer::adam(1e-3), &train, Some(&val))?;
+    let cfg = FitConfig {
+        epochs: 3,
+        batch_size: 4,
+        loss: Loss::Ce,
+        clip: Some(1.0),
+        ..FitConfig::default()
+    };
+    let history = Trainer::new(cfg).fit_on(
+        &mut *backend,
+        &mut Optimizer::adam(1e-3),
+        &train,
+        Some(&val),
+    )?;
     backend.sync_to(&mut model)?; // weights back to the host
     let path = common::temp_dir("readme").join("model.safetensors");
     recurrent::io::checkpoint::save(&model, &path)?; // PyTorch names

@@ -24,7 +24,15 @@ pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5) * r * r + r + 1.0;
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
+        * r
+        + 0.166_666_65)
+        * r
+        + 0.5)
+        * r
+        * r
+        + r
+        + 1.0;
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
@@ -49,7 +57,14 @@ pub fn tanh_slice(v: &mut [f32]) {
 }
 
 /// `c = f*c_prev + i*g`, `h = o*tanh(c)`.
-pub fn lstm_step_forward(gx: &[f32], gh: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32], saved: &mut [f32]) {
+pub fn lstm_step_forward(
+    gx: &[f32],
+    gh: &[f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    h: &mut [f32],
+    saved: &mut [f32],
+) {
     let n = h.len();
     for ((s, a), b) in saved.iter_mut().zip(gx).zip(gh) {
         *s = a + b;
@@ -70,7 +85,14 @@ pub fn lstm_step_forward(gx: &[f32], gh: &[f32], c_prev: &[f32], c: &mut [f32], 
 
 /// Given `dh` (total gradient of `h`) and `dc` (gradient of `c` from the next
 /// step, replaced by that of `c_prev`), writes the pre-activation gate gradients `dg [4H]`.
-pub fn lstm_step_backward(saved: &[f32], c_prev: &[f32], c: &[f32], dh: &[f32], dc: &mut [f32], dg: &mut [f32]) {
+pub fn lstm_step_backward(
+    saved: &[f32],
+    c_prev: &[f32],
+    c: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    dg: &mut [f32],
+) {
     let n = dh.len();
     // tanh(c) goes through the output-gate slot first.
     let (dg_ifg, dg_o) = dg.split_at_mut(3 * n);
@@ -110,7 +132,14 @@ pub fn gru_step_forward(gx: &[f32], gh: &[f32], h_prev: &[f32], h: &mut [f32], s
 
 /// Writes `dgx [3H]` (gradient of `gx`), `dgh [3H]` (of `gh`) and the direct
 /// part of the gradient of `h_prev` (`dh * z`; the part through `W_hh` is added by the caller).
-pub fn gru_step_backward(saved: &[f32], h_prev: &[f32], dh: &[f32], dgx: &mut [f32], dgh: &mut [f32], dh_prev: &mut [f32]) {
+pub fn gru_step_backward(
+    saved: &[f32],
+    h_prev: &[f32],
+    dh: &[f32],
+    dgx: &mut [f32],
+    dgh: &mut [f32],
+    dh_prev: &mut [f32],
+) {
     let u = dh.len();
     for j in 0..u {
         let (r, z, nn, ghn) = (saved[j], saved[u + j], saved[2 * u + j], saved[3 * u + j]);
@@ -166,7 +195,9 @@ mod tests {
             let x = k as f32 * 0.004;
             let e = (x as f64).exp();
             worst.0 = worst.0.max(((exp(x) as f64 - e) / e).abs());
-            worst.1 = worst.1.max((sigmoid(x) as f64 - 1.0 / (1.0 + (-x as f64).exp())).abs());
+            worst.1 = worst
+                .1
+                .max((sigmoid(x) as f64 - 1.0 / (1.0 + (-x as f64).exp())).abs());
             worst.2 = worst.2.max((tanh(x) as f64 - (x as f64).tanh()).abs());
         }
         assert!(worst.0 < 3e-7, "exp relative error {}", worst.0);

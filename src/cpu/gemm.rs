@@ -6,10 +6,35 @@
 /// `ta` (so `Aᵀ` is used), and `B` is `[k×n]`, or `[n×k]` when `tb`.
 /// All three are contiguous. `beta = 0` overwrites `C` (NaN in it is not propagated).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool, c: &mut [f32], beta: f32) {
-    debug_assert!(a.len() >= m * k, "gemm: A has {} values, needs {}", a.len(), m * k);
-    debug_assert!(b.len() >= k * n, "gemm: B has {} values, needs {}", b.len(), k * n);
-    debug_assert!(c.len() >= m * n, "gemm: C has {} values, needs {}", c.len(), m * n);
+pub fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: &mut [f32],
+    beta: f32,
+) {
+    debug_assert!(
+        a.len() >= m * k,
+        "gemm: A has {} values, needs {}",
+        a.len(),
+        m * k
+    );
+    debug_assert!(
+        b.len() >= k * n,
+        "gemm: B has {} values, needs {}",
+        b.len(),
+        k * n
+    );
+    debug_assert!(
+        c.len() >= m * n,
+        "gemm: C has {} values, needs {}",
+        c.len(),
+        m * n
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -26,12 +51,36 @@ pub fn gemm(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bo
     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
     // Threads only pay off once a product is big enough to split (measured:
     // below ~1 MFLOP, waking the pool costs more than it saves).
-    let par = if m * n * k >= PARALLEL_MIN_MACS { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let par = if m * n * k >= PARALLEL_MIN_MACS {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the strides above address exactly the m×k, k×n and m×n
     // row-major (or transposed) blocks whose lengths are checked above.
     // `gemm` computes dst = alpha·dst + beta·lhs·rhs; alpha is only read when read_dst.
     unsafe {
-        gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, beta != 0.0, a.as_ptr(), csa, rsa, b.as_ptr(), csb, rsb, beta, 1.0, false, false, false, par);
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            beta != 0.0,
+            a.as_ptr(),
+            csa,
+            rsa,
+            b.as_ptr(),
+            csb,
+            rsb,
+            beta,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
     }
 }
 

@@ -121,7 +121,14 @@ pub struct Saved {
 }
 
 /// Runs the layer-direction over `x [T, B, I]`. `h0`, `c0`: `[B, H]` or zeros.
-pub fn forward(d: &Dims, w: Weights, x: &[f32], lengths: Option<&[usize]>, h0: Option<&[f32]>, c0: Option<&[f32]>) -> Saved {
+pub fn forward(
+    d: &Dims,
+    w: Weights,
+    x: &[f32],
+    lengths: Option<&[usize]>,
+    h0: Option<&[f32]>,
+    c0: Option<&[f32]>,
+) -> Saved {
     let (t_len, b, h, gh_w) = (d.t, d.b, d.h, d.gh());
     let bh = b * h;
     // 1. Input projection for all steps: Gx = X·W_ihᵀ + b_ih  [T*B, G*H].
@@ -167,12 +174,30 @@ pub fn forward(d: &Dims, w: Weights, x: &[f32], lengths: Option<&[usize]>, h0: O
         if small {
             gemm_acc(b, gh_w, h, &s.hs[ps..ps + bh], &w_hh_t, &mut gh);
         } else {
-            gemm(b, gh_w, h, &s.hs[ps..ps + bh], false, w.w_hh, true, &mut gh, 1.0);
+            gemm(
+                b,
+                gh_w,
+                h,
+                &s.hs[ps..ps + bh],
+                false,
+                w.w_hh,
+                true,
+                &mut gh,
+                1.0,
+            );
         }
         // Split the state buffer so that prev (read) and out (written) slots do not alias.
         let (lo, hi) = s.hs.split_at_mut(ps.max(os));
-        let (hp, ho) = if ps < os { (&lo[ps..ps + bh], &mut hi[..bh]) } else { (&hi[..bh], &mut lo[os..os + bh]) };
-        let (clo, chi) = if d.cell == Cell::Lstm { s.cs.split_at_mut(ps.max(os)) } else { (&mut [][..], &mut [][..]) };
+        let (hp, ho) = if ps < os {
+            (&lo[ps..ps + bh], &mut hi[..bh])
+        } else {
+            (&hi[..bh], &mut lo[os..os + bh])
+        };
+        let (clo, chi) = if d.cell == Cell::Lstm {
+            s.cs.split_at_mut(ps.max(os))
+        } else {
+            (&mut [][..], &mut [][..])
+        };
         for r in 0..b {
             let hr = r * h..(r + 1) * h;
             let g_in = &gx[(t * b + r) * gh_w..(t * b + r + 1) * gh_w];
@@ -181,15 +206,30 @@ pub fn forward(d: &Dims, w: Weights, x: &[f32], lengths: Option<&[usize]>, h0: O
             if !valid(lengths, r, t) {
                 ho[hr.clone()].copy_from_slice(&hp[hr.clone()]);
                 if d.cell == Cell::Lstm {
-                    let (cp, co) = if ps < os { (&clo[ps..ps + bh], &mut chi[..bh]) } else { (&chi[..bh], &mut clo[os..os + bh]) };
+                    let (cp, co) = if ps < os {
+                        (&clo[ps..ps + bh], &mut chi[..bh])
+                    } else {
+                        (&chi[..bh], &mut clo[os..os + bh])
+                    };
                     co[hr.clone()].copy_from_slice(&cp[hr.clone()]);
                 }
                 continue;
             }
             match d.cell {
                 Cell::Lstm => {
-                    let (cp, co) = if ps < os { (&clo[ps..ps + bh], &mut chi[..bh]) } else { (&chi[..bh], &mut clo[os..os + bh]) };
-                    lstm_step_forward(g_in, g_h, &cp[hr.clone()], &mut co[hr.clone()], &mut ho[hr.clone()], sav);
+                    let (cp, co) = if ps < os {
+                        (&clo[ps..ps + bh], &mut chi[..bh])
+                    } else {
+                        (&chi[..bh], &mut clo[os..os + bh])
+                    };
+                    lstm_step_forward(
+                        g_in,
+                        g_h,
+                        &cp[hr.clone()],
+                        &mut co[hr.clone()],
+                        &mut ho[hr.clone()],
+                        sav,
+                    );
                 }
                 Cell::Gru => gru_step_forward(g_in, g_h, &hp[hr.clone()], &mut ho[hr.clone()], sav),
                 Cell::Rnn => rnn_step_forward(g_in, g_h, d.act, &mut ho[hr.clone()]),
@@ -234,7 +274,11 @@ pub fn backward(
     let gru = d.cell == Cell::Gru;
     // dG for the input projection, and (GRU only) the separate one for the recurrent projection.
     let mut dgx = vec![0.0f32; t_len * b * gh_w];
-    let mut dgh_sep = if gru { vec![0.0f32; t_len * b * gh_w] } else { Vec::new() };
+    let mut dgh_sep = if gru {
+        vec![0.0f32; t_len * b * gh_w]
+    } else {
+        Vec::new()
+    };
     let mut dh_carry = dhn.map_or_else(|| vec![0.0; bh], |v| v.to_vec());
     let mut dc_carry = match (d.cell, dcn) {
         (Cell::Lstm, Some(v)) => v.to_vec(),
@@ -260,20 +304,43 @@ pub fn backward(
             let sav = &s.gates[(t * b + r) * sv..(t * b + r + 1) * sv];
             match d.cell {
                 Cell::Lstm => {
-                    lstm_step_backward(sav, &s.cs[ps..ps + bh][hr.clone()], &s.cs[os..os + bh][hr.clone()], &dh[hr.clone()], &mut dc_carry[hr.clone()], &mut dgx[gi]);
+                    lstm_step_backward(
+                        sav,
+                        &s.cs[ps..ps + bh][hr.clone()],
+                        &s.cs[os..os + bh][hr.clone()],
+                        &dh[hr.clone()],
+                        &mut dc_carry[hr.clone()],
+                        &mut dgx[gi],
+                    );
                     direct[hr].fill(0.0);
                 }
                 Cell::Gru => {
-                    gru_step_backward(sav, &s.hs[ps..ps + bh][hr.clone()], &dh[hr.clone()], &mut dgx[gi.clone()], &mut dgh_sep[gi], &mut direct[hr]);
+                    gru_step_backward(
+                        sav,
+                        &s.hs[ps..ps + bh][hr.clone()],
+                        &dh[hr.clone()],
+                        &mut dgx[gi.clone()],
+                        &mut dgh_sep[gi],
+                        &mut direct[hr],
+                    );
                 }
                 Cell::Rnn => {
-                    rnn_step_backward(&s.hs[os..os + bh][hr.clone()], &dh[hr.clone()], d.act, &mut dgx[gi]);
+                    rnn_step_backward(
+                        &s.hs[os..os + bh][hr.clone()],
+                        &dh[hr.clone()],
+                        d.act,
+                        &mut dgx[gi],
+                    );
                     direct[hr].fill(0.0);
                 }
             }
         }
         // dh_prev = dGh[t]·W_hh + direct part.
-        let dgh_t = if gru { &dgh_sep[t * b * gh_w..(t + 1) * b * gh_w] } else { &dgx[t * b * gh_w..(t + 1) * b * gh_w] };
+        let dgh_t = if gru {
+            &dgh_sep[t * b * gh_w..(t + 1) * b * gh_w]
+        } else {
+            &dgx[t * b * gh_w..(t + 1) * b * gh_w]
+        };
         dh_carry.copy_from_slice(&direct);
         if b * gh_w * h <= SMALL_MAX_MACS {
             gemm_acc(b, h, gh_w, dgh_t, w.w_hh, &mut dh_carry);
@@ -287,7 +354,17 @@ pub fn backward(
     add_column_sums(&dgx, gh_w, g.b_ih);
     // prev(t) for all t is one contiguous block: slots 0..T (forward) or 1..T+1 (reverse).
     let prev0 = d.prev_slot(0) * bh;
-    gemm(gh_w, h, t_len * b, dgh, true, &s.hs[prev0..prev0 + t_len * bh], false, g.w_hh, 1.0);
+    gemm(
+        gh_w,
+        h,
+        t_len * b,
+        dgh,
+        true,
+        &s.hs[prev0..prev0 + t_len * bh],
+        false,
+        g.w_hh,
+        1.0,
+    );
     add_column_sums(dgh, gh_w, g.b_hh);
     if let Some(dx) = dx {
         gemm(t_len * b, d.i, gh_w, &dgx, false, w.w_ih, false, dx, 1.0);

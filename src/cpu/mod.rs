@@ -76,7 +76,8 @@ pub fn transpose_bt(x: &[f32], b: usize, t: usize, f: usize) -> Vec<f32> {
     let mut out = vec![0.0; x.len()];
     for bi in 0..b {
         for ti in 0..t {
-            out[(ti * b + bi) * f..(ti * b + bi + 1) * f].copy_from_slice(&x[(bi * t + ti) * f..(bi * t + ti + 1) * f]);
+            out[(ti * b + bi) * f..(ti * b + bi + 1) * f]
+                .copy_from_slice(&x[(bi * t + ti) * f..(bi * t + ti + 1) * f]);
         }
     }
     out
@@ -84,7 +85,14 @@ pub fn transpose_bt(x: &[f32], b: usize, t: usize, f: usize) -> Vec<f32> {
 
 /// The recurrent stack alone (embedding included, no head) over a batch.
 /// Inputs must have been checked against the model.
-pub fn forward_stack(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, lengths: Option<&[usize]>, init: &States) -> StackCache {
+pub fn forward_stack(
+    cfg: &ModelConfig,
+    layout: &Layout,
+    p: &[f32],
+    x: &Inputs,
+    lengths: Option<&[usize]>,
+    init: &States,
+) -> StackCache {
     let (b, t) = (x.n(), x.steps());
     let (h, dirs, d_top) = (cfg.hidden, cfg.directions(), cfg.top_width());
     let bh = b * h;
@@ -92,13 +100,17 @@ pub fn forward_stack(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, 
     let (x0, tokens) = match x {
         Inputs::Features { data, f, .. } => (transpose_bt(data, b, t, *f), None),
         Inputs::Tokens { ids, .. } => {
-            let e = &p[layout.embed.clone().expect("token inputs need an embedding")];
+            let e = &p[layout
+                .embed
+                .clone()
+                .expect("token inputs need an embedding")];
             let w = cfg.input;
             let mut x0 = vec![0.0; t * b * w];
             for bi in 0..b {
                 for ti in 0..t {
                     let id = ids[bi * t + ti] as usize;
-                    x0[(ti * b + bi) * w..(ti * b + bi + 1) * w].copy_from_slice(&e[id * w..(id + 1) * w]);
+                    x0[(ti * b + bi) * w..(ti * b + bi + 1) * w]
+                        .copy_from_slice(&e[id * w..(id + 1) * w]);
                 }
             }
             (x0, Some(ids.clone()))
@@ -107,7 +119,11 @@ pub fn forward_stack(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, 
     let mut inputs = vec![x0];
     let mut saved = Vec::with_capacity(cfg.layers * dirs);
     let mut h_n = vec![0.0; cfg.layers * dirs * bh];
-    let mut c_n = if cfg.cell == Cell::Lstm { vec![0.0; cfg.layers * dirs * bh] } else { Vec::new() };
+    let mut c_n = if cfg.cell == Cell::Lstm {
+        vec![0.0; cfg.layers * dirs * bh]
+    } else {
+        Vec::new()
+    };
     for k in 0..cfg.layers {
         let mut y = vec![0.0f32; t * b * d_top];
         for dir in 0..dirs {
@@ -134,11 +150,27 @@ pub fn forward_stack(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, 
         }
         inputs.push(y);
     }
-    StackCache { t, b, lengths: lengths.map(|l| l.to_vec()), tokens, inputs, saved, h_n, c_n }
+    StackCache {
+        t,
+        b,
+        lengths: lengths.map(|l| l.to_vec()),
+        tokens,
+        inputs,
+        saved,
+        h_n,
+        c_n,
+    }
 }
 
 /// Forward over a batch. Inputs must have been checked against the model.
-pub fn forward(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, lengths: Option<&[usize]>, init: &States) -> ForwardCache {
+pub fn forward(
+    cfg: &ModelConfig,
+    layout: &Layout,
+    p: &[f32],
+    x: &Inputs,
+    lengths: Option<&[usize]>,
+    init: &States,
+) -> ForwardCache {
     let stack = forward_stack(cfg, layout, p, x, lengths, init);
     let (b, t) = (stack.b, stack.t);
     let (h, dirs, d_top) = (cfg.hidden, cfg.directions(), cfg.top_width());
@@ -156,7 +188,8 @@ pub fn forward(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, length
             for dir in 0..dirs {
                 let hn = &h_n[(top + dir) * bh..(top + dir + 1) * bh];
                 for bi in 0..b {
-                    feat[bi * d_top + dir * h..bi * d_top + (dir + 1) * h].copy_from_slice(&hn[bi * h..(bi + 1) * h]);
+                    feat[bi * d_top + dir * h..bi * d_top + (dir + 1) * h]
+                        .copy_from_slice(&hn[bi * h..(bi + 1) * h]);
                 }
             }
             let mut out = vec![0.0; b * o];
@@ -171,7 +204,17 @@ pub fn forward(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, length
             for row in out_tm.chunks_exact_mut(o) {
                 row.copy_from_slice(bias);
             }
-            gemm(t * b, o, d_top, &inputs[cfg.layers], false, w, true, &mut out_tm, 1.0);
+            gemm(
+                t * b,
+                o,
+                d_top,
+                &inputs[cfg.layers],
+                false,
+                w,
+                true,
+                &mut out_tm,
+                1.0,
+            );
             transpose_bt(&out_tm, t, b, o)
         }
     };
@@ -181,19 +224,45 @@ pub fn forward(cfg: &ModelConfig, layout: &Layout, p: &[f32], x: &Inputs, length
 /// Backward from `dout` (batch-first, shaped like the output), accumulating
 /// into `grads` (laid out like the parameters). Optional gradients of the
 /// final states `[L*dirs, B, H]` join those from the head.
-pub fn backward(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &ForwardCache, dout: &[f32], grads: &mut [f32], dstates: &States) -> States {
+pub fn backward(
+    cfg: &ModelConfig,
+    layout: &Layout,
+    p: &[f32],
+    fc: &ForwardCache,
+    dout: &[f32],
+    grads: &mut [f32],
+    dstates: &States,
+) -> States {
     let (t, b) = (fc.stack.t, fc.stack.b);
-    let (h, dirs, d_top, o) = (cfg.hidden, cfg.directions(), cfg.top_width(), cfg.out_features);
+    let (h, dirs, d_top, o) = (
+        cfg.hidden,
+        cfg.directions(),
+        cfg.top_width(),
+        cfg.out_features,
+    );
     let bh = b * h;
     let lengths = fc.stack.lengths.as_deref();
     let w = &p[layout.head_w.clone()];
     // Head backward: into dy of the top layer, or the final states.
-    let mut dhn = dstates.h.clone().unwrap_or_else(|| vec![0.0; cfg.layers * dirs * bh]);
+    let mut dhn = dstates
+        .h
+        .clone()
+        .unwrap_or_else(|| vec![0.0; cfg.layers * dirs * bh]);
     let dcn = dstates.c.clone();
     let mut dy = vec![0.0f32; t * b * d_top];
     match cfg.output {
         OutputMode::Last => {
-            gemm(o, d_top, b, dout, true, &fc.feat, false, &mut grads[layout.head_w.clone()], 1.0);
+            gemm(
+                o,
+                d_top,
+                b,
+                dout,
+                true,
+                &fc.feat,
+                false,
+                &mut grads[layout.head_w.clone()],
+                1.0,
+            );
             add_column_sums(dout, o, &mut grads[layout.head_b.clone()]);
             let mut dfeat = vec![0.0; b * d_top];
             gemm(b, d_top, o, dout, false, w, false, &mut dfeat, 0.0);
@@ -209,13 +278,33 @@ pub fn backward(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &ForwardCache
         }
         OutputMode::Sequence => {
             let dout_tm = transpose_bt(dout, b, t, o);
-            gemm(o, d_top, t * b, &dout_tm, true, &fc.stack.inputs[cfg.layers], false, &mut grads[layout.head_w.clone()], 1.0);
+            gemm(
+                o,
+                d_top,
+                t * b,
+                &dout_tm,
+                true,
+                &fc.stack.inputs[cfg.layers],
+                false,
+                &mut grads[layout.head_w.clone()],
+                1.0,
+            );
             add_column_sums(&dout_tm, o, &mut grads[layout.head_b.clone()]);
             gemm(t * b, d_top, o, &dout_tm, false, w, false, &mut dy, 0.0);
             mask_steps(&mut dy, lengths, t, b, d_top);
         }
     }
-    let (ds, _) = backward_stack(cfg, layout, p, &fc.stack, dy, &dhn, dcn.as_deref(), grads, false);
+    let (ds, _) = backward_stack(
+        cfg,
+        layout,
+        p,
+        &fc.stack,
+        dy,
+        &dhn,
+        dcn.as_deref(),
+        grads,
+        false,
+    );
     ds
 }
 
@@ -224,17 +313,35 @@ pub fn backward(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &ForwardCache
 /// Accumulates weight gradients into `grads`; returns the gradients of the
 /// initial states and, if `want_dx`, of the layer-0 input `[T, B, I]`.
 #[allow(clippy::too_many_arguments)]
-pub fn backward_stack(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &StackCache, mut dy: Vec<f32>, dhn: &[f32], dcn: Option<&[f32]>, grads: &mut [f32], want_dx: bool) -> (States, Vec<f32>) {
+pub fn backward_stack(
+    cfg: &ModelConfig,
+    layout: &Layout,
+    p: &[f32],
+    fc: &StackCache,
+    mut dy: Vec<f32>,
+    dhn: &[f32],
+    dcn: Option<&[f32]>,
+    grads: &mut [f32],
+    want_dx: bool,
+) -> (States, Vec<f32>) {
     let (t, b) = (fc.t, fc.b);
     let (h, dirs, d_top) = (cfg.hidden, cfg.directions(), cfg.top_width());
     let bh = b * h;
     let lengths = fc.lengths.as_deref();
     let mut dx0 = Vec::new();
     let mut dh0 = vec![0.0; cfg.layers * dirs * bh];
-    let mut dc0 = if cfg.cell == Cell::Lstm { vec![0.0; cfg.layers * dirs * bh] } else { Vec::new() };
+    let mut dc0 = if cfg.cell == Cell::Lstm {
+        vec![0.0; cfg.layers * dirs * bh]
+    } else {
+        Vec::new()
+    };
     for k in (0..cfg.layers).rev() {
         let need_dx = k > 0 || cfg.vocab.is_some() || want_dx;
-        let mut dx = if need_dx { vec![0.0f32; t * b * cfg.layer_input(k)] } else { Vec::new() };
+        let mut dx = if need_dx {
+            vec![0.0f32; t * b * cfg.layer_input(k)]
+        } else {
+            Vec::new()
+        };
         for dir in 0..dirs {
             let idx = k * dirs + dir;
             let d = dims(cfg, k, dir, t, b);
@@ -249,7 +356,12 @@ pub fn backward_stack(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &StackC
             let (g_whh, rest) = rest.split_at_mut(slots.w_hh.len());
             let (g_bih, rest) = rest.split_at_mut(slots.b_ih.len());
             let g_bhh = &mut rest[..slots.b_hh.len()];
-            let g = GradsOut { w_ih: g_wih, w_hh: g_whh, b_ih: g_bih, b_hh: g_bhh };
+            let g = GradsOut {
+                w_ih: g_wih,
+                w_hh: g_whh,
+                b_ih: g_bih,
+                b_hh: g_bhh,
+            };
             let r = layer::backward(
                 &d,
                 weights(layout, p, idx),
@@ -287,7 +399,17 @@ pub fn backward_stack(cfg: &ModelConfig, layout: &Layout, p: &[f32], fc: &StackC
             dx0 = dx;
         }
     }
-    (States { h: Some(dh0), c: if cfg.cell == Cell::Lstm { Some(dc0) } else { None } }, dx0)
+    (
+        States {
+            h: Some(dh0),
+            c: if cfg.cell == Cell::Lstm {
+                Some(dc0)
+            } else {
+                None
+            },
+        },
+        dx0,
+    )
 }
 
 /// Zeroes rows of a time-major `[T, B, F]` buffer at steps outside each sequence.
@@ -307,6 +429,8 @@ fn mask_steps(v: &mut [f32], lengths: Option<&[usize]>, t: usize, b: usize, f: u
 pub fn loss_mask(cfg: &ModelConfig, b: usize, t: usize, lengths: Option<&[usize]>) -> Vec<bool> {
     match cfg.output {
         OutputMode::Last => vec![true; b],
-        OutputMode::Sequence => (0..b * t).map(|p| lengths.is_none_or(|l| p % t < l[p / t])).collect(),
+        OutputMode::Sequence => (0..b * t)
+            .map(|p| lengths.is_none_or(|l| p % t < l[p / t]))
+            .collect(),
     }
 }

@@ -7,9 +7,20 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerKind {
     /// `torch.optim.SGD(lr, momentum, dampening=0, weight_decay, nesterov)`.
-    Sgd { lr: f32, momentum: f32, weight_decay: f32, nesterov: bool },
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        nesterov: bool,
+    },
     /// `torch.optim.Adam(lr, betas, eps, weight_decay)` (L2 decay added to the gradient, not AdamW).
-    Adam { lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+    Adam {
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+    },
 }
 
 /// An optimizer and its state over one flat parameter vector.
@@ -27,20 +38,41 @@ pub struct Optimizer {
 impl Optimizer {
     /// Plain SGD.
     pub fn sgd(lr: f32) -> Self {
-        Self::new(OptimizerKind::Sgd { lr, momentum: 0.0, weight_decay: 0.0, nesterov: false })
+        Self::new(OptimizerKind::Sgd {
+            lr,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        })
     }
     /// Adam with PyTorch's defaults (betas 0.9, 0.999, eps 1e-8).
     pub fn adam(lr: f32) -> Self {
-        Self::new(OptimizerKind::Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 })
+        Self::new(OptimizerKind::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        })
     }
     pub fn new(kind: OptimizerKind) -> Self {
-        Optimizer { kind, m: Vec::new(), v: Vec::new(), step: 0 }
+        Optimizer {
+            kind,
+            m: Vec::new(),
+            v: Vec::new(),
+            step: 0,
+        }
     }
     /// Checks the hyper-parameters.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Argument(m));
         match self.kind {
-            OptimizerKind::Sgd { lr, momentum, weight_decay, .. } => {
+            OptimizerKind::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+                ..
+            } => {
                 if !(lr.is_finite() && lr >= 0.0) {
                     return bad(format!("learning rate {lr} must be a finite number >= 0"));
                 }
@@ -51,7 +83,13 @@ impl Optimizer {
                     return bad(format!("weight decay {weight_decay} must be >= 0"));
                 }
             }
-            OptimizerKind::Adam { lr, beta1, beta2, eps, weight_decay } => {
+            OptimizerKind::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
                 if !(lr.is_finite() && lr >= 0.0) {
                     return bad(format!("learning rate {lr} must be a finite number >= 0"));
                 }
@@ -85,7 +123,12 @@ impl Optimizer {
         let n = params.len();
         self.step += 1;
         match self.kind {
-            OptimizerKind::Sgd { lr, momentum, weight_decay, nesterov } => {
+            OptimizerKind::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+                nesterov,
+            } => {
                 let first = self.m.len() != n;
                 if momentum != 0.0 && first {
                     self.m = vec![0.0; n];
@@ -103,7 +146,13 @@ impl Optimizer {
                     params[k] += -lr * g;
                 }
             }
-            OptimizerKind::Adam { lr, beta1, beta2, eps, weight_decay } => {
+            OptimizerKind::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
                 // Also when only one of them fits (the fields are public): never index past `v`.
                 if self.m.len() != n || self.v.len() != n {
                     self.m = vec![0.0; n];
@@ -138,7 +187,11 @@ impl Optimizer {
 /// `torch.nn.utils.clip_grad_norm_(max_norm)`: scales `grads` so that their
 /// global L2 norm is at most `max_norm`; returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> f32 {
-    let total = grads.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>().sqrt() as f32;
+    let total = grads
+        .iter()
+        .map(|&g| (g as f64) * (g as f64))
+        .sum::<f64>()
+        .sqrt() as f32;
     let coef = (max_norm / (total + 1e-6)).min(1.0);
     if coef < 1.0 {
         grads.iter_mut().for_each(|g| *g *= coef);

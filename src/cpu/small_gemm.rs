@@ -81,16 +81,22 @@ pub const SMALL_MAX_MACS: usize = 1 << 23;
 /// `c[m×n] += a[m×k]·b[k×n]`, all row-major and contiguous; rows split across
 /// rayon's threads when the product is large enough.
 pub fn gemm_acc(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm_acc: operands too short");
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm_acc: operands too short"
+    );
     let threads = rayon::current_num_threads();
     if threads > 1 && m >= 2 * MR && m * n * k >= PARALLEL_MIN_MACS {
         use rayon::prelude::*;
         // Row blocks that are whole multiples of the register block.
         let rows = m.div_ceil(threads).div_ceil(MR) * MR;
-        c[..m * n].par_chunks_mut(rows * n).zip(a[..m * k].par_chunks(rows * k)).for_each(|(c, a)| {
-            let mr = a.len() / k;
-            gemm_serial(mr, n, k, a, b, c)
-        });
+        c[..m * n]
+            .par_chunks_mut(rows * n)
+            .zip(a[..m * k].par_chunks(rows * k))
+            .for_each(|(c, a)| {
+                let mr = a.len() / k;
+                gemm_serial(mr, n, k, a, b, c)
+            });
         return;
     }
     gemm_serial(m, n, k, a, b, c)
@@ -117,15 +123,29 @@ mod tests {
 
     #[test]
     fn matches_the_packed_gemm_on_edge_shapes() {
-        for (m, n, k) in [(1, 1, 1), (4, 64, 3), (5, 67, 13), (32, 512, 128), (9, 130, 7), (37, 600, 300)] {
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.1).collect();
+        for (m, n, k) in [
+            (1, 1, 1),
+            (4, 64, 3),
+            (5, 67, 13),
+            (32, 512, 128),
+            (9, 130, 7),
+            (37, 600, 300),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.1)
+                .collect();
             let mut want = vec![0.5f32; m * n];
             crate::cpu::gemm::gemm(m, n, k, &a, false, &b, false, &mut want, 1.0);
             let mut got = vec![0.5f32; m * n];
             gemm_acc(m, n, k, &a, &b, &mut got);
             for (x, y) in got.iter().zip(&want) {
-                assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{m}x{n}x{k}: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                    "{m}x{n}x{k}: {x} vs {y}"
+                );
             }
         }
     }

@@ -16,7 +16,12 @@ impl GpuModel {
     /// backward through time, weight gradients: no optimizer) on `data`, over
     /// `reps` runs after one warm-up. Each timing records, submits and waits
     /// for the GPU to finish; the batch is uploaded once, before timing.
-    pub fn time_forward_backward(&mut self, data: &Dataset, loss: Loss, reps: usize) -> Result<(f64, f64)> {
+    pub fn time_forward_backward(
+        &mut self,
+        data: &Dataset,
+        loss: Loss,
+        reps: usize,
+    ) -> Result<(f64, f64)> {
         let key = self.upload_batch(data, Some(loss))?;
         let (mut fwd, mut train) = (Vec::new(), Vec::new());
         for rep in 0..=reps.max(1) {

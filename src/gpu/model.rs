@@ -800,7 +800,11 @@ impl GpuModel {
     }
 
     /// Uploads a batch's inputs, lengths and (if `loss`) targets into the plan of its shape.
-    pub(crate) fn upload_batch(&mut self, data: &Dataset, loss: Option<Loss>) -> Result<(usize, usize)> {
+    pub(crate) fn upload_batch(
+        &mut self,
+        data: &Dataset,
+        loss: Option<Loss>,
+    ) -> Result<(usize, usize)> {
         data.check_inputs(&self.config)?;
         let y = match loss {
             Some(l) => Some(data.check_targets(&self.config, l)?),

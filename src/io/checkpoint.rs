@@ -44,9 +44,17 @@ pub fn to_bytes(model: &Model, extra: &HashMap<String, String>) -> Result<Vec<u8
         version: Some(env!("CARGO_PKG_VERSION").into()),
     };
     let mut metadata = extra.clone();
-    metadata.insert(META_KEY.into(), serde_json::to_string(&meta).expect("metadata serialises"));
+    metadata.insert(
+        META_KEY.into(),
+        serde_json::to_string(&meta).expect("metadata serialises"),
+    );
     let p = model.params();
-    let tensors: Vec<_> = model.layout().entries.iter().map(|e| (e.name.clone(), e.shape.clone(), Write_::F32(&p[e.range()]))).collect();
+    let tensors: Vec<_> = model
+        .layout()
+        .entries
+        .iter()
+        .map(|e| (e.name.clone(), e.shape.clone(), Write_::F32(&p[e.range()])))
+        .collect();
     st::serialize(&tensors, metadata)
 }
 
@@ -56,7 +64,11 @@ pub fn save(model: &Model, path: impl AsRef<Path>) -> Result<()> {
 }
 
 /// Saves with extra metadata entries (e.g. a vocabulary).
-pub fn save_with(model: &Model, path: impl AsRef<Path>, extra: &HashMap<String, String>) -> Result<()> {
+pub fn save_with(
+    model: &Model,
+    path: impl AsRef<Path>,
+    extra: &HashMap<String, String>,
+) -> Result<()> {
     st::write_atomic(path.as_ref(), &to_bytes(model, extra)?)
 }
 
@@ -74,7 +86,10 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
 
 /// Parses a checkpoint from bytes (`path` names it in errors).
 pub fn from_bytes(bytes: &[u8], path: &str) -> Result<(Model, HashMap<String, String>)> {
-    let bad = |reason: String| Error::Checkpoint { path: path.into(), reason };
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.into(),
+        reason,
+    };
     let file = st::parse(bytes, path).map_err(|e| match e {
         Error::Data { reason, .. } => bad(reason),
         other => other,
@@ -82,17 +97,31 @@ pub fn from_bytes(bytes: &[u8], path: &str) -> Result<(Model, HashMap<String, St
     // Normalise names: a bare nn.LSTM state_dict has no `rnn.` prefix.
     let mut tensors: BTreeMap<String, st::Read> = BTreeMap::new();
     for (name, t) in file.tensors {
-        let key = if name.starts_with("weight_") || name.starts_with("bias_") { format!("rnn.{name}") } else { name };
+        let key = if name.starts_with("weight_") || name.starts_with("bias_") {
+            format!("rnn.{name}")
+        } else {
+            name
+        };
         if !matches!(t.values, st::Values::F32(_)) {
-            return Err(bad(format!("tensor `{key}` has integer dtype {:?}; weights must be floating point", t.dtype)));
+            return Err(bad(format!(
+                "tensor `{key}` has integer dtype {:?}; weights must be floating point",
+                t.dtype
+            )));
         }
         tensors.insert(key, t);
     }
-    let get = |name: &str| tensors.get(name).ok_or_else(|| bad(format!("missing tensor `{name}`")));
+    let get = |name: &str| {
+        tensors
+            .get(name)
+            .ok_or_else(|| bad(format!("missing tensor `{name}`")))
+    };
     let w_hh0 = get("rnn.weight_hh_l0")?;
     let w_ih0 = get("rnn.weight_ih_l0")?;
     if w_hh0.shape.len() != 2 || w_ih0.shape.len() != 2 || w_hh0.shape[1] == 0 {
-        return Err(bad(format!("rnn.weight_hh_l0 {:?} / rnn.weight_ih_l0 {:?} must be 2-D, [G*H, H] and [G*H, I]", w_hh0.shape, w_ih0.shape)));
+        return Err(bad(format!(
+            "rnn.weight_hh_l0 {:?} / rnn.weight_ih_l0 {:?} must be 2-D, [G*H, H] and [G*H, I]",
+            w_hh0.shape, w_ih0.shape
+        )));
     }
     let hidden = w_hh0.shape[1];
     let rows = w_hh0.shape[0];
@@ -104,10 +133,24 @@ pub fn from_bytes(bytes: &[u8], path: &str) -> Result<(Model, HashMap<String, St
     };
     let (cell, nonlinearity, output) = match file.metadata.get(META_KEY) {
         Some(json) => {
-            let m: Meta = serde_json::from_str(json).map_err(|e| bad(format!("metadata `{META_KEY}` is not valid JSON of the expected form ({e}): {json}")))?;
-            let cell = Cell::parse(&m.cell).map_err(|_| bad(format!("metadata names unknown cell '{}': expected lstm, gru or rnn", m.cell)))?;
+            let m: Meta = serde_json::from_str(json).map_err(|e| {
+                bad(format!(
+                    "metadata `{META_KEY}` is not valid JSON of the expected form ({e}): {json}"
+                ))
+            })?;
+            let cell = Cell::parse(&m.cell).map_err(|_| {
+                bad(format!(
+                    "metadata names unknown cell '{}': expected lstm, gru or rnn",
+                    m.cell
+                ))
+            })?;
             if cell != inferred {
-                return Err(bad(format!("metadata says cell {} but rnn.weight_hh_l0 {:?} is shaped for {}", cell.name(), w_hh0.shape, inferred.name())));
+                return Err(bad(format!(
+                    "metadata says cell {} but rnn.weight_hh_l0 {:?} is shaped for {}",
+                    cell.name(),
+                    w_hh0.shape,
+                    inferred.name()
+                )));
             }
             let nl = Nonlinearity::parse(&m.nonlinearity).map_err(|e| bad(e.to_string()))?;
             let out = OutputMode::parse(&m.output).map_err(|e| bad(e.to_string()))?;
@@ -115,15 +158,25 @@ pub fn from_bytes(bytes: &[u8], path: &str) -> Result<(Model, HashMap<String, St
         }
         None => (inferred, Nonlinearity::Tanh, OutputMode::Last),
     };
-    let layers = (0..).take_while(|k| tensors.contains_key(&format!("rnn.weight_ih_l{k}"))).count();
+    let layers = (0..)
+        .take_while(|k| tensors.contains_key(&format!("rnn.weight_ih_l{k}")))
+        .count();
     let bidirectional = tensors.contains_key("rnn.weight_ih_l0_reverse");
     let head = get("head.weight")?;
     if head.shape.len() != 2 {
-        return Err(bad(format!("head.weight has shape {:?}, expected [out, H or 2H]", head.shape)));
+        return Err(bad(format!(
+            "head.weight has shape {:?}, expected [out, H or 2H]",
+            head.shape
+        )));
     }
     let vocab = match tensors.get("embed.weight") {
         Some(e) if e.shape.len() == 2 => Some(e.shape[0]),
-        Some(e) => return Err(bad(format!("embed.weight has shape {:?}, expected [V, I]", e.shape))),
+        Some(e) => {
+            return Err(bad(format!(
+                "embed.weight has shape {:?}, expected [V, I]",
+                e.shape
+            )))
+        }
         None => None,
     };
     let cfg = ModelConfig {
@@ -149,10 +202,18 @@ pub fn from_bytes(bytes: &[u8], path: &str) -> Result<(Model, HashMap<String, St
             params[e.range()].copy_from_slice(v);
         }
     }
-    let unknown: Vec<&String> = tensors.keys().filter(|k| layout.entry(k).is_none()).collect();
+    let unknown: Vec<&String> = tensors
+        .keys()
+        .filter(|k| layout.entry(k).is_none())
+        .collect();
     if !unknown.is_empty() {
-        return Err(bad(format!("unexpected tensors {unknown:?}: not part of a {}-layer {} model", layers, cell.name())));
+        return Err(bad(format!(
+            "unexpected tensors {unknown:?}: not part of a {}-layer {} model",
+            layers,
+            cell.name()
+        )));
     }
-    crate::model::params::check_finite(&layout, &params, "checkpoint tensor").map_err(|e| bad(e.to_string()))?;
+    crate::model::params::check_finite(&layout, &params, "checkpoint tensor")
+        .map_err(|e| bad(e.to_string()))?;
     Ok((Model::from_params(cfg, params)?, file.metadata))
 }

@@ -17,24 +17,49 @@ pub fn load(path: impl AsRef<Path>) -> Result<Dataset> {
 
 /// Builds a data set from a parsed file.
 pub fn from_file(f: st::File, p: &str) -> Result<Dataset> {
-    let bad = |reason: String| Error::Data { path: p.into(), reason };
-    let x = f.tensors.get("x").ok_or_else(|| bad("missing tensor `x` (inputs [N,T,F] f32 or token ids [N,T])".into()))?;
+    let bad = |reason: String| Error::Data {
+        path: p.into(),
+        reason,
+    };
+    let x = f
+        .tensors
+        .get("x")
+        .ok_or_else(|| bad("missing tensor `x` (inputs [N,T,F] f32 or token ids [N,T])".into()))?;
     let x = match (&x.values, x.shape.len()) {
         (Values::F32(v), 3) => Inputs::features(v.clone(), x.shape[0], x.shape[1], x.shape[2])?,
         (Values::I64(v), 2) => Inputs::tokens(v.clone(), x.shape[0], x.shape[1])?,
-        (Values::F32(_), _) => return Err(bad(format!("`x` is f32 with shape {:?}: expected [N, T, F]", x.shape))),
-        (Values::I64(_), _) => return Err(bad(format!("`x` holds integers with shape {:?}: token ids must be [N, T]", x.shape))),
+        (Values::F32(_), _) => {
+            return Err(bad(format!(
+                "`x` is f32 with shape {:?}: expected [N, T, F]",
+                x.shape
+            )))
+        }
+        (Values::I64(_), _) => {
+            return Err(bad(format!(
+                "`x` holds integers with shape {:?}: token ids must be [N, T]",
+                x.shape
+            )))
+        }
     };
     let n = x.n();
     let y = match f.tensors.get("y") {
         None => None,
         Some(y) => {
             if y.shape.first() != Some(&n) {
-                return Err(bad(format!("`y` has shape {:?} but `x` has {n} sequences", y.shape)));
+                return Err(bad(format!(
+                    "`y` has shape {:?} but `x` has {n} sequences",
+                    y.shape
+                )));
             }
             Some(match &y.values {
-                Values::F32(v) => Targets::Values { data: v.clone(), shape: y.shape.clone() },
-                Values::I64(v) => Targets::Classes { data: v.clone(), shape: y.shape.clone() },
+                Values::F32(v) => Targets::Values {
+                    data: v.clone(),
+                    shape: y.shape.clone(),
+                },
+                Values::I64(v) => Targets::Classes {
+                    data: v.clone(),
+                    shape: y.shape.clone(),
+                },
             })
         }
     };
@@ -43,12 +68,25 @@ pub fn from_file(f: st::File, p: &str) -> Result<Dataset> {
         Some(l) => match &l.values {
             Values::I64(v) if l.shape == [n] => {
                 let t = x.steps();
-                if let Some((i, &len)) = v.iter().enumerate().find(|(_, &len)| len < 1 || len as usize > t) {
-                    return Err(Error::LengthOutOfRange { index: i, length: len, steps: t });
+                if let Some((i, &len)) = v
+                    .iter()
+                    .enumerate()
+                    .find(|(_, &len)| len < 1 || len as usize > t)
+                {
+                    return Err(Error::LengthOutOfRange {
+                        index: i,
+                        length: len,
+                        steps: t,
+                    });
                 }
                 Some(v.iter().map(|&v| v as usize).collect())
             }
-            _ => return Err(bad(format!("`lengths` must be integers of shape [{n}], got {:?} {:?}", l.dtype, l.shape))),
+            _ => {
+                return Err(bad(format!(
+                    "`lengths` must be integers of shape [{n}], got {:?} {:?}",
+                    l.dtype, l.shape
+                )))
+            }
         },
     };
     Ok(Dataset { x, y, lengths })
@@ -56,15 +94,22 @@ pub fn from_file(f: st::File, p: &str) -> Result<Dataset> {
 
 /// Writes a data set file atomically (`x` f32 or i64, `y` i64 or f32, `lengths` i64).
 pub fn save(data: &Dataset, path: impl AsRef<Path>) -> Result<()> {
-    let lengths: Option<Vec<i64>> = data.lengths.as_ref().map(|l| l.iter().map(|&v| v as i64).collect());
+    let lengths: Option<Vec<i64>> = data
+        .lengths
+        .as_ref()
+        .map(|l| l.iter().map(|&v| v as i64).collect());
     let mut t: Vec<(String, Vec<usize>, Write_)> = Vec::new();
     match &data.x {
         Inputs::Features { data: v, .. } => t.push(("x".into(), data.x.shape(), Write_::F32(v))),
         Inputs::Tokens { ids, .. } => t.push(("x".into(), data.x.shape(), Write_::I64(ids))),
     }
     match &data.y {
-        Some(Targets::Classes { data, shape }) => t.push(("y".into(), shape.clone(), Write_::I64(data))),
-        Some(Targets::Values { data, shape }) => t.push(("y".into(), shape.clone(), Write_::F32(data))),
+        Some(Targets::Classes { data, shape }) => {
+            t.push(("y".into(), shape.clone(), Write_::I64(data)))
+        }
+        Some(Targets::Values { data, shape }) => {
+            t.push(("y".into(), shape.clone(), Write_::F32(data)))
+        }
         None => {}
     }
     if let Some(l) = &lengths {
@@ -75,6 +120,9 @@ pub fn save(data: &Dataset, path: impl AsRef<Path>) -> Result<()> {
 
 /// Writes named f32 tensors (e.g. predictions) atomically.
 pub fn save_tensors(path: impl AsRef<Path>, tensors: &[(&str, &crate::Tensor)]) -> Result<()> {
-    let t: Vec<_> = tensors.iter().map(|(n, t)| (n.to_string(), t.shape.clone(), Write_::F32(&t.data))).collect();
+    let t: Vec<_> = tensors
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.shape.clone(), Write_::F32(&t.data)))
+        .collect();
     st::write_atomic(path.as_ref(), &st::serialize(&t, HashMap::new())?)
 }

@@ -45,7 +45,8 @@ pub mod schedule;
 pub use backend::Backend;
 pub use batches::batch_indices;
 pub use fit::{
-    CheckpointConfig, Control, EarlyStopping, EpochMetrics, FitConfig, History, Monitor, OnNonFinite, Trainer,
+    CheckpointConfig, Control, EarlyStopping, EpochMetrics, FitConfig, History, Monitor,
+    OnNonFinite, Trainer,
 };
 pub use predict::{evaluate, predict, predict_classes};
 pub use schedule::LrSchedule;

@@ -105,7 +105,11 @@ pub const OPTIM: Tolerance = Tolerance {
 
 /// A loss printed with 6 decimals by the CLI on two paths: rounding of the
 /// print (5e-7 each) plus the paths' own difference (~1e-7).
-pub const PRINTED_LOSS: Tolerance = Tolerance { rtol: 0.0, atol: 2e-6, name: "loss printed to 6 decimals" };
+pub const PRINTED_LOSS: Tolerance = Tolerance {
+    rtol: 0.0,
+    atol: 2e-6,
+    name: "loss printed to 6 decimals",
+};
 
 /// Largest deviations seen by a comparison (for the report).
 #[derive(Clone, Copy, Debug, Default)]
