@@ -1,15 +1,11 @@
 //! Timing support for `recurrent bench --device gpu`.
 
 use super::model::GpuModel;
+use crate::bench::median;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::Loss;
 use std::time::Instant;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 impl GpuModel {
     /// Median wall-clock milliseconds of (forward) and of (forward, loss,
