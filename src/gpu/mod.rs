@@ -67,6 +67,7 @@ pub mod bench;
 pub mod context;
 pub mod kernels;
 pub mod model;
+pub mod optim_state;
 pub mod workspace;
 
 pub use context::{gpu_available, try_context, DevicePreference, GpuContext};

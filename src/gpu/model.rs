@@ -177,6 +177,29 @@ impl GpuModel {
         Ok(())
     }
 
+    /// Number of parameters P.
+    pub fn num_params(&self) -> usize {
+        self.layout.total
+    }
+
+    /// The optimizer state buffer `[2P]` (waits for queued steps).
+    pub(crate) fn read_state(&self) -> Result<Vec<f32>> {
+        self.read(&self.state, 0, 2 * self.layout.total)
+    }
+
+    /// Replaces the optimizer state buffer `[2P]`.
+    pub(crate) fn write_state(&mut self, s: &[f32]) -> Result<()> {
+        if s.len() != 2 * self.layout.total {
+            return Err(Error::shape(
+                "optimizer state",
+                format!("[{}]", 2 * self.layout.total),
+                &[s.len()],
+            ));
+        }
+        self.ctx.queue.write_buffer(&self.state, 0, f32_bytes(s));
+        Ok(())
+    }
+
     /// The parameters, flat in [`Layout`] order (waits for queued steps).
     pub fn download(&self) -> Result<Vec<f32>> {
         self.read(&self.params, 0, self.layout.total)

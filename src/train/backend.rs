@@ -52,11 +52,17 @@ pub trait Backend {
     /// Replaces the current weights with `model`'s (same architecture).
     fn load_from(&mut self, model: &Model) -> Result<()>;
 
-    /// Whether the optimizer's moments live in the host [`Optimizer`]'s `m` and
-    /// `v` (so checkpoints can save them and a resume can restore them). The
-    /// CPU path: yes. A GPU path keeps them on the device: no.
-    fn moments_on_host(&self) -> bool {
-        true
+    /// Brings the optimizer's moments into the host [`Optimizer`]'s `m` and `v`
+    /// (before a checkpoint saves them). The CPU path keeps them there already;
+    /// a GPU path downloads them.
+    fn moments_to_host(&mut self, _opt: &mut Optimizer) -> Result<()> {
+        Ok(())
+    }
+
+    /// Puts the host [`Optimizer`]'s moments where the steps read them (after a
+    /// resume restored them). The CPU path reads them from the host already.
+    fn moments_from_host(&mut self, _opt: &Optimizer) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -96,9 +102,11 @@ impl Backend for crate::gpu::GpuModel {
         same_architecture(crate::gpu::GpuModel::config(self), model.config())?;
         self.upload(model.params())
     }
-    /// `GpuModel` has no way to download or upload its optimizer state buffer.
-    fn moments_on_host(&self) -> bool {
-        false
+    fn moments_to_host(&mut self, opt: &mut Optimizer) -> Result<()> {
+        self.download_moments(opt)
+    }
+    fn moments_from_host(&mut self, opt: &Optimizer) -> Result<()> {
+        self.upload_moments(opt)
     }
 }
 

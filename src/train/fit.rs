@@ -507,11 +507,12 @@ impl<'a> Trainer<'a> {
                         let m = host.get_or_insert_with(|| blank(&mcfg));
                         backend.sync_to(m)?;
                         let bytes = checkpoint::to_bytes(m, &checkpoint_meta(&metrics))?;
+                        backend.moments_to_host(opt)?;
                         let mut saved = opt.clone();
                         saved.set_lr(base_lr);
                         let state = TrainState {
                             optimizer: saved,
-                            moments_saved: backend.moments_on_host(),
+                            moments_saved: true,
                             epoch: epoch + 1,
                             rng_state: rng.state(),
                             monitor: MonitorState {
@@ -594,9 +595,6 @@ fn resume<B: Backend + ?Sized>(
     if stateful && !state.moments_saved {
         return Err(bad("its optimizer moments were not saved (it was written by a GPU fit: the GPU path keeps the moments on the device); an exact resume is not possible. Start a new fit from the weights alone (--model), or use plain SGD without momentum, which has no moments".into()));
     }
-    if stateful && !backend.moments_on_host() {
-        return Err(bad(format!("{} cannot take optimizer moments from the host, so {:?} cannot resume there exactly; resume on the CPU path (--device cpu), or use plain SGD without momentum", backend.device(), saved.kind)));
-    }
     if state.epoch >= epochs {
         return Err(Error::Argument(format!(
             "the checkpoint {} has already done {} epoch(s), and the fit asks for {epochs} in total: raise the number of epochs to train further",
@@ -607,6 +605,7 @@ fn resume<B: Backend + ?Sized>(
     backend.load_from(&model)?;
     // As torch's optimizer.load_state_dict: the saved hyper-parameters win.
     *opt = state.optimizer.clone();
+    backend.moments_from_host(opt)?;
     Ok(state)
 }
 

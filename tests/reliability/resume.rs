@@ -1,6 +1,7 @@
 //! Resume: K epochs, a checkpoint, then the rest from it gives the weights of
-//! an uninterrupted fit (bit for bit on the CPU path; GPU within tolerance,
-//! plain SGD only: `GpuModel` cannot hand its optimizer moments over).
+//! an uninterrupted fit (bit for bit on the CPU path; on the GPU path within
+//! tolerance, with the optimizer moments downloaded into the checkpoint's
+//! sidecar and uploaded on resume).
 
 use crate::common::{self, assert_close, temp_dir, GPU_RESUME};
 use crate::{bits, toy};
@@ -231,31 +232,55 @@ fn resume_on_gpu_matches_an_uninterrupted_gpu_fit() {
         bits(&straight) == bits(&resumed)
     );
 
-    // Adam's moments stay on the device: a GPU checkpoint cannot resume exactly, and says so.
-    let ckpt = dir.join("adam.safetensors");
+    // Optimizers with moments: they come down into the sidecar and go back up on resume.
+    for opt in [
+        Optimizer::adam(1e-2),
+        Optimizer::new(OptimizerKind::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-3,
+            nesterov: true,
+        }),
+    ] {
+        let (straight, resumed, l1, l2) = straight_and_resumed(&make, &opt, 4, 2, &dir);
+        assert_close(
+            &format!("GPU {:?} weights, resumed vs straight", opt.kind),
+            &resumed,
+            &straight,
+            GPU_RESUME,
+        );
+        assert_close(
+            &format!("GPU {:?} losses, resumed vs straight", opt.kind),
+            &l2,
+            &l1,
+            GPU_RESUME,
+        );
+    }
+    // A CPU checkpoint resumes on the GPU (and continues as the CPU fit would, within tolerance).
+    let ckpt = dir.join("cpu-adam.safetensors");
     let data = toy(16, 4, 4);
     let start = Model::new(ModelConfig::new(Cell::Lstm, 3, 8, 2), &Init::seed(5)).unwrap();
-    let mut g = make(&start);
-    let mut o = Optimizer::adam(1e-2);
-    Trainer::new(config(2, &ckpt, None))
-        .fit_on(&mut g, &mut o, &data, None)
-        .unwrap();
-    let mut o = Optimizer::adam(1e-2);
-    let err = Trainer::new(config(3, &ckpt, Some(&ckpt)))
-        .fit_on(&mut g, &mut o, &data, None)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("moments were not saved"), "{err}");
-    // Nor can a GPU backend take the moments of a CPU checkpoint.
     let mut cpu = start.clone();
     let mut o = Optimizer::adam(1e-2);
     Trainer::new(config(2, &ckpt, None))
         .fit(&mut cpu, &mut o, &data, None)
         .unwrap();
-    let mut o = Optimizer::adam(1e-2);
-    let err = Trainer::new(config(3, &ckpt, Some(&ckpt)))
-        .fit_on(&mut g, &mut o, &data, None)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("--device cpu"), "{err}");
+    let mut cpu_on = cpu.clone();
+    let mut o_cpu = Optimizer::adam(1e-2);
+    Trainer::new(config(3, &dir.join("cpu-on.safetensors"), Some(&ckpt)))
+        .fit(&mut cpu_on, &mut o_cpu, &data, None)
+        .unwrap();
+    let mut g = make(&start);
+    let mut o_gpu = Optimizer::adam(1e-2);
+    Trainer::new(config(3, &dir.join("gpu-on.safetensors"), Some(&ckpt)))
+        .fit_on(&mut g, &mut o_gpu, &data, None)
+        .unwrap();
+    let mut gpu_on = start.clone();
+    g.sync_to(&mut gpu_on).unwrap();
+    assert_close(
+        "CPU checkpoint resumed on the GPU vs on the CPU",
+        gpu_on.params(),
+        cpu_on.params(),
+        GPU_RESUME,
+    );
 }
