@@ -1,6 +1,7 @@
-//! The GPU path against adapters with artificially lowered limits: what does
+//! The GPU path against adapters with artificially lowered limits (what does
 //! not fit is refused with a clear error before anything is submitted, and
-//! what fits still matches the CPU path.
+//! what fits still matches the CPU path), and against injected device faults
+//! (a lost device ends in an error, with the last good checkpoint on disk).
 
 mod common;
 use common::*;
@@ -104,4 +105,66 @@ fn too_few_storage_buffers_or_too_little_workgroup_memory_are_refused() {
         .expect("refused")
         .to_string();
     assert!(e.contains("workgroup storage limit"), "{e}");
+}
+
+#[test]
+fn a_lost_device_ends_in_an_error_not_a_panic_or_a_hang() {
+    if gpu("a_lost_device_ends_in_an_error_not_a_panic_or_a_hang").is_none() {
+        return;
+    }
+    let ctx = context_with(|_| {}).unwrap();
+    let model = Model::new(ModelConfig::new(Cell::Gru, 8, 16, 3), &Init::seed(1)).unwrap();
+    let mut gpu = GpuModel::new(ctx.clone(), &model).unwrap();
+    let b = batch(4, 6, 8);
+    gpu.forward(&b).unwrap();
+    ctx.device.destroy();
+    let e = gpu.forward(&b).unwrap_err().to_string();
+    assert!(e.contains("GPU"), "{e}");
+    assert!(gpu.download().is_err());
+}
+
+#[test]
+fn a_device_lost_during_a_fit_leaves_the_last_good_checkpoint() {
+    use recurrent::train::{CheckpointConfig, Control, FitConfig, Trainer};
+    use recurrent::{Loss, Optimizer, Targets};
+    if gpu("a_device_lost_during_a_fit_leaves_the_last_good_checkpoint").is_none() {
+        return;
+    }
+    let ctx = context_with(|_| {}).unwrap();
+    let model = Model::new(ModelConfig::new(Cell::Lstm, 8, 16, 3), &Init::seed(1)).unwrap();
+    let mut data = batch(24, 6, 8);
+    data.y = Some(Targets::Classes {
+        data: (0..24).map(|i| i % 3).collect(),
+        shape: vec![24],
+    });
+    let path = temp_dir("gpu-lost").join("ckpt.safetensors");
+    let mut gpu = GpuModel::new(ctx.clone(), &model).unwrap();
+    let cfg = FitConfig {
+        epochs: 5,
+        batch_size: 8,
+        loss: Loss::Ce,
+        checkpoint: Some(CheckpointConfig {
+            path: path.clone(),
+            every: 1,
+            best_only: false,
+        }),
+        ..FitConfig::default()
+    };
+    let lost = ctx.clone();
+    let err = Trainer::new(cfg)
+        .on_epoch(move |m| {
+            if m.epoch == 2 {
+                lost.device.destroy(); // the driver goes away after epoch 2's checkpoint
+            }
+            Control::Continue
+        })
+        .fit_on(&mut gpu, &mut Optimizer::adam(1e-2), &data, None)
+        .unwrap_err();
+    assert!(matches!(err, recurrent::Error::Gpu(_)), "{err}");
+    let (saved, meta) = recurrent::io::checkpoint::load_with_metadata(&path).unwrap();
+    assert!(
+        meta.values().any(|v| v.contains("\"epoch\":2")),
+        "the epoch-2 checkpoint is on disk: {meta:?}"
+    );
+    assert!(saved.params().iter().all(|v| v.is_finite()));
 }

@@ -41,6 +41,10 @@ pub struct GpuContext {
     /// The device's features (`TIMESTAMP_QUERY` where available, for profiles).
     pub features: wgpu::Features,
     pub(crate) kernels: Kernels,
+    /// The first error the device reported outside an error scope (out of
+    /// memory, validation, device lost), taken by the next [`GpuContext::wait`].
+    /// Without this sink wgpu's default handler would panic inside the host program.
+    errors: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -148,6 +152,17 @@ impl GpuContext {
     ) -> Result<Arc<GpuContext>> {
         let limits = device.limits();
         let features = device.features();
+        let errors = Arc::new(std::sync::Mutex::new(None::<String>));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string());
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| format!("the device was lost ({reason:?}): {msg}"));
+        });
         let kernels = Kernels::new(&device, &limits)?;
         Ok(Arc::new(GpuContext {
             device,
@@ -156,6 +171,7 @@ impl GpuContext {
             limits,
             features,
             kernels,
+            errors,
         }))
     }
 
@@ -184,11 +200,26 @@ impl GpuContext {
     }
 
     /// Blocks until all submitted work is done.
+    /// Fails with the device's error (out of memory, lost device, …) if one was reported.
     pub fn wait(&self) -> Result<()> {
-        self.device
+        let polled = self
+            .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))
+            .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")));
+        self.check()?;
+        polled
+    }
+
+    /// Returns the error the device reported since the last check, if any.
+    pub fn check(&self) -> Result<()> {
+        let taken = self.errors.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match taken {
+            Some(e) => Err(Error::Gpu(format!(
+                "{e}. HINT: the weights of the last checkpoint on disk are intact; for out-of-memory, lower the batch size or the sequence length"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
