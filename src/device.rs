@@ -87,9 +87,9 @@ impl Device {
 /// One line per adapter wgpu finds (name, backend, type, driver) with its key
 /// compute limits, for `recurrent info`.
 pub fn adapter_report() -> String {
-    let backends = match std::env::var("RECURRENT_BACKEND") {
-        Ok(v) => wgpu::Backends::from_comma_list(&v),
-        Err(_) => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+    let backends = match crate::gpu::context::backends_from_env() {
+        Ok(b) => b,
+        Err(e) => return format!("{e}\n"),
     };
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
     desc.backends = backends;

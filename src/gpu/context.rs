@@ -54,7 +54,7 @@ impl std::fmt::Debug for GpuContext {
 }
 
 /// Backends to search: `RECURRENT_BACKEND`, else `WGPU_BACKEND`, else all.
-fn backends_from_env() -> Result<wgpu::Backends> {
+pub(crate) fn backends_from_env() -> Result<wgpu::Backends> {
     if let Ok(v) = std::env::var("RECURRENT_BACKEND") {
         let b = wgpu::Backends::from_comma_list(&v);
         if b.is_empty() {
