@@ -42,6 +42,25 @@ pub struct Row {
     pub gflops: f64,
 }
 
+impl Row {
+    /// A row for size `s` with its timings; GFLOP/s from [`recurrent_flops`].
+    fn measured(s: &Size, device: &str, adapter: String, forward_ms: f64, train_ms: f64) -> Row {
+        Row {
+            device: device.into(),
+            adapter,
+            cell: s.cell.name().into(),
+            input: s.input,
+            hidden: s.hidden,
+            batch: s.batch,
+            steps: s.steps,
+            layers: s.layers,
+            forward_ms,
+            train_ms,
+            gflops: recurrent_flops(s) / (train_ms * 1e-3) / 1e9,
+        }
+    }
+}
+
 /// The JSON file: `{"results": [...]}`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
@@ -183,22 +202,14 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
         }
     }
     let train_ms = median(train);
-    Ok(Row {
-        device: "cpu".into(),
-        adapter: format!(
-            "{} threads",
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        ),
-        cell: s.cell.name().into(),
-        input: s.input,
-        hidden: s.hidden,
-        batch: s.batch,
-        steps: s.steps,
-        layers: s.layers,
-        forward_ms: median(fwd),
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(Row::measured(
+        s,
+        "cpu",
+        format!("{threads} threads"),
+        median(fwd),
         train_ms,
-        gflops: recurrent_flops(s) / (train_ms * 1e-3) / 1e9,
-    })
+    ))
 }
 
 /// Times a size on the GPU path. The GPU program always carries the model's
@@ -228,17 +239,11 @@ pub fn run_gpu(s: &Size, reps: usize, ctx: &std::sync::Arc<crate::gpu::GpuContex
     let data = crate::data::Dataset::new(x, Some(y), None);
     let mut gpu = crate::gpu::GpuModel::new(ctx.clone(), &model)?;
     let (forward_ms, train_ms) = gpu.time_forward_backward(&data, crate::Loss::Mse, reps)?;
-    Ok(Row {
-        device: "gpu".into(),
-        adapter: ctx.describe(),
-        cell: s.cell.name().into(),
-        input: s.input,
-        hidden: s.hidden,
-        batch: s.batch,
-        steps: s.steps,
-        layers: s.layers,
+    Ok(Row::measured(
+        s,
+        "gpu",
+        ctx.describe(),
         forward_ms,
         train_ms,
-        gflops: recurrent_flops(s) / (train_ms * 1e-3) / 1e9,
-    })
+    ))
 }
