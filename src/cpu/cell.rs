@@ -22,7 +22,8 @@ pub fn exp(x: f32) -> f32 {
     // Adding and removing 1.5·2^23 rounds to the nearest integer in plain SSE2.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
         * r
@@ -33,7 +34,10 @@ pub fn exp(x: f32) -> f32 {
         * r
         + r
         + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // `shifted`'s low mantissa bits hold n (|n| ≤ 127) on top of ROUND's bits
+    // 0x4B40_0000: 2^n is built from them with integer operations only (a
+    // float-to-int conversion would not vectorise: Rust's `as` saturates).
+    p * f32::from_bits((shifted.to_bits().wrapping_sub(0x4B40_0000 - 127)) << 23)
 }
 
 /// `1 / (1 + exp(-x))`.
@@ -49,14 +53,17 @@ pub fn tanh(x: f32) -> f32 {
 }
 
 /// In-place activations over a slice (vectorised loops).
+#[inline(always)]
 pub fn sigmoid_slice(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x = sigmoid(*x));
 }
+#[inline(always)]
 pub fn tanh_slice(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x = tanh(*x));
 }
 
 /// `c = f*c_prev + i*g`, `h = o*tanh(c)`.
+#[inline(always)]
 pub fn lstm_step_forward(
     gx: &[f32],
     gh: &[f32],
@@ -85,6 +92,7 @@ pub fn lstm_step_forward(
 
 /// Given `dh` (total gradient of `h`) and `dc` (gradient of `c` from the next
 /// step, replaced by that of `c_prev`), writes the pre-activation gate gradients `dg [4H]`.
+#[inline(always)]
 pub fn lstm_step_backward(
     saved: &[f32],
     c_prev: &[f32],
@@ -111,6 +119,7 @@ pub fn lstm_step_backward(
 }
 
 /// `r = σ(gx_r + gh_r)`, `z = σ(gx_z + gh_z)`, `n = tanh(gx_n + r*gh_n)`, `h = (1-z)*n + z*h_prev`.
+#[inline(always)]
 pub fn gru_step_forward(gx: &[f32], gh: &[f32], h_prev: &[f32], h: &mut [f32], saved: &mut [f32]) {
     let u = h.len();
     for k in 0..2 * u {
@@ -132,6 +141,7 @@ pub fn gru_step_forward(gx: &[f32], gh: &[f32], h_prev: &[f32], h: &mut [f32], s
 
 /// Writes `dgx [3H]` (gradient of `gx`), `dgh [3H]` (of `gh`) and the direct
 /// part of the gradient of `h_prev` (`dh * z`; the part through `W_hh` is added by the caller).
+#[inline(always)]
 pub fn gru_step_backward(
     saved: &[f32],
     h_prev: &[f32],
@@ -157,6 +167,7 @@ pub fn gru_step_backward(
 }
 
 /// `h = act(gx + gh)`.
+#[inline(always)]
 pub fn rnn_step_forward(gx: &[f32], gh: &[f32], act: Nonlinearity, h: &mut [f32]) {
     for j in 0..h.len() {
         h[j] = gx[j] + gh[j];
@@ -168,6 +179,7 @@ pub fn rnn_step_forward(gx: &[f32], gh: &[f32], act: Nonlinearity, h: &mut [f32]
 }
 
 /// `dg = dh * act'(h)`.
+#[inline(always)]
 pub fn rnn_step_backward(h: &[f32], dh: &[f32], act: Nonlinearity, dg: &mut [f32]) {
     for j in 0..h.len() {
         dg[j] = dh[j]

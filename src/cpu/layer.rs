@@ -15,9 +15,12 @@
 //! the state of row `b` passes through unchanged, the output is 0 and the
 //! gradient passes straight back.
 
-use super::cell::*;
+use super::cell::{GRU_SAVED, LSTM_SAVED};
 use super::gemm::{add_column_sums, gemm};
-use super::small_gemm::{gemm_acc, SMALL_MAX_MACS};
+use super::recur::{
+    backward_part, for_parts, forward_part, row_blocks, split_slots, BackwardPart, ForwardPart,
+    Packed,
+};
 use crate::model::config::{Cell, Nonlinearity};
 
 /// Sizes and options of one layer-direction.
@@ -154,88 +157,30 @@ pub fn forward(
     if let (Some(c0), Cell::Lstm) = (c0, d.cell) {
         s.cs[first..first + bh].copy_from_slice(c0);
     }
-    let mut gh = vec![0.0f32; b * gh_w];
-    // Small per-step products use the register-blocked kernel, which reads
-    // W_hhᵀ [H, G*H] row by row; large ones the packed GEMM.
-    let small = b * gh_w * h <= SMALL_MAX_MACS;
-    let mut w_hh_t = vec![0.0f32; if small { h * gh_w } else { 0 }];
-    for (r, row) in w.w_hh.chunks_exact(h).enumerate().filter(|_| small) {
-        for (c, &v) in row.iter().enumerate() {
-            w_hh_t[c * gh_w + r] = v;
-        }
-    }
-    let sv = d.saved();
-    for t in d.order() {
-        let (ps, os) = (d.prev_slot(t) * bh, d.out_slot(t) * bh);
-        // 2. Recurrent projection: Gh = h_prev·W_hhᵀ + b_hh  [B, G*H].
-        for row in gh.chunks_exact_mut(gh_w) {
-            row.copy_from_slice(w.b_hh);
-        }
-        if small {
-            gemm_acc(b, gh_w, h, &s.hs[ps..ps + bh], &w_hh_t, &mut gh);
-        } else {
-            gemm(
-                b,
-                gh_w,
-                h,
-                &s.hs[ps..ps + bh],
-                false,
-                w.w_hh,
-                true,
-                &mut gh,
-                1.0,
-            );
-        }
-        // Split the state buffer so that prev (read) and out (written) slots do not alias.
-        let (lo, hi) = s.hs.split_at_mut(ps.max(os));
-        let (hp, ho) = if ps < os {
-            (&lo[ps..ps + bh], &mut hi[..bh])
-        } else {
-            (&hi[..bh], &mut lo[os..os + bh])
-        };
-        let (clo, chi) = if d.cell == Cell::Lstm {
-            s.cs.split_at_mut(ps.max(os))
-        } else {
-            (&mut [][..], &mut [][..])
-        };
-        for r in 0..b {
-            let hr = r * h..(r + 1) * h;
-            let g_in = &gx[(t * b + r) * gh_w..(t * b + r + 1) * gh_w];
-            let g_h = &gh[r * gh_w..(r + 1) * gh_w];
-            let sav = &mut s.gates[(t * b + r) * sv..(t * b + r + 1) * sv];
-            if !valid(lengths, r, t) {
-                ho[hr.clone()].copy_from_slice(&hp[hr.clone()]);
-                if d.cell == Cell::Lstm {
-                    let (cp, co) = if ps < os {
-                        (&clo[ps..ps + bh], &mut chi[..bh])
-                    } else {
-                        (&chi[..bh], &mut clo[os..os + bh])
-                    };
-                    co[hr.clone()].copy_from_slice(&cp[hr.clone()]);
-                }
-                continue;
-            }
-            match d.cell {
-                Cell::Lstm => {
-                    let (cp, co) = if ps < os {
-                        (&clo[ps..ps + bh], &mut chi[..bh])
-                    } else {
-                        (&chi[..bh], &mut clo[os..os + bh])
-                    };
-                    lstm_step_forward(
-                        g_in,
-                        g_h,
-                        &cp[hr.clone()],
-                        &mut co[hr.clone()],
-                        &mut ho[hr.clone()],
-                        sav,
-                    );
-                }
-                Cell::Gru => gru_step_forward(g_in, g_h, &hp[hr.clone()], &mut ho[hr.clone()], sav),
-                Cell::Rnn => rnn_step_forward(g_in, g_h, d.act, &mut ho[hr.clone()]),
-            }
-        }
-    }
+    // 2. The recurrence, threads splitting the batch (see `recur`).
+    let packed = Packed::transposed(w.w_hh, gh_w, h);
+    let bounds = row_blocks(b, t_len * b * gh_w * h);
+    let hs = split_slots(&mut s.hs, bh, &bounds, h);
+    let mut cs = split_slots(&mut s.cs, bh, &bounds, h).into_iter();
+    let gates = split_slots(&mut s.gates, b * d.saved(), &bounds, d.saved());
+    let mut gates = gates.into_iter();
+    let parts: Vec<ForwardPart> = hs
+        .into_iter()
+        .zip(bounds.windows(2))
+        .map(|(hs, r)| ForwardPart {
+            d,
+            r0: r[0],
+            rows: r[1] - r[0],
+            gx: &gx,
+            b_hh: w.b_hh,
+            w: &packed,
+            lengths,
+            hs,
+            cs: cs.next().unwrap_or_default(),
+            gates: gates.next().unwrap_or_default(),
+        })
+        .collect();
+    for_parts(parts, forward_part);
     s
 }
 
@@ -270,7 +215,6 @@ pub fn backward(
 ) -> Grads {
     let (t_len, b, h, gh_w) = (d.t, d.b, d.h, d.gh());
     let bh = b * h;
-    let sv = d.saved();
     let gru = d.cell == Cell::Gru;
     // dG for the input projection, and (GRU only) the separate one for the recurrent projection.
     let mut dgx = vec![0.0f32; t_len * b * gh_w];
@@ -279,74 +223,35 @@ pub fn backward(
     } else {
         Vec::new()
     };
-    let mut dh_carry = dhn.map_or_else(|| vec![0.0; bh], |v| v.to_vec());
-    let mut dc_carry = match (d.cell, dcn) {
-        (Cell::Lstm, Some(v)) => v.to_vec(),
-        (Cell::Lstm, None) => vec![0.0; bh],
-        _ => Vec::new(),
-    };
-    let mut dh = vec![0.0f32; bh];
-    let mut direct = vec![0.0f32; bh];
-    let rev_order: Vec<usize> = d.order().collect();
-    for &t in rev_order.iter().rev() {
-        let (ps, os) = (d.prev_slot(t) * bh, d.out_slot(t) * bh);
-        for (k, v) in dh.iter_mut().enumerate() {
-            *v = dh_carry[k] + dy[t * bh + k];
-        }
-        for r in 0..b {
-            let hr = r * h..(r + 1) * h;
-            let gi = (t * b + r) * gh_w..(t * b + r + 1) * gh_w;
-            if !valid(lengths, r, t) {
-                // Pass-through: state unchanged, so its gradient goes straight back.
-                direct[hr.clone()].copy_from_slice(&dh[hr]);
-                continue;
-            }
-            let sav = &s.gates[(t * b + r) * sv..(t * b + r + 1) * sv];
-            match d.cell {
-                Cell::Lstm => {
-                    lstm_step_backward(
-                        sav,
-                        &s.cs[ps..ps + bh][hr.clone()],
-                        &s.cs[os..os + bh][hr.clone()],
-                        &dh[hr.clone()],
-                        &mut dc_carry[hr.clone()],
-                        &mut dgx[gi],
-                    );
-                    direct[hr].fill(0.0);
-                }
-                Cell::Gru => {
-                    gru_step_backward(
-                        sav,
-                        &s.hs[ps..ps + bh][hr.clone()],
-                        &dh[hr.clone()],
-                        &mut dgx[gi.clone()],
-                        &mut dgh_sep[gi],
-                        &mut direct[hr],
-                    );
-                }
-                Cell::Rnn => {
-                    rnn_step_backward(
-                        &s.hs[os..os + bh][hr.clone()],
-                        &dh[hr.clone()],
-                        d.act,
-                        &mut dgx[gi],
-                    );
-                    direct[hr].fill(0.0);
-                }
-            }
-        }
-        // dh_prev = dGh[t]·W_hh + direct part.
-        let dgh_t = if gru {
-            &dgh_sep[t * b * gh_w..(t + 1) * b * gh_w]
-        } else {
-            &dgx[t * b * gh_w..(t + 1) * b * gh_w]
-        };
-        dh_carry.copy_from_slice(&direct);
-        if b * gh_w * h <= SMALL_MAX_MACS {
-            gemm_acc(b, h, gh_w, dgh_t, w.w_hh, &mut dh_carry);
-        } else {
-            gemm(b, h, gh_w, dgh_t, false, w.w_hh, false, &mut dh_carry, 1.0);
-        }
+    // The recurrence, threads splitting the batch (see `recur`).
+    let packed = Packed::plain(w.w_hh, gh_w, h);
+    let bounds = row_blocks(b, t_len * b * gh_w * h);
+    let dgx_parts = split_slots(&mut dgx, b * gh_w, &bounds, gh_w);
+    let mut dgh_parts = split_slots(&mut dgh_sep, b * gh_w, &bounds, gh_w).into_iter();
+    let parts: Vec<BackwardPart> = dgx_parts
+        .into_iter()
+        .zip(bounds.windows(2))
+        .map(|(dgx, r)| BackwardPart {
+            d,
+            r0: r[0],
+            rows: r[1] - r[0],
+            w: &packed,
+            lengths,
+            gates: &s.gates,
+            hs: &s.hs,
+            cs: &s.cs,
+            dy,
+            dhn: dhn.map(|v| &v[r[0] * h..r[1] * h]),
+            dcn: dcn.map(|v| &v[r[0] * h..r[1] * h]),
+            dgx,
+            dgh: dgh_parts.next().unwrap_or_default(),
+        })
+        .collect();
+    let mut dh0 = Vec::with_capacity(bh);
+    let mut dc0 = Vec::new();
+    for (dh, dc) in for_parts(parts, backward_part) {
+        dh0.extend_from_slice(&dh);
+        dc0.extend_from_slice(&dc);
     }
     let dgh = if gru { &dgh_sep } else { &dgx };
     // Weight gradients over all steps at once.
@@ -369,10 +274,7 @@ pub fn backward(
     if let Some(dx) = dx {
         gemm(t_len * b, d.i, gh_w, &dgx, false, w.w_ih, false, dx, 1.0);
     }
-    Grads {
-        dh0: dh_carry,
-        dc0: dc_carry,
-    }
+    Grads { dh0, dc0 }
 }
 
 /// Where backward accumulates the weight gradients (same shapes as [`Weights`]).
@@ -381,4 +283,100 @@ pub struct GradsOut<'a> {
     pub w_hh: &'a mut [f32],
     pub b_ih: &'a mut [f32],
     pub b_hh: &'a mut [f32],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs forward and backward of one layer-direction; returns every output and gradient.
+    fn run(d: &Dims, lengths: Option<&[usize]>) -> Vec<Vec<f32>> {
+        let gw = d.gh();
+        let val = |n: usize, s: usize| -> Vec<f32> {
+            (0..n)
+                .map(|k| (((k * 7919 + s) % 1000) as f32 / 1000.0 - 0.5) * 0.4)
+                .collect()
+        };
+        let (w_ih, w_hh, b_ih, b_hh) = (val(gw * d.i, 1), val(gw * d.h, 2), val(gw, 3), val(gw, 4));
+        let w = Weights {
+            w_ih: &w_ih,
+            w_hh: &w_hh,
+            b_ih: &b_ih,
+            b_hh: &b_hh,
+        };
+        let x = val(d.t * d.b * d.i, 5);
+        let (h0, c0) = (val(d.b * d.h, 6), val(d.b * d.h, 7));
+        let s = forward(d, w, &x, lengths, Some(&h0), Some(&c0));
+        let dy = val(d.t * d.b * d.h, 8);
+        let (dhn, dcn) = (val(d.b * d.h, 9), val(d.b * d.h, 10));
+        let mut g = [
+            vec![0.0; gw * d.i],
+            vec![0.0; gw * d.h],
+            vec![0.0; gw],
+            vec![0.0; gw],
+        ];
+        let mut dx = vec![0.0; d.t * d.b * d.i];
+        let [g0, g1, g2, g3] = &mut g;
+        let r = backward(
+            d,
+            w,
+            &x,
+            &s,
+            lengths,
+            &dy,
+            Some(&dhn),
+            Some(&dcn),
+            GradsOut {
+                w_ih: g0,
+                w_hh: g1,
+                b_ih: g2,
+                b_hh: g3,
+            },
+            Some(&mut dx),
+        );
+        let mut out = vec![s.hs, s.cs, s.gates, dx, r.dh0, r.dc0];
+        out.extend(g);
+        out
+    }
+
+    /// The threads split the batch; every row's arithmetic is the same whatever
+    /// their number, so results are bit-identical with one thread and with four
+    /// (odd batch, lengths, both directions, every cell).
+    #[test]
+    fn results_do_not_depend_on_the_number_of_threads() {
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        let (one, four) = (pool(1), pool(4));
+        for cell in [Cell::Lstm, Cell::Gru, Cell::Rnn] {
+            for reverse in [false, true] {
+                let d = Dims {
+                    cell,
+                    act: Nonlinearity::Tanh,
+                    t: 12,
+                    b: 23,
+                    i: 20,
+                    h: 100,
+                    reverse,
+                };
+                assert!(d.t * d.b * d.gh() * d.h >= 1 << 21, "too small to be split");
+                let lengths: Vec<usize> = (0..d.b).map(|r| 1 + r % d.t).collect();
+                for lengths in [None, Some(&lengths[..])] {
+                    let a = one.install(|| run(&d, lengths));
+                    let b = four.install(|| run(&d, lengths));
+                    assert!(four.install(|| row_blocks(d.b, usize::MAX).len()) > 2);
+                    for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+                        assert!(
+                            x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                            "{cell:?} reverse={reverse} lengths={}: output {k} differs",
+                            lengths.is_some()
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

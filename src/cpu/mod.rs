@@ -8,7 +8,7 @@ pub mod gemm;
 pub mod layer;
 pub mod loss;
 pub mod optim;
-pub mod small_gemm;
+pub mod recur;
 
 use crate::data::Inputs;
 use crate::model::config::{Cell, ModelConfig, OutputMode};

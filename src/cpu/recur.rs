@@ -1,0 +1,559 @@
+//! The recurrence of one layer-direction on the CPU: per step, the product of
+//! the previous state with the recurrent weights followed by the cell update
+//! (forward), or the cell's backward followed by the product of the gate
+//! gradients with the recurrent weights (backward).
+//!
+//! ## Threads split the batch, for the whole sequence
+//! Row `b`'s state at step `t` depends only on row `b`'s state at `t-1`, and
+//! the same holds for the gradient carried backward. So each thread takes a
+//! block of batch rows and runs every step for them on its own: one parallel
+//! region per layer-direction, no synchronisation between steps, and each
+//! row's arithmetic the same whatever the number of threads (results do not
+//! depend on it).
+//!
+//! ## The per-step product
+//! The recurrent weights are packed once per call into column panels of
+//! [`NR`] columns, each panel `[k][NR]` contiguous ([`Packed`]); the product
+//! keeps a block of [`MR`] rows × [`NR`] columns in vector registers across
+//! the whole `k` loop (16 AVX-512 registers), so each packed weight is loaded
+//! once per [`MR`] rows. General GEMM libraries pack both operands on every
+//! call, which dominates at these shapes (the MNIST layer: 32 × 512 × 128,
+//! 56 times per training step). Packing costs `k·n` copies against
+//! `T·B·k·n` multiply-adds.
+//!
+//! ## Instruction sets
+//! Each part's whole step loop (product and cell update) is compiled three
+//! times, for AVX-512, AVX2 + FMA and the baseline, and chosen at run time, so
+//! the cell's activations vectorise with the same instruction set.
+
+use super::cell::*;
+use super::layer::{valid, Dims};
+use crate::model::config::Cell;
+
+/// Rows of the register block.
+pub const MR: usize = 4;
+/// Columns of the register block and of a packed panel.
+pub const NR: usize = 64;
+
+/// A `[k × n]` matrix packed in column panels: panel `q` holds columns
+/// `q·NR .. q·NR+NR` as `[k][NR]`, zero beyond `n`.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl Packed {
+    /// Packs the matrix whose element `(p, j)` is `get(p, j)`.
+    fn new(k: usize, n: usize, get: impl Fn(usize, usize) -> f32) -> Self {
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0.0f32; panels * k * NR];
+        for (q, panel) in data.chunks_exact_mut(k * NR).enumerate() {
+            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+                for (jj, v) in row.iter_mut().enumerate().take(n - q * NR) {
+                    *v = get(p, q * NR + jj);
+                }
+            }
+        }
+        Self { k, n, data }
+    }
+
+    /// `Mᵀ` for a row-major `[n × k]` matrix `M` (forward: `W_hhᵀ`, `[H, G·H]`).
+    pub fn transposed(m: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(m.len(), n * k, "Packed::transposed: shape");
+        Self::new(k, n, |p, j| m[j * k + p])
+    }
+
+    /// `M` itself for a row-major `[k × n]` matrix (backward: `W_hh`, `[G·H, H]`).
+    pub fn plain(m: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(m.len(), k * n, "Packed::plain: shape");
+        Self::new(k, n, |p, j| m[p * n + j])
+    }
+}
+
+/// `c[m × n] += a[m × k] · B`, with row strides `lda` and `ldc`.
+#[inline(always)]
+fn gemm_acc<const FMA: bool>(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &Packed,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (k, n) = (b.k, b.n);
+    for (q, panel) in b.data.chunks_exact(k * NR).enumerate() {
+        let (j0, nr) = (q * NR, NR.min(n - q * NR));
+        let mut i0 = 0;
+        while i0 + MR <= m {
+            block::<MR, FMA>(a, lda, i0, k, panel, c, ldc, j0, nr);
+            i0 += MR;
+        }
+        match m - i0 {
+            1 => block::<1, FMA>(a, lda, i0, k, panel, c, ldc, j0, nr),
+            2 => block::<2, FMA>(a, lda, i0, k, panel, c, ldc, j0, nr),
+            3 => block::<3, FMA>(a, lda, i0, k, panel, c, ldc, j0, nr),
+            _ => {}
+        }
+    }
+}
+
+/// One `M × NR` register block over the whole `k` loop.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block<const M: usize, const FMA: bool>(
+    a: &[f32],
+    lda: usize,
+    i0: usize,
+    k: usize,
+    panel: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    j0: usize,
+    nr: usize,
+) {
+    let rows: [&[f32]; M] = std::array::from_fn(|i| &a[(i0 + i) * lda..(i0 + i) * lda + k]);
+    let out: [&mut [f32]; M] = {
+        let mut rest = &mut c[i0 * ldc..];
+        std::array::from_fn(|_| {
+            let cut = ldc.min(rest.len());
+            let (row, tail) = std::mem::take(&mut rest).split_at_mut(cut);
+            rest = tail;
+            &mut row[j0..j0 + nr]
+        })
+    };
+    #[cfg(target_arch = "x86_64")]
+    if FMA && std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F; `rows` hold `k` values each, `panel`
+        // `k·NR` (checked inside), `out` rows `nr ≤ NR`.
+        return unsafe { block_avx512::<M>(rows, panel, out) };
+    }
+    let mut acc = [[0.0f32; NR]; M];
+    for (p, brow) in panel.chunks_exact(NR).enumerate() {
+        let brow: &[f32; NR] = brow.try_into().unwrap();
+        for i in 0..M {
+            let av = rows[i][p];
+            for j in 0..NR {
+                acc[i][j] = if FMA {
+                    av.mul_add(brow[j], acc[i][j])
+                } else {
+                    acc[i][j] + av * brow[j]
+                };
+            }
+        }
+    }
+    for (o, acc) in out.into_iter().zip(&acc) {
+        for (o, v) in o.iter_mut().zip(acc) {
+            *o += v;
+        }
+    }
+}
+
+/// [`block`] with the accumulators written as AVX-512 registers: left to
+/// itself, the compiler keeps a `[[f32; 64]; M]` accumulator in memory and
+/// stores it back on every `k` step.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn block_avx512<const M: usize>(rows: [&[f32]; M], panel: &[f32], out: [&mut [f32]; M]) {
+    use std::arch::x86_64::*;
+    const V: usize = NR / 16;
+    let k = panel.len() / NR;
+    assert!(panel.len() == k * NR && rows.iter().all(|r| r.len() >= k));
+    let mut acc = [[_mm512_setzero_ps(); V]; M];
+    let bp = panel.as_ptr();
+    for p in 0..k {
+        let mut bv = [_mm512_setzero_ps(); V];
+        for (q, b) in bv.iter_mut().enumerate() {
+            *b = _mm512_loadu_ps(bp.add(p * NR + q * 16));
+        }
+        for i in 0..M {
+            let av = _mm512_set1_ps(*rows[i].get_unchecked(p));
+            for q in 0..V {
+                acc[i][q] = _mm512_fmadd_ps(av, bv[q], acc[i][q]);
+            }
+        }
+    }
+    for (o, acc) in out.into_iter().zip(&acc) {
+        if o.len() == NR {
+            for (q, v) in acc.iter().enumerate() {
+                let ptr = o.as_mut_ptr().add(q * 16);
+                _mm512_storeu_ps(ptr, _mm512_add_ps(_mm512_loadu_ps(ptr), *v));
+            }
+        } else {
+            let mut tmp = [0.0f32; NR];
+            for (q, v) in acc.iter().enumerate() {
+                _mm512_storeu_ps(tmp.as_mut_ptr().add(q * 16), *v);
+            }
+            for (o, v) in o.iter_mut().zip(&tmp) {
+                *o += v;
+            }
+        }
+    }
+}
+
+/// Row blocks for the threads: boundaries `[0, .., b]`, whole register blocks
+/// except the last, one block when the work is too small to split.
+pub fn row_blocks(b: usize, macs: usize) -> Vec<usize> {
+    // Below ~2 M multiply-adds for the whole sequence, waking a second thread
+    // costs more than it saves.
+    const PARALLEL_MIN_MACS: usize = 1 << 21;
+    let threads = rayon::current_num_threads();
+    let parts = if macs < PARALLEL_MIN_MACS {
+        1
+    } else {
+        threads.min(b.div_ceil(MR)).max(1)
+    };
+    let step = b.div_ceil(parts).div_ceil(MR) * MR;
+    let mut bounds: Vec<usize> = (0..b).step_by(step.max(1)).collect();
+    bounds.push(b);
+    bounds
+}
+
+/// Splits every `slot`-long slot of `buf` into the row blocks of `bounds`
+/// (`width` values per row): `result[part][slot]`. An empty `buf` gives empty parts.
+pub fn split_slots<'a>(
+    buf: &'a mut [f32],
+    slot: usize,
+    bounds: &[usize],
+    width: usize,
+) -> Vec<Vec<&'a mut [f32]>> {
+    let mut out: Vec<Vec<&'a mut [f32]>> = (1..bounds.len()).map(|_| Vec::new()).collect();
+    if buf.is_empty() || slot == 0 {
+        return out;
+    }
+    for s in buf.chunks_exact_mut(slot) {
+        let mut rest = s;
+        for (p, w) in bounds.windows(2).enumerate() {
+            let (head, tail) = rest.split_at_mut((w[1] - w[0]) * width);
+            out[p].push(head);
+            rest = tail;
+        }
+    }
+    out
+}
+
+/// Runs `f` on every part, in parallel when there is more than one.
+pub fn for_parts<P: Send, R: Send>(parts: Vec<P>, f: impl Fn(P) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    if parts.len() == 1 {
+        return parts.into_iter().map(f).collect();
+    }
+    parts.into_par_iter().map(f).collect()
+}
+
+/// What one thread's forward reads (shared) and writes (its own rows).
+pub struct ForwardPart<'a> {
+    pub d: &'a Dims,
+    /// First batch row of this part.
+    pub r0: usize,
+    pub rows: usize,
+    /// `[T, B, G·H]` input projections (all rows).
+    pub gx: &'a [f32],
+    pub b_hh: &'a [f32],
+    /// `W_hhᵀ` packed.
+    pub w: &'a Packed,
+    pub lengths: Option<&'a [usize]>,
+    /// `T+1` slots of this part's rows `[rows, H]`.
+    pub hs: Vec<&'a mut [f32]>,
+    /// As `hs`, LSTM only (else empty).
+    pub cs: Vec<&'a mut [f32]>,
+    /// `T` slots of `[rows, saved]`.
+    pub gates: Vec<&'a mut [f32]>,
+}
+
+/// Two different slots of a slot list: `(read, write)`.
+fn two<'s>(v: &'s mut [&mut [f32]], r: usize, w: usize) -> (&'s [f32], &'s mut [f32]) {
+    if r < w {
+        let (lo, hi) = v.split_at_mut(w);
+        (&*lo[r], &mut *hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(r);
+        (&*hi[0], &mut *lo[w])
+    }
+}
+
+#[inline(always)]
+fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
+    let d = p.d;
+    let (b, h, gw, sv) = (d.b, d.h, d.gh(), d.saved());
+    let mut gh = vec![0.0f32; p.rows * gw];
+    for t in d.order() {
+        let (ps, os) = (d.prev_slot(t), d.out_slot(t));
+        for row in gh.chunks_exact_mut(gw) {
+            row.copy_from_slice(p.b_hh);
+        }
+        gemm_acc::<FMA>(p.rows, p.hs[ps], h, p.w, &mut gh, gw);
+        let (hp, ho) = two(&mut p.hs, ps, os);
+        // The RNN cell saves nothing: no slots.
+        let sav: &mut [f32] = p.gates.get_mut(t).map_or(&mut [], |v| &mut **v);
+        let (cp, co) = if d.cell == Cell::Lstm {
+            two(&mut p.cs, ps, os)
+        } else {
+            (&[][..], &mut [][..])
+        };
+        for r in 0..p.rows {
+            let hr = r * h..(r + 1) * h;
+            if !valid(p.lengths, p.r0 + r, t) {
+                ho[hr.clone()].copy_from_slice(&hp[hr.clone()]);
+                if d.cell == Cell::Lstm {
+                    co[hr.clone()].copy_from_slice(&cp[hr]);
+                }
+                continue;
+            }
+            let g_in = &p.gx[(t * b + p.r0 + r) * gw..(t * b + p.r0 + r + 1) * gw];
+            let g_h = &gh[r * gw..(r + 1) * gw];
+            let sv_r = &mut sav[r * sv..(r + 1) * sv];
+            match d.cell {
+                Cell::Lstm => lstm_step_forward(
+                    g_in,
+                    g_h,
+                    &cp[hr.clone()],
+                    &mut co[hr.clone()],
+                    &mut ho[hr],
+                    sv_r,
+                ),
+                Cell::Gru => gru_step_forward(g_in, g_h, &hp[hr.clone()], &mut ho[hr], sv_r),
+                Cell::Rnn => rnn_step_forward(g_in, g_h, d.act, &mut ho[hr]),
+            }
+        }
+    }
+}
+
+/// Runs one part's forward over the whole sequence.
+pub fn forward_part(p: ForwardPart) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { forward_avx512(p) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { forward_avx2(p) };
+        }
+    }
+    forward_impl::<false>(p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn forward_avx512(p: ForwardPart) {
+    forward_impl::<true>(p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_avx2(p: ForwardPart) {
+    forward_impl::<true>(p)
+}
+
+/// What one thread's backward reads (shared) and writes (its own rows).
+pub struct BackwardPart<'a> {
+    pub d: &'a Dims,
+    pub r0: usize,
+    pub rows: usize,
+    /// `W_hh` packed.
+    pub w: &'a Packed,
+    pub lengths: Option<&'a [usize]>,
+    /// Forward's saves, all rows: gates `[T, B, saved]`, states `[T+1, B, H]`.
+    pub gates: &'a [f32],
+    pub hs: &'a [f32],
+    pub cs: &'a [f32],
+    /// `[T, B, H]` output gradient, all rows.
+    pub dy: &'a [f32],
+    /// This part's rows of the final-state gradients, if any.
+    pub dhn: Option<&'a [f32]>,
+    pub dcn: Option<&'a [f32]>,
+    /// `T` slots of `[rows, G·H]`: gate gradients (input side).
+    pub dgx: Vec<&'a mut [f32]>,
+    /// GRU only: `T` slots of the recurrent side's gate gradients (else empty).
+    pub dgh: Vec<&'a mut [f32]>,
+}
+
+/// Gradients of this part's rows of the initial states `(dh0, dc0)`.
+pub type PartGrads = (Vec<f32>, Vec<f32>);
+
+#[inline(always)]
+fn backward_impl<'a, const FMA: bool>(mut p: BackwardPart<'a>) -> PartGrads {
+    let d = p.d;
+    let (b, h, gw, sv) = (d.b, d.h, d.gh(), d.saved());
+    let (bh, n) = (b * h, p.rows * h);
+    let r0 = p.r0;
+    let own =
+        |v: &'a [f32], slot: usize| -> &'a [f32] { &v[slot * bh + r0 * h..slot * bh + r0 * h + n] };
+    let mut dh_carry = p.dhn.map_or_else(|| vec![0.0; n], <[f32]>::to_vec);
+    let mut dc_carry = match (d.cell, p.dcn) {
+        (Cell::Lstm, Some(v)) => v.to_vec(),
+        (Cell::Lstm, None) => vec![0.0; n],
+        _ => Vec::new(),
+    };
+    let mut dh = vec![0.0f32; n];
+    let mut direct = vec![0.0f32; n];
+    let order: Vec<usize> = d.order().collect();
+    for &t in order.iter().rev() {
+        let (ps, os) = (d.prev_slot(t), d.out_slot(t));
+        for ((v, c), y) in dh.iter_mut().zip(&dh_carry).zip(own(p.dy, t)) {
+            *v = c + y;
+        }
+        let dgx = &mut *p.dgx[t];
+        let sav = &p.gates[(t * b + p.r0) * sv..(t * b + p.r0 + p.rows) * sv];
+        for r in 0..p.rows {
+            let hr = r * h..(r + 1) * h;
+            let gi = r * gw..(r + 1) * gw;
+            if !valid(p.lengths, p.r0 + r, t) {
+                // Pass-through: state unchanged, so its gradient goes straight back.
+                direct[hr.clone()].copy_from_slice(&dh[hr]);
+                dgx[gi.clone()].fill(0.0);
+                if d.cell == Cell::Gru {
+                    p.dgh[t][gi].fill(0.0);
+                }
+                continue;
+            }
+            let sav = &sav[r * sv..(r + 1) * sv];
+            match d.cell {
+                Cell::Lstm => {
+                    lstm_step_backward(
+                        sav,
+                        &own(p.cs, ps)[hr.clone()],
+                        &own(p.cs, os)[hr.clone()],
+                        &dh[hr.clone()],
+                        &mut dc_carry[hr.clone()],
+                        &mut dgx[gi],
+                    );
+                    direct[hr].fill(0.0);
+                }
+                Cell::Gru => gru_step_backward(
+                    sav,
+                    &own(p.hs, ps)[hr.clone()],
+                    &dh[hr.clone()],
+                    &mut dgx[gi.clone()],
+                    &mut p.dgh[t][gi],
+                    &mut direct[hr],
+                ),
+                Cell::Rnn => {
+                    rnn_step_backward(
+                        &own(p.hs, os)[hr.clone()],
+                        &dh[hr.clone()],
+                        d.act,
+                        &mut dgx[gi],
+                    );
+                    direct[hr].fill(0.0);
+                }
+            }
+        }
+        // dh_prev = dG_h[t] · W_hh + the direct part.
+        dh_carry.copy_from_slice(&direct);
+        let dg = if d.cell == Cell::Gru {
+            &*p.dgh[t]
+        } else {
+            &*p.dgx[t]
+        };
+        gemm_acc::<FMA>(p.rows, dg, gw, p.w, &mut dh_carry, h);
+    }
+    (dh_carry, dc_carry)
+}
+
+/// Runs one part's backward over the whole sequence.
+pub fn backward_part(p: BackwardPart) -> PartGrads {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { backward_avx512(p) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { backward_avx2(p) };
+        }
+    }
+    backward_impl::<false>(p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn backward_avx512(p: BackwardPart) -> PartGrads {
+    backward_impl::<true>(p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_avx2(p: BackwardPart) -> PartGrads {
+    backward_impl::<true>(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_product_matches_the_gemm_on_edge_shapes() {
+        for (m, n, k) in [
+            (1, 1, 1),
+            (4, 64, 3),
+            (5, 67, 13),
+            (32, 512, 128),
+            (9, 130, 7),
+            (37, 600, 300),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1)
+                .collect();
+            // B given transposed ([n × k]) as the forward's W_hh, and plain as the backward's.
+            let bt: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.1)
+                .collect();
+            let mut want = vec![0.5f32; m * n];
+            crate::cpu::gemm::gemm(m, n, k, &a, false, &bt, true, &mut want, 1.0);
+            let mut b = vec![0.0f32; k * n];
+            for j in 0..n {
+                for p in 0..k {
+                    b[p * n + j] = bt[j * k + p];
+                }
+            }
+            for packed in [Packed::transposed(&bt, n, k), Packed::plain(&b, k, n)] {
+                for fma in [false, true] {
+                    let mut got = vec![0.5f32; m * n];
+                    if fma {
+                        gemm_acc::<true>(m, &a, k, &packed, &mut got, n);
+                    } else {
+                        gemm_acc::<false>(m, &a, k, &packed, &mut got, n);
+                    }
+                    for (x, y) in got.iter().zip(&want) {
+                        assert!(
+                            (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                            "{m}x{n}x{k}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_blocks_cover_the_batch_in_register_blocks() {
+        for b in [1, 3, 4, 7, 32, 33, 64, 129] {
+            let bounds = row_blocks(b, usize::MAX);
+            assert_eq!(bounds[0], 0);
+            assert_eq!(*bounds.last().unwrap(), b);
+            for w in bounds.windows(2) {
+                assert!(w[1] > w[0]);
+            }
+            for &x in &bounds[..bounds.len() - 1] {
+                assert_eq!(x % MR, 0, "b={b}: {bounds:?}");
+            }
+        }
+        assert_eq!(row_blocks(64, 10), vec![0, 64]);
+    }
+
+    #[test]
+    fn split_slots_gives_each_part_its_rows_of_every_slot() {
+        let mut buf: Vec<f32> = (0..3 * 5 * 2).map(|v| v as f32).collect();
+        let parts = split_slots(&mut buf, 10, &[0, 2, 5], 2);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].len(), 3);
+        assert_eq!(&*parts[0][1], &[10.0, 11.0, 12.0, 13.0]);
+        assert_eq!(&*parts[1][2], &[24.0, 25.0, 26.0, 27.0, 28.0, 29.0]);
+    }
+}
