@@ -40,6 +40,24 @@ pub struct Row {
     pub train_ms: f64,
     /// Recurrent-GEMM GFLOP/s of the training step (see [`recurrent_flops`]).
     pub gflops: f64,
+    /// GPU time per kernel of one training step (`bench --profile`), most
+    /// expensive first; absent unless asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Vec<KernelTime>>,
+}
+
+/// One row of a GPU profile: one kernel (entry point) in one role of the
+/// training step, e.g. `lstm_step_forward` as `lstm.l0.step_forward`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelTime {
+    /// The kernel's entry point in `shaders/*.wgsl` (e.g. `gemm_small`).
+    pub kernel: String,
+    /// Its role in the step (e.g. `lstm.l0.weight_hh_grad`).
+    pub label: String,
+    /// Dispatches of this kernel in this role per step.
+    pub dispatches: usize,
+    /// Their GPU time in microseconds (median over the profiled steps).
+    pub total_us: f64,
 }
 
 impl Row {
@@ -57,6 +75,7 @@ impl Row {
             forward_ms,
             train_ms,
             gflops: recurrent_flops(s) / (train_ms * 1e-3) / 1e9,
+            profile: None,
         }
     }
 }
@@ -217,6 +236,55 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
 /// and does not compute the gradient of layer 0's input (nothing below needs it),
 /// which the CPU and PyTorch figures include.
 pub fn run_gpu(s: &Size, reps: usize, ctx: &std::sync::Arc<crate::gpu::GpuContext>) -> Result<Row> {
+    gpu_row(s, reps, ctx, false)
+}
+
+/// [`run_gpu`], then `reps` training steps (forward, loss, backward, gradient
+/// norm, optimizer) profiled with GPU timestamps around every dispatch: the
+/// row's `profile` holds, per kernel and role, the dispatches and the median
+/// of their total GPU time. Fails with [`Error::MissingFeature`], before
+/// timing anything, on an adapter without timestamp queries.
+pub fn run_gpu_profiled(
+    s: &Size,
+    reps: usize,
+    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
+) -> Result<Row> {
+    gpu_row(s, reps, ctx, true)
+}
+
+/// Groups a profiled step's dispatches by (kernel, label), in program order.
+fn group(step: Vec<crate::gpu::model::DispatchTime>) -> Vec<KernelTime> {
+    let mut out: Vec<KernelTime> = Vec::new();
+    for d in step {
+        let kernel = d.kernel.entry();
+        match out
+            .iter_mut()
+            .find(|k| k.kernel == kernel && k.label == d.label)
+        {
+            Some(k) => {
+                k.dispatches += 1;
+                k.total_us += d.us;
+            }
+            None => out.push(KernelTime {
+                kernel: kernel.into(),
+                label: d.label,
+                dispatches: 1,
+                total_us: d.us,
+            }),
+        }
+    }
+    out
+}
+
+fn gpu_row(
+    s: &Size,
+    reps: usize,
+    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
+    profile: bool,
+) -> Result<Row> {
+    if profile {
+        ctx.require_timestamps("bench --profile")?;
+    }
     if reps == 0 {
         return Err(Error::Argument("--reps must be at least 1".into()));
     }
@@ -239,11 +307,24 @@ pub fn run_gpu(s: &Size, reps: usize, ctx: &std::sync::Arc<crate::gpu::GpuContex
     let data = crate::data::Dataset::new(x, Some(y), None);
     let mut gpu = crate::gpu::GpuModel::new(ctx.clone(), &model)?;
     let (forward_ms, train_ms) = gpu.time_forward_backward(&data, crate::Loss::Mse, reps)?;
-    Ok(Row::measured(
-        s,
-        "gpu",
-        ctx.describe(),
-        forward_ms,
-        train_ms,
-    ))
+    let mut row = Row::measured(s, "gpu", ctx.describe(), forward_ms, train_ms);
+    if profile {
+        let opts = crate::StepOptions {
+            loss: crate::Loss::Mse,
+            clip: None,
+        };
+        let mut opt = crate::Optimizer::adam(1e-3);
+        // The same program every step: the groups line up across steps.
+        let mut steps = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            steps.push(group(gpu.profile_dispatches(&data, &opts, &mut opt)?));
+        }
+        let mut rows = steps[0].clone();
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.total_us = median(steps.iter().map(|st| st[i].total_us).collect());
+        }
+        rows.sort_by(|a, b| b.total_us.total_cmp(&a.total_us));
+        row.profile = Some(rows);
+    }
+    Ok(row)
 }

@@ -65,6 +65,17 @@ pub enum Error {
     /// GPU failures: no adapter, lost device, out of memory, kernel problems.
     #[error("GPU: {0}")]
     Gpu(String),
+    /// The adapter lacks an optional feature that an operation needs (e.g.
+    /// timestamp queries for per-kernel profiles).
+    #[error("GPU: {adapter} has no {feature}, which {needed_for} needs. HINT: `recurrent info` lists each adapter's features; another backend (RECURRENT_BACKEND=vulkan|gl|metal|dx12) or GPU may have it")]
+    MissingFeature {
+        /// The adapter, as [`crate::gpu::GpuContext::describe`] names it.
+        adapter: String,
+        /// The feature, in words and by its wgpu name.
+        feature: String,
+        /// What asked for it.
+        needed_for: String,
+    },
     /// File system errors, with the path involved.
     #[error("{path}: {source}")]
     Io {

@@ -352,3 +352,128 @@ fn info_lists_adapters_and_the_auto_choice() {
         "{text}"
     );
 }
+
+#[test]
+fn bench_profile_on_the_cpu_path_is_an_argument_error() {
+    let out = bin()
+        .args(["bench", "--device", "cpu", "--profile", "--reps", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("error: invalid argument: --profile") && err.contains("--device gpu"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `bench --profile` on the GPU: the per-kernel table after the size's row and
+/// the same in the JSON, covering every dispatch of the training step once.
+/// The shape is `gpu_parity`'s dispatch-count case (2-layer LSTM, T=28, B=8):
+/// 131 dispatches. Adapters without timestamp queries get the typed error
+/// (`gpu_limits` checks that path on a device opened without them).
+#[test]
+fn bench_profile_times_every_dispatch_of_a_training_step() {
+    let Some(ctx) = gpu("bench_profile_times_every_dispatch_of_a_training_step") else {
+        return;
+    };
+    let tmp = temp_dir("cli-bench-profile");
+    let json = tmp.join("profile.json");
+    let mut cmd = bin();
+    cmd.args([
+        "bench",
+        "--device",
+        "gpu",
+        "--profile",
+        "--layers",
+        "2",
+        "--input",
+        "28",
+        "--hidden",
+        "32",
+        "--batch",
+        "8",
+        "--steps",
+        "28",
+        "--reps",
+        "1",
+        "--json",
+    ])
+    .arg(&json);
+    if !ctx.has_timestamps() {
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("has no timestamp queries"), "{err}");
+        eprintln!(
+            "(no TIMESTAMP_QUERY on {}: the error path was checked)",
+            ctx.describe()
+        );
+        return;
+    }
+    let text = run(&mut cmd);
+    // The step's dispatch count, from the library, for the bench's model
+    // (one output, as `bench` builds it).
+    let cfg = recurrent::ModelConfig::new(recurrent::Cell::Lstm, 28, 32, 1).layers(2);
+    let model = recurrent::Model::new(cfg, &recurrent::Init::seed(1)).unwrap();
+    let mut g = recurrent::gpu::GpuModel::new(ctx.ctx.clone(), &model).unwrap();
+    let want = g.dispatches_per_step(8, 28).unwrap();
+    assert_eq!(want, 131, "as in gpu_parity's dispatch count");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r = &report["results"][0];
+    for field in [
+        "device",
+        "adapter",
+        "cell",
+        "input",
+        "hidden",
+        "batch",
+        "steps",
+        "layers",
+        "forward_ms",
+        "train_ms",
+        "gflops",
+    ] {
+        assert!(!r[field].is_null(), "documented field {field} missing: {r}");
+    }
+    let profile = r["profile"].as_array().expect("a profile array");
+    assert!(!profile.is_empty());
+    let mut dispatches = 0;
+    for k in profile {
+        let us = k["total_us"].as_f64().unwrap();
+        assert!(us.is_finite() && us >= 0.0, "{k}");
+        let n = k["dispatches"].as_u64().unwrap() as usize;
+        assert!(n >= 1, "{k}");
+        dispatches += n;
+        assert!(!k["kernel"].as_str().unwrap().is_empty(), "{k}");
+    }
+    assert_eq!(dispatches, want, "every dispatch timed once: {profile:?}");
+    let row = |kernel: &str, label: &str| {
+        profile
+            .iter()
+            .find(|k| k["kernel"] == kernel && k["label"] == label)
+            .unwrap_or_else(|| panic!("no {kernel} as {label} in {profile:?}"))["dispatches"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(row("lstm_step_backward", "lstm.l1.step_backward"), 28);
+    assert_eq!(row("lstm_step_forward", "lstm.l0.step_forward"), 28);
+    assert_eq!(row("grad_norm_finish", "optim.grad_norm"), 1);
+    // The printed table: a header, then one line per JSON entry.
+    assert!(
+        text.contains(&format!("{want} dispatches")) && text.contains("share"),
+        "{text}"
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("lstm_step_backward") && l.contains("lstm.l1.step_backward"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let cols: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(cols[2], "28", "{text}");
+    let share: f64 = cols[4].trim_end_matches('%').parse().unwrap();
+    assert!((0.0..=100.0).contains(&share), "{text}");
+}

@@ -168,3 +168,61 @@ fn a_device_lost_during_a_fit_leaves_the_last_good_checkpoint() {
     );
     assert!(saved.params().iter().all(|v| v.is_finite()));
 }
+
+/// A device opened without `TIMESTAMP_QUERY` (as on adapters that lack it):
+/// profiles fail with the typed error, before anything is timed.
+#[test]
+fn a_profile_without_timestamp_queries_is_a_typed_error() {
+    if gpu("a_profile_without_timestamp_queries_is_a_typed_error").is_none() {
+        return;
+    }
+    // `context_with` asks for no optional features: no timestamps.
+    let ctx = context_with(|_| {}).unwrap();
+    assert!(!ctx.has_timestamps());
+    let size = recurrent::bench::Size {
+        cell: Cell::Lstm,
+        input: 3,
+        hidden: 4,
+        batch: 2,
+        steps: 3,
+        layers: 1,
+    };
+    let err = recurrent::bench::run_gpu_profiled(&size, 1, &ctx).unwrap_err();
+    match &err {
+        recurrent::Error::MissingFeature {
+            feature,
+            needed_for,
+            ..
+        } => {
+            assert!(feature.contains("TIMESTAMP_QUERY"), "{err}");
+            assert_eq!(needed_for, "bench --profile");
+        }
+        other => panic!("expected MissingFeature, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("has no timestamp queries"),
+        "{err}"
+    );
+    // The model-level profile says the same.
+    let model = Model::new(ModelConfig::new(Cell::Lstm, 3, 4, 1), &Init::seed(1)).unwrap();
+    let mut g = GpuModel::new(ctx.clone(), &model).unwrap();
+    let data = Dataset::new(
+        batch(2, 3, 3).x,
+        Some(recurrent::Targets::Values {
+            data: vec![0.5; 2],
+            shape: vec![2, 1],
+        }),
+        None,
+    );
+    let opts = recurrent::StepOptions {
+        loss: recurrent::Loss::Mse,
+        clip: None,
+    };
+    let err = g
+        .profile_train_step(&data, &opts, &mut recurrent::Optimizer::adam(1e-3))
+        .unwrap_err();
+    assert!(
+        matches!(err, recurrent::Error::MissingFeature { .. }),
+        "{err}"
+    );
+}

@@ -62,6 +62,11 @@ struct BenchArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// GPU only: after each size, profile training steps with GPU timestamps and
+    /// print the time per kernel (also in the JSON as `profile`). Needs an
+    /// adapter with timestamp queries (`recurrent info`).
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
@@ -487,7 +492,25 @@ fn bench(a: BenchArgs) -> Result<()> {
             layers: a.layers,
         }],
     };
+    if a.profile && a.device == DeviceArg::Cpu {
+        return Err(Error::Argument(
+            "--profile times GPU kernels: use it with --device gpu (the CPU path has no profile)"
+                .into(),
+        ));
+    }
     let device = pick_device(a.device)?;
+    if a.profile {
+        match &device {
+            Device::Cpu => {
+                return Err(Error::Argument(
+                    "--profile times GPU kernels, but --device auto picked the CPU path: use --device gpu"
+                        .into(),
+                ))
+            }
+            // Fail before timing anything.
+            Device::Gpu(ctx) => ctx.require_timestamps("bench --profile")?,
+        }
+    }
     let mut report = Report::default();
     println!(
         "{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12} {:>12} {:>9}",
@@ -496,6 +519,7 @@ fn bench(a: BenchArgs) -> Result<()> {
     for s in &sizes {
         let r = match &device {
             Device::Cpu => bench::run_cpu(s, a.reps)?,
+            Device::Gpu(ctx) if a.profile => bench::run_gpu_profiled(s, a.reps, ctx)?,
             Device::Gpu(ctx) => bench::run_gpu(s, a.reps, ctx)?,
         };
         println!(
@@ -511,6 +535,9 @@ fn bench(a: BenchArgs) -> Result<()> {
             r.train_ms,
             r.gflops
         );
+        if let Some(p) = &r.profile {
+            print_profile(p);
+        }
         report.results.push(r);
     }
     if let Some(p) = &a.json {
@@ -521,6 +548,31 @@ fn bench(a: BenchArgs) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// The per-kernel table of `bench --profile`, under its size's row.
+fn print_profile(p: &[recurrent::bench::KernelTime]) {
+    let total: f64 = p.iter().map(|k| k.total_us).sum();
+    let dispatches: usize = p.iter().map(|k| k.dispatches).sum();
+    println!(
+        "  profile of one training step (forward, loss, backward, gradient norm, optimizer; \
+         GPU timestamps around each dispatch): {dispatches} dispatches, {total:.1} us"
+    );
+    println!(
+        "  {:<20} {:<28} {:>10} {:>12} {:>7}",
+        "kernel", "label", "dispatches", "total_us", "share"
+    );
+    for k in p {
+        let share = if total > 0.0 {
+            100.0 * k.total_us / total
+        } else {
+            0.0
+        };
+        println!(
+            "  {:<20} {:<28} {:>10} {:>12.1} {:>6.1}%",
+            k.kernel, k.label, k.dispatches, k.total_us, share
+        );
+    }
 }
 
 fn info() -> Result<()> {

@@ -183,6 +183,25 @@ impl GpuContext {
         )
     }
 
+    /// Does the device have GPU timestamp queries (`TIMESTAMP_QUERY`), which
+    /// [`GpuModel::profile_train_step`](super::GpuModel::profile_train_step) needs?
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// [`Error::MissingFeature`] unless the device has timestamp queries;
+    /// `needed_for` says what wanted them.
+    pub fn require_timestamps(&self, needed_for: &str) -> Result<()> {
+        if self.has_timestamps() {
+            return Ok(());
+        }
+        Err(Error::MissingFeature {
+            adapter: self.describe(),
+            feature: "timestamp queries (TIMESTAMP_QUERY)".into(),
+            needed_for: needed_for.into(),
+        })
+    }
+
     /// Checks that a storage buffer of `bytes` can be created and bound whole.
     pub(crate) fn check_storage(&self, what: &str, bytes: u64) -> Result<()> {
         let max = self

@@ -35,6 +35,17 @@ use std::sync::Arc;
 /// flight before `train_step` waits for the oldest (bounds the CPU run-ahead).
 pub const STATS_RING: usize = 4;
 
+/// One timed dispatch of [`GpuModel::profile_dispatches`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DispatchTime {
+    /// The kernel (its entry point is [`Kernel::entry`]).
+    pub kernel: Kernel,
+    /// The dispatch's role in the step, e.g. `"lstm.l0.step_forward"`.
+    pub label: String,
+    /// GPU time between the timestamps before and after it, in microseconds.
+    pub us: f64,
+}
+
 /// Dispatch index ranges of a plan's program.
 #[derive(Clone, Copy, Debug, Default)]
 struct Phases {
@@ -1148,19 +1159,38 @@ impl GpuModel {
     /// Runs one full training step (it updates the weights) with a GPU
     /// timestamp around every dispatch, and returns per kernel label the
     /// number of dispatches and their total GPU time in microseconds, in
-    /// program order. Needs the adapter feature `TIMESTAMP_QUERY`.
+    /// program order. A label names a role (`"lstm.l0.weight_ih_grad"`) and
+    /// may cover more than one kernel (a split-K GEMM and its reduction);
+    /// [`GpuModel::profile_dispatches`] keeps them apart. Needs the adapter
+    /// feature `TIMESTAMP_QUERY`, else [`Error::MissingFeature`].
     pub fn profile_train_step(
         &mut self,
         data: &Dataset,
         opts: &StepOptions,
         opt: &mut Optimizer,
     ) -> Result<Vec<(String, usize, f64)>> {
-        if !self.ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
-            return Err(Error::Gpu(format!(
-                "{} has no timestamp queries: profiles are not available",
-                self.ctx.describe()
-            )));
+        let mut out: Vec<(String, usize, f64)> = Vec::new();
+        for d in self.profile_dispatches(data, opts, opt)? {
+            match out.iter_mut().find(|e| e.0 == d.label) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += d.us;
+                }
+                None => out.push((d.label, 1, d.us)),
+            }
         }
+        Ok(out)
+    }
+
+    /// As [`GpuModel::profile_train_step`], one entry per dispatch of the
+    /// step in program order: its kernel, its label and its GPU time.
+    pub fn profile_dispatches(
+        &mut self,
+        data: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<Vec<DispatchTime>> {
+        self.ctx.require_timestamps("a per-kernel profile")?;
         opt.validate()?;
         self.finish()?;
         let key = self.upload_batch(data, Some(opts.loss))?;
@@ -1174,7 +1204,7 @@ impl GpuModel {
         let ranges = [0..ph.forward, loss_range, rest];
         let n: usize = ranges.iter().map(|r| r.len()).sum();
         let dev = &self.ctx.device;
-        let mut labels = Vec::with_capacity(n);
+        let mut recorded: Vec<(Kernel, String)> = Vec::with_capacity(n);
         let mut times = Vec::with_capacity(n);
         // At most QUERY_SET_MAX_QUERIES / 2 dispatches per query set.
         let per_set = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
@@ -1225,10 +1255,10 @@ impl GpuModel {
                 mapped_at_creation: false,
             });
             enc.resolve_query_set(&qs, 0..count, &resolve, 0);
-            labels.extend(
+            recorded.extend(
                 plan.program.dispatches[c.clone()]
                     .iter()
-                    .map(|d| d.label.clone()),
+                    .map(|d| (d.kernel, d.label.clone())),
             );
             sets.push((qs, resolve, count));
         }
@@ -1241,17 +1271,11 @@ impl GpuModel {
                 times.push(pair[1].saturating_sub(pair[0]) as f64 * period / 1e3);
             }
         }
-        let mut out: Vec<(String, usize, f64)> = Vec::new();
-        for (l, t) in labels.into_iter().zip(times) {
-            match out.iter_mut().find(|e| e.0 == l) {
-                Some(e) => {
-                    e.1 += 1;
-                    e.2 += t;
-                }
-                None => out.push((l, 1, t)),
-            }
-        }
-        Ok(out)
+        Ok(recorded
+            .into_iter()
+            .zip(times)
+            .map(|((kernel, label), us)| DispatchTime { kernel, label, us })
+            .collect())
     }
 
     fn read_u64(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<u64>> {
