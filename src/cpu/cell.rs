@@ -62,6 +62,59 @@ pub fn tanh_slice(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x = tanh(*x));
 }
 
+/// Values per chunk of the cell loops. The loops below work on local arrays of
+/// this many values, which the compiler keeps in vector registers: over
+/// slices, the many arrays read and written in one loop defeat its alias
+/// analysis and the loop stays scalar.
+const L: usize = 16;
+type Lanes = [f32; L];
+
+/// The `L` values of `s` from `j0` (zero beyond its end).
+#[inline(always)]
+fn ld(s: &[f32], j0: usize) -> Lanes {
+    let mut v = [0.0; L];
+    if j0 + L <= s.len() {
+        // A copy of constant length: vector moves, not a call to memcpy.
+        v.copy_from_slice(&s[j0..j0 + L]);
+    } else {
+        v[..s.len() - j0].copy_from_slice(&s[j0..]);
+    }
+    v
+}
+
+/// Stores `v` into `d` from `j0` (as much of it as fits).
+#[inline(always)]
+fn st(d: &mut [f32], j0: usize, v: &Lanes) {
+    if j0 + L <= d.len() {
+        d[j0..j0 + L].copy_from_slice(v);
+    } else {
+        let m = d.len() - j0;
+        d[j0..].copy_from_slice(&v[..m]);
+    }
+}
+
+/// `f` applied lane by lane.
+#[inline(always)]
+fn lanes(f: impl Fn(usize) -> f32) -> Lanes {
+    let mut v = [0.0; L];
+    for (l, x) in v.iter_mut().enumerate() {
+        *x = f(l);
+    }
+    v
+}
+
+/// Gate block `k` (of `n` values) of a row.
+#[inline(always)]
+fn gate(v: &[f32], k: usize, n: usize) -> &[f32] {
+    &v[k * n..(k + 1) * n]
+}
+
+/// As [`gate`], mutable.
+#[inline(always)]
+fn gate_mut(v: &mut [f32], k: usize, n: usize) -> &mut [f32] {
+    &mut v[k * n..(k + 1) * n]
+}
+
 /// `c = f*c_prev + i*g`, `h = o*tanh(c)`.
 #[inline(always)]
 pub fn lstm_step_forward(
@@ -102,19 +155,19 @@ pub fn lstm_step_backward(
     dg: &mut [f32],
 ) {
     let n = dh.len();
-    // tanh(c) goes through the output-gate slot first.
-    let (dg_ifg, dg_o) = dg.split_at_mut(3 * n);
-    dg_o.copy_from_slice(c);
-    tanh_slice(dg_o);
-    for j in 0..n {
-        let (i, f, g, o) = (saved[j], saved[n + j], saved[2 * n + j], saved[3 * n + j]);
-        let tc = dg_o[j];
-        let dcj = dc[j] + dh[j] * o * (1.0 - tc * tc);
-        dg_ifg[j] = dcj * g * i * (1.0 - i);
-        dg_ifg[n + j] = dcj * c_prev[j] * f * (1.0 - f);
-        dg_ifg[2 * n + j] = dcj * i * (1.0 - g * g);
-        dg_o[j] = dh[j] * tc * o * (1.0 - o);
-        dc[j] = dcj * f;
+    for j in (0..n).step_by(L) {
+        let [i, f, g, o] = [0, 1, 2, 3].map(|k| ld(gate(saved, k, n), j));
+        let (cp, cn, dhj, dcj) = (ld(c_prev, j), ld(c, j), ld(dh, j), ld(dc, j));
+        let tc = lanes(|l| tanh(cn[l]));
+        let dct = lanes(|l| dcj[l] + dhj[l] * o[l] * (1.0 - tc[l] * tc[l]));
+        let di = lanes(|l| dct[l] * g[l] * i[l] * (1.0 - i[l]));
+        let df = lanes(|l| dct[l] * cp[l] * f[l] * (1.0 - f[l]));
+        let dgg = lanes(|l| dct[l] * i[l] * (1.0 - g[l] * g[l]));
+        let dgo = lanes(|l| dhj[l] * tc[l] * o[l] * (1.0 - o[l]));
+        for (k, v) in [di, df, dgg, dgo].iter().enumerate() {
+            st(gate_mut(dg, k, n), j, v);
+        }
+        st(dc, j, &lanes(|l| dct[l] * f[l]));
     }
 }
 
@@ -151,24 +204,27 @@ pub fn gru_step_backward(
     dh_prev: &mut [f32],
 ) {
     let u = dh.len();
-    for j in 0..u {
-        let (r, z, nn, ghn) = (saved[j], saved[u + j], saved[2 * u + j], saved[3 * u + j]);
-        let dn = dh[j] * (1.0 - z) * (1.0 - nn * nn);
-        let dz = dh[j] * (h_prev[j] - nn) * z * (1.0 - z);
-        let dr = dn * ghn * r * (1.0 - r);
-        dgx[j] = dr;
-        dgx[u + j] = dz;
-        dgx[2 * u + j] = dn;
-        dgh[j] = dr;
-        dgh[u + j] = dz;
-        dgh[2 * u + j] = dn * r;
-        dh_prev[j] = dh[j] * z;
+    for j in (0..u).step_by(L) {
+        let [r, z, nn, ghn] = [0, 1, 2, 3].map(|k| ld(gate(saved, k, u), j));
+        let (hp, dhj) = (ld(h_prev, j), ld(dh, j));
+        let dn = lanes(|l| dhj[l] * (1.0 - z[l]) * (1.0 - nn[l] * nn[l]));
+        let dz = lanes(|l| dhj[l] * (hp[l] - nn[l]) * z[l] * (1.0 - z[l]));
+        let dr = lanes(|l| dn[l] * ghn[l] * r[l] * (1.0 - r[l]));
+        for (k, v) in [dr, dz, dn].iter().enumerate() {
+            st(gate_mut(dgx, k, u), j, v);
+        }
+        let dnr = lanes(|l| dn[l] * r[l]);
+        for (k, v) in [dr, dz, dnr].iter().enumerate() {
+            st(gate_mut(dgh, k, u), j, v);
+        }
+        st(dh_prev, j, &lanes(|l| dhj[l] * z[l]));
     }
 }
 
 /// `h = act(gx + gh)`.
 #[inline(always)]
 pub fn rnn_step_forward(gx: &[f32], gh: &[f32], act: Nonlinearity, h: &mut [f32]) {
+    let (gx, gh) = (&gx[..h.len()], &gh[..h.len()]);
     for j in 0..h.len() {
         h[j] = gx[j] + gh[j];
     }
@@ -181,6 +237,7 @@ pub fn rnn_step_forward(gx: &[f32], gh: &[f32], act: Nonlinearity, h: &mut [f32]
 /// `dg = dh * act'(h)`.
 #[inline(always)]
 pub fn rnn_step_backward(h: &[f32], dh: &[f32], act: Nonlinearity, dg: &mut [f32]) {
+    let (dh, dg) = (&dh[..h.len()], &mut dg[..h.len()]);
     for j in 0..h.len() {
         dg[j] = dh[j]
             * match act {
