@@ -1,7 +1,11 @@
 //! Criterion benches of the kernels and layers, named `device/what/role/shape`:
 //!
-//! - `cpu/gemm/recurrent/mM_nN_kK`: the per-step product `h·W_hhᵀ` (M = B, N = 4H, K = H);
+//! - `cpu/gemm/recurrent/mM_nN_kK`: a per-step-sized product `h·W_hhᵀ` (M = B, N = 4H, K = H);
 //! - `cpu/gemm/weight_grad/mM_nN_kK`: `dW_hh = dGᵀ·H` over all steps (M = 4H, N = H, K = T·B);
+//!   both through the packed GEMM crate (`cpu::gemm`), which the CPU path uses for
+//!   products over all steps;
+//! - `cpu/step/joint_product/mM_nN_kI+H`: the CPU path's own per-step product
+//!   (`cpu::recur`), `[x_t | h_prev]·[W_ih | W_hh]ᵀ` for one thread's B/2 rows;
 //! - `cpu/layer/lstm_fwd_bwd/iI_hH_bB_tT`: one LSTM layer forward, then backward from
 //!   an all-ones output gradient (input and weight gradients), as `recurrent bench`;
 //! - `gpu/gemm/{recurrent,weight_grad}/...`: the GPU path's GEMM kernel at the same
@@ -19,6 +23,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use recurrent::cpu::gemm::gemm;
 use recurrent::cpu::layer::{self, Dims, GradsOut, Weights};
+use recurrent::cpu::recur::{product, Packed, Src};
 use recurrent::gpu::bench::GemmBench;
 use recurrent::gpu::{GpuContext, GpuModel};
 use recurrent::rng::Rng;
@@ -131,6 +136,43 @@ fn cpu_gemm(c: &mut Criterion) {
         }
         g.finish();
     }
+}
+
+/// The CPU path's own per-step product (`cpu::recur`): `[x_t | h_prev]` rows
+/// times the packed `[W_ih | W_hh]ᵀ`, one thread's share of the batch (B/2 rows).
+fn cpu_step(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cpu/step/joint_product");
+    for l in [MNIST, DEEPBENCH] {
+        let (m, n) = (l.b / 2, 4 * l.h);
+        let (x, h) = (uniform(m * l.i, 1, 1.0), uniform(m * l.h, 2, 1.0));
+        let packed = Packed::stacked_transposed(
+            &uniform(n * l.i, 3, 0.1),
+            l.i,
+            &uniform(n * l.h, 4, 0.1),
+            l.h,
+            n,
+        );
+        let mut out = vec![0.0f32; m * n];
+        g.throughput(Throughput::Elements((2 * m * n * (l.i + l.h)) as u64));
+        let name = format!("m{m}_n{n}_k{}+{}", l.i, l.h);
+        g.bench_function(BenchmarkId::from_parameter(name), |bench| {
+            bench.iter(|| {
+                let xs = Src {
+                    a: &x,
+                    ld: l.i,
+                    k: l.i,
+                };
+                let hs = Src {
+                    a: &h,
+                    ld: l.h,
+                    k: l.h,
+                };
+                product(m, xs, hs, &packed, &mut out, n);
+                black_box(&out);
+            })
+        });
+    }
+    g.finish();
 }
 
 fn cpu_layer(c: &mut Criterion) {
@@ -289,6 +331,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = cpu_gemm, cpu_layer, gpu_benches
+    targets = cpu_gemm, cpu_step, cpu_layer, gpu_benches
 }
 criterion_main!(benches);

@@ -3,8 +3,9 @@
 //! of the same names in `shaders/`.
 //!
 //! Conventions for a row with `H` units:
-//! - `gx [G*H]`: the input projection `W_ih x + b_ih` for this step;
-//! - `gh [G*H]`: the recurrent projection `W_hh h_prev + b_hh`;
+//! - `pre [G*H]` (LSTM, RNN): the gates' pre-activations `W_ih x + b_ih + W_hh h_prev + b_hh`;
+//! - `gx [G*H]` (GRU): the input projection `W_ih x + b_ih` for this step;
+//! - `gh [G*H]` (GRU): the recurrent projection `W_hh h_prev + b_hh`;
 //! - `saved`: what backward needs (LSTM: activated `i,f,g,o`; GRU: `r,z,n` and `gh_n`).
 
 use crate::model::config::Nonlinearity;
@@ -115,20 +116,18 @@ fn gate_mut(v: &mut [f32], k: usize, n: usize) -> &mut [f32] {
     &mut v[k * n..(k + 1) * n]
 }
 
+/// From the gates' pre-activations `pre [4H]` (`W_ih x + b_ih + W_hh h_prev + b_hh`):
 /// `c = f*c_prev + i*g`, `h = o*tanh(c)`.
 #[inline(always)]
 pub fn lstm_step_forward(
-    gx: &[f32],
-    gh: &[f32],
+    pre: &[f32],
     c_prev: &[f32],
     c: &mut [f32],
     h: &mut [f32],
     saved: &mut [f32],
 ) {
     let n = h.len();
-    for ((s, a), b) in saved.iter_mut().zip(gx).zip(gh) {
-        *s = a + b;
-    }
+    saved.copy_from_slice(pre);
     sigmoid_slice(&mut saved[..2 * n]);
     tanh_slice(&mut saved[2 * n..3 * n]);
     sigmoid_slice(&mut saved[3 * n..4 * n]);
@@ -221,13 +220,10 @@ pub fn gru_step_backward(
     }
 }
 
-/// `h = act(gx + gh)`.
+/// `h = act(pre)`, `pre = W_ih x + b_ih + W_hh h_prev + b_hh`.
 #[inline(always)]
-pub fn rnn_step_forward(gx: &[f32], gh: &[f32], act: Nonlinearity, h: &mut [f32]) {
-    let (gx, gh) = (&gx[..h.len()], &gh[..h.len()]);
-    for j in 0..h.len() {
-        h[j] = gx[j] + gh[j];
-    }
+pub fn rnn_step_forward(pre: &[f32], act: Nonlinearity, h: &mut [f32]) {
+    h.copy_from_slice(&pre[..h.len()]);
     match act {
         Nonlinearity::Tanh => tanh_slice(h),
         Nonlinearity::Relu => h.iter_mut().for_each(|v| *v = v.max(0.0)),

@@ -19,7 +19,7 @@ use super::cell::{GRU_SAVED, LSTM_SAVED};
 use super::gemm::{add_column_sums, gemm};
 use super::recur::{
     backward_part, for_parts, forward_part, row_blocks, split_slots, BackwardPart, ForwardPart,
-    Packed,
+    Packed, StepInput,
 };
 use crate::model::config::{Cell, Nonlinearity};
 
@@ -134,12 +134,18 @@ pub fn forward(
 ) -> Saved {
     let (t_len, b, h, gh_w) = (d.t, d.b, d.h, d.gh());
     let bh = b * h;
-    // 1. Input projection for all steps: Gx = X·W_ihᵀ + b_ih  [T*B, G*H].
-    let mut gx = vec![0.0f32; t_len * b * gh_w];
-    for row in gx.chunks_exact_mut(gh_w) {
-        row.copy_from_slice(w.b_ih);
+    // 1. GRU: the input projection for all steps, Gx = X·W_ihᵀ + b_ih [T*B, G*H],
+    // kept apart from the recurrent one (r scales W_hn h + b_hn). LSTM and RNN
+    // fold it into each step's product instead: [x_t | h_prev]·[W_ih | W_hh]ᵀ.
+    let gru = d.cell == Cell::Gru;
+    let mut gx = Vec::new();
+    if gru {
+        gx = vec![0.0f32; t_len * b * gh_w];
+        for row in gx.chunks_exact_mut(gh_w) {
+            row.copy_from_slice(w.b_ih);
+        }
+        gemm(t_len * b, gh_w, d.i, x, false, w.w_ih, true, &mut gx, 1.0);
     }
-    gemm(t_len * b, gh_w, d.i, x, false, w.w_ih, true, &mut gx, 1.0);
 
     let mut s = Saved {
         gates: vec![0.0; t_len * b * d.saved()],
@@ -158,8 +164,15 @@ pub fn forward(
         s.cs[first..first + bh].copy_from_slice(c0);
     }
     // 2. The recurrence, threads splitting the batch (see `recur`).
-    let packed = Packed::transposed(w.w_hh, gh_w, h);
-    let bounds = row_blocks(b, t_len * b * gh_w * h);
+    let (packed, input, bias) = if gru {
+        let packed = Packed::transposed(w.w_hh, gh_w, h);
+        (packed, StepInput::Projected(&gx), w.b_hh.to_vec())
+    } else {
+        let packed = Packed::stacked_transposed(w.w_ih, d.i, w.w_hh, h, gh_w);
+        let bias = w.b_ih.iter().zip(w.b_hh).map(|(a, c)| a + c).collect();
+        (packed, StepInput::Joint(x, d.i), bias)
+    };
+    let bounds = row_blocks(b, t_len * b * gh_w * (h + d.i));
     let hs = split_slots(&mut s.hs, bh, &bounds, h);
     let mut cs = split_slots(&mut s.cs, bh, &bounds, h).into_iter();
     let gates = split_slots(&mut s.gates, b * d.saved(), &bounds, d.saved());
@@ -171,8 +184,8 @@ pub fn forward(
             d,
             r0: r[0],
             rows: r[1] - r[0],
-            gx: &gx,
-            b_hh: w.b_hh,
+            bias: &bias,
+            input,
             w: &packed,
             lengths,
             hs,

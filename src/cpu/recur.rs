@@ -15,7 +15,7 @@
 //! The recurrent weights are packed once per call into column panels of
 //! [`NR`] columns, each panel `[k][NR]` contiguous ([`Packed`]); the product
 //! keeps a block of [`MR`] rows × [`NR`] columns in vector registers across
-//! the whole `k` loop (16 AVX-512 registers), so each packed weight is loaded
+//! the whole `k` loop (24 AVX-512 registers), so each packed weight is loaded
 //! once per [`MR`] rows. General GEMM libraries pack both operands on every
 //! call, which dominates at these shapes (the MNIST layer: 32 × 512 × 128,
 //! 56 times per training step). Packing costs `k·n` copies against
@@ -30,10 +30,14 @@ use super::cell::*;
 use super::layer::{valid, Dims};
 use crate::model::config::Cell;
 
-/// Rows of the register block.
-pub const MR: usize = 4;
+/// Rows of the register block. 12 rows × 32 columns keep 24 AVX-512
+/// accumulators. Measured against 4×64, 8×32, 10×32 and 14×32 on one core
+/// (BENCHMARKS.md, "register block"): all within 10% at the MNIST layer's
+/// 16×128×512, and at H=512's 32×512×2048 12×32 took 482 µs (70 GMAC/s),
+/// 4×64 652 µs: it reads each packed weight from L2 once per 4 rows.
+pub const MR: usize = 12;
 /// Columns of the register block and of a packed panel.
-pub const NR: usize = 64;
+pub const NR: usize = 32;
 
 /// A `[k × n]` matrix packed in column panels: panel `q` holds columns
 /// `q·NR .. q·NR+NR` as `[k][NR]`, zero beyond `n`.
@@ -65,6 +69,22 @@ impl Packed {
         Self::new(k, n, |p, j| m[j * k + p])
     }
 
+    /// `[Aᵀ ; Bᵀ]` for row-major `[n × ka]` and `[n × kb]` matrices: the
+    /// forward's `[W_ih | W_hh]ᵀ`, `[I+H, G·H]`, for `[x_t | h_prev]` rows.
+    pub fn stacked_transposed(a: &[f32], ka: usize, b: &[f32], kb: usize, n: usize) -> Self {
+        assert!(
+            a.len() == n * ka && b.len() == n * kb,
+            "Packed::stacked_transposed: shapes"
+        );
+        Self::new(ka + kb, n, |p, j| {
+            if p < ka {
+                a[j * ka + p]
+            } else {
+                b[j * kb + p - ka]
+            }
+        })
+    }
+
     /// `M` itself for a row-major `[k × n]` matrix (backward: `W_hh`, `[G·H, H]`).
     pub fn plain(m: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(m.len(), k * n, "Packed::plain: shape");
@@ -72,48 +92,91 @@ impl Packed {
     }
 }
 
-/// `c[m × n] += a[m × k] · B`, with row strides `lda` and `ldc`.
+/// The left operand of a product: `m` rows of `k` values, row `i` at
+/// `a[i·ld..]`. A product may take its rows from two such sources side by
+/// side (`[X | H]`), which the packed right operand stacks in the same order.
+#[derive(Clone, Copy)]
+pub struct Src<'a> {
+    pub a: &'a [f32],
+    pub ld: usize,
+    pub k: usize,
+}
+
+impl Src<'_> {
+    /// No columns.
+    pub const NONE: Src<'static> = Src {
+        a: &[],
+        ld: 0,
+        k: 0,
+    };
+}
+
+/// `c[m × n] += [a0 | a1] · B`, with row stride `ldc`; `a0.k + a1.k` is `B`'s `k`.
 #[inline(always)]
-fn gemm_acc<const FMA: bool>(
-    m: usize,
-    a: &[f32],
-    lda: usize,
-    b: &Packed,
-    c: &mut [f32],
-    ldc: usize,
-) {
+fn gemm_acc<const FMA: bool>(m: usize, a0: Src, a1: Src, b: &Packed, c: &mut [f32], ldc: usize) {
     let (k, n) = (b.k, b.n);
+    assert_eq!(a0.k + a1.k, k, "product: inner sizes");
     for (q, panel) in b.data.chunks_exact(k * NR).enumerate() {
         let (j0, nr) = (q * NR, NR.min(n - q * NR));
         let mut i0 = 0;
         while i0 + MR <= m {
-            block::<MR, FMA>(a, lda, i0, k, panel, c, ldc, j0, nr);
+            block::<MR, FMA>(a0, a1, i0, panel, c, ldc, j0, nr);
             i0 += MR;
         }
         match m - i0 {
-            1 => block::<1, FMA>(a, lda, i0, k, panel, c, ldc, j0, nr),
-            2 => block::<2, FMA>(a, lda, i0, k, panel, c, ldc, j0, nr),
-            3 => block::<3, FMA>(a, lda, i0, k, panel, c, ldc, j0, nr),
+            1 => block::<1, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
+            2 => block::<2, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
+            3 => block::<3, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
+            4 => block::<4, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
+            5 => block::<5, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
+            6 => block::<6, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
+            7 => block::<7, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
+            8 => block::<8, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
+            9 => block::<9, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
+            10 => block::<10, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
+            11 => block::<11, FMA>(a0, a1, i0, panel, c, ldc, j0, nr),
             _ => {}
         }
     }
+}
+
+/// `c[m × n] += [a0 | a1] · B`: the per-step product on its own, for
+/// benchmarks and tests (the step loops inline it).
+pub fn product(m: usize, a0: Src, a1: Src, b: &Packed, c: &mut [f32], ldc: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        unsafe fn avx512(m: usize, a0: Src, a1: Src, b: &Packed, c: &mut [f32], ldc: usize) {
+            gemm_acc::<true>(m, a0, a1, b, c, ldc)
+        }
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { avx512(m, a0, a1, b, c, ldc) };
+        }
+    }
+    gemm_acc::<false>(m, a0, a1, b, c, ldc)
+}
+
+/// Rows `i0..i0+M` of a source.
+#[inline(always)]
+fn rows_of<'a, const M: usize>(s: Src<'a>, i0: usize) -> [&'a [f32]; M] {
+    std::array::from_fn(|i| &s.a[(i0 + i) * s.ld..(i0 + i) * s.ld + s.k])
 }
 
 /// One `M × NR` register block over the whole `k` loop.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn block<const M: usize, const FMA: bool>(
-    a: &[f32],
-    lda: usize,
+    a0: Src,
+    a1: Src,
     i0: usize,
-    k: usize,
     panel: &[f32],
     c: &mut [f32],
     ldc: usize,
     j0: usize,
     nr: usize,
 ) {
-    let rows: [&[f32]; M] = std::array::from_fn(|i| &a[(i0 + i) * lda..(i0 + i) * lda + k]);
+    let (r0, r1) = (rows_of::<M>(a0, i0), rows_of::<M>(a1, i0));
     let out: [&mut [f32]; M] = {
         let mut rest = &mut c[i0 * ldc..];
         std::array::from_fn(|_| {
@@ -123,23 +186,25 @@ fn block<const M: usize, const FMA: bool>(
             &mut row[j0..j0 + nr]
         })
     };
+    let (p0, p1) = panel.split_at(a0.k * NR);
     #[cfg(target_arch = "x86_64")]
     if FMA && std::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F; `rows` hold `k` values each, `panel`
-        // `k·NR` (checked inside), `out` rows `nr ≤ NR`.
-        return unsafe { block_avx512::<M>(rows, panel, out) };
+        // SAFETY: the CPU has AVX-512F; row and panel lengths are checked inside.
+        return unsafe { block_avx512::<M>(r0, p0, r1, p1, out) };
     }
     let mut acc = [[0.0f32; NR]; M];
-    for (p, brow) in panel.chunks_exact(NR).enumerate() {
-        let brow: &[f32; NR] = brow.try_into().unwrap();
-        for i in 0..M {
-            let av = rows[i][p];
-            for j in 0..NR {
-                acc[i][j] = if FMA {
-                    av.mul_add(brow[j], acc[i][j])
-                } else {
-                    acc[i][j] + av * brow[j]
-                };
+    for (rows, panel) in [(r0, p0), (r1, p1)] {
+        for (p, brow) in panel.chunks_exact(NR).enumerate() {
+            let brow: &[f32; NR] = brow.try_into().unwrap();
+            for i in 0..M {
+                let av = rows[i][p];
+                for j in 0..NR {
+                    acc[i][j] = if FMA {
+                        av.mul_add(brow[j], acc[i][j])
+                    } else {
+                        acc[i][j] + av * brow[j]
+                    };
+                }
             }
         }
     }
@@ -151,27 +216,35 @@ fn block<const M: usize, const FMA: bool>(
 }
 
 /// [`block`] with the accumulators written as AVX-512 registers: left to
-/// itself, the compiler keeps a `[[f32; 64]; M]` accumulator in memory and
+/// itself, the compiler keeps a `[[f32; NR]; M]` accumulator in memory and
 /// stores it back on every `k` step.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn block_avx512<const M: usize>(rows: [&[f32]; M], panel: &[f32], out: [&mut [f32]; M]) {
+unsafe fn block_avx512<const M: usize>(
+    r0: [&[f32]; M],
+    p0: &[f32],
+    r1: [&[f32]; M],
+    p1: &[f32],
+    out: [&mut [f32]; M],
+) {
     use std::arch::x86_64::*;
     const V: usize = NR / 16;
-    let k = panel.len() / NR;
-    assert!(panel.len() == k * NR && rows.iter().all(|r| r.len() >= k));
     let mut acc = [[_mm512_setzero_ps(); V]; M];
-    let bp = panel.as_ptr();
-    for p in 0..k {
-        let mut bv = [_mm512_setzero_ps(); V];
-        for (q, b) in bv.iter_mut().enumerate() {
-            *b = _mm512_loadu_ps(bp.add(p * NR + q * 16));
-        }
-        for i in 0..M {
-            let av = _mm512_set1_ps(*rows[i].get_unchecked(p));
-            for q in 0..V {
-                acc[i][q] = _mm512_fmadd_ps(av, bv[q], acc[i][q]);
+    for (rows, panel) in [(r0, p0), (r1, p1)] {
+        let k = panel.len() / NR;
+        assert!(panel.len() == k * NR && rows.iter().all(|r| r.len() >= k));
+        let bp = panel.as_ptr();
+        for p in 0..k {
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (q, b) in bv.iter_mut().enumerate() {
+                *b = _mm512_loadu_ps(bp.add(p * NR + q * 16));
+            }
+            for i in 0..M {
+                let av = _mm512_set1_ps(*rows[i].get_unchecked(p));
+                for q in 0..V {
+                    acc[i][q] = _mm512_fmadd_ps(av, bv[q], acc[i][q]);
+                }
             }
         }
     }
@@ -193,8 +266,8 @@ unsafe fn block_avx512<const M: usize>(rows: [&[f32]; M], panel: &[f32], out: [&
     }
 }
 
-/// Row blocks for the threads: boundaries `[0, .., b]`, whole register blocks
-/// except the last, one block when the work is too small to split.
+/// Row blocks for the threads: boundaries `[0, .., b]`, as even as can be; one
+/// block when the work is too small to split.
 pub fn row_blocks(b: usize, macs: usize) -> Vec<usize> {
     // Below ~2 M multiply-adds for the whole sequence, waking a second thread
     // costs more than it saves.
@@ -203,12 +276,9 @@ pub fn row_blocks(b: usize, macs: usize) -> Vec<usize> {
     let parts = if macs < PARALLEL_MIN_MACS {
         1
     } else {
-        threads.min(b.div_ceil(MR)).max(1)
+        threads.min(b).max(1)
     };
-    let step = b.div_ceil(parts).div_ceil(MR) * MR;
-    let mut bounds: Vec<usize> = (0..b).step_by(step.max(1)).collect();
-    bounds.push(b);
-    bounds
+    (0..=parts).map(|p| p * b / parts).collect()
 }
 
 /// Splits every `slot`-long slot of `buf` into the row blocks of `bounds`
@@ -249,10 +319,14 @@ pub struct ForwardPart<'a> {
     /// First batch row of this part.
     pub r0: usize,
     pub rows: usize,
-    /// `[T, B, G·H]` input projections (all rows).
-    pub gx: &'a [f32],
-    pub b_hh: &'a [f32],
-    /// `W_hhᵀ` packed.
+    /// What each step's product starts from, per gate column: `b_ih + b_hh`
+    /// (LSTM, RNN) or `b_hh` (GRU).
+    pub bias: &'a [f32],
+    /// The step's input: LSTM and RNN multiply `[x_t | h_prev]` by the packed
+    /// `[W_ih | W_hh]ᵀ` in one product, so `x [T, B, I]` (all rows) is read
+    /// here; the GRU needs `W_hh h` apart (`r` scales it), so it reads the
+    /// input projections `gx [T, B, G·H]` computed beforehand, and `w` is `W_hhᵀ`.
+    pub input: StepInput<'a>,
     pub w: &'a Packed,
     pub lengths: Option<&'a [usize]>,
     /// `T+1` slots of this part's rows `[rows, H]`.
@@ -261,6 +335,15 @@ pub struct ForwardPart<'a> {
     pub cs: Vec<&'a mut [f32]>,
     /// `T` slots of `[rows, saved]`.
     pub gates: Vec<&'a mut [f32]>,
+}
+
+/// See [`ForwardPart::input`].
+#[derive(Clone, Copy)]
+pub enum StepInput<'a> {
+    /// `x [T, B, I]`, with `I`.
+    Joint(&'a [f32], usize),
+    /// `gx [T, B, G·H]`.
+    Projected(&'a [f32]),
 }
 
 /// Two different slots of a slot list: `(read, write)`.
@@ -282,9 +365,25 @@ fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
     for t in d.order() {
         let (ps, os) = (d.prev_slot(t), d.out_slot(t));
         for row in gh.chunks_exact_mut(gw) {
-            row.copy_from_slice(p.b_hh);
+            row.copy_from_slice(p.bias);
         }
-        gemm_acc::<FMA>(p.rows, p.hs[ps], h, p.w, &mut gh, gw);
+        let h_prev = Src {
+            a: p.hs[ps],
+            ld: h,
+            k: h,
+        };
+        match p.input {
+            StepInput::Joint(x, i) => {
+                let rows = (t * b + p.r0) * i..(t * b + p.r0 + p.rows) * i;
+                let x_t = Src {
+                    a: &x[rows],
+                    ld: i,
+                    k: i,
+                };
+                gemm_acc::<FMA>(p.rows, x_t, h_prev, p.w, &mut gh, gw)
+            }
+            StepInput::Projected(_) => gemm_acc::<FMA>(p.rows, h_prev, Src::NONE, p.w, &mut gh, gw),
+        }
         let (hp, ho) = two(&mut p.hs, ps, os);
         // The RNN cell saves nothing: no slots.
         let sav: &mut [f32] = p.gates.get_mut(t).map_or(&mut [], |v| &mut **v);
@@ -302,20 +401,20 @@ fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
                 }
                 continue;
             }
-            let g_in = &p.gx[(t * b + p.r0 + r) * gw..(t * b + p.r0 + r + 1) * gw];
-            let g_h = &gh[r * gw..(r + 1) * gw];
+            let pre = &gh[r * gw..(r + 1) * gw];
             let sv_r = &mut sav[r * sv..(r + 1) * sv];
-            match d.cell {
-                Cell::Lstm => lstm_step_forward(
-                    g_in,
-                    g_h,
-                    &cp[hr.clone()],
-                    &mut co[hr.clone()],
-                    &mut ho[hr],
-                    sv_r,
-                ),
-                Cell::Gru => gru_step_forward(g_in, g_h, &hp[hr.clone()], &mut ho[hr], sv_r),
-                Cell::Rnn => rnn_step_forward(g_in, g_h, d.act, &mut ho[hr]),
+            match (d.cell, p.input) {
+                (Cell::Gru, StepInput::Projected(gx)) => {
+                    let g_in = &gx[(t * b + p.r0 + r) * gw..(t * b + p.r0 + r + 1) * gw];
+                    gru_step_forward(g_in, pre, &hp[hr.clone()], &mut ho[hr], sv_r)
+                }
+                (Cell::Lstm, _) => {
+                    lstm_step_forward(pre, &cp[hr.clone()], &mut co[hr.clone()], &mut ho[hr], sv_r)
+                }
+                (Cell::Rnn, _) => rnn_step_forward(pre, d.act, &mut ho[hr]),
+                (Cell::Gru, StepInput::Joint(..)) => {
+                    unreachable!("the GRU's step input is its projections")
+                }
             }
         }
     }
@@ -450,7 +549,12 @@ fn backward_impl<'a, const FMA: bool>(mut p: BackwardPart<'a>) -> PartGrads {
         } else {
             &*p.dgx[t]
         };
-        gemm_acc::<FMA>(p.rows, dg, gw, p.w, &mut dh_carry, h);
+        let dg = Src {
+            a: dg,
+            ld: gw,
+            k: gw,
+        };
+        gemm_acc::<FMA>(p.rows, dg, Src::NONE, p.w, &mut dh_carry, h);
     }
     (dh_carry, dc_carry)
 }
@@ -515,10 +619,11 @@ mod tests {
             for packed in [Packed::transposed(&bt, n, k), Packed::plain(&b, k, n)] {
                 for fma in [false, true] {
                     let mut got = vec![0.5f32; m * n];
+                    let a = Src { a: &a, ld: k, k };
                     if fma {
-                        gemm_acc::<true>(m, &a, k, &packed, &mut got, n);
+                        gemm_acc::<true>(m, a, Src::NONE, &packed, &mut got, n);
                     } else {
-                        gemm_acc::<false>(m, &a, k, &packed, &mut got, n);
+                        gemm_acc::<false>(m, a, Src::NONE, &packed, &mut got, n);
                     }
                     for (x, y) in got.iter().zip(&want) {
                         assert!(
@@ -531,18 +636,74 @@ mod tests {
         }
     }
 
+    /// `[a0 | a1] · [W_a | W_b]ᵀ` as the forward's joint step product, against
+    /// the packed GEMM on the concatenated operands.
     #[test]
-    fn row_blocks_cover_the_batch_in_register_blocks() {
-        for b in [1, 3, 4, 7, 32, 33, 64, 129] {
-            let bounds = row_blocks(b, usize::MAX);
+    fn two_source_product_matches_the_gemm() {
+        for (m, n, ka, kb) in [
+            (1, 5, 1, 1),
+            (13, 70, 7, 20),
+            (24, 512, 28, 128),
+            (5, 33, 0, 9),
+        ] {
+            let k = ka + kb;
+            let val = |len: usize, s: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| (((i * 7 + s) % 13) as f32 - 6.0) * 0.1)
+                    .collect()
+            };
+            let (a0, a1) = (val(m * ka, 1), val(m * kb, 2));
+            let (wa, wb) = (val(n * ka, 3), val(n * kb, 4));
+            let mut a = Vec::new();
+            let mut w = Vec::new();
+            for r in 0..m {
+                a.extend_from_slice(&a0[r * ka..(r + 1) * ka]);
+                a.extend_from_slice(&a1[r * kb..(r + 1) * kb]);
+            }
+            for j in 0..n {
+                w.extend_from_slice(&wa[j * ka..(j + 1) * ka]);
+                w.extend_from_slice(&wb[j * kb..(j + 1) * kb]);
+            }
+            let mut want = vec![0.25f32; m * n];
+            crate::cpu::gemm::gemm(m, n, k, &a, false, &w, true, &mut want, 1.0);
+            let packed = Packed::stacked_transposed(&wa, ka, &wb, kb, n);
+            let mut got = vec![0.25f32; m * n];
+            let s0 = Src {
+                a: &a0,
+                ld: ka,
+                k: ka,
+            };
+            let s1 = Src {
+                a: &a1,
+                ld: kb,
+                k: kb,
+            };
+            product(m, s0, s1, &packed, &mut got, n);
+            for (x, y) in got.iter().zip(&want) {
+                assert!(
+                    (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                    "{m}x{n}x{ka}+{kb}: {x} vs {y}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn row_blocks_split_the_batch_evenly() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for b in [1, 2, 3, 4, 7, 32, 33, 64, 129] {
+            let bounds = pool.install(|| row_blocks(b, usize::MAX));
             assert_eq!(bounds[0], 0);
             assert_eq!(*bounds.last().unwrap(), b);
-            for w in bounds.windows(2) {
-                assert!(w[1] > w[0]);
-            }
-            for &x in &bounds[..bounds.len() - 1] {
-                assert_eq!(x % MR, 0, "b={b}: {bounds:?}");
-            }
+            assert_eq!(bounds.len() - 1, b.min(3), "b={b}: {bounds:?}");
+            let sizes: Vec<usize> = bounds.windows(2).map(|w| w[1] - w[0]).collect();
+            assert!(
+                sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+                "b={b}: {bounds:?}"
+            );
         }
         assert_eq!(row_blocks(64, 10), vec![0, 64]);
     }
