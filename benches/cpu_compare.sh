@@ -21,5 +21,20 @@ for r in $(seq "$rounds"); do
     --reps "$reps" --json "$out/pytorch-$r.json" > /dev/null
   echo "round $r of $rounds done" >&2
 done
-python3 benches/compare.py --ours "$out"/ours-*.json --theirs "$out"/pytorch-*.json \
+# Per-size medians over the rounds, one file a side (for benches/plot.py).
+python3 - "$out" <<'PY'
+import glob, json, statistics, sys
+out = sys.argv[1]
+for side in ("ours", "pytorch"):
+    rounds = [json.load(open(f))["results"] for f in sorted(glob.glob(f"{out}/{side}-[0-9]*.json"))]
+    merged = []
+    for i, r in enumerate(rounds[0]):
+        r = dict(r)
+        for f in ("forward_ms", "train_ms", "gflops"):
+            if f in r:
+                r[f] = statistics.median(rs[i][f] for rs in rounds)
+        merged.append(r)
+    json.dump({"results": merged}, open(f"{out}/{side}-median.json", "w"), indent=1)
+PY
+python3 benches/compare.py --ours "$out"/ours-[0-9]*.json --theirs "$out"/pytorch-[0-9]*.json \
   --label-ours "recurrent CPU" --label-theirs "PyTorch CPU"

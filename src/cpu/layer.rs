@@ -1,7 +1,8 @@
-//! One recurrent layer-direction over a whole sequence, forward and backward,
-//! structured as the GPU path is: one input-projection GEMM for all steps, one
-//! recurrent GEMM per step with the cell update after it, and the weight
-//! gradients as single GEMMs over all steps.
+//! One recurrent layer-direction over a whole sequence, forward and backward:
+//! per step, one product and the cell update (threads splitting the batch,
+//! see [`super::recur`]); the weight gradients and the input gradient as single
+//! GEMMs over all steps. (The GPU path computes the input projection as one
+//! GEMM over all steps; here LSTM and RNN fold it into each step's product.)
 //!
 //! ## Layout
 //! Everything is time-major. States live in `[T+1, B, H]` buffers so that the

@@ -1,7 +1,10 @@
-//! The recurrence of one layer-direction on the CPU: per step, the product of
-//! the previous state with the recurrent weights followed by the cell update
-//! (forward), or the cell's backward followed by the product of the gate
-//! gradients with the recurrent weights (backward).
+//! The recurrence of one layer-direction on the CPU. Forward, per step: the
+//! product of `[x_t | h_prev]` with the packed `[W_ih | W_hh]ᵀ` (LSTM, RNN: the
+//! input projection folded into the step, so no `[T, B, G·H]` buffer is
+//! written and read back; the GRU multiplies `h_prev` by `W_hhᵀ` alone, since
+//! `r` scales that part, and reads input projections computed beforehand),
+//! then the cell update. Backward, per step: the cell's backward, then the
+//! product of the gate gradients with `W_hh`.
 //!
 //! ## Threads split the batch, for the whole sequence
 //! Row `b`'s state at step `t` depends only on row `b`'s state at `t-1`, and
@@ -17,8 +20,8 @@
 //! keeps a block of [`MR`] rows × [`NR`] columns in vector registers across
 //! the whole `k` loop (24 AVX-512 registers), so each packed weight is loaded
 //! once per [`MR`] rows. General GEMM libraries pack both operands on every
-//! call, which dominates at these shapes (the MNIST layer: 32 × 512 × 128,
-//! 56 times per training step). Packing costs `k·n` copies against
+//! call, which dominates at these shapes (the MNIST layer: 16 rows a thread ×
+//! 512 × 156, 56 times per training step). Packing costs `k·n` copies against
 //! `T·B·k·n` multiply-adds.
 //!
 //! ## Instruction sets
