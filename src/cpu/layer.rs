@@ -270,7 +270,6 @@ pub fn backward(
     let dgh = if gru { &dgh_sep } else { &dgx };
     // Weight gradients over all steps at once.
     gemm(gh_w, d.i, t_len * b, &dgx, true, x, false, g.w_ih, 1.0);
-    add_column_sums(&dgx, gh_w, g.b_ih);
     // prev(t) for all t is one contiguous block: slots 0..T (forward) or 1..T+1 (reverse).
     let prev0 = d.prev_slot(0) * bh;
     gemm(
@@ -284,7 +283,18 @@ pub fn backward(
         g.w_hh,
         1.0,
     );
-    add_column_sums(dgh, gh_w, g.b_hh);
+    if gru {
+        add_column_sums(&dgx, gh_w, g.b_ih);
+        add_column_sums(dgh, gh_w, g.b_hh);
+    } else {
+        // dG_h is dG_x: the same sums as b_ih's.
+        let mut sums = vec![0.0f32; gh_w];
+        add_column_sums(&dgx, gh_w, &mut sums);
+        for ((bh, bi), s) in g.b_hh.iter_mut().zip(g.b_ih.iter_mut()).zip(&sums) {
+            *bh += s;
+            *bi += s;
+        }
+    }
     if let Some(dx) = dx {
         gemm(t_len * b, d.i, gh_w, &dgx, false, w.w_ih, false, dx, 1.0);
     }
