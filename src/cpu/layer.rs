@@ -24,6 +24,10 @@ use super::recur::{
 };
 use crate::model::config::{Cell, Nonlinearity};
 
+/// Largest packed `[W_ih | W_hh]ᵀ` for which LSTM and RNN fold the input
+/// projection into each step's product (a core's L2 cache on the machines measured).
+pub const JOINT_MAX_BYTES: usize = 2 << 20;
+
 /// Sizes and options of one layer-direction.
 #[derive(Clone, Copy, Debug)]
 pub struct Dims {
@@ -133,21 +137,39 @@ pub fn forward(
     h0: Option<&[f32]>,
     c0: Option<&[f32]>,
 ) -> Saved {
+    let joint = d.cell != Cell::Gru && (d.i + d.h) * d.gh() * 4 <= JOINT_MAX_BYTES;
+    forward_with(d, w, x, lengths, h0, c0, joint)
+}
+
+/// [`forward`], with the choice of folding the input projection into each
+/// step's product (`joint`, LSTM and RNN only) made by the caller.
+fn forward_with(
+    d: &Dims,
+    w: Weights,
+    x: &[f32],
+    lengths: Option<&[usize]>,
+    h0: Option<&[f32]>,
+    c0: Option<&[f32]>,
+    joint: bool,
+) -> Saved {
     let (t_len, b, h, gh_w) = (d.t, d.b, d.h, d.gh());
     let bh = b * h;
-    // 1. GRU: the input projection for all steps, Gx = X·W_ihᵀ + b_ih [T*B, G*H],
-    // kept apart from the recurrent one (r scales W_hn h + b_hn). LSTM and RNN
-    // fold it into each step's product instead: [x_t | h_prev]·[W_ih | W_hh]ᵀ.
     let gru = d.cell == Cell::Gru;
+    assert!(!(gru && joint), "the GRU's input projection stays apart");
+    // 1. The input projection for all steps, Gx = X·W_ihᵀ + b_ih [T*B, G*H]: the
+    // GRU always (r scales W_hn h + b_hn, so the two stay apart); LSTM and RNN
+    // fold it into each step's product, [x_t | h_prev]·[W_ih | W_hh]ᵀ, as long
+    // as those packed weights fit in a core's cache: each thread reads them
+    // once a step, and beyond that (H=1024: 32 MiB) the stream costs more than
+    // the separate GEMM (measured, BENCHMARKS.md).
     let mut gx = Vec::new();
-    if gru {
+    if !joint {
         gx = vec![0.0f32; t_len * b * gh_w];
         for row in gx.chunks_exact_mut(gh_w) {
             row.copy_from_slice(w.b_ih);
         }
         gemm(t_len * b, gh_w, d.i, x, false, w.w_ih, true, &mut gx, 1.0);
     }
-
     let mut s = Saved {
         gates: vec![0.0; t_len * b * d.saved()],
         hs: vec![0.0; (t_len + 1) * bh],
@@ -165,7 +187,7 @@ pub fn forward(
         s.cs[first..first + bh].copy_from_slice(c0);
     }
     // 2. The recurrence, threads splitting the batch (see `recur`).
-    let (packed, input, bias) = if gru {
+    let (packed, input, bias) = if !joint {
         let packed = Packed::transposed(w.w_hh, gh_w, h);
         (packed, StepInput::Projected(&gx), w.b_hh.to_vec())
     } else {
@@ -173,7 +195,7 @@ pub fn forward(
         let bias = w.b_ih.iter().zip(w.b_hh).map(|(a, c)| a + c).collect();
         (packed, StepInput::Joint(x, d.i), bias)
     };
-    let bounds = row_blocks(b, t_len * b * gh_w * (h + d.i));
+    let bounds = row_blocks(b, t_len * b * gh_w * (h + if joint { d.i } else { 0 }));
     let hs = split_slots(&mut s.hs, bh, &bounds, h);
     let mut cs = split_slots(&mut s.cs, bh, &bounds, h).into_iter();
     let gates = split_slots(&mut s.gates, b * d.saved(), &bounds, d.saved());
@@ -361,6 +383,54 @@ mod tests {
         let mut out = vec![s.hs, s.cs, s.gates, dx, r.dh0, r.dc0];
         out.extend(g);
         out
+    }
+
+    /// LSTM and RNN fold the input projection into the step's product when the
+    /// weights are small and not when they are large; both ways give the same
+    /// states and saved gates (to rounding), with lengths and in reverse.
+    #[test]
+    fn joint_and_projected_steps_agree() {
+        for cell in [Cell::Lstm, Cell::Rnn] {
+            for reverse in [false, true] {
+                let d = Dims {
+                    cell,
+                    act: Nonlinearity::Tanh,
+                    t: 7,
+                    b: 13,
+                    i: 9,
+                    h: 33,
+                    reverse,
+                };
+                let gw = d.gh();
+                let val = |n: usize, s: usize| -> Vec<f32> {
+                    (0..n)
+                        .map(|k| (((k * 7919 + s) % 1000) as f32 / 1000.0 - 0.5) * 0.6)
+                        .collect()
+                };
+                let (w_ih, w_hh, b_ih, b_hh) =
+                    (val(gw * d.i, 1), val(gw * d.h, 2), val(gw, 3), val(gw, 4));
+                let w = Weights {
+                    w_ih: &w_ih,
+                    w_hh: &w_hh,
+                    b_ih: &b_ih,
+                    b_hh: &b_hh,
+                };
+                let x = val(d.t * d.b * d.i, 5);
+                let h0 = val(d.b * d.h, 6);
+                let lengths: Vec<usize> = (0..d.b).map(|r| 1 + r % d.t).collect();
+                let a = forward_with(&d, w, &x, Some(&lengths), Some(&h0), Some(&h0), true);
+                let p = forward_with(&d, w, &x, Some(&lengths), Some(&h0), Some(&h0), false);
+                for (u, v) in [(&a.hs, &p.hs), (&a.cs, &p.cs), (&a.gates, &p.gates)] {
+                    assert_eq!(u.len(), v.len());
+                    for (x, y) in u.iter().zip(v.iter()) {
+                        assert!(
+                            (x - y).abs() <= 1e-5,
+                            "{cell:?} reverse={reverse}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// The threads split the batch; every row's arithmetic is the same whatever

@@ -325,10 +325,11 @@ pub struct ForwardPart<'a> {
     /// What each step's product starts from, per gate column: `b_ih + b_hh`
     /// (LSTM, RNN) or `b_hh` (GRU).
     pub bias: &'a [f32],
-    /// The step's input: LSTM and RNN multiply `[x_t | h_prev]` by the packed
-    /// `[W_ih | W_hh]ᵀ` in one product, so `x [T, B, I]` (all rows) is read
-    /// here; the GRU needs `W_hh h` apart (`r` scales it), so it reads the
-    /// input projections `gx [T, B, G·H]` computed beforehand, and `w` is `W_hhᵀ`.
+    /// The step's input: `Joint`: `[x_t | h_prev]` times the packed
+    /// `[W_ih | W_hh]ᵀ` in one product (LSTM and RNN, when those weights fit in
+    /// cache), so `x [T, B, I]` (all rows) is read here; `Projected`: the input
+    /// projections `gx [T, B, G·H]` computed beforehand, and `w` is `W_hhᵀ`
+    /// (the GRU always: it needs `W_hh h` apart, `r` scales it).
     pub input: StepInput<'a>,
     pub w: &'a Packed,
     pub lengths: Option<&'a [usize]>,
@@ -404,11 +405,22 @@ fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
                 }
                 continue;
             }
-            let pre = &gh[r * gw..(r + 1) * gw];
+            let pre = &mut gh[r * gw..(r + 1) * gw];
             let sv_r = &mut sav[r * sv..(r + 1) * sv];
+            let g_in = match p.input {
+                StepInput::Projected(gx) => {
+                    &gx[(t * b + p.r0 + r) * gw..(t * b + p.r0 + r + 1) * gw]
+                }
+                StepInput::Joint(..) => &[][..],
+            };
+            if d.cell != Cell::Gru {
+                // LSTM and RNN want the sum of both projections.
+                for (v, x) in pre.iter_mut().zip(g_in) {
+                    *v += x;
+                }
+            }
             match (d.cell, p.input) {
-                (Cell::Gru, StepInput::Projected(gx)) => {
-                    let g_in = &gx[(t * b + p.r0 + r) * gw..(t * b + p.r0 + r + 1) * gw];
+                (Cell::Gru, StepInput::Projected(_)) => {
                     gru_step_forward(g_in, pre, &hp[hr.clone()], &mut ho[hr], sv_r)
                 }
                 (Cell::Lstm, _) => {
