@@ -52,9 +52,16 @@ struct Gemm {
 // (rows ty + i*TILE, columns tx + j*TILE), so a workgroup owns a BM x BM
 // block of C and walks K in steps of TILE, staging op(A) and op(B) blocks in
 // workgroup memory with coalesced loads for either transpose.
+// TILE (8 or 16) and RM (1 for gemm_small, gemm_split_reduce and column_sums;
+// 2, 4 or 8 for gemm) are chosen per GEMM shape by the host's autotuner
+// (src/gpu/autotune.rs): every combination is a separate pipeline.
 override TILE: u32 = 16u;
-const RM: u32 = 4u;
+override RM: u32 = 4u;
 override BM: u32 = TILE * RM;
+// Largest RM: the size of the per-invocation register arrays below
+// (function-scope arrays need a constant size; after override substitution
+// the RM loops have constant trip counts and unroll, so only RM x RM of them live).
+const RMAX: u32 = 8u;
 
 // op(A) block, k-major: tile_a[kk * BM + r]
 var<workgroup> tile_a: array<f32, BM * TILE>;
@@ -85,10 +92,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let c0 = u.c_off + z * u.c_z;
     let row0 = wid.y * BM;
     let col0 = wid.x * BM;
-    var acc: array<vec4<f32>, 4>;
-    for (var i = 0u; i < RM; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
+    // acc[i * RMAX + j]: output (row0 + lid.y + i*TILE, col0 + lid.x + j*TILE).
+    var acc: array<f32, RMAX * RMAX>; // zero-initialised
     let tiles = (u.k + TILE - 1u) / TILE;
     for (var kt = 0u; kt < tiles; kt++) {
         let k0 = kt * TILE;
@@ -132,12 +137,17 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE; kk++) {
-            let a = vec4<f32>(tile_a[kk * BM + lid.y], tile_a[kk * BM + lid.y + TILE], tile_a[kk * BM + lid.y + 2u * TILE], tile_a[kk * BM + lid.y + 3u * TILE]);
-            let b = vec4<f32>(tile_b[kk * BM + lid.x], tile_b[kk * BM + lid.x + TILE], tile_b[kk * BM + lid.x + 2u * TILE], tile_b[kk * BM + lid.x + 3u * TILE]);
-            acc[0] += a.x * b;
-            acc[1] += a.y * b;
-            acc[2] += a.z * b;
-            acc[3] += a.w * b;
+            var a: array<f32, RMAX>;
+            var b: array<f32, RMAX>;
+            for (var i = 0u; i < RM; i++) {
+                a[i] = tile_a[kk * BM + lid.y + i * TILE];
+                b[i] = tile_b[kk * BM + lid.x + i * TILE];
+            }
+            for (var i = 0u; i < RM; i++) {
+                for (var j = 0u; j < RM; j++) {
+                    acc[i * RMAX + j] += a[i] * b[j];
+                }
+            }
         }
         workgroupBarrier();
     }
@@ -147,7 +157,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let col = col0 + lid.x + j * TILE;
             if row < u.m && col < u.n {
                 let ci = c0 + row * u.ldc + col;
-                var v = acc[i][j];
+                var v = acc[i * RMAX + j];
                 if u.has_bias != 0u {
                     v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
                 }

@@ -13,9 +13,11 @@
 //! the uniform as element indices, never as binding offsets (storage binding
 //! offsets must be 256-byte aligned; element offsets need not be).
 
+use super::autotune::{fixed_config, Decision, GemmChoice, GemmConfig, GemmShape};
+use super::context::GpuContext;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// One WGSL source file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -172,7 +174,8 @@ pub const BUF_PARAMS: u32 = 0;
 pub const BUF_GRADS: u32 = 1;
 pub const BUF_WORK: u32 = 2;
 
-/// Below this many 64x64 output blocks the register-blocked GEMM leaves most
+/// Below this many 64x64 output blocks (the fixed choice; the autotuner
+/// measures instead, see [`super::autotune`]) the register-blocked GEMM leaves most
 /// of a large GPU idle (e.g. dW_ih = dGᵀ·X with M = 4H, N = I, K = T*B) and
 /// the one-output-per-invocation variant, with 16x the workgroups, is faster
 /// (measured on an H200: 157 vs 765 us for M=512, N=28, K=1792).
@@ -191,9 +194,10 @@ pub const SPLIT_PARTIALS: usize = (SPLIT_TARGET_BLOCKS * 256) as usize;
 /// Tunables derived from the adapter's limits (passed as WGSL `override`s).
 #[derive(Clone, Copy, Debug)]
 pub struct Tunables {
-    /// GEMM workgroup edge: 16x16 = 256 invocations where allowed (WebGPU's
-    /// default limit), else 8x8 (GL ES 3.1 guarantees only 128); each
-    /// invocation computes 4x4 outputs, so a workgroup owns a 64x64 (32x32) block.
+    /// GEMM workgroup edge of the fixed choice: 16x16 = 256 invocations where
+    /// allowed (WebGPU's default limit), else 8x8 (GL ES 3.1 guarantees only
+    /// 128); each invocation computes 4x4 outputs, so a workgroup owns a 64x64
+    /// (32x32) block. The autotuner may pick another per shape.
     pub tile: u32,
     /// Invocations per workgroup of the embedding kernels.
     pub wg_small: u32,
@@ -210,6 +214,14 @@ pub struct Tunables {
     /// Step kernels: inputs (or gate rows) staged per chunk
     /// (4*TJ*(KC+1) + TB*KC floats of workgroup memory: 10.5 KiB at 16,16,32).
     pub step_chunk: u32,
+}
+
+/// Override constants of a dispatch of `gemm.wgsl`: the workgroup edge
+/// (`TILE`) and the outputs per invocation along each dimension (`RM`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmTile {
+    pub tile: u32,
+    pub rm: u32,
 }
 
 /// A kernel and its override constants (name, value bits).
@@ -338,11 +350,21 @@ impl Kernels {
         })
     }
 
-    /// Override constants for a kernel, from the tunables.
-    fn constants(&self, k: Kernel) -> Vec<(String, f64)> {
+    /// Override constants for a kernel, from the tunables (and, for the GEMM
+    /// shader, from the dispatch's own tile where it has one).
+    fn constants(&self, k: Kernel, gemm: Option<GemmTile>) -> Vec<(String, f64)> {
         let t = &self.tunables;
         match k.shader() {
-            Shader::Gemm => vec![("TILE".into(), t.tile as f64)],
+            Shader::Gemm => {
+                let g = gemm.unwrap_or(GemmTile {
+                    tile: t.tile,
+                    rm: if k == Kernel::Gemm { 4 } else { 1 },
+                });
+                // Only `gemm` blocks outputs per invocation; the others use
+                // TILE x TILE of the workgroup arrays.
+                let rm = if k == Kernel::Gemm { g.rm } else { 1 };
+                vec![("TILE".into(), g.tile as f64), ("RM".into(), rm as f64)]
+            }
             Shader::Head | Shader::Optim => vec![("WG".into(), t.wg_reduce as f64)],
             Shader::Lstm | Shader::Gru | Shader::Rnn => vec![
                 ("TJ".into(), t.step_units as f64),
@@ -352,9 +374,28 @@ impl Kernels {
         }
     }
 
-    /// The compiled pipeline of `k` (compiled on first use, then cached).
+    /// The compiled pipeline of `k` with the tunables' constants (compiled on first use, then cached).
     pub fn pipeline(&self, device: &wgpu::Device, k: Kernel) -> Result<wgpu::ComputePipeline> {
-        let consts = self.constants(k);
+        self.pipeline_with(device, k, None)
+    }
+
+    /// The pipeline a recorded dispatch runs (its kernel and GEMM tile).
+    pub fn pipeline_for(
+        &self,
+        device: &wgpu::Device,
+        d: &Dispatch,
+    ) -> Result<wgpu::ComputePipeline> {
+        self.pipeline_with(device, d.kernel, d.gemm)
+    }
+
+    /// The pipeline of `k` with GEMM tile `gemm` (`None`: the tunables' default).
+    pub fn pipeline_with(
+        &self,
+        device: &wgpu::Device,
+        k: Kernel,
+        gemm: Option<GemmTile>,
+    ) -> Result<wgpu::ComputePipeline> {
+        let consts = self.constants(k, gemm);
         let key = (
             k,
             consts
@@ -539,6 +580,8 @@ pub struct Dispatch {
     pub groups: [u32; 3],
     /// Role, for debug groups and errors (`"lstm.l0.step_forward"`).
     pub label: String,
+    /// Override constants of a GEMM-shader dispatch chosen per shape (`None`: the tunables').
+    pub gemm: Option<GemmTile>,
 }
 
 /// A list of dispatches and the uniform bytes they read. Built once per shape
@@ -552,6 +595,11 @@ pub struct Program {
     pub tunables: Option<Tunables>,
     /// Offset in `work` of the split-K partials (`SPLIT_PARTIALS` elements), if any.
     pub split_partials: Option<u32>,
+    /// Where [`Program::gemm`] gets each shape's configuration: the context's
+    /// autotuner; `None`: the fixed choice.
+    pub tuner: Option<Arc<GpuContext>>,
+    /// Every GEMM recorded, in order, with the configuration it runs.
+    pub gemms: Vec<GemmChoice>,
 }
 
 fn ceil_div(a: u32, b: u32) -> u32 {
@@ -566,6 +614,8 @@ impl Program {
             max_groups: limits.max_compute_workgroups_per_dimension,
             tunables: Some(tunables),
             split_partials: None,
+            tuner: None,
+            gemms: Vec::new(),
         }
     }
 
@@ -592,6 +642,17 @@ impl Program {
     }
 
     fn push(&mut self, kernel: Kernel, slot: u32, groups: [u32; 3], label: &str) -> Result<()> {
+        self.push_tile(kernel, slot, groups, label, None)
+    }
+
+    fn push_tile(
+        &mut self,
+        kernel: Kernel,
+        slot: u32,
+        groups: [u32; 3],
+        label: &str,
+        gemm: Option<GemmTile>,
+    ) -> Result<()> {
         if groups.iter().any(|&g| g > self.max_groups) {
             return Err(Error::Gpu(format!(
                 "{label}: grid {groups:?} exceeds the adapter's {} workgroups per dimension. HINT: lower the batch size or sequence length",
@@ -606,55 +667,89 @@ impl Program {
             slot,
             groups,
             label: label.to_string(),
+            gemm,
         });
         Ok(())
     }
 
-    /// `C = beta*C + op(A)·op(B) (+ bias)`, `batch` entries along z.
+    /// `C = beta*C + op(A)·op(B) (+ bias)`, `batch` entries along z, with the
+    /// configuration of its shape: the tuner's (measured at the shape's first
+    /// use on the context) when the program has one, else the fixed choice.
     pub fn gemm(&mut self, a: GemmArgs, batch: u32, label: &str) -> Result<()> {
-        // Each `gemm` workgroup owns a (4*tile) x (4*tile) block of C; grids
-        // too small to fill the GPU take `gemm_small` (tile x tile blocks),
-        // split over K when K is long (weight gradients: K = T*B).
-        let tile = self.t().tile;
-        let block = 4 * tile;
-        let big = [ceil_div(a.n, block), ceil_div(a.m, block), batch];
-        if big[0] * big[1] * batch >= GEMM_MIN_BLOCKS {
-            let s = self.slot(&a);
-            return self.push(Kernel::Gemm, s, big, label);
-        }
-        let small = [ceil_div(a.n, tile), ceil_div(a.m, tile), batch];
-        let blocks = (small[0] * small[1] * batch).max(1);
-        let mut splits = SPLIT_TARGET_BLOCKS
-            .div_ceil(blocks)
-            .min(SPLIT_MAX)
-            .min(a.k / SPLIT_MIN_K);
-        while splits > 1
-            && splits as usize * a.m as usize * a.n as usize * batch as usize > SPLIT_PARTIALS
-        {
-            splits -= 1;
-        }
-        match self.split_partials {
-            Some(part_off) if splits > 1 => {
-                let k_chunk = a.k.div_ceil(splits).div_ceil(tile) * tile;
-                let splits = a.k.div_ceil(k_chunk);
-                let sa = GemmArgs {
-                    splits,
-                    k_chunk,
-                    part_off,
-                    ..a
-                };
-                let s = self.slot(&sa);
-                self.push(
-                    Kernel::GemmSmall,
-                    s,
-                    [small[0], small[1], batch * splits],
-                    label,
-                )?;
-                self.push(Kernel::GemmSplitReduce, s, small, label)
+        let shape = GemmShape::of(&a, batch);
+        let (config, us, decision) = match self.tuner.clone() {
+            Some(ctx) => {
+                let t = ctx.tuner.config(&ctx, &shape)?;
+                (t.config, t.us, t.decision)
             }
-            _ => {
+            None => (fixed_config(&shape, &self.t()), None, Decision::Off),
+        };
+        self.gemm_with(a, batch, label, config)?;
+        if let Some(g) = self.gemms.last_mut() {
+            g.us = us;
+            g.decision = decision;
+        }
+        Ok(())
+    }
+
+    /// [`Program::gemm`] with a given configuration. A `gemm` workgroup owns
+    /// a (TILE·RM)² block of C; a `gemm_small` workgroup TILE x TILE outputs,
+    /// optionally split over K (partials in `split_partials`, then
+    /// `gemm_split_reduce`; without a partials region it does not split).
+    pub fn gemm_with(
+        &mut self,
+        a: GemmArgs,
+        batch: u32,
+        label: &str,
+        config: GemmConfig,
+    ) -> Result<()> {
+        let shape = GemmShape::of(&a, batch);
+        self.gemms.push(GemmChoice {
+            label: label.to_string(),
+            shape,
+            config,
+            us: None,
+            decision: Decision::Off,
+        });
+        let tile = config.tile();
+        let gt = Some(GemmTile {
+            tile,
+            rm: config.rm(),
+        });
+        let grid = config.grid(&shape);
+        match config {
+            GemmConfig::Blocked { .. } => {
                 let s = self.slot(&a);
-                self.push(Kernel::GemmSmall, s, small, label)
+                self.push_tile(Kernel::Gemm, s, grid, label, gt)
+            }
+            GemmConfig::Small { .. } => {
+                let small = [grid[0], grid[1], batch];
+                match self.split_partials {
+                    Some(part_off) if config.effective_splits(&shape) > 1 => {
+                        let k_chunk = a.k.div_ceil(config.splits()).div_ceil(tile) * tile;
+                        let splits = a.k.div_ceil(k_chunk);
+                        debug_assert_eq!(splits, config.effective_splits(&shape));
+                        let sa = GemmArgs {
+                            splits,
+                            k_chunk,
+                            part_off,
+                            ..a
+                        };
+                        let s = self.slot(&sa);
+                        self.push_tile(
+                            Kernel::GemmSmall,
+                            s,
+                            [small[0], small[1], batch * splits],
+                            label,
+                            gt,
+                        )?;
+                        self.push_tile(Kernel::GemmSplitReduce, s, small, label, gt)
+                    }
+                    _ => {
+                        let s = self.slot(&a);
+                        self.push_tile(Kernel::GemmSmall, s, small, label, gt)
+                    }
+                }
             }
         }
     }
@@ -736,7 +831,7 @@ impl Program {
         first: u32,
     ) -> Result<()> {
         for (i, d) in self.dispatches[range].iter().enumerate() {
-            let p = kernels.pipeline(device, d.kernel)?;
+            let p = kernels.pipeline_for(device, d)?;
             let q = first + 2 * i as u32;
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(&d.label),
@@ -765,7 +860,7 @@ impl Program {
     ) -> Result<()> {
         let mut pipelines = Vec::with_capacity(range.len());
         for d in &self.dispatches[range.clone()] {
-            pipelines.push(kernels.pipeline(device, d.kernel)?);
+            pipelines.push(kernels.pipeline_for(device, d)?);
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(label),
