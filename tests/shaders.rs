@@ -28,13 +28,20 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     (module, info)
 }
 
-/// The override values the runtime passes for the smallest and the default tunables.
+/// The override values the runtime passes for the smallest and the default
+/// tunables, and every GEMM tile the autotuner may pick (TILE 8/16 x RM 1/2/4/8).
 fn constant_sets() -> Vec<Vec<(&'static str, f64)>> {
-    vec![
-        vec![("TILE", 16.0), ("WG", 64.0)],
-        vec![("TILE", 8.0), ("WG", 128.0)],
+    let mut sets = vec![
+        vec![("TILE", 16.0), ("RM", 4.0), ("WG", 64.0)],
+        vec![("TILE", 8.0), ("RM", 1.0), ("WG", 128.0)],
         vec![("WG", 256.0)],
-    ]
+    ];
+    for tile in [8.0, 16.0] {
+        for rm in [1.0, 2.0, 8.0] {
+            sets.push(vec![("TILE", tile), ("RM", rm)]);
+        }
+    }
+    sets
 }
 
 #[test]
