@@ -314,9 +314,19 @@ fn lowered_workgroup_limits_keep_gemm_candidates_within_them() {
             &model.forward(&b).unwrap().data,
             FORWARD,
         );
+        // `context_with` asks for no timestamps: the tuner timed on the wall clock.
+        assert!(!ctx.has_timestamps());
+        let measured: Vec<f64> = ctx
+            .tuned_gemms()
+            .iter()
+            .filter(|(_, t)| t.decision == recurrent::gpu::autotune::Decision::Measured)
+            .map(|(_, t)| t.us.unwrap())
+            .collect();
+        assert!(!measured.is_empty() && measured.iter().all(|u| u.is_finite() && *u > 0.0));
         eprintln!(
-            "{what}: {} shapes tuned within the limits",
-            ctx.tuned_gemms().len()
+            "{what}: {} shapes tuned within the limits ({} measured on the wall clock)",
+            ctx.tuned_gemms().len(),
+            measured.len()
         );
     }
 }
