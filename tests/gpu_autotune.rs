@@ -118,6 +118,12 @@ fn every_candidate_configuration_matches_the_cpu_gemm() {
             } else {
                 assert_eq!(kernels, [c.kernel()], "{s} {c}");
             }
+            // RM = 4 runs the measured vec4 `gemm`; other register blocks `gemm_rm`.
+            match c {
+                GemmConfig::Blocked { rm: 4, .. } => assert_eq!(kernels, ["gemm"], "{s} {c}"),
+                GemmConfig::Blocked { .. } => assert_eq!(kernels, ["gemm_rm"], "{s} {c}"),
+                GemmConfig::Small { .. } => {}
+            }
             worst = worst.max(d);
             runs += 1;
         }

@@ -12,9 +12,15 @@
 //!
 //! ## Candidates
 //! A [`GemmConfig`] is one of
-//! - `gemm` (register-blocked): TILE x TILE invocations (TILE 8 or 16), each
+//! - register-blocked: TILE x TILE invocations (TILE 8 or 16), each
 //!   computing RM x RM outputs (RM 2, 4 or 8), so a workgroup owns a
-//!   (TILE·RM)² block of C;
+//!   (TILE·RM)² block of C. RM = 4 runs `gemm`, the kernel with its 4x4
+//!   block written out on vec4s that was measured on an H200 (BENCHMARKS.md)
+//!   and is the fixed choice; RM 2 and 8 run `gemm_rm`, the same algorithm
+//!   with RM an override and the block in loop-indexed arrays. `gemm_rm` is
+//!   unmeasured on real GPUs (such arrays may end up in local memory where a
+//!   driver does not unroll the loops), so it only runs where it won its
+//!   measurement, and the default configuration never depends on it;
 //! - `gemm_small`: TILE x TILE invocations with one output each (grids too
 //!   small to fill the GPU), optionally split over K into `splits` partial
 //!   products that `gemm_split_reduce` adds in order (deterministic).
@@ -50,8 +56,8 @@
 
 use super::context::GpuContext;
 use super::kernels::{
-    GemmArgs, Program, Tunables, BUF_GRADS, BUF_PARAMS, BUF_WORK, GEMM_MIN_BLOCKS, SLOT_BYTES,
-    SPLIT_MAX, SPLIT_MIN_K, SPLIT_PARTIALS, SPLIT_TARGET_BLOCKS,
+    blocked_gemm_kernel, GemmArgs, Kernel, Program, Tunables, BUF_GRADS, BUF_PARAMS, BUF_WORK,
+    GEMM_MIN_BLOCKS, SLOT_BYTES, SPLIT_MAX, SPLIT_MIN_K, SPLIT_PARTIALS, SPLIT_TARGET_BLOCKS,
 };
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -115,7 +121,8 @@ impl std::fmt::Display for GemmShape {
 /// One way to run a GEMM (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GemmConfig {
-    /// `gemm`: TILE x TILE invocations, RM x RM outputs each.
+    /// `gemm` (RM = 4) or `gemm_rm` (RM 2 or 8): TILE x TILE invocations,
+    /// RM x RM outputs each.
     Blocked { tile: u32, rm: u32 },
     /// `gemm_small`: TILE x TILE invocations, one output each; `splits` > 1
     /// splits K (then `gemm_split_reduce` adds the partial products).
@@ -146,12 +153,18 @@ impl GemmConfig {
         }
     }
 
+    /// The kernel of the main dispatch: `gemm` for RM = 4, `gemm_rm` for
+    /// the other register blocks, `gemm_small`.
+    pub fn main_kernel(&self) -> Kernel {
+        match *self {
+            GemmConfig::Blocked { rm, .. } => blocked_gemm_kernel(rm),
+            GemmConfig::Small { .. } => Kernel::GemmSmall,
+        }
+    }
+
     /// The entry point of the main dispatch.
     pub fn kernel(&self) -> &'static str {
-        match self {
-            GemmConfig::Blocked { .. } => "gemm",
-            GemmConfig::Small { .. } => "gemm_small",
-        }
+        self.main_kernel().entry()
     }
 
     /// Bytes of workgroup storage the main kernel declares.
@@ -226,10 +239,13 @@ impl GemmConfig {
 }
 
 impl std::fmt::Display for GemmConfig {
-    /// `gemm 16x16 rm4`, `gemm_small 16x16`, `gemm_small 16x16 split-k 4`.
+    /// `gemm 16x16 rm4`, `gemm_rm 16x16 rm8`, `gemm_small 16x16`,
+    /// `gemm_small 16x16 split-k 4` (the entry point first).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
-            GemmConfig::Blocked { tile, rm } => write!(f, "gemm {tile}x{tile} rm{rm}"),
+            GemmConfig::Blocked { tile, rm } => {
+                write!(f, "{} {tile}x{tile} rm{rm}", self.kernel())
+            }
             GemmConfig::Small { tile, splits } if splits > 1 => {
                 write!(f, "gemm_small {tile}x{tile} split-k {splits}")
             }

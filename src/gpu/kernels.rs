@@ -89,7 +89,12 @@ impl Shader {
 /// One entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    /// Register-blocked GEMM, 4x4 outputs per invocation (vec4s, constant
+    /// indices): the kernel measured on real GPUs and the fixed choice.
     Gemm,
+    /// The same with 2x2 or 8x8 outputs per invocation (an override, loops
+    /// over arrays): only for the autotuner's candidates with RM != 4.
+    GemmRm,
     GemmSmall,
     GemmSplitReduce,
     ColumnSums,
@@ -109,8 +114,9 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::Gemm,
+        Kernel::GemmRm,
         Kernel::GemmSmall,
         Kernel::GemmSplitReduce,
         Kernel::ColumnSums,
@@ -132,7 +138,7 @@ impl Kernel {
     pub fn shader(self) -> Shader {
         use Kernel::*;
         match self {
-            Gemm | GemmSmall | GemmSplitReduce | ColumnSums => Shader::Gemm,
+            Gemm | GemmRm | GemmSmall | GemmSplitReduce | ColumnSums => Shader::Gemm,
             LstmStepForward | LstmStepBackward => Shader::Lstm,
             GruStepForward | GruStepBackward => Shader::Gru,
             RnnStepForward | RnnStepBackward => Shader::Rnn,
@@ -146,6 +152,7 @@ impl Kernel {
         use Kernel::*;
         match self {
             Gemm => "gemm",
+            GemmRm => "gemm_rm",
             GemmSmall => "gemm_small",
             GemmSplitReduce => "gemm_split_reduce",
             ColumnSums => "column_sums",
@@ -217,11 +224,42 @@ pub struct Tunables {
 }
 
 /// Override constants of a dispatch of `gemm.wgsl`: the workgroup edge
-/// (`TILE`) and the outputs per invocation along each dimension (`RM`).
+/// (`TILE`) and the outputs per invocation along each dimension (`RM`: 4 for
+/// `gemm`, 2 or 8 for `gemm_rm`, 1 for the others).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GemmTile {
     pub tile: u32,
     pub rm: u32,
+}
+
+/// The register-blocked GEMM entry point for `rm` x `rm` outputs per
+/// invocation: `gemm` (the vec4 kernel measured on an H200, RM fixed at 4)
+/// for 4, `gemm_rm` (generic loops, unmeasured on real GPUs) otherwise.
+pub fn blocked_gemm_kernel(rm: u32) -> Kernel {
+    if rm == 4 {
+        Kernel::Gemm
+    } else {
+        Kernel::GemmRm
+    }
+}
+
+/// The override constants of `gemm.wgsl` kernel `k` at workgroup edge `tile`
+/// with `rm` x `rm` outputs per invocation, as the runtime passes them:
+/// - `gemm`: `TILE` only (its RM is the shader's constant 4, `BM` = 4·TILE by
+///   default; `rm` must be 4);
+/// - `gemm_rm`: `TILE` and `RMG` = `rm` (its own staging arrays, TILE·RMG·TILE each);
+/// - `gemm_small`, `gemm_split_reduce`, `column_sums`: `TILE` and `BM` = TILE
+///   (they stage TILE x TILE of each workgroup array; `rm` is ignored).
+pub fn gemm_constants(k: Kernel, tile: u32, rm: u32) -> Vec<(String, f64)> {
+    debug_assert_eq!(k.shader(), Shader::Gemm, "{k:?} is not a gemm.wgsl kernel");
+    match k {
+        Kernel::Gemm => {
+            debug_assert_eq!(rm, 4, "gemm computes 4x4 outputs per invocation");
+            vec![("TILE".into(), tile as f64)]
+        }
+        Kernel::GemmRm => vec![("TILE".into(), tile as f64), ("RMG".into(), rm as f64)],
+        _ => vec![("TILE".into(), tile as f64), ("BM".into(), tile as f64)],
+    }
 }
 
 /// A kernel and its override constants (name, value bits).
@@ -358,12 +396,13 @@ impl Kernels {
             Shader::Gemm => {
                 let g = gemm.unwrap_or(GemmTile {
                     tile: t.tile,
-                    rm: if k == Kernel::Gemm { 4 } else { 1 },
+                    rm: if matches!(k, Kernel::Gemm | Kernel::GemmRm) {
+                        4
+                    } else {
+                        1
+                    },
                 });
-                // Only `gemm` blocks outputs per invocation; the others use
-                // TILE x TILE of the workgroup arrays.
-                let rm = if k == Kernel::Gemm { g.rm } else { 1 };
-                vec![("TILE".into(), g.tile as f64), ("RM".into(), rm as f64)]
+                gemm_constants(k, g.tile, g.rm)
             }
             Shader::Head | Shader::Optim => vec![("WG".into(), t.wg_reduce as f64)],
             Shader::Lstm | Shader::Gru | Shader::Rnn => vec![
@@ -692,10 +731,11 @@ impl Program {
         Ok(())
     }
 
-    /// [`Program::gemm`] with a given configuration. A `gemm` workgroup owns
-    /// a (TILE·RM)² block of C; a `gemm_small` workgroup TILE x TILE outputs,
-    /// optionally split over K (partials in `split_partials`, then
-    /// `gemm_split_reduce`; without a partials region it does not split).
+    /// [`Program::gemm`] with a given configuration. A `gemm` (RM = 4) or
+    /// `gemm_rm` (RM 2 or 8) workgroup owns a (TILE·RM)² block of C; a
+    /// `gemm_small` workgroup TILE x TILE outputs, optionally split over K
+    /// (partials in `split_partials`, then `gemm_split_reduce`; without a
+    /// partials region it does not split).
     pub fn gemm_with(
         &mut self,
         a: GemmArgs,
@@ -718,9 +758,11 @@ impl Program {
         });
         let grid = config.grid(&shape);
         match config {
-            GemmConfig::Blocked { .. } => {
+            GemmConfig::Blocked { rm, .. } => {
+                // RM = 4 (the fixed choice among them): the measured vec4 `gemm`;
+                // 2 or 8: the generic `gemm_rm`.
                 let s = self.slot(&a);
-                self.push_tile(Kernel::Gemm, s, grid, label, gt)
+                self.push_tile(blocked_gemm_kernel(rm), s, grid, label, gt)
             }
             GemmConfig::Small { .. } => {
                 let small = [grid[0], grid[1], batch];
