@@ -3,6 +3,8 @@
 //   gemm:        C = beta*C + op(A)·op(B) (+ bias[col])
 //                op(A) is [m, k]: A row-major with leading dimension lda, or
 //                its transpose (A stored [k, m]) when a_t != 0; same for B ([k, n]).
+//                4x4 outputs per invocation.
+//   gemm_rm:     the same with RMG x RMG outputs per invocation (RMG an override).
 //   gemm_small:  the same with one output per invocation (small grids), optionally split over K
 //                (gemm_split_reduce then adds the splits in order).
 //   column_sums: C[0, j] += Σ_row A[row, j] (fixed order, deterministic): bias gradients.
@@ -52,8 +54,23 @@ struct Gemm {
 // (rows ty + i*TILE, columns tx + j*TILE), so a workgroup owns a BM x BM
 // block of C and walks K in steps of TILE, staging op(A) and op(B) blocks in
 // workgroup memory with coalesced loads for either transpose.
+// TILE (8 or 16) is chosen per GEMM shape by the host's autotuner
+// (src/gpu/autotune.rs); every value is a separate pipeline.
+//
+// Two register-blocked entry points (the host picks by RM, see Kernel::GemmRm):
+//   gemm:    RM fixed at 4, its 4x4 block written out on vec4s with constant
+//            indices. The kernel measured on an H200 (BENCHMARKS.md) and the
+//            fixed choice; every configuration with RM = 4 runs it.
+//   gemm_rm: the same algorithm with the block edge an override (RMG below:
+//            2 or 8; 4 validates too), the block in function-scope arrays
+//            indexed by loop variables.
+//            Only for the autotuner's other register blocks: unmeasured on
+//            real GPUs, where such arrays may live in local memory unless the
+//            driver unrolls the loops, so it must win its measurement to be used.
 override TILE: u32 = 16u;
 const RM: u32 = 4u;
+// gemm uses the default. The host sets BM = TILE for gemm_small, gemm_split_reduce
+// and column_sums, which stage TILE x TILE of each array (less workgroup memory).
 override BM: u32 = TILE * RM;
 
 // op(A) block, k-major: tile_a[kk * BM + r]
@@ -148,6 +165,107 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if row < u.m && col < u.n {
                 let ci = c0 + row * u.ldc + col;
                 var v = acc[i][j];
+                if u.has_bias != 0u {
+                    v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
+                }
+                // beta = 0 overwrites C: NaN or garbage in it is not propagated.
+                if u.beta != 0.0 {
+                    v += u.beta * ld(u.c_buf, ci);
+                }
+                st(u.c_buf, ci, v);
+            }
+        }
+    }
+}
+
+// gemm_rm: RMG x RMG outputs per invocation (RMG 2, 4 or 8; the host runs it for 2
+// and 8 only), BMG = TILE * RMG, staged in its own workgroup arrays.
+override RMG: u32 = 4u;
+override BMG: u32 = TILE * RMG;
+// Largest RMG: the size of the per-invocation register arrays of gemm_rm
+// (function-scope arrays need a constant size; after override substitution
+// the RMG loops have constant trip counts and may unroll, so only RMG x RMG of them live).
+const RMAX: u32 = 8u;
+
+// op(A) block, k-major: tile_ga[kk * BMG + r]
+var<workgroup> tile_ga: array<f32, BMG * TILE>;
+// op(B) block, k-major: tile_gb[kk * BMG + c]
+var<workgroup> tile_gb: array<f32, BMG * TILE>;
+
+@compute @workgroup_size(TILE, TILE)
+fn gemm_rm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let z = wid.z;
+    let a0 = u.a_off + z * u.a_z;
+    let b0 = u.b_off + z * u.b_z;
+    let c0 = u.c_off + z * u.c_z;
+    let row0 = wid.y * BMG;
+    let col0 = wid.x * BMG;
+    // acc[i * RMAX + j]: output (row0 + lid.y + i*TILE, col0 + lid.x + j*TILE).
+    var acc: array<f32, RMAX * RMAX>; // zero-initialised
+    let tiles = (u.k + TILE - 1u) / TILE;
+    for (var kt = 0u; kt < tiles; kt++) {
+        let k0 = kt * TILE;
+        for (var e = li; e < BMG * TILE; e += TILE * TILE) {
+            // A: consecutive invocations read consecutive addresses in memory.
+            var r = e / TILE;
+            var kk = e % TILE;
+            if u.a_t != 0u {
+                kk = e / BMG;
+                r = e % BMG;
+            }
+            let row = row0 + r;
+            let k = k0 + kk;
+            var av = 0.0;
+            if row < u.m && k < u.k {
+                var ai = row * u.lda + k;
+                if u.a_t != 0u {
+                    ai = k * u.lda + row;
+                }
+                av = ld(u.a_buf, a0 + ai);
+            }
+            tile_ga[kk * BMG + r] = av;
+            // B
+            var c = e % BMG;
+            var kb = e / BMG;
+            if u.b_t != 0u {
+                c = e / TILE;
+                kb = e % TILE;
+            }
+            let col = col0 + c;
+            let kq = k0 + kb;
+            var bv = 0.0;
+            if kq < u.k && col < u.n {
+                var bi = kq * u.ldb + col;
+                if u.b_t != 0u {
+                    bi = col * u.ldb + kq;
+                }
+                bv = ld(u.b_buf, b0 + bi);
+            }
+            tile_gb[kb * BMG + c] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE; kk++) {
+            var a: array<f32, RMAX>;
+            var b: array<f32, RMAX>;
+            for (var i = 0u; i < RMG; i++) {
+                a[i] = tile_ga[kk * BMG + lid.y + i * TILE];
+                b[i] = tile_gb[kk * BMG + lid.x + i * TILE];
+            }
+            for (var i = 0u; i < RMG; i++) {
+                for (var j = 0u; j < RMG; j++) {
+                    acc[i * RMAX + j] += a[i] * b[j];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < RMG; i++) {
+        let row = row0 + lid.y + i * TILE;
+        for (var j = 0u; j < RMG; j++) {
+            let col = col0 + lid.x + j * TILE;
+            if row < u.m && col < u.n {
+                let ci = c0 + row * u.ldc + col;
+                var v = acc[i * RMAX + j];
                 if u.has_bias != 0u {
                     v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
                 }

@@ -44,6 +44,34 @@ pub struct Row {
     /// expensive first; absent unless asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Vec<KernelTime>>,
+    /// The configuration of every GEMM of the GPU training step (`bench
+    /// --show-tuning`), in program order; absent unless asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<Vec<GemmTuning>>,
+}
+
+/// One GEMM of a GPU training step and the tile configuration it runs with
+/// (chosen per shape at first use: `crate::gpu::autotune`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GemmTuning {
+    /// Its role in the step (e.g. `lstm.l0.input_projection`).
+    pub label: String,
+    /// `C[m×n] (+)= op(A)·op(B)`, `op(A)` `[m×k]`, over `batch` entries.
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub a_t: bool,
+    pub b_t: bool,
+    pub batch: u32,
+    /// The configuration, e.g. `gemm 16x16 rm4` or `gemm_small 16x16 split-k 4`.
+    pub config: String,
+    /// How it was chosen: `measured`, `single` (one valid candidate),
+    /// `too-large` (not measured) or `fixed` (tuning off).
+    pub decision: String,
+    /// Its measured time per run in microseconds (median), when measured.
+    pub us: Option<f64>,
+    /// Candidates measured for the shape.
+    pub candidates: usize,
 }
 
 /// One row of a GPU profile: one kernel (entry point) in one role of the
@@ -76,6 +104,7 @@ impl Row {
             train_ms,
             gflops: recurrent_flops(s) / (train_ms * 1e-3) / 1e9,
             profile: None,
+            tuning: None,
         }
     }
 }
@@ -236,7 +265,19 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
 /// and does not compute the gradient of layer 0's input (nothing below needs it),
 /// which the CPU and PyTorch figures include.
 pub fn run_gpu(s: &Size, reps: usize, ctx: &std::sync::Arc<crate::gpu::GpuContext>) -> Result<Row> {
-    gpu_row(s, reps, ctx, false)
+    gpu_row(s, reps, ctx, false, false)
+}
+
+/// [`run_gpu`] (with `profile`: [`run_gpu_profiled`]); with `tuning` the row's
+/// `tuning` lists every GEMM of the training step with its configuration.
+pub fn run_gpu_with(
+    s: &Size,
+    reps: usize,
+    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
+    profile: bool,
+    tuning: bool,
+) -> Result<Row> {
+    gpu_row(s, reps, ctx, profile, tuning)
 }
 
 /// [`run_gpu`], then `reps` training steps (forward, loss, backward, gradient
@@ -249,7 +290,7 @@ pub fn run_gpu_profiled(
     reps: usize,
     ctx: &std::sync::Arc<crate::gpu::GpuContext>,
 ) -> Result<Row> {
-    gpu_row(s, reps, ctx, true)
+    gpu_row(s, reps, ctx, true, false)
 }
 
 /// Groups a profiled step's dispatches by (kernel, label), in program order.
@@ -281,6 +322,7 @@ fn gpu_row(
     reps: usize,
     ctx: &std::sync::Arc<crate::gpu::GpuContext>,
     profile: bool,
+    tuning: bool,
 ) -> Result<Row> {
     if profile {
         ctx.require_timestamps("bench --profile")?;
@@ -308,6 +350,27 @@ fn gpu_row(
     let mut gpu = crate::gpu::GpuModel::new(ctx.clone(), &model)?;
     let (forward_ms, train_ms) = gpu.time_forward_backward(&data, crate::Loss::Mse, reps)?;
     let mut row = Row::measured(s, "gpu", ctx.describe(), forward_ms, train_ms);
+    if tuning {
+        let choices = gpu.gemm_choices(s.batch, s.steps)?;
+        row.tuning = Some(
+            choices
+                .into_iter()
+                .map(|g| GemmTuning {
+                    label: g.label,
+                    m: g.shape.m,
+                    n: g.shape.n,
+                    k: g.shape.k,
+                    a_t: g.shape.a_t,
+                    b_t: g.shape.b_t,
+                    batch: g.shape.batch,
+                    config: g.config.to_string(),
+                    decision: g.decision.name().into(),
+                    us: g.us,
+                    candidates: ctx.tuned_gemm(&g.shape).map_or(0, |t| t.candidates.len()),
+                })
+                .collect(),
+        );
+    }
     if profile {
         let opts = crate::StepOptions {
             loss: crate::Loss::Mse,

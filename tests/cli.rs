@@ -371,8 +371,10 @@ fn bench_profile_on_the_cpu_path_is_an_argument_error() {
 /// `bench --profile` on the GPU: the per-kernel table after the size's row and
 /// the same in the JSON, covering every dispatch of the training step once.
 /// The shape is `gpu_parity`'s dispatch-count case (2-layer LSTM, T=28, B=8):
-/// 131 dispatches. Adapters without timestamp queries get the typed error
-/// (`gpu_limits` checks that path on a device opened without them).
+/// 131 dispatches with the fixed GEMM choice (`RECURRENT_AUTOTUNE=0`: tuning
+/// could split a GEMM over K, one more dispatch, differently in each process).
+/// Adapters without timestamp queries get the typed error (`gpu_limits`
+/// checks that path on a device opened without them).
 #[test]
 fn bench_profile_times_every_dispatch_of_a_training_step() {
     let Some(ctx) = gpu("bench_profile_times_every_dispatch_of_a_training_step") else {
@@ -381,26 +383,27 @@ fn bench_profile_times_every_dispatch_of_a_training_step() {
     let tmp = temp_dir("cli-bench-profile");
     let json = tmp.join("profile.json");
     let mut cmd = bin();
-    cmd.args([
-        "bench",
-        "--device",
-        "gpu",
-        "--profile",
-        "--layers",
-        "2",
-        "--input",
-        "28",
-        "--hidden",
-        "32",
-        "--batch",
-        "8",
-        "--steps",
-        "28",
-        "--reps",
-        "1",
-        "--json",
-    ])
-    .arg(&json);
+    cmd.env("RECURRENT_AUTOTUNE", "0")
+        .args([
+            "bench",
+            "--device",
+            "gpu",
+            "--profile",
+            "--layers",
+            "2",
+            "--input",
+            "28",
+            "--hidden",
+            "32",
+            "--batch",
+            "8",
+            "--steps",
+            "28",
+            "--reps",
+            "1",
+            "--json",
+        ])
+        .arg(&json);
     if !ctx.has_timestamps() {
         let out = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -418,7 +421,10 @@ fn bench_profile_times_every_dispatch_of_a_training_step() {
     let cfg = recurrent::ModelConfig::new(recurrent::Cell::Lstm, 28, 32, 1).layers(2);
     let model = recurrent::Model::new(cfg, &recurrent::Init::seed(1)).unwrap();
     let mut g = recurrent::gpu::GpuModel::new(ctx.ctx.clone(), &model).unwrap();
-    let want = g.dispatches_per_step(8, 28).unwrap();
+    let was = ctx.set_autotune(false);
+    let want = g.dispatches_per_step(8, 28);
+    ctx.set_autotune(was);
+    let want = want.unwrap();
     assert_eq!(want, 131, "as in gpu_parity's dispatch count");
 
     let report: serde_json::Value =
@@ -476,4 +482,97 @@ fn bench_profile_times_every_dispatch_of_a_training_step() {
     assert_eq!(cols[2], "28", "{text}");
     let share: f64 = cols[4].trim_end_matches('%').parse().unwrap();
     assert!((0.0..=100.0).contains(&share), "{text}");
+}
+
+/// `bench --show-tuning`: every GEMM of the training step with its tile
+/// configuration, printed under the size's row and in the JSON as `tuning`
+/// (the documented fields unchanged); `RECURRENT_AUTOTUNE=0` gives the fixed
+/// choice, unmeasured; `--device cpu` refuses the flag.
+#[test]
+fn bench_show_tuning_lists_every_gemm_with_its_configuration() {
+    let out = bin()
+        .args(["bench", "--device", "cpu", "--show-tuning", "--reps", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--show-tuning") && err.contains("--device gpu"),
+        "{err}"
+    );
+    if gpu("bench_show_tuning_lists_every_gemm_with_its_configuration").is_none() {
+        return;
+    }
+    let tmp = temp_dir("cli-bench-tuning");
+    for tune in [false, true] {
+        let json = tmp.join(format!("tuning-{tune}.json"));
+        let mut cmd = bin();
+        if !tune {
+            cmd.env("RECURRENT_AUTOTUNE", "0");
+        } else {
+            cmd.env_remove("RECURRENT_AUTOTUNE");
+        }
+        cmd.args([
+            "bench",
+            "--device",
+            "gpu",
+            "--show-tuning",
+            "--layers",
+            "2",
+            "--input",
+            "28",
+            "--hidden",
+            "32",
+            "--batch",
+            "8",
+            "--steps",
+            "28",
+            "--reps",
+            "1",
+            "--json",
+        ])
+        .arg(&json);
+        let text = run(&mut cmd);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let r = &report["results"][0];
+        for field in ["device", "adapter", "forward_ms", "train_ms", "gflops"] {
+            assert!(!r[field].is_null(), "documented field {field} missing: {r}");
+        }
+        assert!(r["profile"].is_null(), "{r}");
+        let tuning = r["tuning"].as_array().expect("a tuning array");
+        // 2 input projections + head; head backward 2; 2 x 2 weight gradients; dX of layer 1.
+        assert_eq!(tuning.len(), 10, "{tuning:?}");
+        for g in tuning {
+            let decision = g["decision"].as_str().unwrap();
+            let config = g["config"].as_str().unwrap();
+            assert!(config.starts_with("gemm"), "{g}");
+            assert!(
+                g["m"].as_u64().unwrap() > 0 && g["k"].as_u64().unwrap() > 0,
+                "{g}"
+            );
+            if tune {
+                assert!(
+                    ["measured", "single", "too-large"].contains(&decision),
+                    "{g}"
+                );
+                if decision == "measured" {
+                    let us = g["us"].as_f64().expect("a measured time");
+                    assert!(us.is_finite() && us >= 0.0, "{g}");
+                    assert!(g["candidates"].as_u64().unwrap() >= 2, "{g}");
+                }
+            } else {
+                assert_eq!(decision, "fixed", "{g}");
+                assert!(g["us"].is_null(), "{g}");
+            }
+            let label = g["label"].as_str().unwrap();
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(label) && l.contains(config) && l.contains(decision)),
+                "{label} {config} {decision} not printed:\n{text}"
+            );
+        }
+        assert!(text.contains("GEMM tiles of one training step"), "{text}");
+        eprintln!("{text}");
+    }
 }

@@ -226,3 +226,107 @@ fn a_profile_without_timestamp_queries_is_a_typed_error() {
         "{err}"
     );
 }
+
+/// Lowered workgroup limits: the GEMM autotuner only measures (and plans only
+/// run) configurations that fit them, and the model still matches the CPU.
+#[test]
+fn lowered_workgroup_limits_keep_gemm_candidates_within_them() {
+    if gpu("lowered_workgroup_limits_keep_gemm_candidates_within_them").is_none() {
+        return;
+    }
+    use recurrent::gpu::autotune::{GemmConfig, GemmShape};
+    let shapes = [
+        GemmShape {
+            m: 12,
+            n: 7,
+            k: 700,
+            a_t: true,
+            b_t: false,
+            batch: 2,
+        },
+        GemmShape {
+            m: 300,
+            n: 130,
+            k: 17,
+            a_t: false,
+            b_t: true,
+            batch: 1,
+        },
+        GemmShape {
+            m: 1030,
+            n: 520,
+            k: 8,
+            a_t: false,
+            b_t: true,
+            batch: 1,
+        },
+    ];
+    type Lower = fn(&mut wgpu::Limits);
+    let limited: [(&str, Lower); 2] = [
+        // GL ES 3.1's guarantee: 128 invocations, so no 16x16 workgroup.
+        ("128 invocations", |l| {
+            l.max_compute_invocations_per_workgroup = 128
+        }),
+        // 12 KiB of workgroup storage: the 16x16 tile with 8x8 outputs (16 KiB) does not fit.
+        ("12 KiB workgroup storage", |l| {
+            l.max_compute_workgroup_storage_size = 12 << 10
+        }),
+    ];
+    for (what, lower) in limited {
+        let ctx = context_with(lower).unwrap();
+        for s in &shapes {
+            let cands = ctx.gemm_candidates(s);
+            assert!(!cands.is_empty());
+            for c in &cands {
+                assert!(
+                    c.fits(&ctx.limits),
+                    "{what}: {s}: candidate {c} does not fit"
+                );
+                assert!(c.tile() * c.tile() <= ctx.limits.max_compute_invocations_per_workgroup);
+                assert!(c.workgroup_bytes() <= ctx.limits.max_compute_workgroup_storage_size);
+            }
+            assert!(
+                !cands.contains(&GemmConfig::Blocked { tile: 16, rm: 8 }),
+                "{what}: {s}"
+            );
+            // What the tuner picks is one of them.
+            let picked = ctx.gemm_config(s).unwrap();
+            assert!(cands.contains(&picked), "{what}: {s}: {picked}");
+        }
+        let model = Model::new(
+            ModelConfig::new(Cell::Lstm, 8, 37, 3).layers(2),
+            &Init::seed(1),
+        )
+        .unwrap();
+        let mut g = GpuModel::new(ctx.clone(), &model).unwrap();
+        let b = batch(5, 7, 8);
+        for c in g.gemm_choices(5, 7).unwrap() {
+            assert!(
+                c.config.fits(&ctx.limits),
+                "{what}: {}: {}",
+                c.label,
+                c.config
+            );
+        }
+        assert_close(
+            &format!("forward under {what}"),
+            &g.forward(&b).unwrap().data,
+            &model.forward(&b).unwrap().data,
+            FORWARD,
+        );
+        // `context_with` asks for no timestamps: the tuner timed on the wall clock.
+        assert!(!ctx.has_timestamps());
+        let measured: Vec<f64> = ctx
+            .tuned_gemms()
+            .iter()
+            .filter(|(_, t)| t.decision == recurrent::gpu::autotune::Decision::Measured)
+            .map(|(_, t)| t.us.unwrap())
+            .collect();
+        assert!(!measured.is_empty() && measured.iter().all(|u| u.is_finite() && *u > 0.0));
+        eprintln!(
+            "{what}: {} shapes tuned within the limits ({} measured on the wall clock)",
+            ctx.tuned_gemms().len(),
+            measured.len()
+        );
+    }
+}

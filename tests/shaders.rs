@@ -5,7 +5,7 @@
 
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use recurrent::gpu::kernels::{Kernel, Shader};
+use recurrent::gpu::kernels::{blocked_gemm_kernel, gemm_constants, Kernel, Shader};
 
 fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let src = shader.source();
@@ -28,13 +28,52 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     (module, info)
 }
 
-/// The override values the runtime passes for the smallest and the default tunables.
-fn constant_sets() -> Vec<Vec<(&'static str, f64)>> {
-    vec![
+/// The override values the runtime passes to kernel `k`: for the GEMM shader
+/// exactly what the runtime passes ([`gemm_constants`]) for every GEMM tile the
+/// autotuner may pick (TILE 8/16; RM 4 for `gemm`, 2/4/8 for `gemm_rm`, 1 for
+/// the others); for the other shaders the smallest and the default tunables.
+fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
+    if k.shader() == Shader::Gemm {
+        let rms: &[u32] = match k {
+            Kernel::Gemm => &[4],
+            Kernel::GemmRm => &[2, 4, 8],
+            _ => &[1],
+        };
+        let mut sets = Vec::new();
+        for tile in [8, 16] {
+            for &rm in rms {
+                sets.push(gemm_constants(k, tile, rm));
+            }
+        }
+        return sets;
+    }
+    [
         vec![("TILE", 16.0), ("WG", 64.0)],
         vec![("TILE", 8.0), ("WG", 128.0)],
         vec![("WG", 256.0)],
     ]
+    .into_iter()
+    .map(|set| set.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
+    .collect()
+}
+
+/// Register-blocked GEMMs: RM = 4 (the fixed choice's block) runs the measured
+/// vec4 `gemm`, the other blocks the generic `gemm_rm`; `gemm` gets no RM
+/// override (its 4 is a constant of the shader).
+#[test]
+fn register_blocks_pick_their_entry_point() {
+    assert_eq!(blocked_gemm_kernel(4), Kernel::Gemm);
+    assert_eq!(blocked_gemm_kernel(2), Kernel::GemmRm);
+    assert_eq!(blocked_gemm_kernel(8), Kernel::GemmRm);
+    for tile in [8, 16] {
+        assert_eq!(
+            gemm_constants(Kernel::Gemm, tile, 4),
+            vec![("TILE".to_string(), tile as f64)]
+        );
+    }
+    let src = Shader::Gemm.source();
+    assert!(src.contains("const RM: u32 = 4u;"));
+    assert!(src.contains("var acc: array<vec4<f32>, 4>;"));
 }
 
 #[test]
@@ -71,16 +110,19 @@ fn every_entry_point_translates_to_spirv_msl_hlsl_glsl() {
     for shader in Shader::ALL {
         let (module, info) = validate(shader);
         for k in shader.kernels() {
-            for set in constant_sets() {
+            for set in constant_sets(k) {
                 let constants: naga::back::PipelineConstants = set
                     .iter()
                     .filter(|(n, _)| {
-                        module
-                            .overrides
-                            .iter()
-                            .any(|(_, o)| o.name.as_deref() == Some(*n))
+                        // The GEMM shader gets exactly the runtime's set: every
+                        // name must be one of its overrides.
+                        k.shader() == Shader::Gemm
+                            || module
+                                .overrides
+                                .iter()
+                                .any(|(_, o)| o.name.as_deref() == Some(n.as_str()))
                     })
-                    .map(|(n, v)| (n.to_string(), *v))
+                    .map(|(n, v)| (n.clone(), *v))
                     .collect();
                 let ep = Some((naga::ShaderStage::Compute, k.entry()));
                 let (m, i) = naga::back::pipeline_constants::process_overrides(

@@ -67,6 +67,11 @@ struct BenchArgs {
     /// adapter with timestamp queries (`recurrent info`).
     #[arg(long)]
     profile: bool,
+    /// GPU only: after each size, list every GEMM of the training step with the
+    /// tile configuration it runs (chosen per shape at first use, measured and
+    /// cached; RECURRENT_AUTOTUNE=0 turns tuning off). Also in the JSON as `tuning`.
+    #[arg(long)]
+    show_tuning: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
@@ -492,6 +497,11 @@ fn bench(a: BenchArgs) -> Result<()> {
             layers: a.layers,
         }],
     };
+    if a.show_tuning && a.device == DeviceArg::Cpu {
+        return Err(Error::Argument(
+            "--show-tuning lists GPU GEMM tiles: use it with --device gpu".into(),
+        ));
+    }
     if a.profile && a.device == DeviceArg::Cpu {
         return Err(Error::Argument(
             "--profile times GPU kernels: use it with --device gpu (the CPU path has no profile)"
@@ -519,8 +529,7 @@ fn bench(a: BenchArgs) -> Result<()> {
     for s in &sizes {
         let r = match &device {
             Device::Cpu => bench::run_cpu(s, a.reps)?,
-            Device::Gpu(ctx) if a.profile => bench::run_gpu_profiled(s, a.reps, ctx)?,
-            Device::Gpu(ctx) => bench::run_gpu(s, a.reps, ctx)?,
+            Device::Gpu(ctx) => bench::run_gpu_with(s, a.reps, ctx, a.profile, a.show_tuning)?,
         };
         println!(
             "{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12.3} {:>12.3} {:>9.1}",
@@ -537,6 +546,9 @@ fn bench(a: BenchArgs) -> Result<()> {
         );
         if let Some(p) = &r.profile {
             print_profile(p);
+        }
+        if let Some(t) = &r.tuning {
+            print_tuning(t);
         }
         report.results.push(r);
     }
@@ -571,6 +583,39 @@ fn print_profile(p: &[recurrent::bench::KernelTime]) {
         println!(
             "  {:<20} {:<28} {:>10} {:>12.1} {:>6.1}%",
             k.kernel, k.label, k.dispatches, k.total_us, share
+        );
+    }
+}
+
+/// The GEMM table of `bench --show-tuning`, under its size's row.
+fn print_tuning(t: &[recurrent::bench::GemmTuning]) {
+    println!(
+        "  GEMM tiles of one training step (per shape: measured at first use and cached; \
+         RECURRENT_AUTOTUNE=0 turns tuning off):"
+    );
+    println!(
+        "  {:<28} {:<28} {:<28} {:<14} {:>10}",
+        "label", "shape (m x n x k op x batch)", "config", "decision", "us"
+    );
+    for g in t {
+        let shape = format!(
+            "{}x{}x{} {}{} x{}",
+            g.m,
+            g.n,
+            g.k,
+            if g.a_t { 'T' } else { 'N' },
+            if g.b_t { 'T' } else { 'N' },
+            g.batch
+        );
+        let us = g.us.map_or("-".to_string(), |u| format!("{u:.1}"));
+        let decision = if g.decision == "measured" {
+            format!("{} of {}", g.decision, g.candidates)
+        } else {
+            g.decision.clone()
+        };
+        println!(
+            "  {:<28} {:<28} {:<28} {:<14} {:>10}",
+            g.label, shape, g.config, decision, us
         );
     }
 }

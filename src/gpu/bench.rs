@@ -1,9 +1,7 @@
 //! Timing support for `recurrent bench --device gpu`.
 
+use super::autotune::{GemmConfig, GemmRig, GemmShape};
 use super::context::GpuContext;
-use super::kernels::{
-    GemmArgs, Program, BUF_GRADS, BUF_PARAMS, BUF_WORK, SLOT_BYTES, SPLIT_PARTIALS,
-};
 use super::model::GpuModel;
 use crate::bench::median;
 use crate::data::Dataset;
@@ -41,17 +39,19 @@ impl GpuModel {
     }
 }
 
-/// One GEMM of the GPU path on its own, for `benches/kernels.rs`:
-/// `C[m×n] = beta·C + op(A)·op(B)` with `A` in `work`, `B` in `params` and `C` in
-/// `grads`, recorded through [`Program::gemm`] as a training step records
-/// its GEMMs (same kernel choice, same split-K), so a run costs what that
-/// GEMM costs inside a step. Not a stable API.
+/// One GEMM of the GPU path on its own, for `benches/kernels.rs` and the
+/// tests: `C[m×n] = beta·C + op(A)·op(B)` with `A` in `work`, `B` in `params`
+/// and `C` in `grads`, recorded through
+/// [`Program::gemm_with`](super::kernels::Program::gemm_with) with the
+/// configuration a training step would use for the shape (the context's
+/// tuned one, measured now if the shape is new), or a given one
+/// ([`GemmBench::with_config`]). Not a stable API.
 #[doc(hidden)]
 pub struct GemmBench {
     ctx: Arc<GpuContext>,
-    program: Program,
-    bind_group: wgpu::BindGroup,
-    _buffers: Vec<wgpu::Buffer>,
+    shape: GemmShape,
+    config: GemmConfig,
+    rig: GemmRig,
 }
 
 impl GemmBench {
@@ -65,105 +65,91 @@ impl GemmBench {
         b_t: bool,
         beta: f32,
     ) -> Result<GemmBench> {
-        let (a_len, b_len, c_len) = (m * k, k * n, m * n);
-        let work_len = a_len + SPLIT_PARTIALS;
-        for (what, len) in [("A", work_len), ("B", b_len), ("C", c_len)] {
-            ctx.check_storage(&format!("GEMM bench operand {what}"), (len * 4) as u64)?;
-            if len >= u32::MAX as usize {
+        for (what, v) in [("m", m), ("n", n), ("k", k)] {
+            if v >= u32::MAX as usize {
                 return Err(Error::Argument(format!(
-                    "GEMM bench operand {what} has {len} elements, more than 32-bit offsets address"
+                    "GEMM bench: {what} = {v} is too large"
                 )));
             }
         }
-        let mut program = Program::new(&ctx.limits, ctx.kernels.tunables);
-        program.split_partials = Some(a_len as u32);
-        let (m, n, k) = (m as u32, n as u32, k as u32);
-        program.gemm(
-            GemmArgs {
-                m,
-                n,
-                k,
-                beta,
-                a_buf: BUF_WORK,
-                lda: if a_t { m } else { k },
-                a_t: a_t as u32,
-                b_buf: BUF_PARAMS,
-                ldb: if b_t { k } else { n },
-                b_t: b_t as u32,
-                c_buf: BUF_GRADS,
-                ldc: n,
-                ..GemmArgs::default()
-            },
-            1,
-            "bench.gemm",
-        )?;
-        let dev = &ctx.device;
-        let storage = |label: &str, len: usize| {
-            dev.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: (len.max(4) * 4) as u64,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
+        let shape = GemmShape {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            a_t,
+            b_t,
+            batch: 1,
         };
+        let config = ctx.gemm_config(&shape)?;
+        let bench = Self::with_config(ctx, shape, beta, config)?;
         let values =
             |len: usize| -> Vec<f32> { (0..len).map(|i| ((i % 13) as f32 - 6.0) / 16.0).collect() };
-        let params = storage("bench.params", b_len);
-        let grads = storage("bench.grads", c_len);
-        let work = storage("bench.work", work_len);
-        let ints = storage("bench.ints", 4);
-        let state = storage("bench.state", 4);
-        ctx.queue
-            .write_buffer(&params, 0, bytemuck::cast_slice(&values(b_len)));
-        ctx.queue
-            .write_buffer(&work, 0, bytemuck::cast_slice(&values(a_len)));
-        let uniforms = dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("bench.uniforms"),
-            size: program.uniforms.len().max(SLOT_BYTES as usize) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        ctx.queue.write_buffer(&uniforms, 0, &program.uniforms);
-        fn whole(buf: &wgpu::Buffer, binding: u32) -> wgpu::BindGroupEntry<'_> {
-            wgpu::BindGroupEntry {
-                binding,
-                resource: buf.as_entire_binding(),
-            }
-        }
-        let bind_group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("bench.bind_group"),
-            layout: &ctx.kernels.bind_group_layout,
-            entries: &[
-                whole(&params, 0),
-                whole(&grads, 1),
-                whole(&work, 2),
-                whole(&ints, 3),
-                whole(&state, 4),
-                wgpu::BindGroupEntry {
-                    binding: 5,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniforms,
-                        offset: 0,
-                        size: std::num::NonZeroU64::new(SLOT_BYTES),
-                    }),
-                },
-            ],
-        });
-        let bench = GemmBench {
-            ctx: ctx.clone(),
-            program,
-            bind_group,
-            _buffers: vec![params, grads, work, ints, state, uniforms],
-        };
+        let (a_len, b_len, _) = bench.rig.lens;
+        bench.write_operands(&values(a_len), &values(b_len), None)?;
         // Compile the pipelines and finish the uploads before anything is timed.
         bench.run(1)?;
         Ok(bench)
     }
 
+    /// The GEMM `shape` run with `config` (operands zero until
+    /// [`GemmBench::write_operands`]; batch entries stored one after another).
+    pub fn with_config(
+        ctx: &Arc<GpuContext>,
+        shape: GemmShape,
+        beta: f32,
+        config: GemmConfig,
+    ) -> Result<GemmBench> {
+        if !config.valid_for(&shape, &ctx.limits) {
+            return Err(Error::Argument(format!(
+                "GEMM bench: {config} cannot run {shape} on {}",
+                ctx.describe()
+            )));
+        }
+        let rig = GemmRig::new(ctx, &shape, beta, &[config], true)?
+            .ok_or_else(|| Error::Gpu("GEMM bench operands do not fit".into()))?;
+        Ok(GemmBench {
+            ctx: ctx.clone(),
+            shape,
+            config,
+            rig,
+        })
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> GemmConfig {
+        self.config
+    }
+
+    /// Uploads `A` (`batch·m·k` values), `B` (`batch·k·n`) and, if given, `C` (`batch·m·n`).
+    pub fn write_operands(&self, a: &[f32], b: &[f32], c: Option<&[f32]>) -> Result<()> {
+        let (a_len, b_len, c_len) = self.rig.lens;
+        if a.len() != a_len || b.len() != b_len || c.is_some_and(|c| c.len() != c_len) {
+            return Err(Error::Argument(format!(
+                "GEMM bench {}: operands need {a_len}, {b_len} and {c_len} values",
+                self.shape
+            )));
+        }
+        let q = &self.ctx.queue;
+        q.write_buffer(&self.rig.work, 0, bytemuck::cast_slice(a));
+        q.write_buffer(&self.rig.params, 0, bytemuck::cast_slice(b));
+        if let Some(c) = c {
+            q.write_buffer(&self.rig.grads, 0, bytemuck::cast_slice(c));
+        }
+        Ok(())
+    }
+
+    /// Reads `C` back (`batch·m·n` values; waits for the GPU).
+    pub fn read_c(&self) -> Result<Vec<f32>> {
+        let c_len = self.rig.lens.2;
+        let bytes = self.ctx.read_bytes(&self.rig.grads, (c_len * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
     /// The kernels (entry points) one run dispatches, e.g. `["gemm_small",
     /// "gemm_split_reduce"]` for a split-K GEMM.
     pub fn kernels(&self) -> Vec<&'static str> {
-        self.program
+        self.rig
+            .program
             .dispatches
             .iter()
             .map(|d| d.kernel.entry())
@@ -175,33 +161,15 @@ impl GemmBench {
     /// most 1024 GEMMs, one pass and submission each).
     pub fn run(&self, iters: u64) -> Result<()> {
         let dev = &self.ctx.device;
-        let mut pipelines = Vec::new();
-        for d in &self.program.dispatches {
-            pipelines.push(self.ctx.kernels.pipeline(dev, d.kernel)?);
-        }
+        let all = 0..self.rig.program.dispatches.len();
         let mut left = iters;
         while left > 0 {
             let now = left.min(1024);
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("bench.gemm"),
             });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("bench.gemm"),
-                    timestamp_writes: None,
-                });
-                for _ in 0..now {
-                    for (d, p) in self.program.dispatches.iter().zip(&pipelines) {
-                        pass.set_pipeline(p);
-                        pass.set_bind_group(
-                            0,
-                            &self.bind_group,
-                            &[(d.slot as u64 * SLOT_BYTES) as u32],
-                        );
-                        pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
-                    }
-                }
-            }
+            self.rig
+                .encode_pass(&self.ctx, &mut enc, std::slice::from_ref(&all), now, None)?;
             self.ctx.queue.submit([enc.finish()]);
             left -= now;
         }

@@ -14,7 +14,13 @@
 //! WebGPU's defaults: storage bindings of gigabytes on desktop GPUs); the
 //! model checks its buffers against them and says what to shrink when a
 //! shape does not fit.
+//!
+//! ## GEMM tiles
+//! Each GEMM shape gets its tile configuration measured at first use and
+//! cached here, for every model on the context ([`super::autotune`];
+//! `RECURRENT_AUTOTUNE=0` turns it off, [`GpuContext::tuned_gemms`] lists the decisions).
 
+use super::autotune::{self, GemmConfig, GemmShape, GemmTimer, TunedGemm, Tuner};
 use super::kernels::Kernels;
 use crate::error::{Error, Result};
 use std::sync::Arc;
@@ -41,6 +47,8 @@ pub struct GpuContext {
     /// The device's features (`TIMESTAMP_QUERY` where available, for profiles).
     pub features: wgpu::Features,
     pub(crate) kernels: Kernels,
+    /// Per-shape GEMM configurations, measured at first use ([`super::autotune`]).
+    pub(crate) tuner: Tuner,
     /// The first error the device reported outside an error scope (out of
     /// memory, validation, device lost), taken by the next [`GpuContext::wait`].
     /// Without this sink wgpu's default handler would panic inside the host program.
@@ -171,6 +179,7 @@ impl GpuContext {
             limits,
             features,
             kernels,
+            tuner: Tuner::new(autotune::autotune_from_env()),
             errors,
         }))
     }
@@ -200,6 +209,89 @@ impl GpuContext {
             feature: "timestamp queries (TIMESTAMP_QUERY)".into(),
             needed_for: needed_for.into(),
         })
+    }
+
+    /// Is per-shape GEMM autotuning on? (`RECURRENT_AUTOTUNE=0` at creation turns it off.)
+    pub fn autotune(&self) -> bool {
+        self.tuner.enabled()
+    }
+
+    /// Turns GEMM autotuning on or off for plans built from now on (plans
+    /// already built keep their configurations); returns the previous setting.
+    /// Off, every GEMM takes the fixed choice and nothing is measured.
+    pub fn set_autotune(&self, on: bool) -> bool {
+        self.tuner.set_enabled(on)
+    }
+
+    /// Replaces the timing source of the autotuner (the default,
+    /// [`autotune::DeviceTimer`], runs the candidates on this device). For tests.
+    pub fn set_gemm_timer(&self, timer: Arc<dyn GemmTimer>) {
+        self.tuner.set_timer(timer)
+    }
+
+    /// The configuration GEMMs of `shape` run with on this context: measured
+    /// now if the shape is new (and tuning is on), else from the cache; the
+    /// fixed choice when tuning is off.
+    pub fn gemm_config(&self, shape: &GemmShape) -> Result<GemmConfig> {
+        Ok(self.tuner.config(self, shape)?.config)
+    }
+
+    /// The decision for `shape`, if it was tuned on this context.
+    pub fn tuned_gemm(&self, shape: &GemmShape) -> Option<TunedGemm> {
+        self.tuner.lookup(shape)
+    }
+
+    /// Every shape tuned on this context so far with its decision
+    /// (configuration, measured µs, all candidates' times), ordered by shape.
+    pub fn tuned_gemms(&self) -> Vec<(GemmShape, TunedGemm)> {
+        self.tuner.all()
+    }
+
+    /// The configurations the autotuner would measure for `shape` on this
+    /// adapter, the fixed choice first ([`autotune::candidates`]).
+    pub fn gemm_candidates(&self, shape: &GemmShape) -> Vec<GemmConfig> {
+        autotune::candidates(shape, &self.limits, &self.kernels.tunables)
+    }
+
+    /// The fixed (untuned) configuration for `shape`.
+    pub fn gemm_fixed_config(&self, shape: &GemmShape) -> GemmConfig {
+        autotune::fixed_config(shape, &self.kernels.tunables)
+    }
+
+    /// Reads the first `bytes` of `buf` (which needs `COPY_SRC`) back to the
+    /// host, waiting for all submitted work.
+    pub(crate) fn read_bytes(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging.read"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read"),
+            });
+        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("buffer mapping was dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("reading back from the GPU failed: {e}")))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("reading back from the GPU failed: {e:?}")))?;
+        let out = view.to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
     }
 
     /// Checks that a storage buffer of `bytes` can be created and bound whole.

@@ -13,9 +13,11 @@
 //! the uniform as element indices, never as binding offsets (storage binding
 //! offsets must be 256-byte aligned; element offsets need not be).
 
+use super::autotune::{fixed_config, Decision, GemmChoice, GemmConfig, GemmShape};
+use super::context::GpuContext;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// One WGSL source file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -87,7 +89,12 @@ impl Shader {
 /// One entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    /// Register-blocked GEMM, 4x4 outputs per invocation (vec4s, constant
+    /// indices): the kernel measured on real GPUs and the fixed choice.
     Gemm,
+    /// The same with 2x2 or 8x8 outputs per invocation (an override, loops
+    /// over arrays): only for the autotuner's candidates with RM != 4.
+    GemmRm,
     GemmSmall,
     GemmSplitReduce,
     ColumnSums,
@@ -107,8 +114,9 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::Gemm,
+        Kernel::GemmRm,
         Kernel::GemmSmall,
         Kernel::GemmSplitReduce,
         Kernel::ColumnSums,
@@ -130,7 +138,7 @@ impl Kernel {
     pub fn shader(self) -> Shader {
         use Kernel::*;
         match self {
-            Gemm | GemmSmall | GemmSplitReduce | ColumnSums => Shader::Gemm,
+            Gemm | GemmRm | GemmSmall | GemmSplitReduce | ColumnSums => Shader::Gemm,
             LstmStepForward | LstmStepBackward => Shader::Lstm,
             GruStepForward | GruStepBackward => Shader::Gru,
             RnnStepForward | RnnStepBackward => Shader::Rnn,
@@ -144,6 +152,7 @@ impl Kernel {
         use Kernel::*;
         match self {
             Gemm => "gemm",
+            GemmRm => "gemm_rm",
             GemmSmall => "gemm_small",
             GemmSplitReduce => "gemm_split_reduce",
             ColumnSums => "column_sums",
@@ -172,7 +181,8 @@ pub const BUF_PARAMS: u32 = 0;
 pub const BUF_GRADS: u32 = 1;
 pub const BUF_WORK: u32 = 2;
 
-/// Below this many 64x64 output blocks the register-blocked GEMM leaves most
+/// Below this many 64x64 output blocks (the fixed choice; the autotuner
+/// measures instead, see [`super::autotune`]) the register-blocked GEMM leaves most
 /// of a large GPU idle (e.g. dW_ih = dGᵀ·X with M = 4H, N = I, K = T*B) and
 /// the one-output-per-invocation variant, with 16x the workgroups, is faster
 /// (measured on an H200: 157 vs 765 us for M=512, N=28, K=1792).
@@ -191,9 +201,10 @@ pub const SPLIT_PARTIALS: usize = (SPLIT_TARGET_BLOCKS * 256) as usize;
 /// Tunables derived from the adapter's limits (passed as WGSL `override`s).
 #[derive(Clone, Copy, Debug)]
 pub struct Tunables {
-    /// GEMM workgroup edge: 16x16 = 256 invocations where allowed (WebGPU's
-    /// default limit), else 8x8 (GL ES 3.1 guarantees only 128); each
-    /// invocation computes 4x4 outputs, so a workgroup owns a 64x64 (32x32) block.
+    /// GEMM workgroup edge of the fixed choice: 16x16 = 256 invocations where
+    /// allowed (WebGPU's default limit), else 8x8 (GL ES 3.1 guarantees only
+    /// 128); each invocation computes 4x4 outputs, so a workgroup owns a 64x64
+    /// (32x32) block. The autotuner may pick another per shape.
     pub tile: u32,
     /// Invocations per workgroup of the embedding kernels.
     pub wg_small: u32,
@@ -210,6 +221,45 @@ pub struct Tunables {
     /// Step kernels: inputs (or gate rows) staged per chunk
     /// (4*TJ*(KC+1) + TB*KC floats of workgroup memory: 10.5 KiB at 16,16,32).
     pub step_chunk: u32,
+}
+
+/// Override constants of a dispatch of `gemm.wgsl`: the workgroup edge
+/// (`TILE`) and the outputs per invocation along each dimension (`RM`: 4 for
+/// `gemm`, 2 or 8 for `gemm_rm`, 1 for the others).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmTile {
+    pub tile: u32,
+    pub rm: u32,
+}
+
+/// The register-blocked GEMM entry point for `rm` x `rm` outputs per
+/// invocation: `gemm` (the vec4 kernel measured on an H200, RM fixed at 4)
+/// for 4, `gemm_rm` (generic loops, unmeasured on real GPUs) otherwise.
+pub fn blocked_gemm_kernel(rm: u32) -> Kernel {
+    if rm == 4 {
+        Kernel::Gemm
+    } else {
+        Kernel::GemmRm
+    }
+}
+
+/// The override constants of `gemm.wgsl` kernel `k` at workgroup edge `tile`
+/// with `rm` x `rm` outputs per invocation, as the runtime passes them:
+/// - `gemm`: `TILE` only (its RM is the shader's constant 4, `BM` = 4·TILE by
+///   default; `rm` must be 4);
+/// - `gemm_rm`: `TILE` and `RMG` = `rm` (its own staging arrays, TILE·RMG·TILE each);
+/// - `gemm_small`, `gemm_split_reduce`, `column_sums`: `TILE` and `BM` = TILE
+///   (they stage TILE x TILE of each workgroup array; `rm` is ignored).
+pub fn gemm_constants(k: Kernel, tile: u32, rm: u32) -> Vec<(String, f64)> {
+    debug_assert_eq!(k.shader(), Shader::Gemm, "{k:?} is not a gemm.wgsl kernel");
+    match k {
+        Kernel::Gemm => {
+            debug_assert_eq!(rm, 4, "gemm computes 4x4 outputs per invocation");
+            vec![("TILE".into(), tile as f64)]
+        }
+        Kernel::GemmRm => vec![("TILE".into(), tile as f64), ("RMG".into(), rm as f64)],
+        _ => vec![("TILE".into(), tile as f64), ("BM".into(), tile as f64)],
+    }
 }
 
 /// A kernel and its override constants (name, value bits).
@@ -338,11 +388,22 @@ impl Kernels {
         })
     }
 
-    /// Override constants for a kernel, from the tunables.
-    fn constants(&self, k: Kernel) -> Vec<(String, f64)> {
+    /// Override constants for a kernel, from the tunables (and, for the GEMM
+    /// shader, from the dispatch's own tile where it has one).
+    fn constants(&self, k: Kernel, gemm: Option<GemmTile>) -> Vec<(String, f64)> {
         let t = &self.tunables;
         match k.shader() {
-            Shader::Gemm => vec![("TILE".into(), t.tile as f64)],
+            Shader::Gemm => {
+                let g = gemm.unwrap_or(GemmTile {
+                    tile: t.tile,
+                    rm: if matches!(k, Kernel::Gemm | Kernel::GemmRm) {
+                        4
+                    } else {
+                        1
+                    },
+                });
+                gemm_constants(k, g.tile, g.rm)
+            }
             Shader::Head | Shader::Optim => vec![("WG".into(), t.wg_reduce as f64)],
             Shader::Lstm | Shader::Gru | Shader::Rnn => vec![
                 ("TJ".into(), t.step_units as f64),
@@ -352,9 +413,28 @@ impl Kernels {
         }
     }
 
-    /// The compiled pipeline of `k` (compiled on first use, then cached).
+    /// The compiled pipeline of `k` with the tunables' constants (compiled on first use, then cached).
     pub fn pipeline(&self, device: &wgpu::Device, k: Kernel) -> Result<wgpu::ComputePipeline> {
-        let consts = self.constants(k);
+        self.pipeline_with(device, k, None)
+    }
+
+    /// The pipeline a recorded dispatch runs (its kernel and GEMM tile).
+    pub fn pipeline_for(
+        &self,
+        device: &wgpu::Device,
+        d: &Dispatch,
+    ) -> Result<wgpu::ComputePipeline> {
+        self.pipeline_with(device, d.kernel, d.gemm)
+    }
+
+    /// The pipeline of `k` with GEMM tile `gemm` (`None`: the tunables' default).
+    pub fn pipeline_with(
+        &self,
+        device: &wgpu::Device,
+        k: Kernel,
+        gemm: Option<GemmTile>,
+    ) -> Result<wgpu::ComputePipeline> {
+        let consts = self.constants(k, gemm);
         let key = (
             k,
             consts
@@ -539,6 +619,8 @@ pub struct Dispatch {
     pub groups: [u32; 3],
     /// Role, for debug groups and errors (`"lstm.l0.step_forward"`).
     pub label: String,
+    /// Override constants of a GEMM-shader dispatch chosen per shape (`None`: the tunables').
+    pub gemm: Option<GemmTile>,
 }
 
 /// A list of dispatches and the uniform bytes they read. Built once per shape
@@ -552,6 +634,11 @@ pub struct Program {
     pub tunables: Option<Tunables>,
     /// Offset in `work` of the split-K partials (`SPLIT_PARTIALS` elements), if any.
     pub split_partials: Option<u32>,
+    /// Where [`Program::gemm`] gets each shape's configuration: the context's
+    /// autotuner; `None`: the fixed choice.
+    pub tuner: Option<Arc<GpuContext>>,
+    /// Every GEMM recorded, in order, with the configuration it runs.
+    pub gemms: Vec<GemmChoice>,
 }
 
 fn ceil_div(a: u32, b: u32) -> u32 {
@@ -566,6 +653,8 @@ impl Program {
             max_groups: limits.max_compute_workgroups_per_dimension,
             tunables: Some(tunables),
             split_partials: None,
+            tuner: None,
+            gemms: Vec::new(),
         }
     }
 
@@ -592,6 +681,17 @@ impl Program {
     }
 
     fn push(&mut self, kernel: Kernel, slot: u32, groups: [u32; 3], label: &str) -> Result<()> {
+        self.push_tile(kernel, slot, groups, label, None)
+    }
+
+    fn push_tile(
+        &mut self,
+        kernel: Kernel,
+        slot: u32,
+        groups: [u32; 3],
+        label: &str,
+        gemm: Option<GemmTile>,
+    ) -> Result<()> {
         if groups.iter().any(|&g| g > self.max_groups) {
             return Err(Error::Gpu(format!(
                 "{label}: grid {groups:?} exceeds the adapter's {} workgroups per dimension. HINT: lower the batch size or sequence length",
@@ -606,55 +706,92 @@ impl Program {
             slot,
             groups,
             label: label.to_string(),
+            gemm,
         });
         Ok(())
     }
 
-    /// `C = beta*C + op(A)·op(B) (+ bias)`, `batch` entries along z.
+    /// `C = beta*C + op(A)·op(B) (+ bias)`, `batch` entries along z, with the
+    /// configuration of its shape: the tuner's (measured at the shape's first
+    /// use on the context) when the program has one, else the fixed choice.
     pub fn gemm(&mut self, a: GemmArgs, batch: u32, label: &str) -> Result<()> {
-        // Each `gemm` workgroup owns a (4*tile) x (4*tile) block of C; grids
-        // too small to fill the GPU take `gemm_small` (tile x tile blocks),
-        // split over K when K is long (weight gradients: K = T*B).
-        let tile = self.t().tile;
-        let block = 4 * tile;
-        let big = [ceil_div(a.n, block), ceil_div(a.m, block), batch];
-        if big[0] * big[1] * batch >= GEMM_MIN_BLOCKS {
-            let s = self.slot(&a);
-            return self.push(Kernel::Gemm, s, big, label);
-        }
-        let small = [ceil_div(a.n, tile), ceil_div(a.m, tile), batch];
-        let blocks = (small[0] * small[1] * batch).max(1);
-        let mut splits = SPLIT_TARGET_BLOCKS
-            .div_ceil(blocks)
-            .min(SPLIT_MAX)
-            .min(a.k / SPLIT_MIN_K);
-        while splits > 1
-            && splits as usize * a.m as usize * a.n as usize * batch as usize > SPLIT_PARTIALS
-        {
-            splits -= 1;
-        }
-        match self.split_partials {
-            Some(part_off) if splits > 1 => {
-                let k_chunk = a.k.div_ceil(splits).div_ceil(tile) * tile;
-                let splits = a.k.div_ceil(k_chunk);
-                let sa = GemmArgs {
-                    splits,
-                    k_chunk,
-                    part_off,
-                    ..a
-                };
-                let s = self.slot(&sa);
-                self.push(
-                    Kernel::GemmSmall,
-                    s,
-                    [small[0], small[1], batch * splits],
-                    label,
-                )?;
-                self.push(Kernel::GemmSplitReduce, s, small, label)
+        let shape = GemmShape::of(&a, batch);
+        let (config, us, decision) = match self.tuner.clone() {
+            Some(ctx) => {
+                let t = ctx.tuner.config(&ctx, &shape)?;
+                (t.config, t.us, t.decision)
             }
-            _ => {
+            None => (fixed_config(&shape, &self.t()), None, Decision::Off),
+        };
+        self.gemm_with(a, batch, label, config)?;
+        if let Some(g) = self.gemms.last_mut() {
+            g.us = us;
+            g.decision = decision;
+        }
+        Ok(())
+    }
+
+    /// [`Program::gemm`] with a given configuration. A `gemm` (RM = 4) or
+    /// `gemm_rm` (RM 2 or 8) workgroup owns a (TILE·RM)² block of C; a
+    /// `gemm_small` workgroup TILE x TILE outputs, optionally split over K
+    /// (partials in `split_partials`, then `gemm_split_reduce`; without a
+    /// partials region it does not split).
+    pub fn gemm_with(
+        &mut self,
+        a: GemmArgs,
+        batch: u32,
+        label: &str,
+        config: GemmConfig,
+    ) -> Result<()> {
+        let shape = GemmShape::of(&a, batch);
+        self.gemms.push(GemmChoice {
+            label: label.to_string(),
+            shape,
+            config,
+            us: None,
+            decision: Decision::Off,
+        });
+        let tile = config.tile();
+        let gt = Some(GemmTile {
+            tile,
+            rm: config.rm(),
+        });
+        let grid = config.grid(&shape);
+        match config {
+            GemmConfig::Blocked { rm, .. } => {
+                // RM = 4 (the fixed choice among them): the measured vec4 `gemm`;
+                // 2 or 8: the generic `gemm_rm`.
                 let s = self.slot(&a);
-                self.push(Kernel::GemmSmall, s, small, label)
+                self.push_tile(blocked_gemm_kernel(rm), s, grid, label, gt)
+            }
+            GemmConfig::Small { .. } => {
+                let small = [grid[0], grid[1], batch];
+                match self.split_partials {
+                    Some(part_off) if config.effective_splits(&shape) > 1 => {
+                        let k_chunk = a.k.div_ceil(config.splits()).div_ceil(tile) * tile;
+                        let splits = a.k.div_ceil(k_chunk);
+                        debug_assert_eq!(splits, config.effective_splits(&shape));
+                        let sa = GemmArgs {
+                            splits,
+                            k_chunk,
+                            part_off,
+                            ..a
+                        };
+                        let s = self.slot(&sa);
+                        self.push_tile(
+                            Kernel::GemmSmall,
+                            s,
+                            [small[0], small[1], batch * splits],
+                            label,
+                            gt,
+                        )?;
+                        self.push_tile(Kernel::GemmSplitReduce, s, small, label, gt)
+                    }
+                    _ => {
+                        let s = self.slot(&a);
+                        self.push_tile(Kernel::GemmSmall, s, small, label, gt)
+                    }
+                }
             }
         }
     }
@@ -736,7 +873,7 @@ impl Program {
         first: u32,
     ) -> Result<()> {
         for (i, d) in self.dispatches[range].iter().enumerate() {
-            let p = kernels.pipeline(device, d.kernel)?;
+            let p = kernels.pipeline_for(device, d)?;
             let q = first + 2 * i as u32;
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(&d.label),
@@ -765,7 +902,7 @@ impl Program {
     ) -> Result<()> {
         let mut pipelines = Vec::with_capacity(range.len());
         for d in &self.dispatches[range.clone()] {
-            pipelines.push(kernels.pipeline(device, d.kernel)?);
+            pipelines.push(kernels.pipeline_for(device, d)?);
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(label),

@@ -3,6 +3,8 @@
 //!
 //! - [`context`]: adapter, device, queue, limits — created once.
 //! - [`kernels`]: the shader registry, pipeline cache and typed launches.
+//! - [`autotune`]: GEMM tile shapes chosen per problem at first use, measured
+//!   and cached in the context.
 //! - [`workspace`]: where every activation of a batch shape lives.
 //! - [`model`]: [`GpuModel`], forward / gradients / training steps.
 //!
@@ -38,6 +40,12 @@
 //! - `RECURRENT_BACKEND=vulkan` or `RECURRENT_BACKEND=gl` (or wgpu's own
 //!   `WGPU_BACKEND`): which backend to search; run the suite once per backend.
 //!
+//! ## Environment
+//! - `RECURRENT_AUTOTUNE=0` (or `off`): no per-shape GEMM tuning; every GEMM
+//!   takes the fixed choice (see [`autotune`]). By default each new GEMM shape
+//!   costs at most 8 candidates x 4 runs when its plan is first built.
+//! - `RECURRENT_STEP_TILE=units,rows,chunk`: the step kernels' tile (manual).
+//!
 //! Lavapipe prints `XDG_RUNTIME_DIR is invalid` on stderr without a session;
 //! it is harmless.
 //!
@@ -60,9 +68,11 @@
 //! 2. GEMM: remove the per-load buffer switch (specialise pipelines by operand
 //!    buffer with an `override`), 8x8 outputs per invocation and double-buffered
 //!    tiles; f16 storage with `SHADER_F16`.
-//! 3. Tile shapes per problem size, measured at first use and cached
-//!    (`RECURRENT_STEP_TILE` is the manual knob today).
+//! 3. Tile shapes per problem size, measured at first use and cached: done
+//!    for the GEMMs ([`autotune`]: register block, tile, small-grid kernel and
+//!    split-K per shape); the step kernels still take `RECURRENT_STEP_TILE`.
 
+pub mod autotune;
 pub mod bench;
 pub mod context;
 pub mod kernels;

@@ -16,6 +16,7 @@
 //!   Nothing waits for the GPU inside a step; [`GpuModel::poll_stats`] collects
 //!   finished steps' losses without blocking, [`GpuModel::finish`] waits.
 
+use super::autotune::GemmChoice;
 use super::context::GpuContext;
 use super::kernels::*;
 use super::workspace::{Region, Workspace};
@@ -233,6 +234,13 @@ impl GpuModel {
         Ok(self.plan(b, t)?.phases.optim - 1)
     }
 
+    /// Every GEMM of a training step for batch shape `(b, t)`, in program
+    /// order, with the configuration it runs (builds the plan if needed, which
+    /// tunes shapes new to the context).
+    pub fn gemm_choices(&mut self, b: usize, t: usize) -> Result<Vec<GemmChoice>> {
+        Ok(self.plan(b, t)?.program.gemms.clone())
+    }
+
     /// Reads `len` f32 from `buf` at element `off` (blocking).
     fn read(&self, buf: &wgpu::Buffer, off: usize, len: usize) -> Result<Vec<f32>> {
         if len == 0 {
@@ -358,6 +366,9 @@ impl GpuModel {
         let ctx = &self.ctx;
         let mut pg = Program::new(&ctx.limits, ctx.kernels.tunables);
         pg.split_partials = Some(ws.split.off);
+        // Each GEMM shape's configuration comes from the context's tuner: new
+        // shapes are measured here, while the plan is built, never inside a step.
+        pg.tuner = Some(ctx.clone());
         let (b, t) = (ws.b as u32, ws.t as u32);
         let (h, dirs, d) = (
             cfg.hidden as u32,

@@ -21,6 +21,19 @@ pub const FORWARD: Tolerance = Tolerance {
     name: "forward",
 };
 
+/// One GEMM on the GPU (any tile configuration of the autotuner: register
+/// block, tile, split-K) against the CPU path's `cpu::gemm`, values in
+/// [-1, 1], K up to 700: both sum K f32 products, in different orders (per
+/// k-tile, per split, then the splits in order), which differ by about
+/// sqrt(K)·ε·|C| ≈ 1e-6 relative here (measured on lavapipe: 1.6e-5 absolute
+/// at |C| ≈ 10). A dropped, doubled or misplaced element moves an output by
+/// 1e-2 or more.
+pub const GEMM: Tolerance = Tolerance {
+    rtol: 1e-5,
+    atol: 5e-5,
+    name: "one GEMM, GPU vs CPU",
+};
+
 /// Loss values: the CPU reduces in f64, the GPU in an f32 tree.
 pub const LOSS: Tolerance = Tolerance {
     rtol: 1e-5,
