@@ -13,7 +13,7 @@ r=.devrun/recurrent
   echo "=== gpu, autotune off"
   RECURRENT_AUTOTUNE=0 timeout 120 $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/gpu-fixed.json"
   echo "=== gpu, autotune on"
-  timeout 150 $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/gpu-tuned.json"
+  RECURRENT_AUTOTUNE=1 timeout 150 $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/gpu-tuned.json"
   echo "=== cudnn"
   timeout 90 python3 benches/pytorch_lstm.py --device cuda --suite deepbench,mnist --reps 5 --json "$OUT/pytorch-gpu.json"
   echo "=== profile (mnist size)"

@@ -507,8 +507,8 @@ fn bench_show_tuning_lists_every_gemm_with_its_configuration() {
     for tune in [false, true] {
         let json = tmp.join(format!("tuning-{tune}.json"));
         let mut cmd = bin();
-        if !tune {
-            cmd.env("RECURRENT_AUTOTUNE", "0");
+        if tune {
+            cmd.env("RECURRENT_AUTOTUNE", "1");
         } else {
             cmd.env_remove("RECURRENT_AUTOTUNE");
         }

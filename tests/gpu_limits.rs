@@ -274,6 +274,8 @@ fn lowered_workgroup_limits_keep_gemm_candidates_within_them() {
     ];
     for (what, lower) in limited {
         let ctx = context_with(lower).unwrap();
+        // Tuning is opt-in (RECURRENT_AUTOTUNE=1); on here, to measure within the limits.
+        ctx.set_autotune(true);
         for s in &shapes {
             let cands = ctx.gemm_candidates(s);
             assert!(!cands.is_empty());

@@ -69,7 +69,7 @@ struct BenchArgs {
     profile: bool,
     /// GPU only: after each size, list every GEMM of the training step with the
     /// tile configuration it runs (chosen per shape at first use, measured and
-    /// cached; RECURRENT_AUTOTUNE=0 turns tuning off). Also in the JSON as `tuning`.
+    /// cached when RECURRENT_AUTOTUNE=1, else the fixed choice). Also in the JSON as `tuning`.
     #[arg(long)]
     show_tuning: bool,
 }
@@ -591,7 +591,7 @@ fn print_profile(p: &[recurrent::bench::KernelTime]) {
 fn print_tuning(t: &[recurrent::bench::GemmTuning]) {
     println!(
         "  GEMM tiles of one training step (per shape: measured at first use and cached; \
-         RECURRENT_AUTOTUNE=0 turns tuning off):"
+         fixed unless RECURRENT_AUTOTUNE=1):"
     );
     println!(
         "  {:<28} {:<28} {:<28} {:<14} {:>10}",

@@ -48,9 +48,11 @@
 //! plus one pipeline compilation per configuration never used before on the
 //! context. Ties keep the earlier candidate (the fixed choice first).
 //!
-//! `RECURRENT_AUTOTUNE=0` (or `off`, `false`, `no`) when the context is created
-//! turns tuning off: every GEMM then takes the fixed choice and nothing is
-//! measured. [`GpuContext::set_autotune`] does the same at run time for plans
+//! Tuning is opt-in: `RECURRENT_AUTOTUNE=1` (or `on`, `true`, `yes`) when the
+//! context is created turns it on; otherwise every GEMM takes the fixed choice and
+//! nothing is measured. Off by default because it is unmeasured on real GPUs so
+//! far, and because a choice made by timing can differ from run to run (and with
+//! it a split-K sum's order), where the fixed choice keeps results bit-identical. [`GpuContext::set_autotune`] does the same at run time for plans
 //! built afterwards. The timing source is replaceable
 //! ([`GpuContext::set_gemm_timer`]), which is how the tests check the choice.
 
@@ -365,7 +367,7 @@ pub enum Decision {
     /// The scratch operands would not fit ([`SCRATCH_MAX_BYTES`], the binding
     /// limit): the fixed choice, unmeasured.
     TooLarge,
-    /// Tuning is off (`RECURRENT_AUTOTUNE=0`): the fixed choice.
+    /// Tuning is off (the default; `RECURRENT_AUTOTUNE=1` turns it on): the fixed choice.
     Off,
 }
 
@@ -427,14 +429,17 @@ pub(crate) struct Tuner {
     timer: Mutex<Arc<dyn GemmTimer>>,
 }
 
-/// `RECURRENT_AUTOTUNE`: off for `0`, `off`, `false`, `no`; on otherwise (and when unset).
+/// `RECURRENT_AUTOTUNE`: on for `1`, `on`, `true`, `yes`; off otherwise (and when
+/// unset). Off by default: tuning is unmeasured on real GPUs so far, and a choice
+/// made by timing can differ between runs, and with it the order of a split-K sum —
+/// results bit-identical from run to run (docs/RELIABILITY.md) need the fixed choice.
 pub fn autotune_from_env() -> bool {
     match std::env::var("RECURRENT_AUTOTUNE") {
-        Ok(v) => !matches!(
+        Ok(v) => matches!(
             v.trim().to_ascii_lowercase().as_str(),
-            "0" | "off" | "false" | "no"
+            "1" | "on" | "true" | "yes"
         ),
-        Err(_) => true,
+        Err(_) => false,
     }
 }
 

@@ -16,9 +16,9 @@
 //! shape does not fit.
 //!
 //! ## GEMM tiles
-//! Each GEMM shape gets its tile configuration measured at first use and
+//! With tuning on, each GEMM shape gets its tile configuration measured at first use and
 //! cached here, for every model on the context ([`super::autotune`];
-//! `RECURRENT_AUTOTUNE=0` turns it off, [`GpuContext::tuned_gemms`] lists the decisions).
+//! opt-in with `RECURRENT_AUTOTUNE=1`, [`GpuContext::tuned_gemms`] lists the decisions).
 
 use super::autotune::{self, GemmConfig, GemmShape, GemmTimer, TunedGemm, Tuner};
 use super::kernels::Kernels;
@@ -211,7 +211,7 @@ impl GpuContext {
         })
     }
 
-    /// Is per-shape GEMM autotuning on? (`RECURRENT_AUTOTUNE=0` at creation turns it off.)
+    /// Is per-shape GEMM autotuning on? (Off unless `RECURRENT_AUTOTUNE=1` at creation.)
     pub fn autotune(&self) -> bool {
         self.tuner.enabled()
     }

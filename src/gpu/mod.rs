@@ -41,9 +41,10 @@
 //!   `WGPU_BACKEND`): which backend to search; run the suite once per backend.
 //!
 //! ## Environment
-//! - `RECURRENT_AUTOTUNE=0` (or `off`): no per-shape GEMM tuning; every GEMM
-//!   takes the fixed choice (see [`autotune`]). By default each new GEMM shape
-//!   costs at most 8 candidates x 4 runs when its plan is first built.
+//! - `RECURRENT_AUTOTUNE=1` (or `on`): per-shape GEMM tuning (see [`autotune`]):
+//!   each new GEMM shape costs at most 8 candidates x 4 runs when its plan is
+//!   first built. Off by default (every GEMM takes the fixed choice): unmeasured
+//!   on real GPUs so far, and a timed choice can change run-to-run results.
 //! - `RECURRENT_STEP_TILE=units,rows,chunk`: the step kernels' tile (manual).
 //!
 //! Lavapipe prints `XDG_RUNTIME_DIR is invalid` on stderr without a session;
