@@ -346,7 +346,7 @@ fn golden_cases_through_the_cli_on_the_gpu() {
 
 #[test]
 fn info_lists_adapters_and_the_auto_choice() {
-    let text = run(&mut bin().arg("info"));
+    let text = run(bin().arg("info"));
     assert!(
         text.contains("cpu path:") && text.contains("--device auto picks:"),
         "{text}"

@@ -95,15 +95,15 @@ fn too_few_storage_buffers_or_too_little_workgroup_memory_are_refused() {
     if gpu("too_few_storage_buffers_or_too_little_workgroup_memory_are_refused").is_none() {
         return;
     }
-    let e = context_with(|l| l.max_storage_buffers_per_shader_stage = 4)
-        .err()
-        .expect("refused")
-        .to_string();
+    let Err(e) = context_with(|l| l.max_storage_buffers_per_shader_stage = 4) else {
+        panic!("4 storage buffers per stage should be refused")
+    };
+    let e = e.to_string();
     assert!(e.contains("storage buffers per shader stage"), "{e}");
-    let e = context_with(|l| l.max_compute_workgroup_storage_size = 1024)
-        .err()
-        .expect("refused")
-        .to_string();
+    let Err(e) = context_with(|l| l.max_compute_workgroup_storage_size = 1024) else {
+        panic!("1 KiB of workgroup memory should be refused")
+    };
+    let e = e.to_string();
     assert!(e.contains("workgroup storage limit"), "{e}");
 }
 

@@ -713,38 +713,11 @@ impl GemmRig {
         let work = storage("gemm.work", work_len);
         let ints = storage("gemm.ints", 4);
         let state = storage("gemm.state", 4);
-        let uniforms = dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("gemm.uniforms"),
-            size: program.uniforms.len().max(SLOT_BYTES as usize) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        ctx.queue.write_buffer(&uniforms, 0, &program.uniforms);
-        fn whole(buf: &wgpu::Buffer, binding: u32) -> wgpu::BindGroupEntry<'_> {
-            wgpu::BindGroupEntry {
-                binding,
-                resource: buf.as_entire_binding(),
-            }
-        }
-        let bind_group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("gemm.bind_group"),
-            layout: &ctx.kernels.bind_group_layout,
-            entries: &[
-                whole(&params, 0),
-                whole(&grads, 1),
-                whole(&work, 2),
-                whole(&ints, 3),
-                whole(&state, 4),
-                wgpu::BindGroupEntry {
-                    binding: 5,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniforms,
-                        offset: 0,
-                        size: std::num::NonZeroU64::new(SLOT_BYTES),
-                    }),
-                },
-            ],
-        });
+        let (uniforms, bind_group) = ctx.bind_program(
+            "gemm",
+            &program.uniforms,
+            [&params, &grads, &work, &ints, &state],
+        );
         Ok(Some(GemmRig {
             program,
             ranges,

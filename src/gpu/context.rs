@@ -261,6 +261,16 @@ impl GpuContext {
     /// Reads the first `bytes` of `buf` (which needs `COPY_SRC`) back to the
     /// host, waiting for all submitted work.
     pub(crate) fn read_bytes(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        self.read_bytes_at(buf, 0, bytes)
+    }
+
+    /// As [`Self::read_bytes`], from byte `offset` of `buf`.
+    pub(crate) fn read_bytes_at(
+        &self,
+        buf: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
         if bytes == 0 {
             return Ok(Vec::new());
         }
@@ -275,7 +285,7 @@ impl GpuContext {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("read"),
             });
-        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, bytes);
+        enc.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes);
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
@@ -292,6 +302,51 @@ impl GpuContext {
         drop(view);
         staging.unmap();
         Ok(out)
+    }
+
+    /// A program's uniform buffer, holding its argument slots `uniforms`, and the
+    /// bind group of the six bindings every kernel sees: `[params, grads, work,
+    /// ints, state]` whole, then one uniform slot (the dynamic offset picks it).
+    pub(crate) fn bind_program(
+        &self,
+        label: &str,
+        uniforms: &[u8],
+        [params, grads, work, ints, state]: [&wgpu::Buffer; 5],
+    ) -> (wgpu::Buffer, wgpu::BindGroup) {
+        use super::kernels::SLOT_BYTES;
+        let ubuf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(&format!("{label}.uniforms")),
+            size: uniforms.len().max(SLOT_BYTES as usize) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&ubuf, 0, uniforms);
+        fn whole(buf: &wgpu::Buffer, binding: u32) -> wgpu::BindGroupEntry<'_> {
+            wgpu::BindGroupEntry {
+                binding,
+                resource: buf.as_entire_binding(),
+            }
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&format!("{label}.bind_group")),
+            layout: &self.kernels.bind_group_layout,
+            entries: &[
+                whole(params, 0),
+                whole(grads, 1),
+                whole(work, 2),
+                whole(ints, 3),
+                whole(state, 4),
+                wgpu::BindGroupEntry {
+                    binding: 5,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &ubuf,
+                        offset: 0,
+                        size: std::num::NonZeroU64::new(SLOT_BYTES),
+                    }),
+                },
+            ],
+        });
+        (ubuf, bind_group)
     }
 
     /// Checks that a storage buffer of `bytes` can be created and bound whole.

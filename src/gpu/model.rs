@@ -243,36 +243,10 @@ impl GpuModel {
 
     /// Reads `len` f32 from `buf` at element `off` (blocking).
     fn read(&self, buf: &wgpu::Buffer, off: usize, len: usize) -> Result<Vec<f32>> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let dev = &self.ctx.device;
-        let staging = dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("staging.read"),
-            size: (len * 4) as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("read"),
-        });
-        enc.copy_buffer_to_buffer(buf, (off * 4) as u64, &staging, 0, (len * 4) as u64);
-        self.ctx.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.ctx.wait()?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("buffer mapping was dropped".into()))?
-            .map_err(|e| Error::Gpu(format!("reading back from the GPU failed: {e}")))?;
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Gpu(format!("reading back from the GPU failed: {e:?}")))?;
-        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
-        drop(view);
-        staging.unmap();
-        Ok(out)
+        let bytes = self
+            .ctx
+            .read_bytes_at(buf, (off * 4) as u64, (len * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// The plan of batch shape `(b, t)`, built on first use.
@@ -314,38 +288,11 @@ impl GpuModel {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let uniforms = dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("uniforms"),
-            size: program.uniforms.len().max(SLOT_BYTES as usize) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        ctx.queue.write_buffer(&uniforms, 0, &program.uniforms);
-        fn whole(buf: &wgpu::Buffer, binding: u32) -> wgpu::BindGroupEntry<'_> {
-            wgpu::BindGroupEntry {
-                binding,
-                resource: buf.as_entire_binding(),
-            }
-        }
-        let bind_group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("bind_group"),
-            layout: &ctx.kernels.bind_group_layout,
-            entries: &[
-                whole(&self.params, 0),
-                whole(&self.grads, 1),
-                whole(&work, 2),
-                whole(&ints, 3),
-                whole(&self.state, 4),
-                wgpu::BindGroupEntry {
-                    binding: 5,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniforms,
-                        offset: 0,
-                        size: std::num::NonZeroU64::new(SLOT_BYTES),
-                    }),
-                },
-            ],
-        });
+        let (uniforms, bind_group) = ctx.bind_program(
+            "plan",
+            &program.uniforms,
+            [&self.params, &self.grads, &work, &ints, &self.state],
+        );
         Ok(Plan {
             ws,
             work,

@@ -114,23 +114,13 @@ impl Layout {
 }
 
 /// How to initialise a new model.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Init {
     pub seed: u64,
     /// Orthogonal recurrent weights, one orthogonal `[H, H]` block per gate (Keras' default).
     pub orthogonal: bool,
     /// LSTM forget-gate bias 1 (in `bias_ih`; `bias_hh` stays as drawn), Keras' `unit_forget_bias`.
     pub forget_bias_one: bool,
-}
-
-impl Default for Init {
-    fn default() -> Self {
-        Init {
-            seed: 0,
-            orthogonal: false,
-            forget_bias_one: false,
-        }
-    }
 }
 
 impl Init {

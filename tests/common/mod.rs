@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod tolerance;
+#[allow(unused_imports)] // not every test binary uses every tolerance
 pub use tolerance::*;
 
 use recurrent::gpu::GpuContext;
