@@ -265,19 +265,7 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
 /// and does not compute the gradient of layer 0's input (nothing below needs it),
 /// which the CPU and PyTorch figures include.
 pub fn run_gpu(s: &Size, reps: usize, ctx: &std::sync::Arc<crate::gpu::GpuContext>) -> Result<Row> {
-    gpu_row(s, reps, ctx, false, false)
-}
-
-/// [`run_gpu`] (with `profile`: [`run_gpu_profiled`]); with `tuning` the row's
-/// `tuning` lists every GEMM of the training step with its configuration.
-pub fn run_gpu_with(
-    s: &Size,
-    reps: usize,
-    ctx: &std::sync::Arc<crate::gpu::GpuContext>,
-    profile: bool,
-    tuning: bool,
-) -> Result<Row> {
-    gpu_row(s, reps, ctx, profile, tuning)
+    run_gpu_with(s, reps, ctx, false, false)
 }
 
 /// [`run_gpu`], then `reps` training steps (forward, loss, backward, gradient
@@ -290,7 +278,7 @@ pub fn run_gpu_profiled(
     reps: usize,
     ctx: &std::sync::Arc<crate::gpu::GpuContext>,
 ) -> Result<Row> {
-    gpu_row(s, reps, ctx, true, false)
+    run_gpu_with(s, reps, ctx, true, false)
 }
 
 /// Groups a profiled step's dispatches by (kernel, label), in program order.
@@ -317,7 +305,9 @@ fn group(step: Vec<crate::gpu::model::DispatchTime>) -> Vec<KernelTime> {
     out
 }
 
-fn gpu_row(
+/// [`run_gpu`] (with `profile`: [`run_gpu_profiled`]); with `tuning` the row's
+/// `tuning` lists every GEMM of the training step with its configuration.
+pub fn run_gpu_with(
     s: &Size,
     reps: usize,
     ctx: &std::sync::Arc<crate::gpu::GpuContext>,
