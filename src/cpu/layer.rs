@@ -20,13 +20,26 @@ use super::cell::{GRU_SAVED, LSTM_SAVED};
 use super::gemm::{add_column_sums, gemm};
 use super::recur::{
     backward_part, for_parts, forward_part, row_blocks, split_slots, BackwardPart, ForwardPart,
-    Packed, StepInput,
+    Packed, StepInput, UnitsForward,
 };
 use crate::model::config::{Cell, Nonlinearity};
 
 /// Largest packed `[W_ih | W_hh]ᵀ` for which LSTM and RNN fold the input
 /// projection into each step's product (a core's L2 cache on the machines measured).
 pub const JOINT_MAX_BYTES: usize = 2 << 20;
+
+/// Packed `W_hhᵀ` above which an LSTM's forward splits the units, not the
+/// batch, across threads (a core's L2 on the machines measured).
+pub const UNITS_SPLIT_MIN_BYTES: usize = 2 << 20;
+
+/// Does this forward split the units across threads (else the batch)?
+fn units_split(d: &Dims, joint: bool, threads: usize) -> bool {
+    d.cell == Cell::Lstm
+        && !joint
+        && threads > 1
+        && d.h >= 32
+        && d.h * d.gh() * 4 > UNITS_SPLIT_MIN_BYTES
+}
 
 /// Sizes and options of one layer-direction.
 #[derive(Clone, Copy, Debug)]
@@ -138,11 +151,15 @@ pub fn forward(
     c0: Option<&[f32]>,
 ) -> Saved {
     let joint = d.cell != Cell::Gru && (d.i + d.h) * d.gh() * 4 <= JOINT_MAX_BYTES;
-    forward_with(d, w, x, lengths, h0, c0, joint)
+    let threads = rayon::current_num_threads();
+    let units = units_split(d, joint, threads).then_some(threads);
+    forward_with(d, w, x, lengths, h0, c0, joint, units)
 }
 
-/// [`forward`], with the choice of folding the input projection into each
-/// step's product (`joint`, LSTM and RNN only) made by the caller.
+/// [`forward`], with the choices made by the caller: folding the input
+/// projection into each step's product (`joint`, LSTM and RNN only), and
+/// splitting the units over `units` threads rather than the batch (LSTM, not joint).
+#[allow(clippy::too_many_arguments)]
 fn forward_with(
     d: &Dims,
     w: Weights,
@@ -151,6 +168,7 @@ fn forward_with(
     h0: Option<&[f32]>,
     c0: Option<&[f32]>,
     joint: bool,
+    units: Option<usize>,
 ) -> Saved {
     let (t_len, b, h, gh_w) = (d.t, d.b, d.h, d.gh());
     let bh = b * h;
@@ -186,7 +204,26 @@ fn forward_with(
     if let (Some(c0), Cell::Lstm) = (c0, d.cell) {
         s.cs[first..first + bh].copy_from_slice(c0);
     }
-    // 2. The recurrence, threads splitting the batch (see `recur`).
+    // 2. The recurrence. LSTM with recurrent weights too large for a core's
+    // cache: threads split the units (see `recur::UnitsForward`); else the batch.
+    if let Some(threads) = units {
+        assert!(
+            d.cell == Cell::Lstm && !joint,
+            "the units split is the LSTM's, projected"
+        );
+        UnitsForward {
+            d,
+            gx: &gx,
+            b_hh: w.b_hh,
+            w_hh: w.w_hh,
+            lengths,
+            hs: &mut s.hs,
+            cs: &mut s.cs,
+            gates: &mut s.gates,
+        }
+        .run(threads);
+        return s;
+    }
     let (packed, input, bias) = if !joint {
         let packed = Packed::transposed(w.w_hh, gh_w, h);
         (packed, StepInput::Projected(&gx), w.b_hh.to_vec())
@@ -418,8 +455,8 @@ mod tests {
                 let x = val(d.t * d.b * d.i, 5);
                 let h0 = val(d.b * d.h, 6);
                 let lengths: Vec<usize> = (0..d.b).map(|r| 1 + r % d.t).collect();
-                let a = forward_with(&d, w, &x, Some(&lengths), Some(&h0), Some(&h0), true);
-                let p = forward_with(&d, w, &x, Some(&lengths), Some(&h0), Some(&h0), false);
+                let a = forward_with(&d, w, &x, Some(&lengths), Some(&h0), Some(&h0), true, None);
+                let p = forward_with(&d, w, &x, Some(&lengths), Some(&h0), Some(&h0), false, None);
                 for (u, v) in [(&a.hs, &p.hs), (&a.cs, &p.cs), (&a.gates, &p.gates)] {
                     assert_eq!(u.len(), v.len());
                     for (x, y) in u.iter().zip(v.iter()) {
@@ -428,6 +465,69 @@ mod tests {
                             "{cell:?} reverse={reverse}: {x} vs {y}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// An LSTM with large recurrent weights splits the units across threads
+    /// instead of the batch; every output is computed by the same arithmetic,
+    /// so states and saved gates are the same bits (lengths, both directions,
+    /// unit blocks of uneven sizes).
+    #[test]
+    fn the_units_split_gives_the_same_bits_as_the_batch_split() {
+        for reverse in [false, true] {
+            for (h, parts) in [(40, 3), (64, 2), (7, 2)] {
+                let d = Dims {
+                    cell: Cell::Lstm,
+                    act: Nonlinearity::Tanh,
+                    t: 6,
+                    b: 13,
+                    i: 5,
+                    h,
+                    reverse,
+                };
+                let gw = d.gh();
+                let val = |n: usize, s: usize| -> Vec<f32> {
+                    (0..n)
+                        .map(|k| (((k * 7919 + s) % 1000) as f32 / 1000.0 - 0.5) * 0.6)
+                        .collect()
+                };
+                let (w_ih, w_hh, b_ih, b_hh) =
+                    (val(gw * d.i, 1), val(gw * h, 2), val(gw, 3), val(gw, 4));
+                let w = Weights {
+                    w_ih: &w_ih,
+                    w_hh: &w_hh,
+                    b_ih: &b_ih,
+                    b_hh: &b_hh,
+                };
+                let x = val(d.t * d.b * d.i, 5);
+                let (h0, c0) = (val(d.b * h, 6), val(d.b * h, 7));
+                let lengths: Vec<usize> = (0..d.b).map(|r| 1 + r % d.t).collect();
+                let run = |units| {
+                    forward_with(
+                        &d,
+                        w,
+                        &x,
+                        Some(&lengths),
+                        Some(&h0),
+                        Some(&c0),
+                        false,
+                        units,
+                    )
+                };
+                let (rows, units) = (run(None), run(Some(parts)));
+                for (u, v) in [
+                    (&rows.hs, &units.hs),
+                    (&rows.cs, &units.cs),
+                    (&rows.gates, &units.gates),
+                ] {
+                    assert!(
+                        u.iter()
+                            .zip(v.iter())
+                            .all(|(p, q)| p.to_bits() == q.to_bits()),
+                        "h={h} parts={parts} reverse={reverse}"
+                    );
                 }
             }
         }

@@ -463,6 +463,218 @@ unsafe fn forward_avx2(p: ForwardPart) {
     forward_impl::<true>(p)
 }
 
+/// LSTM forward with the hidden units, not the batch, split across threads:
+/// for recurrent weights too large for a core's cache. Split by rows, every
+/// thread streams all of `W_hhᵀ` from memory at every step (H=512: 4 MiB, a
+/// thread's product ran at ~40 GMAC/s against 70 in cache); split by units,
+/// each thread packs and streams only the columns of its units' four gates.
+/// A step then needs every unit of the previous state, so the threads meet
+/// once a step (a rayon join). Each output is computed by the same
+/// arithmetic as in the row split, so the results are the same bits.
+pub struct UnitsForward<'a> {
+    pub d: &'a Dims,
+    /// `[T, B, 4H]` input projections (`W_ih x + b_ih`).
+    pub gx: &'a [f32],
+    pub b_hh: &'a [f32],
+    /// `[4H, H]`, PyTorch layout.
+    pub w_hh: &'a [f32],
+    pub lengths: Option<&'a [usize]>,
+    /// `[T+1, B, H]` states, `[T, B, 4H]` saved gates (as [`ForwardPart`]'s, all rows).
+    pub hs: &'a mut [f32],
+    pub cs: &'a mut [f32],
+    pub gates: &'a mut [f32],
+}
+
+/// Unit boundaries `[0, .., H]` for `parts` threads (multiples of 16 where H allows).
+pub fn unit_blocks(h: usize, parts: usize) -> Vec<usize> {
+    let parts = parts.clamp(1, h.max(1));
+    let align = if h >= 16 * parts { 16 } else { 1 };
+    let mut bounds: Vec<usize> = (0..parts)
+        .map(|p| (p * h / parts) / align * align)
+        .collect();
+    bounds.push(h);
+    bounds.dedup();
+    bounds
+}
+
+/// One thread's share of a step of [`UnitsForward`].
+struct UnitsStep<'s> {
+    t: usize,
+    u0: usize,
+    n: usize,
+    d: &'s Dims,
+    gx: &'s [f32],
+    lengths: Option<&'s [usize]>,
+    bias: &'s [f32],
+    w: &'s Packed,
+    hp: &'s [f32],
+    cp: &'s [f32],
+    /// Per row: this thread's units of the new `h` and `c`.
+    ho: Vec<&'s mut [f32]>,
+    co: Vec<&'s mut [f32]>,
+    /// Per row and gate (`r·4 + g`): this thread's units of the saved gate.
+    sav: Vec<&'s mut [f32]>,
+    gh: &'s mut [f32],
+}
+
+#[inline(always)]
+fn units_step_impl<const FMA: bool>(p: UnitsStep) {
+    let (d, n, u0) = (p.d, p.n, p.u0);
+    let (b, h) = (d.b, d.h);
+    let gw = 4 * n;
+    for row in p.gh.chunks_exact_mut(gw) {
+        row.copy_from_slice(p.bias);
+    }
+    let h_prev = Src {
+        a: p.hp,
+        ld: h,
+        k: h,
+    };
+    gemm_acc::<FMA>(b, h_prev, Src::NONE, p.w, p.gh, gw);
+    let mut sv = vec![0.0f32; gw];
+    let (mut ho, mut co, mut sav) = (p.ho.into_iter(), p.co.into_iter(), p.sav.into_iter());
+    for r in 0..b {
+        let (ho, co) = (ho.next().unwrap(), co.next().unwrap());
+        let sav: [&mut [f32]; 4] = std::array::from_fn(|_| sav.next().unwrap());
+        let own = r * h + u0..r * h + u0 + n;
+        if !valid(p.lengths, r, p.t) {
+            ho.copy_from_slice(&p.hp[own.clone()]);
+            co.copy_from_slice(&p.cp[own]);
+            continue;
+        }
+        let pre = &mut p.gh[r * gw..(r + 1) * gw];
+        let gx = &p.gx[(p.t * b + r) * 4 * h..(p.t * b + r + 1) * 4 * h];
+        for (g, pre) in pre.chunks_exact_mut(n).enumerate() {
+            for (v, x) in pre.iter_mut().zip(&gx[g * h + u0..g * h + u0 + n]) {
+                *v += x;
+            }
+        }
+        lstm_step_forward(pre, &p.cp[own], co, ho, &mut sv);
+        for (g, out) in sav.into_iter().enumerate() {
+            out.copy_from_slice(&sv[g * n..(g + 1) * n]);
+        }
+    }
+}
+
+fn units_step(p: UnitsStep) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        unsafe fn avx512(p: UnitsStep) {
+            units_step_impl::<true>(p)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(p: UnitsStep) {
+            units_step_impl::<true>(p)
+        }
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { avx512(p) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { avx2(p) };
+        }
+    }
+    units_step_impl::<false>(p)
+}
+
+/// Splits every row (`width` values) of `buf` at the unit boundaries `bounds`
+/// (offset by `base` within the row): `result[part]` holds that part's piece of
+/// each row, in row order.
+fn split_rows<'a>(
+    buf: &'a mut [f32],
+    width: usize,
+    base: usize,
+    bounds: &[usize],
+) -> Vec<Vec<&'a mut [f32]>> {
+    let mut out: Vec<Vec<&'a mut [f32]>> = (1..bounds.len()).map(|_| Vec::new()).collect();
+    for row in buf.chunks_exact_mut(width) {
+        let mut rest = &mut row[base + bounds[0]..];
+        for (p, w) in bounds.windows(2).enumerate() {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(w[1] - w[0]);
+            out[p].push(head);
+            rest = tail;
+        }
+    }
+    out
+}
+
+impl UnitsForward<'_> {
+    /// Runs the sequence with the units split over `parts` threads.
+    pub fn run(self, parts: usize) {
+        let d = self.d;
+        assert_eq!(d.cell, Cell::Lstm, "UnitsForward is the LSTM's");
+        let (b, h) = (d.b, d.h);
+        let bh = b * h;
+        let bounds = unit_blocks(h, parts);
+        let packs: Vec<(Packed, Vec<f32>)> = bounds
+            .windows(2)
+            .map(|u| {
+                let (u0, n) = (u[0], u[1] - u[0]);
+                // Column j of this part: gate j / n, unit u0 + j % n.
+                let col = |j: usize| (j / n) * h + u0 + j % n;
+                let w = Packed::new(h, 4 * n, |p, j| self.w_hh[col(j) * h + p]);
+                let bias = (0..4 * n).map(|j| self.b_hh[col(j)]).collect();
+                (w, bias)
+            })
+            .collect();
+        let mut gh: Vec<Vec<f32>> = packs.iter().map(|(w, _)| vec![0.0; b * w.n]).collect();
+        for t in d.order() {
+            let (ps, os) = (d.prev_slot(t), d.out_slot(t));
+            let (hp, ho) = slot_pair(self.hs, bh, ps, os);
+            let (cp, co) = slot_pair(self.cs, bh, ps, os);
+            let sav = &mut self.gates[t * b * 4 * h..(t + 1) * b * 4 * h];
+            let mut ho = split_rows(ho, h, 0, &bounds).into_iter();
+            let mut co = split_rows(co, h, 0, &bounds).into_iter();
+            // Saved gates: split each gate block of each row, then regroup per part.
+            let mut sav_parts: Vec<Vec<&mut [f32]>> =
+                (1..bounds.len()).map(|_| Vec::new()).collect();
+            for row in sav.chunks_exact_mut(4 * h) {
+                for block in row.chunks_exact_mut(h) {
+                    for (p, piece) in split_rows(block, h, 0, &bounds).into_iter().enumerate() {
+                        sav_parts[p].extend(piece);
+                    }
+                }
+            }
+            let mut sav_parts = sav_parts.into_iter();
+            let steps: Vec<UnitsStep> = packs
+                .iter()
+                .zip(gh.iter_mut())
+                .zip(bounds.windows(2))
+                .map(|(((w, bias), gh), u)| UnitsStep {
+                    t,
+                    u0: u[0],
+                    n: u[1] - u[0],
+                    d,
+                    gx: self.gx,
+                    lengths: self.lengths,
+                    bias,
+                    w,
+                    hp,
+                    cp,
+                    ho: ho.next().unwrap(),
+                    co: co.next().unwrap(),
+                    sav: sav_parts.next().unwrap(),
+                    gh,
+                })
+                .collect();
+            for_parts(steps, units_step);
+        }
+    }
+}
+
+/// Slots `r` (read) and `w` (written) of a buffer of `len`-long slots.
+fn slot_pair(buf: &mut [f32], len: usize, r: usize, w: usize) -> (&[f32], &mut [f32]) {
+    if r < w {
+        let (lo, hi) = buf.split_at_mut(w * len);
+        (&lo[r * len..(r + 1) * len], &mut hi[..len])
+    } else {
+        let (lo, hi) = buf.split_at_mut(r * len);
+        (&hi[..len], &mut lo[w * len..(w + 1) * len])
+    }
+}
+
 /// What one thread's backward reads (shared) and writes (its own rows).
 pub struct BackwardPart<'a> {
     pub d: &'a Dims,
