@@ -323,7 +323,7 @@ pub struct ForwardPart<'a> {
     pub r0: usize,
     pub rows: usize,
     /// What each step's product starts from, per gate column: `b_ih + b_hh`
-    /// (LSTM, RNN) or `b_hh` (GRU).
+    /// with a `Joint` input, `b_hh` with a `Projected` one (whose `gx` holds `b_ih`).
     pub bias: &'a [f32],
     /// The step's input: `Joint`: `[x_t | h_prev]` times the packed
     /// `[W_ih | W_hh]ᵀ` in one product (LSTM and RNN, when those weights fit in
