@@ -372,24 +372,65 @@ pub struct GradsOut<'a> {
 mod tests {
     use super::*;
 
+    /// Deterministic test values in `[-scale/2, scale/2)`, seeded by `seed`.
+    fn val(n: usize, seed: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|k| (((k * 7919 + seed) % 1000) as f32 / 1000.0 - 0.5) * scale)
+            .collect()
+    }
+
+    /// A layer-direction's weights, input, initial states and lengths
+    /// (`1 + row % T`), deterministic.
+    struct Fixture {
+        w_ih: Vec<f32>,
+        w_hh: Vec<f32>,
+        b_ih: Vec<f32>,
+        b_hh: Vec<f32>,
+        x: Vec<f32>,
+        h0: Vec<f32>,
+        c0: Vec<f32>,
+        lengths: Vec<usize>,
+    }
+
+    impl Fixture {
+        fn new(d: &Dims, scale: f32) -> Self {
+            let gw = d.gh();
+            Fixture {
+                w_ih: val(gw * d.i, 1, scale),
+                w_hh: val(gw * d.h, 2, scale),
+                b_ih: val(gw, 3, scale),
+                b_hh: val(gw, 4, scale),
+                x: val(d.t * d.b * d.i, 5, scale),
+                h0: val(d.b * d.h, 6, scale),
+                c0: val(d.b * d.h, 7, scale),
+                lengths: (0..d.b).map(|r| 1 + r % d.t).collect(),
+            }
+        }
+
+        fn weights(&self) -> Weights<'_> {
+            Weights {
+                w_ih: &self.w_ih,
+                w_hh: &self.w_hh,
+                b_ih: &self.b_ih,
+                b_hh: &self.b_hh,
+            }
+        }
+
+        /// [`forward_with`] from this fixture's states, with its lengths.
+        fn forward(&self, d: &Dims, joint: bool, units: Option<usize>) -> Saved {
+            let (h0, c0) = (Some(&self.h0[..]), Some(&self.c0[..]));
+            let lengths = Some(&self.lengths[..]);
+            forward_with(d, self.weights(), &self.x, lengths, h0, c0, joint, units)
+        }
+    }
+
     /// Runs forward and backward of one layer-direction; returns every output and gradient.
     fn run(d: &Dims, lengths: Option<&[usize]>) -> Vec<Vec<f32>> {
         let gw = d.gh();
-        let val = |n: usize, s: usize| -> Vec<f32> {
-            (0..n)
-                .map(|k| (((k * 7919 + s) % 1000) as f32 / 1000.0 - 0.5) * 0.4)
-                .collect()
-        };
-        let (w_ih, w_hh, b_ih, b_hh) = (val(gw * d.i, 1), val(gw * d.h, 2), val(gw, 3), val(gw, 4));
-        let w = Weights {
-            w_ih: &w_ih,
-            w_hh: &w_hh,
-            b_ih: &b_ih,
-            b_hh: &b_hh,
-        };
-        let x = val(d.t * d.b * d.i, 5);
-        let (h0, c0) = (val(d.b * d.h, 6), val(d.b * d.h, 7));
-        let s = forward(d, w, &x, lengths, Some(&h0), Some(&c0));
+        let f = Fixture::new(d, 0.4);
+        let (w, x, h0, c0) = (f.weights(), &f.x, &f.h0, &f.c0);
+        let val = |n, seed| val(n, seed, 0.4);
+        let s = forward(d, w, x, lengths, Some(h0), Some(c0));
         let dy = val(d.t * d.b * d.h, 8);
         let (dhn, dcn) = (val(d.b * d.h, 9), val(d.b * d.h, 10));
         let mut g = [
@@ -403,7 +444,7 @@ mod tests {
         let r = backward(
             d,
             w,
-            &x,
+            x,
             &s,
             lengths,
             &dy,
@@ -438,25 +479,8 @@ mod tests {
                     h: 33,
                     reverse,
                 };
-                let gw = d.gh();
-                let val = |n: usize, s: usize| -> Vec<f32> {
-                    (0..n)
-                        .map(|k| (((k * 7919 + s) % 1000) as f32 / 1000.0 - 0.5) * 0.6)
-                        .collect()
-                };
-                let (w_ih, w_hh, b_ih, b_hh) =
-                    (val(gw * d.i, 1), val(gw * d.h, 2), val(gw, 3), val(gw, 4));
-                let w = Weights {
-                    w_ih: &w_ih,
-                    w_hh: &w_hh,
-                    b_ih: &b_ih,
-                    b_hh: &b_hh,
-                };
-                let x = val(d.t * d.b * d.i, 5);
-                let h0 = val(d.b * d.h, 6);
-                let lengths: Vec<usize> = (0..d.b).map(|r| 1 + r % d.t).collect();
-                let a = forward_with(&d, w, &x, Some(&lengths), Some(&h0), Some(&h0), true, None);
-                let p = forward_with(&d, w, &x, Some(&lengths), Some(&h0), Some(&h0), false, None);
+                let f = Fixture::new(&d, 0.6);
+                let (a, p) = (f.forward(&d, true, None), f.forward(&d, false, None));
                 for (u, v) in [(&a.hs, &p.hs), (&a.cs, &p.cs), (&a.gates, &p.gates)] {
                     assert_eq!(u.len(), v.len());
                     for (x, y) in u.iter().zip(v.iter()) {
@@ -487,35 +511,8 @@ mod tests {
                     h,
                     reverse,
                 };
-                let gw = d.gh();
-                let val = |n: usize, s: usize| -> Vec<f32> {
-                    (0..n)
-                        .map(|k| (((k * 7919 + s) % 1000) as f32 / 1000.0 - 0.5) * 0.6)
-                        .collect()
-                };
-                let (w_ih, w_hh, b_ih, b_hh) =
-                    (val(gw * d.i, 1), val(gw * h, 2), val(gw, 3), val(gw, 4));
-                let w = Weights {
-                    w_ih: &w_ih,
-                    w_hh: &w_hh,
-                    b_ih: &b_ih,
-                    b_hh: &b_hh,
-                };
-                let x = val(d.t * d.b * d.i, 5);
-                let (h0, c0) = (val(d.b * h, 6), val(d.b * h, 7));
-                let lengths: Vec<usize> = (0..d.b).map(|r| 1 + r % d.t).collect();
-                let run = |units| {
-                    forward_with(
-                        &d,
-                        w,
-                        &x,
-                        Some(&lengths),
-                        Some(&h0),
-                        Some(&c0),
-                        false,
-                        units,
-                    )
-                };
+                let f = Fixture::new(&d, 0.6);
+                let run = |units| f.forward(&d, false, units);
                 let (rows, units) = (run(None), run(Some(parts)));
                 for (u, v) in [
                     (&rows.hs, &units.hs),
