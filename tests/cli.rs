@@ -384,25 +384,9 @@ fn bench_profile_times_every_dispatch_of_a_training_step() {
     let json = tmp.join("profile.json");
     let mut cmd = bin();
     cmd.env("RECURRENT_AUTOTUNE", "0")
-        .args([
-            "bench",
-            "--device",
-            "gpu",
-            "--profile",
-            "--layers",
-            "2",
-            "--input",
-            "28",
-            "--hidden",
-            "32",
-            "--batch",
-            "8",
-            "--steps",
-            "28",
-            "--reps",
-            "1",
-            "--json",
-        ])
+        .args(["bench", "--device", "gpu", "--profile"])
+        .args(DISPATCH_CASE_ARGS)
+        .arg("--json")
         .arg(&json);
     if !ctx.has_timestamps() {
         let out = cmd.output().unwrap();
@@ -512,26 +496,10 @@ fn bench_show_tuning_lists_every_gemm_with_its_configuration() {
         } else {
             cmd.env_remove("RECURRENT_AUTOTUNE");
         }
-        cmd.args([
-            "bench",
-            "--device",
-            "gpu",
-            "--show-tuning",
-            "--layers",
-            "2",
-            "--input",
-            "28",
-            "--hidden",
-            "32",
-            "--batch",
-            "8",
-            "--steps",
-            "28",
-            "--reps",
-            "1",
-            "--json",
-        ])
-        .arg(&json);
+        cmd.args(["bench", "--device", "gpu", "--show-tuning"])
+            .args(DISPATCH_CASE_ARGS)
+            .arg("--json")
+            .arg(&json);
         let text = run(&mut cmd);
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();

@@ -342,15 +342,7 @@ fn autotune_off_takes_the_fixed_choice_without_measuring() {
     let s = shape(12, 7, 700, true, false, 2);
     assert_eq!(ctx.gemm_config(&s).unwrap(), ctx.gemm_fixed_config(&s));
     // The MNIST-shaped case of gpu_parity's dispatch count: the fixed list.
-    let case = Case {
-        layers: 2,
-        input: 28,
-        hidden: 32,
-        out: 10,
-        batch: 8,
-        steps: 28,
-        ..Case::new(Cell::Lstm)
-    };
+    let case = Case::dispatch_count();
     let mut g = GpuModel::new(ctx.clone(), &case.model(3)).unwrap();
     let choices = g.gemm_choices(8, 28).unwrap();
     assert_eq!(choices.len(), 10);

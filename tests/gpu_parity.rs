@@ -331,15 +331,7 @@ fn a_training_step_is_one_submission_of_a_fixed_dispatch_list() {
         return;
     };
     // The MNIST shape: 2-layer LSTM over 28 steps of 28 features.
-    let case = Case {
-        layers: 2,
-        input: 28,
-        hidden: 32,
-        out: 10,
-        batch: 8,
-        steps: 28,
-        ..Case::new(Cell::Lstm)
-    };
+    let case = Case::dispatch_count();
     let model = case.model(3);
     let mut g = GpuModel::new(ctx.ctx.clone(), &model).unwrap();
     let data = case.data(Loss::Ce, 4);

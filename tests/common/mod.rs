@@ -55,6 +55,12 @@ pub fn gpu(test: &str) -> Option<Gpu> {
     }
 }
 
+/// [`Case::dispatch_count`]'s size as `recurrent bench` flags (one rep).
+pub const DISPATCH_CASE_ARGS: [&str; 12] = [
+    "--layers", "2", "--input", "28", "--hidden", "32", "--batch", "8", "--steps", "28", "--reps",
+    "1",
+];
+
 /// A model shape for the parity grid.
 #[derive(Clone, Copy, Debug)]
 pub struct Case {
@@ -87,6 +93,21 @@ impl Case {
             lengths: false,
             vocab: None,
             relu: false,
+        }
+    }
+
+    /// The MNIST-shaped case whose training step's dispatches the tests count
+    /// (131 with the fixed GEMM choice): 2-layer LSTM, 28 steps of 28 features,
+    /// H=32, batch 8. `recurrent bench` takes the same size as [`DISPATCH_CASE_ARGS`].
+    pub fn dispatch_count() -> Case {
+        Case {
+            layers: 2,
+            input: 28,
+            hidden: 32,
+            out: 10,
+            batch: 8,
+            steps: 28,
+            ..Case::new(Cell::Lstm)
         }
     }
 
