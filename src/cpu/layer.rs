@@ -174,20 +174,33 @@ fn forward_with(
     let bh = b * h;
     let gru = d.cell == Cell::Gru;
     assert!(!(gru && joint), "the GRU's input projection stays apart");
-    // 1. The input projection for all steps, Gx = X·W_ihᵀ + b_ih [T*B, G*H]: the
-    // GRU always (r scales W_hn h + b_hn, so the two stay apart); LSTM and RNN
-    // fold it into each step's product, [x_t | h_prev]·[W_ih | W_hh]ᵀ, as long
-    // as those packed weights fit in a core's cache: each thread reads them
-    // once a step, and beyond that (H=1024: 32 MiB) the stream costs more than
-    // the separate GEMM (measured, BENCHMARKS.md).
+    // 1. The input projection for all steps, Gx = X·W_ihᵀ [T*B, G*H]: the GRU
+    // always, with b_ih (r scales W_hn h + b_hn, so the two stay apart); LSTM
+    // and RNN fold it into each step's product, [x_t | h_prev]·[W_ih | W_hh]ᵀ,
+    // as long as those packed weights fit in a core's cache: each thread reads
+    // them once a step, and beyond that (H=1024: 32 MiB) the stream costs more
+    // than the separate GEMM (measured, BENCHMARKS.md). Where they compute it
+    // apart, both biases start each step's product instead (no pass over Gx
+    // to fill it with b_ih first).
     let mut gx = Vec::new();
     if !joint {
         gx = vec![0.0f32; t_len * b * gh_w];
-        for row in gx.chunks_exact_mut(gh_w) {
-            row.copy_from_slice(w.b_ih);
-        }
-        gemm(t_len * b, gh_w, d.i, x, false, w.w_ih, true, &mut gx, 1.0);
+        let beta = if gru {
+            for row in gx.chunks_exact_mut(gh_w) {
+                row.copy_from_slice(w.b_ih);
+            }
+            1.0
+        } else {
+            0.0
+        };
+        gemm(t_len * b, gh_w, d.i, x, false, w.w_ih, true, &mut gx, beta);
     }
+    // What each step's product starts from: the GRU's b_hh, else both biases.
+    let step_bias: Vec<f32> = if gru {
+        w.b_hh.to_vec()
+    } else {
+        w.b_ih.iter().zip(w.b_hh).map(|(a, c)| a + c).collect()
+    };
     let mut s = Saved {
         gates: vec![0.0; t_len * b * d.saved()],
         hs: vec![0.0; (t_len + 1) * bh],
@@ -214,7 +227,7 @@ fn forward_with(
         UnitsForward {
             d,
             gx: &gx,
-            b_hh: w.b_hh,
+            bias: &step_bias,
             w_hh: w.w_hh,
             lengths,
             hs: &mut s.hs,
@@ -224,13 +237,12 @@ fn forward_with(
         .run(threads);
         return s;
     }
-    let (packed, input, bias) = if !joint {
+    let (packed, input) = if !joint {
         let packed = Packed::transposed(w.w_hh, gh_w, h);
-        (packed, StepInput::Projected(&gx), w.b_hh.to_vec())
+        (packed, StepInput::Projected(&gx))
     } else {
         let packed = Packed::stacked_transposed(w.w_ih, d.i, w.w_hh, h, gh_w);
-        let bias = w.b_ih.iter().zip(w.b_hh).map(|(a, c)| a + c).collect();
-        (packed, StepInput::Joint(x, d.i), bias)
+        (packed, StepInput::Joint(x, d.i))
     };
     let bounds = row_blocks(b, t_len * b * gh_w * (h + if joint { d.i } else { 0 }));
     let hs = split_slots(&mut s.hs, bh, &bounds, h);
@@ -244,7 +256,7 @@ fn forward_with(
             d,
             r0: r[0],
             rows: r[1] - r[0],
-            bias: &bias,
+            bias: &step_bias,
             input,
             w: &packed,
             lengths,

@@ -323,7 +323,8 @@ pub struct ForwardPart<'a> {
     pub r0: usize,
     pub rows: usize,
     /// What each step's product starts from, per gate column: `b_ih + b_hh`
-    /// with a `Joint` input, `b_hh` with a `Projected` one (whose `gx` holds `b_ih`).
+    /// (LSTM and RNN, whose `gx`, if any, is the bare product `X·W_ihᵀ`), or
+    /// `b_hh` (the GRU, whose `gx` holds `b_ih`).
     pub bias: &'a [f32],
     /// The step's input: `Joint`: `[x_t | h_prev]` times the packed
     /// `[W_ih | W_hh]ᵀ` in one product (LSTM and RNN, when those weights fit in
@@ -473,9 +474,10 @@ unsafe fn forward_avx2(p: ForwardPart) {
 /// arithmetic as in the row split, so the results are the same bits.
 pub struct UnitsForward<'a> {
     pub d: &'a Dims,
-    /// `[T, B, 4H]` input projections (`W_ih x + b_ih`).
+    /// `[T, B, 4H]` input projections (`W_ih x`, no bias).
     pub gx: &'a [f32],
-    pub b_hh: &'a [f32],
+    /// `[4H]` what each step's product starts from: `b_ih + b_hh`.
+    pub bias: &'a [f32],
     /// `[4H, H]`, PyTorch layout.
     pub w_hh: &'a [f32],
     pub lengths: Option<&'a [usize]>,
@@ -615,7 +617,7 @@ impl UnitsForward<'_> {
                 // Column j of this part: gate j / n, unit u0 + j % n.
                 let col = |j: usize| (j / n) * h + u0 + j % n;
                 let w = Packed::new(h, 4 * n, |p, j| self.w_hh[col(j) * h + p]);
-                let bias = (0..4 * n).map(|j| self.b_hh[col(j)]).collect();
+                let bias = (0..4 * n).map(|j| self.bias[col(j)]).collect();
                 (w, bias)
             })
             .collect();
