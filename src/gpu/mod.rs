@@ -76,6 +76,7 @@
 pub mod autotune;
 pub mod bench;
 pub mod context;
+pub mod half;
 pub mod kernels;
 pub mod model;
 pub mod optim_state;
