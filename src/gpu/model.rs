@@ -299,7 +299,7 @@ impl GpuModel {
                 step: 0,
             })
             .collect();
-        Ok(GpuModel {
+        let mut g = GpuModel {
             ctx,
             config,
             layout,
@@ -312,11 +312,9 @@ impl GpuModel {
             ready: Vec::new(),
             whh16,
             submissions: 0,
-        })
-        .and_then(|mut g| {
-            g.refresh_whh16()?;
-            Ok(g)
-        })
+        };
+        g.refresh_whh16()?;
+        Ok(g)
     }
 
     /// Refreshes the f16 copy of W_hh from params (own submission), if the model has one.
@@ -348,8 +346,12 @@ impl GpuModel {
         let Some(w) = &self.whh16 else {
             return Ok(None);
         };
-        let words = self.ctx.read_bytes(&w.buffer, w.buffer.size())?;
-        let halves: &[u16] = bytemuck::cast_slice(&words);
+        let bytes = self.ctx.read_bytes(&w.buffer, w.buffer.size())?;
+        // Little-endian words: the low half (even element) comes first.
+        let halves: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
         Ok(Some(
             w.offsets
                 .iter()
