@@ -4,6 +4,10 @@
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;
 @group(0) @binding(2) var<storage, read_write> work: array<f32>;
 @group(0) @binding(3) var<storage, read> ints: array<i32>;
+// The opt-in f16 copy of W_hh (half.wgsl layout, two halves per u32), bound
+// here in place of the optimizer state by the pipelines with WHH16 = 1; the
+// f32 pipelines (WHH16 = 0, the default) never read it.
+@group(0) @binding(4) var<storage, read_write> whh16: array<u32>;
 
 // One step of one layer, both directions (workgroup_id.z = direction).
 // Offsets are elements: p_* into params, the rest into work. Per direction d:
@@ -18,6 +22,8 @@
 //   y       [T, B, ld]    layer output (0 at masked steps)
 //   dy      [T, B, ld]    gradient of the layer output
 //   carry   [B, ld]       gradient of h carried between steps, without the W_hh part
+// whh_d is W_hh [G*H, H] in params, or with WHH16 = 1 its f16 copy in whh16
+// (the offset then counts halves).
 struct Step {
     t_len: u32,
     b: u32,
@@ -65,6 +71,19 @@ override KC: u32 = 32u;
 // sh_w[(g*TJ + lane)*KS + kk] on distinct banks.
 override KS: u32 = KC + 1u;
 
+// 1: the step kernels read W_hh from its f16 copy whh16 (f32 accumulation
+// as ever); 0: from params in f32.
+override WHH16: u32 = 0u;
+
+// Element e of the W_hh block at whh (see WHH16).
+fn whh_at(whh: u32, e: u32) -> f32 {
+    if WHH16 != 0u {
+        let i = whh + e;
+        return f16_value((whh16[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu);
+    }
+    return params[whh + e];
+}
+
 // Forward: h_prev chunk [TB, KC]; backward: dG chunk [TB, KC].
 var<workgroup> sh_h: array<f32, TB * KC>;
 // Forward: W_hh rows of the tile's gates [G, TJ, KC]; backward: W_hh chunk [KC, TJ].
@@ -96,7 +115,7 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, l
             let k = k0 + e % KC;
             var v = 0.0;
             if j < H && k < H {
-                v = params[whh + (g * H + j) * H + k];
+                v = whh_at(whh, (g * H + j) * H + k);
             }
             sh_w[r * KS + e % KC] = v;
         }
@@ -186,7 +205,7 @@ fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32
             let j = j0 + e % TJ;
             var v = 0.0;
             if r < GH && j < H {
-                v = params[whh + r * H + j];
+                v = whh_at(whh, r * H + j);
             }
             sh_w[e] = v;
         }

@@ -48,6 +48,10 @@ pub struct Row {
     /// --show-tuning`), in program order; absent unless asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<Vec<GemmTuning>>,
+    /// GPU: the step kernels read W_hh from an f16 copy (`bench --f16`,
+    /// `RECURRENT_GPU_F16=1`); absent (false) otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub f16_weights: bool,
 }
 
 /// One GEMM of a GPU training step and the tile configuration it runs with
@@ -105,6 +109,7 @@ impl Row {
             gflops: recurrent_flops(s) / (train_ms * 1e-3) / 1e9,
             profile: None,
             tuning: None,
+            f16_weights: false,
         }
     }
 }
@@ -340,6 +345,7 @@ pub fn run_gpu_with(
     let mut gpu = crate::gpu::GpuModel::new(ctx.clone(), &model)?;
     let (forward_ms, train_ms) = gpu.time_forward_backward(&data, crate::Loss::Mse, reps)?;
     let mut row = Row::measured(s, "gpu", ctx.describe(), forward_ms, train_ms);
+    row.f16_weights = gpu.f16_weights();
     if tuning {
         let choices = gpu.gemm_choices(s.batch, s.steps)?;
         row.tuning = Some(

@@ -544,3 +544,86 @@ fn bench_show_tuning_lists_every_gemm_with_its_configuration() {
         eprintln!("{text}");
     }
 }
+
+/// `bench --f16` (and `RECURRENT_GPU_F16=1`): the GPU rows say `gpu+f16` in the
+/// table and `"f16_weights": true` in the JSON; rows without it carry no such
+/// field. On the CPU path `--f16` is an argument error, for bench and train.
+#[test]
+fn bench_f16_marks_its_rows_and_needs_the_gpu() {
+    for cmd in ["bench", "train"] {
+        let out = bin()
+            .args([cmd, "--device", "cpu", "--f16"])
+            .args(if cmd == "bench" {
+                &["--reps", "1"][..]
+            } else {
+                &[
+                    "--data",
+                    "none.safetensors",
+                    "--cell",
+                    "lstm",
+                    "--hidden",
+                    "4",
+                    "--output",
+                    "last",
+                    "--out-features",
+                    "2",
+                    "--loss",
+                    "ce",
+                    "--optimizer",
+                    "sgd",
+                    "--lr",
+                    "0.1",
+                    "--batch-size",
+                    "2",
+                    "--epochs",
+                    "1",
+                    "--save",
+                    "none-out.safetensors",
+                ][..]
+            })
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd}: {err}");
+        assert!(
+            err.contains("error: invalid argument:")
+                && err.contains("f16")
+                && err.contains("--device gpu"),
+            "{cmd}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    if gpu("bench_f16_marks_its_rows_and_needs_the_gpu").is_none() {
+        return;
+    }
+    let tmp = temp_dir("cli-bench-f16");
+    let size = [
+        "--hidden", "16", "--input", "4", "--batch", "3", "--steps", "5", "--reps", "1",
+    ];
+    for how in ["flag", "env", "off"] {
+        let json = tmp.join(format!("f16-{how}.json"));
+        let mut cmd = bin();
+        cmd.env_remove("RECURRENT_GPU_F16")
+            .args(["bench", "--device", "gpu"])
+            .args(size)
+            .arg("--json")
+            .arg(&json);
+        match how {
+            "flag" => {
+                cmd.arg("--f16");
+            }
+            "env" => {
+                cmd.env("RECURRENT_GPU_F16", "1");
+            }
+            _ => {}
+        }
+        let text = run(&mut cmd);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let r = &report["results"][0];
+        let on = how != "off";
+        assert_eq!(text.contains("gpu+f16"), on, "{how}: {text}");
+        assert_eq!(r["f16_weights"].as_bool(), on.then_some(true), "{how}: {r}");
+        assert!(r["train_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}

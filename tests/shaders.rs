@@ -31,7 +31,8 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
 /// The override values the runtime passes to kernel `k`: for the GEMM shader
 /// exactly what the runtime passes ([`gemm_constants`]) for every GEMM tile the
 /// autotuner may pick (TILE 8/16; RM 4 for `gemm`, 2/4/8 for `gemm_rm`, 1 for
-/// the others); for the other shaders the smallest and the default tunables.
+/// the others); for the other shaders the smallest and the default tunables,
+/// and the step kernels' variant that reads the f16 copy of W_hh (`WHH16`).
 fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
     if k.shader() == Shader::Gemm {
         let rms: &[u32] = match k {
@@ -51,6 +52,7 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
         vec![("TILE", 16.0), ("WG", 64.0)],
         vec![("TILE", 8.0), ("WG", 128.0)],
         vec![("WG", 256.0)],
+        vec![("WG", 64.0), ("WHH16", 1.0)],
     ]
     .into_iter()
     .map(|set| set.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
@@ -198,4 +200,24 @@ fn every_entry_point_translates_to_spirv_msl_hlsl_glsl() {
             }
         }
     }
+}
+
+/// The step kernels have their f16 variant (the `WHH16` override) and the
+/// conversion kernel shares the f16 helpers with them.
+#[test]
+fn the_step_kernels_have_an_f16_weight_variant() {
+    for shader in [Shader::Lstm, Shader::Gru, Shader::Rnn] {
+        let (module, _) = validate(shader);
+        assert!(
+            module
+                .overrides
+                .iter()
+                .any(|(_, o)| o.name.as_deref() == Some("WHH16")),
+            "{} has no WHH16 override",
+            shader.name()
+        );
+        assert!(shader.source().contains("fn f16_value("));
+    }
+    assert_eq!(Kernel::WhhToF16.shader(), Shader::WhhF16);
+    assert!(Shader::WhhF16.source().contains("fn f16_bits("));
 }

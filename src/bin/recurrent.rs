@@ -72,6 +72,11 @@ struct BenchArgs {
     /// cached when RECURRENT_AUTOTUNE=1, else the fixed choice). Also in the JSON as `tuning`.
     #[arg(long)]
     show_tuning: bool,
+    /// GPU only: the per-step kernels read the recurrent weights W_hh from a
+    /// half-precision copy (f32 accumulation; as RECURRENT_GPU_F16=1). Run the
+    /// same sizes with and without it to compare. Rows say `gpu+f16`.
+    #[arg(long)]
+    f16: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
@@ -188,6 +193,11 @@ struct TrainArgs {
     resume: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
+    /// GPU only: the per-step kernels read the recurrent weights W_hh from a
+    /// half-precision copy (f32 accumulation, f32 master weights; as
+    /// RECURRENT_GPU_F16=1). Opt-in: results differ from f32 by the rounding.
+    #[arg(long)]
+    f16: bool,
     /// Where to save the trained model.
     #[arg(long)]
     save: PathBuf,
@@ -260,6 +270,19 @@ fn pick_device(d: DeviceArg) -> Result<Device> {
     Ok(device)
 }
 
+/// `--f16`: models on the GPU keep an f16 copy of W_hh; an argument error on the CPU path.
+fn use_f16_weights(device: &Device, what: &str) -> Result<()> {
+    match device {
+        Device::Gpu(ctx) => {
+            ctx.set_f16_weights(true);
+            Ok(())
+        }
+        Device::Cpu => Err(Error::Argument(format!(
+            "{what} stores the GPU step kernels' weights in f16, but the CPU path runs: use --device gpu"
+        ))),
+    }
+}
+
 fn new_model(a: &TrainArgs, data: &Dataset) -> Result<Model> {
     let cell = cell_of(a.cell.expect("clap requires it"));
     let output = match a.output {
@@ -304,6 +327,9 @@ fn train(a: TrainArgs) -> Result<()> {
         return Err(Error::Argument("--epochs must be at least 1".into()));
     }
     let device = pick_device(a.device)?;
+    if a.f16 {
+        use_f16_weights(&device, "train --f16")?;
+    }
     let data = dataset::load(&a.data)?;
     let mut model = match (&a.resume, &a.model) {
         (Some(p), _) | (None, Some(p)) => checkpoint::load(p)?,
@@ -508,7 +534,15 @@ fn bench(a: BenchArgs) -> Result<()> {
                 .into(),
         ));
     }
+    if a.f16 && a.device == DeviceArg::Cpu {
+        return Err(Error::Argument(
+            "--f16 stores the GPU step kernels' weights in f16: use it with --device gpu".into(),
+        ));
+    }
     let device = pick_device(a.device)?;
+    if a.f16 {
+        use_f16_weights(&device, "bench --f16")?;
+    }
     if a.profile {
         match &device {
             Device::Cpu => {
@@ -531,9 +565,14 @@ fn bench(a: BenchArgs) -> Result<()> {
             Device::Cpu => bench::run_cpu(s, a.reps)?,
             Device::Gpu(ctx) => bench::run_gpu_with(s, a.reps, ctx, a.profile, a.show_tuning)?,
         };
+        let dev = if r.f16_weights {
+            format!("{}+f16", r.device)
+        } else {
+            r.device.clone()
+        };
         println!(
             "{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12.3} {:>12.3} {:>9.1}",
-            r.device,
+            dev,
             r.cell,
             r.input,
             r.hidden,

@@ -19,10 +19,19 @@
 //! With tuning on, each GEMM shape gets its tile configuration measured at first use and
 //! cached here, for every model on the context ([`super::autotune`];
 //! opt-in with `RECURRENT_AUTOTUNE=1`, [`GpuContext::tuned_gemms`] lists the decisions).
+//!
+//! ## f16 recurrent weights
+//! Opt-in (`RECURRENT_GPU_F16=1`, [`GpuContext::set_f16_weights`], or per
+//! model [`GpuModel::with_f16_weights`](super::GpuModel::with_f16_weights)):
+//! the step kernels read W_hh from a half-precision copy (see
+//! [`super::model`]). The copy is packed two halves per `u32` and converted
+//! with integer operations (`shaders/half.wgsl`), so it needs no adapter
+//! feature (`SHADER_F16` is not requested) and runs on every backend, GL included.
 
 use super::autotune::{self, GemmConfig, GemmShape, GemmTimer, TunedGemm, Tuner};
 use super::kernels::Kernels;
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Which adapter to take.
@@ -49,6 +58,8 @@ pub struct GpuContext {
     pub(crate) kernels: Kernels,
     /// Per-shape GEMM configurations, measured at first use ([`super::autotune`]).
     pub(crate) tuner: Tuner,
+    /// Do models created from now on keep an f16 copy of W_hh for the step kernels?
+    f16_weights: AtomicBool,
     /// The first error the device reported outside an error scope (out of
     /// memory, validation, device lost), taken by the next [`GpuContext::wait`].
     /// Without this sink wgpu's default handler would panic inside the host program.
@@ -180,6 +191,7 @@ impl GpuContext {
             features,
             kernels,
             tuner: Tuner::new(autotune::autotune_from_env()),
+            f16_weights: AtomicBool::new(f16_weights_from_env()),
             errors,
         }))
     }
@@ -221,6 +233,19 @@ impl GpuContext {
     /// Off, every GEMM takes the fixed choice and nothing is measured.
     pub fn set_autotune(&self, on: bool) -> bool {
         self.tuner.set_enabled(on)
+    }
+
+    /// Do models created on this context with [`GpuModel::new`](super::GpuModel::new)
+    /// keep an f16 copy of W_hh for the step kernels? Off unless
+    /// `RECURRENT_GPU_F16=1` at creation (see [`super::model`]).
+    pub fn f16_weights(&self) -> bool {
+        self.f16_weights.load(Ordering::SeqCst)
+    }
+
+    /// Turns the f16 copy of W_hh on or off for models created from now on
+    /// (models already created keep theirs); returns the previous setting.
+    pub fn set_f16_weights(&self, on: bool) -> bool {
+        self.f16_weights.swap(on, Ordering::SeqCst)
     }
 
     /// Replaces the timing source of the autotuner (the default,
@@ -321,13 +346,26 @@ impl GpuContext {
             mapped_at_creation: false,
         });
         self.queue.write_buffer(&ubuf, 0, uniforms);
+        let bind_group = self.bind_group(label, &ubuf, [params, grads, work, ints, state]);
+        (ubuf, bind_group)
+    }
+
+    /// A bind group of the shared layout over the five storage buffers (bindings
+    /// 0-4) and one slot of the uniform buffer `ubuf` (binding 5).
+    pub(crate) fn bind_group(
+        &self,
+        label: &str,
+        ubuf: &wgpu::Buffer,
+        [params, grads, work, ints, state]: [&wgpu::Buffer; 5],
+    ) -> wgpu::BindGroup {
+        use super::kernels::SLOT_BYTES;
         fn whole(buf: &wgpu::Buffer, binding: u32) -> wgpu::BindGroupEntry<'_> {
             wgpu::BindGroupEntry {
                 binding,
                 resource: buf.as_entire_binding(),
             }
         }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&format!("{label}.bind_group")),
             layout: &self.kernels.bind_group_layout,
             entries: &[
@@ -339,14 +377,13 @@ impl GpuContext {
                 wgpu::BindGroupEntry {
                     binding: 5,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &ubuf,
+                        buffer: ubuf,
                         offset: 0,
                         size: std::num::NonZeroU64::new(SLOT_BYTES),
                     }),
                 },
             ],
-        });
-        (ubuf, bind_group)
+        })
     }
 
     /// Checks that a storage buffer of `bytes` can be created and bound whole.
@@ -386,6 +423,18 @@ impl GpuContext {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+/// `RECURRENT_GPU_F16` = `1`, `on`, `true` or `yes`: new contexts start with
+/// the f16 copy of W_hh on ([`GpuContext::f16_weights`]).
+pub fn f16_weights_from_env() -> bool {
+    match std::env::var("RECURRENT_GPU_F16") {
+        Ok(v) => matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "on" | "true" | "yes"
+        ),
+        Err(_) => false,
     }
 }
 

@@ -9,7 +9,11 @@
 //! Bindings (identical in every shader that uses them):
 //! `0 params`, `1 grads`, `2 work` (read-write f32 storage), `3 ints` (read-only
 //! i32 storage: lengths, token ids, class targets), `4 state` (optimizer
-//! moments), `5` the dispatch's uniform. Offsets into the buffers travel in
+//! moments), `5` the dispatch's uniform. The dispatches that read the opt-in
+//! f16 copy of W_hh ([`Dispatch::f16`]: the step kernels with `WHH16 = 1` and
+//! the conversion kernel `whh_to_f16`) get a second bind group with the copy
+//! at binding 4 instead of the optimizer state, which they never use; so the
+//! kernels keep needing 5 storage bindings, on every adapter. Offsets into the buffers travel in
 //! the uniform as element indices, never as binding offsets (storage binding
 //! offsets must be 256-byte aligned; element offsets need not be).
 
@@ -29,8 +33,12 @@ pub enum Shader {
     Head,
     Optim,
     Embed,
+    /// `whh_f16.wgsl`: the f16 copy of W_hh.
+    WhhF16,
 }
 
+const HALF: &str = include_str!("../../shaders/half.wgsl");
+const WHH_F16: &str = include_str!("../../shaders/whh_f16.wgsl");
 const STEP_COMMON: &str = include_str!("../../shaders/step_common.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const LSTM: &str = include_str!("../../shaders/lstm.wgsl");
@@ -41,7 +49,7 @@ const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 
 impl Shader {
-    pub const ALL: [Shader; 7] = [
+    pub const ALL: [Shader; 8] = [
         Shader::Gemm,
         Shader::Lstm,
         Shader::Gru,
@@ -49,6 +57,7 @@ impl Shader {
         Shader::Head,
         Shader::Optim,
         Shader::Embed,
+        Shader::WhhF16,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,19 +69,22 @@ impl Shader {
             Shader::Head => "head.wgsl",
             Shader::Optim => "optim.wgsl",
             Shader::Embed => "embed.wgsl",
+            Shader::WhhF16 => "whh_f16.wgsl",
         }
     }
 
-    /// The complete WGSL module (the cell files get `step_common.wgsl` in front).
+    /// The complete WGSL module (the cell files get `half.wgsl` and
+    /// `step_common.wgsl` in front, `whh_f16.wgsl` gets `half.wgsl`).
     pub fn source(self) -> String {
         match self {
             Shader::Gemm => GEMM.to_string(),
-            Shader::Lstm => format!("{STEP_COMMON}\n{LSTM}"),
-            Shader::Gru => format!("{STEP_COMMON}\n{GRU}"),
-            Shader::Rnn => format!("{STEP_COMMON}\n{RNN}"),
+            Shader::Lstm => format!("{HALF}\n{STEP_COMMON}\n{LSTM}"),
+            Shader::Gru => format!("{HALF}\n{STEP_COMMON}\n{GRU}"),
+            Shader::Rnn => format!("{HALF}\n{STEP_COMMON}\n{RNN}"),
             Shader::Head => HEAD.to_string(),
             Shader::Optim => OPTIM.to_string(),
             Shader::Embed => EMBED.to_string(),
+            Shader::WhhF16 => format!("{HALF}\n{WHH_F16}"),
         }
     }
 
@@ -111,10 +123,12 @@ pub enum Kernel {
     OptimizerStep,
     EmbedForward,
     EmbedBackward,
+    /// W_hh of a layer (both directions) to its f16 copy.
+    WhhToF16,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Gemm,
         Kernel::GemmRm,
         Kernel::GemmSmall,
@@ -133,6 +147,7 @@ impl Kernel {
         Kernel::OptimizerStep,
         Kernel::EmbedForward,
         Kernel::EmbedBackward,
+        Kernel::WhhToF16,
     ];
 
     pub fn shader(self) -> Shader {
@@ -145,6 +160,7 @@ impl Kernel {
             LossCe | LossMse => Shader::Head,
             GradNormPartial | GradNormFinish | OptimizerStep => Shader::Optim,
             EmbedForward | EmbedBackward => Shader::Embed,
+            WhhToF16 => Shader::WhhF16,
         }
     }
 
@@ -169,6 +185,7 @@ impl Kernel {
             OptimizerStep => "optimizer_step",
             EmbedForward => "embed_forward",
             EmbedBackward => "embed_backward",
+            WhhToF16 => "whh_to_f16",
         }
     }
 }
@@ -389,8 +406,10 @@ impl Kernels {
     }
 
     /// Override constants for a kernel, from the tunables (and, for the GEMM
-    /// shader, from the dispatch's own tile where it has one).
-    fn constants(&self, k: Kernel, gemm: Option<GemmTile>) -> Vec<(String, f64)> {
+    /// shader, from the dispatch's own tile where it has one). `f16`: a step
+    /// kernel reads W_hh from its f16 copy (`WHH16 = 1`; absent when off, so
+    /// the f32 pipelines are exactly those of a build without the option).
+    fn constants(&self, k: Kernel, gemm: Option<GemmTile>, f16: bool) -> Vec<(String, f64)> {
         let t = &self.tunables;
         match k.shader() {
             Shader::Gemm => {
@@ -405,11 +424,17 @@ impl Kernels {
                 gemm_constants(k, g.tile, g.rm)
             }
             Shader::Head | Shader::Optim => vec![("WG".into(), t.wg_reduce as f64)],
-            Shader::Lstm | Shader::Gru | Shader::Rnn => vec![
-                ("TJ".into(), t.step_units as f64),
-                ("TB".into(), t.step_rows as f64),
-            ],
-            Shader::Embed => vec![("WG".into(), t.wg_small as f64)],
+            Shader::Lstm | Shader::Gru | Shader::Rnn => {
+                let mut c = vec![
+                    ("TJ".into(), t.step_units as f64),
+                    ("TB".into(), t.step_rows as f64),
+                ];
+                if f16 {
+                    c.push(("WHH16".into(), 1.0));
+                }
+                c
+            }
+            Shader::Embed | Shader::WhhF16 => vec![("WG".into(), t.wg_small as f64)],
         }
     }
 
@@ -418,13 +443,13 @@ impl Kernels {
         self.pipeline_with(device, k, None)
     }
 
-    /// The pipeline a recorded dispatch runs (its kernel and GEMM tile).
+    /// The pipeline a recorded dispatch runs (its kernel, GEMM tile and f16 variant).
     pub fn pipeline_for(
         &self,
         device: &wgpu::Device,
         d: &Dispatch,
     ) -> Result<wgpu::ComputePipeline> {
-        self.pipeline_with(device, d.kernel, d.gemm)
+        self.pipeline_variant(device, d.kernel, d.gemm, d.f16)
     }
 
     /// The pipeline of `k` with GEMM tile `gemm` (`None`: the tunables' default).
@@ -434,7 +459,19 @@ impl Kernels {
         k: Kernel,
         gemm: Option<GemmTile>,
     ) -> Result<wgpu::ComputePipeline> {
-        let consts = self.constants(k, gemm);
+        self.pipeline_variant(device, k, gemm, false)
+    }
+
+    /// [`Kernels::pipeline_with`]; `f16`: the step kernels' variant that reads
+    /// W_hh from its f16 copy.
+    pub fn pipeline_variant(
+        &self,
+        device: &wgpu::Device,
+        k: Kernel,
+        gemm: Option<GemmTile>,
+        f16: bool,
+    ) -> Result<wgpu::ComputePipeline> {
+        let consts = self.constants(k, gemm, f16);
         let key = (
             k,
             consts
@@ -546,6 +583,8 @@ pub struct StepArgs {
     pub y_off: u32,
     pub dy_off: u32,
     pub carry_off: u32,
+    /// W_hh per direction: offsets into params, or with the f16 copy
+    /// ([`Program::whh_f16`]) offsets in halves into the copy.
     pub whh: [u32; 2],
     pub bhh: [u32; 2],
     pub gx: [u32; 2],
@@ -611,6 +650,16 @@ pub struct EmbedArgs {
     pub dx_off: u32,
 }
 
+/// Arguments of `whh_to_f16` (`struct Convert` in whh_f16.wgsl): `len`
+/// elements of W_hh per direction from params at `src` to the copy at word `dst`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConvertArgs {
+    pub len: u32,
+    pub src: [u32; 2],
+    pub dst: [u32; 2],
+}
+
 /// One recorded dispatch: a kernel, its uniform slot, its grid.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
@@ -621,6 +670,37 @@ pub struct Dispatch {
     pub label: String,
     /// Override constants of a GEMM-shader dispatch chosen per shape (`None`: the tunables').
     pub gemm: Option<GemmTile>,
+    /// Reads (or writes) the f16 copy of W_hh: runs the `WHH16 = 1` variant of
+    /// a step kernel, with [`Binds::f16`].
+    pub f16: bool,
+}
+
+/// The bind groups a program's dispatches run with: `main` (`[params, grads,
+/// work, ints, state]` and the uniforms), and for the dispatches marked
+/// [`Dispatch::f16`] the same with the f16 copy of W_hh at binding 4.
+#[derive(Clone, Copy)]
+pub struct Binds<'a> {
+    pub main: &'a wgpu::BindGroup,
+    pub f16: Option<&'a wgpu::BindGroup>,
+}
+
+impl<'a> Binds<'a> {
+    /// Only `main` (a program without f16 dispatches).
+    pub fn main(main: &'a wgpu::BindGroup) -> Binds<'a> {
+        Binds { main, f16: None }
+    }
+
+    fn of(&self, d: &Dispatch) -> Result<&'a wgpu::BindGroup> {
+        if !d.f16 {
+            return Ok(self.main);
+        }
+        self.f16.ok_or_else(|| {
+            Error::Gpu(format!(
+                "{}: reads the f16 copy of W_hh, but no bind group holds it",
+                d.label
+            ))
+        })
+    }
 }
 
 /// A list of dispatches and the uniform bytes they read. Built once per shape
@@ -639,6 +719,9 @@ pub struct Program {
     pub tuner: Option<Arc<GpuContext>>,
     /// Every GEMM recorded, in order, with the configuration it runs.
     pub gemms: Vec<GemmChoice>,
+    /// The step kernels read W_hh from its f16 copy ([`StepArgs::whh`] then
+    /// points into it).
+    pub whh_f16: bool,
 }
 
 fn ceil_div(a: u32, b: u32) -> u32 {
@@ -655,6 +738,7 @@ impl Program {
             split_partials: None,
             tuner: None,
             gemms: Vec::new(),
+            whh_f16: false,
         }
     }
 
@@ -684,6 +768,13 @@ impl Program {
         self.push_tile(kernel, slot, groups, label, None)
     }
 
+    /// Marks the dispatches pushed since index `from` (empty grids push none) as using the f16 copy.
+    fn mark_f16(&mut self, from: usize) {
+        for d in &mut self.dispatches[from..] {
+            d.f16 = true;
+        }
+    }
+
     fn push_tile(
         &mut self,
         kernel: Kernel,
@@ -707,6 +798,7 @@ impl Program {
             groups,
             label: label.to_string(),
             gemm,
+            f16: false,
         });
         Ok(())
     }
@@ -819,7 +911,25 @@ impl Program {
             ceil_div(a.b, t.step_rows),
             dirs,
         ];
-        self.push(kernel, s, groups, label)
+        let from = self.dispatches.len();
+        self.push(kernel, s, groups, label)?;
+        if self.whh_f16 {
+            self.mark_f16(from);
+        }
+        Ok(())
+    }
+
+    /// W_hh of one layer (`dirs` directions along z) to its f16 copy.
+    pub fn whh_to_f16(&mut self, a: ConvertArgs, dirs: u32, label: &str) -> Result<()> {
+        let wg = self.t().wg_small;
+        let s = self.slot(&a);
+        let groups = ceil_div(a.len.div_ceil(2), wg)
+            .min(self.max_groups)
+            .min(65535);
+        let from = self.dispatches.len();
+        self.push(Kernel::WhhToF16, s, [groups, 1, dirs], label)?;
+        self.mark_f16(from);
+        Ok(())
     }
 
     /// Loss and its gradient (one workgroup).
@@ -867,7 +977,7 @@ impl Program {
         kernels: &Kernels,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        bind_group: &wgpu::BindGroup,
+        binds: Binds<'_>,
         range: std::ops::Range<usize>,
         queries: &wgpu::QuerySet,
         first: u32,
@@ -884,7 +994,7 @@ impl Program {
                 }),
             });
             pass.set_pipeline(&p);
-            pass.set_bind_group(0, bind_group, &[(d.slot as u64 * SLOT_BYTES) as u32]);
+            pass.set_bind_group(0, binds.of(d)?, &[(d.slot as u64 * SLOT_BYTES) as u32]);
             pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
         }
         Ok(())
@@ -896,21 +1006,21 @@ impl Program {
         kernels: &Kernels,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        bind_group: &wgpu::BindGroup,
+        binds: Binds<'_>,
         range: std::ops::Range<usize>,
         label: &str,
     ) -> Result<()> {
         let mut pipelines = Vec::with_capacity(range.len());
         for d in &self.dispatches[range.clone()] {
-            pipelines.push(kernels.pipeline_for(device, d)?);
+            pipelines.push((kernels.pipeline_for(device, d)?, binds.of(d)?));
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(label),
             timestamp_writes: None,
         });
-        for (d, p) in self.dispatches[range].iter().zip(&pipelines) {
+        for (d, (p, bg)) in self.dispatches[range].iter().zip(&pipelines) {
             pass.set_pipeline(p);
-            pass.set_bind_group(0, bind_group, &[(d.slot as u64 * SLOT_BYTES) as u32]);
+            pass.set_bind_group(0, *bg, &[(d.slot as u64 * SLOT_BYTES) as u32]);
             pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
         }
         Ok(())

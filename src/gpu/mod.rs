@@ -7,6 +7,7 @@
 //!   and cached in the context.
 //! - [`workspace`]: where every activation of a batch shape lives.
 //! - [`model`]: [`GpuModel`], forward / gradients / training steps.
+//! - [`half`]: f32 ↔ binary16 by hand, as the opt-in f16 copy of W_hh rounds.
 //!
 //! ```no_run
 //! # fn main() -> recurrent::Result<()> {
@@ -46,6 +47,17 @@
 //!   first built. Off by default (every GEMM takes the fixed choice): unmeasured
 //!   on real GPUs so far, and a timed choice can change run-to-run results.
 //! - `RECURRENT_STEP_TILE=units,rows,chunk`: the step kernels' tile (manual).
+//! - `RECURRENT_GPU_F16=1` (or `on`): models keep a half-precision copy of
+//!   every W_hh, which the per-step kernels read instead of the f32 weights
+//!   (f32 accumulation; master weights, gradients, optimizer and every other
+//!   GEMM stay f32). Also [`GpuContext::set_f16_weights`],
+//!   [`GpuModel::with_f16_weights`], `recurrent bench --f16`. Off by default.
+//!   Results match the f32 path run on W_hh rounded to f16 (round to nearest
+//!   even) to the usual GPU tolerances, and the unrounded model to a looser
+//!   one (`tests/gpu_f16.rs`). Stored as packed `u32` pairs converted with
+//!   integer operations, so no adapter feature is needed (GL too). Unmeasured
+//!   on real GPUs so far: whether halving W_hh's bytes beats the unpacking is
+//!   for `recurrent bench --f16` on the hardware to say. See [`model`].
 //!
 //! Lavapipe prints `XDG_RUNTIME_DIR is invalid` on stderr without a session;
 //! it is harmless.
@@ -76,6 +88,7 @@
 pub mod autotune;
 pub mod bench;
 pub mod context;
+pub mod half;
 pub mod kernels;
 pub mod model;
 pub mod optim_state;

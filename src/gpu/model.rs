@@ -15,6 +15,25 @@
 //!   optimizer, and a copy of the loss scalars into a ring of staging buffers.
 //!   Nothing waits for the GPU inside a step; [`GpuModel::poll_stats`] collects
 //!   finished steps' losses without blocking, [`GpuModel::finish`] waits.
+//!
+//! ## f16 recurrent weights (opt-in)
+//! With [`GpuModel::with_f16_weights`] (or the context's default,
+//! `RECURRENT_GPU_F16=1`), the model keeps a half-precision copy of every
+//! layer-direction's W_hh in its own buffer (`"whh.f16"`: binary16, two per
+//! `u32`, rounded to nearest even exactly as [`super::half::round_to_f16`]),
+//! and the per-step kernels read W_hh from it — the weight they re-read every
+//! time step, half the bytes — while accumulating in f32. Everything else
+//! stays f32: the master weights, the input projection and weight-gradient
+//! GEMMs, the head, the gradients and the optimizer. The copy is refreshed by
+//! `whh_to_f16` after every [`GpuModel::upload`] (and creation) and after
+//! every optimizer step, inside that step's command buffer, so the next
+//! step's forward and backward read the updated weights. Results then equal
+//! the f32 path's on a model whose W_hh was rounded to f16 (to the usual
+//! GPU-vs-CPU tolerances; `tests/gpu_f16.rs`) and differ from the unrounded
+//! model's by the rounding (f16 keeps 11 significant bits: a relative error
+//! of at most 2^-11 per weight). Off by default, and then nothing changes: the
+//! same kernels, dispatches and bits as without the option. Its speed is
+//! unmeasured on real GPUs so far.
 
 use super::autotune::GemmChoice;
 use super::context::GpuContext;
@@ -71,6 +90,8 @@ struct Plan {
     /// `[slots, 64]` u32: one 256-byte argument slot per dispatch ("uniforms").
     uniforms: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
+    /// `bind_group` with the f16 copy of W_hh at binding 4 (only with the copy).
+    bind_group_f16: Option<wgpu::BindGroup>,
     program: Program,
     phases: Phases,
     norm_slot: u32,
@@ -84,6 +105,113 @@ struct StatsSlot {
     /// 0 idle, 1 mapping, 2 mapped, 3 failed.
     state: Arc<AtomicU8>,
     step: u64,
+}
+
+/// The f16 copy of W_hh and the program that refreshes it from params.
+struct WhhF16 {
+    /// `[words]` u32: binary16 pairs, one block per layer-direction ("whh.f16").
+    buffer: wgpu::Buffer,
+    /// Offset in halves of each layer-direction's block (even), [`Layout::layers`] order.
+    offsets: Vec<u32>,
+    /// Elements of each block (G·H·H).
+    len: usize,
+    /// One `whh_to_f16` per layer (both directions).
+    program: Program,
+    /// Its uniforms; `bind_group` is `[params, grads, state, (placeholder), whh.f16]`.
+    _uniforms: wgpu::Buffer,
+    _placeholder: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+}
+
+impl WhhF16 {
+    fn new(
+        ctx: &GpuContext,
+        config: &ModelConfig,
+        layout: &Layout,
+        buffers: [&wgpu::Buffer; 3],
+    ) -> Result<WhhF16> {
+        let [params, grads, state] = buffers;
+        let len = config.cell.gates() * config.hidden * config.hidden;
+        let mut offsets = Vec::with_capacity(layout.layers.len());
+        let mut words = 0usize;
+        for _ in &layout.layers {
+            offsets.push(2 * words);
+            words += len.div_ceil(2);
+        }
+        ctx.check_storage("the f16 copy of W_hh", (words.max(1) * 4) as u64)?;
+        if 2 * words >= u32::MAX as usize {
+            return Err(Error::Gpu(format!(
+                "the f16 copy of W_hh has {} elements, more than 32-bit offsets address. HINT: use a smaller model",
+                2 * words
+            )));
+        }
+        let offsets: Vec<u32> = offsets.into_iter().map(|o| o as u32).collect();
+        let dev = &ctx.device;
+        let buffer = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("whh.f16"),
+            size: (words.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        // Binding 3 (read-only ints) must hold some buffer other than the writable ones.
+        let placeholder = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("whh.f16.placeholder"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let mut program = Program::new(&ctx.limits, ctx.kernels.tunables);
+        let nd = config.directions();
+        for k in 0..config.layers {
+            let (i0, i1) = (k * nd, k * nd + nd - 1);
+            program.whh_to_f16(
+                ConvertArgs {
+                    len: len as u32,
+                    src: [
+                        layout.layers[i0].w_hh.start as u32,
+                        layout.layers[i1].w_hh.start as u32,
+                    ],
+                    dst: [offsets[i0] / 2, offsets[i1] / 2],
+                },
+                nd as u32,
+                &format!("{}.l{k}.whh_to_f16", config.cell.name()),
+            )?;
+        }
+        let (uniforms, bind_group) = ctx.bind_program(
+            "whh.f16",
+            &program.uniforms,
+            [params, grads, state, &placeholder, &buffer],
+        );
+        Ok(WhhF16 {
+            buffer,
+            offsets,
+            len,
+            program,
+            _uniforms: uniforms,
+            _placeholder: placeholder,
+            bind_group,
+        })
+    }
+
+    fn binds(&self) -> Binds<'_> {
+        Binds {
+            main: &self.bind_group,
+            f16: Some(&self.bind_group),
+        }
+    }
+
+    /// Records the refresh of the copy from params.
+    fn encode(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        let n = self.program.dispatches.len();
+        self.program.encode(
+            &ctx.kernels,
+            &ctx.device,
+            enc,
+            self.binds(),
+            0..n,
+            "whh.f16",
+        )
+    }
 }
 
 /// A model on the GPU.
@@ -103,6 +231,8 @@ pub struct GpuModel {
     in_flight: VecDeque<usize>,
     /// Statistics read back but not handed out yet, oldest first.
     ready: Vec<StepStats>,
+    /// The f16 copy of W_hh the step kernels read, when on.
+    whh16: Option<WhhF16>,
     /// Submissions made (for the report below).
     pub submissions: u64,
 }
@@ -116,8 +246,16 @@ fn gemm_args() -> GemmArgs {
 }
 
 impl GpuModel {
-    /// Uploads `model`'s parameters to the GPU of `ctx`.
+    /// Uploads `model`'s parameters to the GPU of `ctx`. The step kernels
+    /// read W_hh in f16 if the context says so ([`GpuContext::f16_weights`]).
     pub fn new(ctx: Arc<GpuContext>, model: &Model) -> Result<GpuModel> {
+        let f16 = ctx.f16_weights();
+        Self::with_f16_weights(ctx, model, f16)
+    }
+
+    /// [`GpuModel::new`] with the f16 copy of W_hh on or off whatever the
+    /// context's default (see the module docs).
+    pub fn with_f16_weights(ctx: Arc<GpuContext>, model: &Model, f16: bool) -> Result<GpuModel> {
         let config = model.config().clone();
         let layout = model.layout().clone();
         let p = layout.total.max(1);
@@ -139,6 +277,16 @@ impl GpuModel {
         let state = mk("optim.state", 2 * p);
         ctx.queue
             .write_buffer(&params, 0, f32_bytes(model.params()));
+        let whh16 = if f16 {
+            Some(WhhF16::new(
+                &ctx,
+                &config,
+                &layout,
+                [&params, &grads, &state],
+            )?)
+        } else {
+            None
+        };
         let ring = (0..STATS_RING)
             .map(|i| StatsSlot {
                 buffer: dev.create_buffer(&wgpu::BufferDescriptor {
@@ -151,7 +299,7 @@ impl GpuModel {
                 step: 0,
             })
             .collect();
-        Ok(GpuModel {
+        let mut g = GpuModel {
             ctx,
             config,
             layout,
@@ -162,8 +310,54 @@ impl GpuModel {
             ring,
             in_flight: VecDeque::new(),
             ready: Vec::new(),
+            whh16,
             submissions: 0,
-        })
+        };
+        g.refresh_whh16()?;
+        Ok(g)
+    }
+
+    /// Refreshes the f16 copy of W_hh from params (own submission), if the model has one.
+    fn refresh_whh16(&mut self) -> Result<()> {
+        let Some(w) = &self.whh16 else {
+            return Ok(());
+        };
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("whh.f16"),
+            });
+        w.encode(&self.ctx, &mut enc)?;
+        self.ctx.queue.submit([enc.finish()]);
+        self.submissions += 1;
+        Ok(())
+    }
+
+    /// Do the step kernels read W_hh from an f16 copy?
+    pub fn f16_weights(&self) -> bool {
+        self.whh16.is_some()
+    }
+
+    /// The f16 copy of each layer-direction's W_hh as the GPU holds it
+    /// (binary16 bits, [`Layout::layers`] order, each `[G*H, H]` row-major),
+    /// or `None` without the copy. Waits for queued steps. For tests and inspection.
+    pub fn whh_f16_bits(&self) -> Result<Option<Vec<Vec<u16>>>> {
+        let Some(w) = &self.whh16 else {
+            return Ok(None);
+        };
+        let bytes = self.ctx.read_bytes(&w.buffer, w.buffer.size())?;
+        // Little-endian words: the low half (even element) comes first.
+        let halves: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        Ok(Some(
+            w.offsets
+                .iter()
+                .map(|&o| halves[o as usize..o as usize + w.len].to_vec())
+                .collect(),
+        ))
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -186,7 +380,7 @@ impl GpuModel {
         self.ctx
             .queue
             .write_buffer(&self.params, 0, f32_bytes(params));
-        Ok(())
+        self.refresh_whh16()
     }
 
     /// Number of parameters P.
@@ -229,9 +423,14 @@ impl GpuModel {
         Ok(())
     }
 
-    /// Number of dispatches one training step records for batch shape `(b, t)`.
+    /// Number of dispatches one training step records for batch shape `(b, t)`
+    /// (with the f16 copy of W_hh, its refresh after the optimizer too: one per layer).
     pub fn dispatches_per_step(&mut self, b: usize, t: usize) -> Result<usize> {
-        Ok(self.plan(b, t)?.phases.optim - 1)
+        let refresh = self
+            .whh16
+            .as_ref()
+            .map_or(0, |w| w.program.dispatches.len());
+        Ok(self.plan(b, t)?.phases.optim - 1 + refresh)
     }
 
     /// Every GEMM of a training step for batch shape `(b, t)`, in program
@@ -293,12 +492,20 @@ impl GpuModel {
             &program.uniforms,
             [&self.params, &self.grads, &work, &ints, &self.state],
         );
+        let bind_group_f16 = self.whh16.as_ref().map(|w| {
+            ctx.bind_group(
+                "plan.f16",
+                &uniforms,
+                [&self.params, &self.grads, &work, &ints, &w.buffer],
+            )
+        });
         Ok(Plan {
             ws,
             work,
             ints,
             uniforms,
             bind_group,
+            bind_group_f16,
             program,
             phases,
             norm_slot,
@@ -316,6 +523,14 @@ impl GpuModel {
         // Each GEMM shape's configuration comes from the context's tuner: new
         // shapes are measured here, while the plan is built, never inside a step.
         pg.tuner = Some(ctx.clone());
+        // With the f16 copy, the step kernels read W_hh from it (offsets in halves).
+        pg.whh_f16 = self.whh16.is_some();
+        let whh_at = |i: usize| -> u32 {
+            match &self.whh16 {
+                Some(w) => w.offsets[i],
+                None => lay.layers[i].w_hh.start as u32,
+            }
+        };
         let (b, t) = (ws.b as u32, ws.t as u32);
         let (h, dirs, d) = (
             cfg.hidden as u32,
@@ -373,7 +588,7 @@ impl GpuModel {
                 y_off: lw.y.off,
                 dy_off: 0,
                 carry_off: lw.carry.off,
-                whh: [sl0.w_hh.start as u32, sl1.w_hh.start as u32],
+                whh: [whh_at(k * nd), whh_at(k * nd + nd - 1)],
                 bhh: [sl0.b_hh.start as u32, sl1.b_hh.start as u32],
                 gx: two(lw.gx),
                 hs: two(lw.hs),
@@ -894,7 +1109,11 @@ impl GpuModel {
         }
         let ph = plan.phases;
         let k = &self.ctx.kernels;
-        let (pg, bg) = (&plan.program, &plan.bind_group);
+        let pg = &plan.program;
+        let bg = Binds {
+            main: &plan.bind_group,
+            f16: plan.bind_group_f16.as_ref(),
+        };
         pg.encode(k, dev, &mut enc, bg, 0..ph.forward, "forward")?;
         match loss {
             Some(Loss::Ce) => pg.encode(k, dev, &mut enc, bg, ph.forward..ph.loss_ce, "loss")?,
@@ -906,6 +1125,10 @@ impl GpuModel {
         }
         if optim.is_some() {
             pg.encode(k, dev, &mut enc, bg, ph.backward..ph.optim, "optimizer")?;
+            // The next step's kernels read the updated W_hh.
+            if let Some(w) = &self.whh16 {
+                w.encode(&self.ctx, &mut enc)?;
+            }
         }
         Ok(enc)
     }
@@ -1159,19 +1382,31 @@ impl GpuModel {
             Loss::Ce => (ph.forward..ph.loss_ce, ph.loss_mse..ph.optim),
             Loss::Mse => (ph.loss_ce..ph.loss_mse, ph.loss_mse..ph.optim),
         };
-        let ranges = [0..ph.forward, loss_range, rest];
-        let n: usize = ranges.iter().map(|r| r.len()).sum();
+        let binds = Binds {
+            main: &plan.bind_group,
+            f16: plan.bind_group_f16.as_ref(),
+        };
+        let mut ranges = vec![
+            (&plan.program, binds, 0..ph.forward),
+            (&plan.program, binds, loss_range),
+            (&plan.program, binds, rest),
+        ];
+        // With the f16 copy, its refresh after the optimizer belongs to the step.
+        if let Some(w) = &self.whh16 {
+            ranges.push((&w.program, w.binds(), 0..w.program.dispatches.len()));
+        }
+        let n: usize = ranges.iter().map(|r| r.2.len()).sum();
         let dev = &self.ctx.device;
         let mut recorded: Vec<(Kernel, String)> = Vec::with_capacity(n);
         let mut times = Vec::with_capacity(n);
         // At most QUERY_SET_MAX_QUERIES / 2 dispatches per query set.
         let per_set = (wgpu::QUERY_SET_MAX_QUERIES / 2) as usize;
-        let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
-        for r in ranges {
+        let mut chunks: Vec<(&Program, Binds<'_>, std::ops::Range<usize>)> = Vec::new();
+        for (pg, bg, r) in ranges {
             let mut s = r.start;
             while s < r.end {
                 let e = (s + per_set).min(r.end);
-                chunks.push(s..e);
+                chunks.push((pg, bg, s..e));
                 s = e;
             }
         }
@@ -1190,22 +1425,14 @@ impl GpuModel {
             );
         }
         let mut sets = Vec::new();
-        for c in &chunks {
+        for (pg, bg, c) in &chunks {
             let count = 2 * c.len() as u32;
             let qs = dev.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("profile.timestamps"),
                 ty: wgpu::QueryType::Timestamp,
                 count,
             });
-            plan.program.encode_timed(
-                &self.ctx.kernels,
-                dev,
-                &mut enc,
-                &plan.bind_group,
-                c.clone(),
-                &qs,
-                0,
-            )?;
+            pg.encode_timed(&self.ctx.kernels, dev, &mut enc, *bg, c.clone(), &qs, 0)?;
             let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("profile.resolve"),
                 size: count as u64 * 8,
@@ -1214,7 +1441,7 @@ impl GpuModel {
             });
             enc.resolve_query_set(&qs, 0..count, &resolve, 0);
             recorded.extend(
-                plan.program.dispatches[c.clone()]
+                pg.dispatches[c.clone()]
                     .iter()
                     .map(|d| (d.kernel, d.label.clone())),
             );
