@@ -76,22 +76,27 @@ fn same_seed_same_weights_bit_for_bit_on_the_gpu() {
     let Some(ctx) = common::gpu("same_seed_same_weights_bit_for_bit_on_the_gpu") else {
         return;
     };
-    for (case, loss) in cases() {
-        let label = case.label(loss);
-        let m: Model = case.model(1);
-        let a = run(&mut GpuModel::new(ctx.clone(), &m).unwrap(), &case, loss, 7);
-        let b = run(&mut GpuModel::new(ctx.clone(), &m).unwrap(), &case, loss, 7);
-        let differing = a
-            .iter()
-            .zip(&b)
-            .filter(|(x, y)| x.to_bits() != y.to_bits())
-            .count();
-        assert_eq!(
-            differing,
-            0,
-            "{label}: {differing} of {} weights differ between two GPU runs on {}",
-            a.len(),
-            ctx.describe()
-        );
+    // With the f16 copy of W_hh too: its conversion adds no atomics or reductions.
+    for f16 in [false, true] {
+        for (case, loss) in cases() {
+            let label = format!("{}{}", case.label(loss), if f16 { " f16 W_hh" } else { "" });
+            let m: Model = case.model(1);
+            let gpu = || GpuModel::with_f16_weights(ctx.clone(), &m, f16).unwrap();
+            assert_eq!(gpu().f16_weights(), f16, "{label}: the copy's switch");
+            let a = run(&mut gpu(), &case, loss, 7);
+            let b = run(&mut gpu(), &case, loss, 7);
+            let differing = a
+                .iter()
+                .zip(&b)
+                .filter(|(x, y)| x.to_bits() != y.to_bits())
+                .count();
+            assert_eq!(
+                differing,
+                0,
+                "{label}: {differing} of {} weights differ between two GPU runs on {}",
+                a.len(),
+                ctx.describe()
+            );
+        }
     }
 }
