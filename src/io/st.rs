@@ -1,6 +1,7 @@
 //! safetensors files: reading tensors with dtype conversion, and atomic writes.
 
 use crate::error::{Error, Result};
+use crate::gpu::half::f16_bits_to_f32;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -43,28 +44,6 @@ pub struct File {
     pub metadata: HashMap<String, String>,
 }
 
-fn half_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let frac = (h & 0x3ff) as u32;
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, f) => {
-            // Subnormal: normalise.
-            let mut e = 127 - 15 + 1;
-            let mut f = f;
-            while f & 0x400 == 0 {
-                f <<= 1;
-                e -= 1;
-            }
-            sign | (e << 23) | ((f & 0x3ff) << 13)
-        }
-        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
-        (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
-    };
-    f32::from_bits(bits)
-}
-
 fn convert(dtype: Dtype, b: &[u8]) -> Option<Values> {
     macro_rules! le {
         ($t:ty, $n:expr) => {
@@ -75,7 +54,7 @@ fn convert(dtype: Dtype, b: &[u8]) -> Option<Values> {
     Some(match dtype {
         Dtype::F32 => Values::F32(le!(f32, 4).collect()),
         Dtype::F64 => Values::F32(le!(f64, 8).map(|v| v as f32).collect()),
-        Dtype::F16 => Values::F32(le!(u16, 2).map(half_to_f32).collect()),
+        Dtype::F16 => Values::F32(le!(u16, 2).map(f16_bits_to_f32).collect()),
         Dtype::BF16 => Values::F32(
             le!(u16, 2)
                 .map(|v| f32::from_bits((v as u32) << 16))
@@ -231,7 +210,7 @@ fn dir_of(path: &Path) -> &Path {
 
 #[cfg(test)]
 mod tests {
-    use super::half_to_f32;
+    use super::f16_bits_to_f32 as half_to_f32;
 
     #[test]
     fn half_conversion_covers_normal_subnormal_and_special() {
