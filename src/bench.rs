@@ -60,13 +60,10 @@ pub struct Row {
 pub struct GemmTuning {
     /// Its role in the step (e.g. `lstm.l0.input_projection`).
     pub label: String,
-    /// `C[m×n] (+)= op(A)·op(B)`, `op(A)` `[m×k]`, over `batch` entries.
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub a_t: bool,
-    pub b_t: bool,
-    pub batch: u32,
+    /// `C[m×n] (+)= op(A)·op(B)`, `op(A)` `[m×k]`, over `batch` entries
+    /// (in the JSON as the fields `m`, `n`, `k`, `a_t`, `b_t`, `batch`).
+    #[serde(flatten)]
+    pub shape: crate::gpu::autotune::GemmShape,
     /// The configuration, e.g. `gemm 16x16 rm4` or `gemm_small 16x16 split-k 4`.
     pub config: String,
     /// How it was chosen: `measured`, `single` (one valid candidate),
@@ -353,12 +350,7 @@ pub fn run_gpu_with(
                 .into_iter()
                 .map(|g| GemmTuning {
                     label: g.label,
-                    m: g.shape.m,
-                    n: g.shape.n,
-                    k: g.shape.k,
-                    a_t: g.shape.a_t,
-                    b_t: g.shape.b_t,
-                    batch: g.shape.batch,
+                    shape: g.shape,
                     config: g.config.to_string(),
                     decision: g.decision.name().into(),
                     us: g.us,

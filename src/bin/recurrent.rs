@@ -637,15 +637,7 @@ fn print_tuning(t: &[recurrent::bench::GemmTuning]) {
         "label", "shape (m x n x k op x batch)", "config", "decision", "us"
     );
     for g in t {
-        let shape = format!(
-            "{}x{}x{} {}{} x{}",
-            g.m,
-            g.n,
-            g.k,
-            if g.a_t { 'T' } else { 'N' },
-            if g.b_t { 'T' } else { 'N' },
-            g.batch
-        );
+        let shape = g.shape.to_string();
         let us = g.us.map_or("-".to_string(), |u| format!("{u:.1}"));
         let decision = if g.decision == "measured" {
             format!("{} of {}", g.decision, g.candidates)

@@ -78,7 +78,9 @@ pub const SCRATCH_MAX_BYTES: u64 = 1 << 30;
 
 /// The problem a GEMM solves, as far as its speed goes: `C[m×n] (+)= op(A)·op(B)`
 /// with `op(A)` `[m×k]`, `batch` entries along z.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct GemmShape {
     pub m: u32,
     pub n: u32,
@@ -434,13 +436,7 @@ pub(crate) struct Tuner {
 /// made by timing can differ between runs, and with it the order of a split-K sum —
 /// results bit-identical from run to run (docs/RELIABILITY.md) need the fixed choice.
 pub fn autotune_from_env() -> bool {
-    match std::env::var("RECURRENT_AUTOTUNE") {
-        Ok(v) => matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "on" | "true" | "yes"
-        ),
-        Err(_) => false,
-    }
+    super::context::env_flag("RECURRENT_AUTOTUNE")
 }
 
 impl Tuner {

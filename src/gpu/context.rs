@@ -429,13 +429,18 @@ impl GpuContext {
 /// `RECURRENT_GPU_F16` = `1`, `on`, `true` or `yes`: new contexts start with
 /// the f16 copy of W_hh on ([`GpuContext::f16_weights`]).
 pub fn f16_weights_from_env() -> bool {
-    match std::env::var("RECURRENT_GPU_F16") {
-        Ok(v) => matches!(
+    env_flag("RECURRENT_GPU_F16")
+}
+
+/// Is the environment variable `name` set to `1`, `on`, `true` or `yes`
+/// (any case, surrounding spaces ignored)? Unset or anything else: no.
+pub(crate) fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| {
+        matches!(
             v.trim().to_ascii_lowercase().as_str(),
             "1" | "on" | "true" | "yes"
-        ),
-        Err(_) => false,
-    }
+        )
+    })
 }
 
 /// A context on the best adapter, or `None` with the reason when there is none.
