@@ -499,107 +499,136 @@ pub fn unit_blocks(h: usize, parts: usize) -> Vec<usize> {
     bounds
 }
 
-/// One thread's share of a step of [`UnitsForward`].
-struct UnitsStep<'s> {
-    t: usize,
+/// One thread's share of the units of [`UnitsForward`], with its scratch:
+/// all allocated once per sequence, before the time loop.
+struct UnitsPart {
     u0: usize,
     n: usize,
-    d: &'s Dims,
-    gx: &'s [f32],
-    lengths: Option<&'s [usize]>,
-    bias: &'s [f32],
-    w: &'s Packed,
-    hp: &'s [f32],
-    cp: &'s [f32],
-    /// Per row: this thread's units of the new `h` and `c`.
-    ho: Vec<&'s mut [f32]>,
-    co: Vec<&'s mut [f32]>,
-    /// Per row and gate (`r·4 + g`): this thread's units of the saved gate.
-    sav: Vec<&'s mut [f32]>,
-    gh: &'s mut [f32],
+    /// Its columns of `W_hhᵀ`, packed: column `j` is gate `j / n` of unit `u0 + j % n`.
+    w: Packed,
+    /// What its columns of each step's product start from.
+    bias: Vec<f32>,
+    /// `[B, 4n]` the step's pre-activations.
+    gh: Vec<f32>,
+    /// `[4n]` one row's gate activations.
+    sv: Vec<f32>,
 }
 
+/// A step's state buffers, shared by the parts: each reads all of `hp`
+/// (every unit of the previous state) and writes only its own units of the
+/// rows of `ho`, `co` (`[B, H]`) and `sav` (`[B, 4H]`).
+#[derive(Clone, Copy)]
+struct UnitsBufs<'s> {
+    t: usize,
+    hp: &'s [f32],
+    cp: &'s [f32],
+    ho: *mut f32,
+    co: *mut f32,
+    sav: *mut f32,
+}
+
+// SAFETY: the pointers address buffers that outlive the step's join, and the
+// parts write disjoint unit ranges of them (see `units_step_impl`).
+unsafe impl Send for UnitsBufs<'_> {}
+unsafe impl Sync for UnitsBufs<'_> {}
+
 #[inline(always)]
-fn units_step_impl<const FMA: bool>(p: UnitsStep) {
-    let (d, n, u0) = (p.d, p.n, p.u0);
+fn units_step_impl<const FMA: bool>(
+    d: &Dims,
+    gx: &[f32],
+    lengths: Option<&[usize]>,
+    p: &mut UnitsPart,
+    s: UnitsBufs,
+) {
+    let (n, u0) = (p.n, p.u0);
     let (b, h) = (d.b, d.h);
     let gw = 4 * n;
     for row in p.gh.chunks_exact_mut(gw) {
-        row.copy_from_slice(p.bias);
+        row.copy_from_slice(&p.bias);
     }
     let h_prev = Src {
-        a: p.hp,
+        a: s.hp,
         ld: h,
         k: h,
     };
-    gemm_acc::<FMA>(b, h_prev, Src::NONE, p.w, p.gh, gw);
-    let mut sv = vec![0.0f32; gw];
-    let (mut ho, mut co, mut sav) = (p.ho.into_iter(), p.co.into_iter(), p.sav.into_iter());
+    gemm_acc::<FMA>(b, h_prev, Src::NONE, &p.w, &mut p.gh, gw);
+    // This part's `n` units of the `H`-wide block `blk` of a buffer at `base`.
+    let piece = |base: *mut f32, blk: usize| {
+        // SAFETY: `base` is the start of a live buffer of at least `B` rows of
+        // `H` (`ho`, `co`) or `4H` (`sav`) values (asserted in `run`), and units
+        // `u0..u0+n` of every block are this part's alone (`unit_blocks` gives
+        // disjoint ranges): no other part reads or writes them during the step.
+        unsafe { std::slice::from_raw_parts_mut(base.add(blk * h + u0), n) }
+    };
     for r in 0..b {
-        let (ho, co) = (ho.next().unwrap(), co.next().unwrap());
-        let sav: [&mut [f32]; 4] = std::array::from_fn(|_| sav.next().unwrap());
         let own = r * h + u0..r * h + u0 + n;
-        if !valid(p.lengths, r, p.t) {
-            ho.copy_from_slice(&p.hp[own.clone()]);
-            co.copy_from_slice(&p.cp[own]);
+        let (ho, co) = (piece(s.ho, r), piece(s.co, r));
+        if !valid(lengths, r, s.t) {
+            ho.copy_from_slice(&s.hp[own.clone()]);
+            co.copy_from_slice(&s.cp[own]);
             continue;
         }
         let pre = &mut p.gh[r * gw..(r + 1) * gw];
-        let gx = &p.gx[(p.t * b + r) * 4 * h..(p.t * b + r + 1) * 4 * h];
+        let gx = &gx[(s.t * b + r) * 4 * h..(s.t * b + r + 1) * 4 * h];
         for (g, pre) in pre.chunks_exact_mut(n).enumerate() {
             for (v, x) in pre.iter_mut().zip(&gx[g * h + u0..g * h + u0 + n]) {
                 *v += x;
             }
         }
-        lstm_step_forward(pre, &p.cp[own], co, ho, &mut sv);
-        for (g, out) in sav.into_iter().enumerate() {
-            out.copy_from_slice(&sv[g * n..(g + 1) * n]);
+        lstm_step_forward(pre, &s.cp[own], co, ho, &mut p.sv);
+        for (g, sv) in p.sv.chunks_exact(n).enumerate() {
+            // The saved gates' rows are [4H]: gate g of row r is block 4r + g.
+            piece(s.sav, 4 * r + g).copy_from_slice(sv);
         }
     }
 }
 
-fn units_step(p: UnitsStep) {
+fn units_step(d: &Dims, gx: &[f32], lengths: Option<&[usize]>, p: &mut UnitsPart, s: UnitsBufs) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-        unsafe fn avx512(p: UnitsStep) {
-            units_step_impl::<true>(p)
+        unsafe fn avx512(
+            d: &Dims,
+            gx: &[f32],
+            lengths: Option<&[usize]>,
+            p: &mut UnitsPart,
+            s: UnitsBufs,
+        ) {
+            units_step_impl::<true>(d, gx, lengths, p, s)
         }
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(p: UnitsStep) {
-            units_step_impl::<true>(p)
+        unsafe fn avx2(
+            d: &Dims,
+            gx: &[f32],
+            lengths: Option<&[usize]>,
+            p: &mut UnitsPart,
+            s: UnitsBufs,
+        ) {
+            units_step_impl::<true>(d, gx, lengths, p, s)
         }
         if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512(p) };
+            return unsafe { avx512(d, gx, lengths, p, s) };
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { avx2(p) };
+            return unsafe { avx2(d, gx, lengths, p, s) };
         }
     }
-    units_step_impl::<false>(p)
+    units_step_impl::<false>(d, gx, lengths, p, s)
 }
 
-/// Splits every row (`width` values) of `buf` at the unit boundaries `bounds`
-/// (offset by `base` within the row): `result[part]` holds that part's piece of
-/// each row, in row order.
-fn split_rows<'a>(
-    buf: &'a mut [f32],
-    width: usize,
-    base: usize,
-    bounds: &[usize],
-) -> Vec<Vec<&'a mut [f32]>> {
-    let mut out: Vec<Vec<&'a mut [f32]>> = (1..bounds.len()).map(|_| Vec::new()).collect();
-    for row in buf.chunks_exact_mut(width) {
-        let mut rest = &mut row[base + bounds[0]..];
-        for (p, w) in bounds.windows(2).enumerate() {
-            let (head, tail) = std::mem::take(&mut rest).split_at_mut(w[1] - w[0]);
-            out[p].push(head);
-            rest = tail;
+/// Runs `f` on every item, in parallel, by halving joins (no allocation,
+/// unlike a parallel iterator's job list).
+fn join_all<T: Send>(items: &mut [T], f: &(impl Fn(&mut T) + Sync)) {
+    match items.len() {
+        0 => {}
+        1 => f(&mut items[0]),
+        len => {
+            let (lo, hi) = items.split_at_mut(len / 2);
+            rayon::join(|| join_all(lo, f), || join_all(hi, f));
         }
     }
-    out
 }
 
 impl UnitsForward<'_> {
@@ -609,59 +638,42 @@ impl UnitsForward<'_> {
         assert_eq!(d.cell, Cell::Lstm, "UnitsForward is the LSTM's");
         let (b, h) = (d.b, d.h);
         let bh = b * h;
+        assert!(
+            self.hs.len() == (d.t + 1) * bh
+                && self.cs.len() == (d.t + 1) * bh
+                && self.gates.len() == d.t * b * 4 * h,
+            "UnitsForward: state buffer sizes"
+        );
         let bounds = unit_blocks(h, parts);
-        let packs: Vec<(Packed, Vec<f32>)> = bounds
+        let mut parts: Vec<UnitsPart> = bounds
             .windows(2)
             .map(|u| {
                 let (u0, n) = (u[0], u[1] - u[0]);
-                // Column j of this part: gate j / n, unit u0 + j % n.
                 let col = |j: usize| (j / n) * h + u0 + j % n;
-                let w = Packed::new(h, 4 * n, |p, j| self.w_hh[col(j) * h + p]);
-                let bias = (0..4 * n).map(|j| self.bias[col(j)]).collect();
-                (w, bias)
+                UnitsPart {
+                    u0,
+                    n,
+                    w: Packed::new(h, 4 * n, |p, j| self.w_hh[col(j) * h + p]),
+                    bias: (0..4 * n).map(|j| self.bias[col(j)]).collect(),
+                    gh: vec![0.0; b * 4 * n],
+                    sv: vec![0.0; 4 * n],
+                }
             })
             .collect();
-        let mut gh: Vec<Vec<f32>> = packs.iter().map(|(w, _)| vec![0.0; b * w.n]).collect();
+        let (gx, lengths) = (self.gx, self.lengths);
         for t in d.order() {
             let (ps, os) = (d.prev_slot(t), d.out_slot(t));
             let (hp, ho) = slot_pair(self.hs, bh, ps, os);
             let (cp, co) = slot_pair(self.cs, bh, ps, os);
-            let sav = &mut self.gates[t * b * 4 * h..(t + 1) * b * 4 * h];
-            let mut ho = split_rows(ho, h, 0, &bounds).into_iter();
-            let mut co = split_rows(co, h, 0, &bounds).into_iter();
-            // Saved gates: split each gate block of each row, then regroup per part.
-            let mut sav_parts: Vec<Vec<&mut [f32]>> =
-                (1..bounds.len()).map(|_| Vec::new()).collect();
-            for row in sav.chunks_exact_mut(4 * h) {
-                for block in row.chunks_exact_mut(h) {
-                    for (p, piece) in split_rows(block, h, 0, &bounds).into_iter().enumerate() {
-                        sav_parts[p].extend(piece);
-                    }
-                }
-            }
-            let mut sav_parts = sav_parts.into_iter();
-            let steps: Vec<UnitsStep> = packs
-                .iter()
-                .zip(gh.iter_mut())
-                .zip(bounds.windows(2))
-                .map(|(((w, bias), gh), u)| UnitsStep {
-                    t,
-                    u0: u[0],
-                    n: u[1] - u[0],
-                    d,
-                    gx: self.gx,
-                    lengths: self.lengths,
-                    bias,
-                    w,
-                    hp,
-                    cp,
-                    ho: ho.next().unwrap(),
-                    co: co.next().unwrap(),
-                    sav: sav_parts.next().unwrap(),
-                    gh,
-                })
-                .collect();
-            for_parts(steps, units_step);
+            let bufs = UnitsBufs {
+                t,
+                hp,
+                cp,
+                ho: ho.as_mut_ptr(),
+                co: co.as_mut_ptr(),
+                sav: self.gates[t * b * 4 * h..].as_mut_ptr(),
+            };
+            join_all(&mut parts, &|p| units_step(d, gx, lengths, p, bufs));
         }
     }
 }
