@@ -292,7 +292,10 @@ pub fn split_slots<'a>(
     bounds: &[usize],
     width: usize,
 ) -> Vec<Vec<&'a mut [f32]>> {
-    let mut out: Vec<Vec<&'a mut [f32]>> = (1..bounds.len()).map(|_| Vec::new()).collect();
+    let slots = if slot == 0 { 0 } else { buf.len() / slot };
+    let mut out: Vec<Vec<&'a mut [f32]>> = (1..bounds.len())
+        .map(|_| Vec::with_capacity(slots))
+        .collect();
     if buf.is_empty() || slot == 0 {
         return out;
     }
