@@ -1,7 +1,8 @@
 //! The CPU path allocates nothing inside its time loops: a layer's forward and
 //! backward make the same number of heap allocations for a sequence nine
-//! times as long (up to the few that the GEMM crate and rayon vary by). Counted by a global allocator wrapping the system's, on a
-//! two-thread pool so that the threaded paths (batch split, units split) run.
+//! times as long (up to the few that the GEMM crate and rayon vary by).
+//! Counted by a global allocator wrapping the system's, on a two-thread pool
+//! so that the threaded paths (batch split, units split) run.
 
 use recurrent::cpu::layer::{backward, forward, Dims, GradsOut, Weights};
 use recurrent::{Cell, Nonlinearity};

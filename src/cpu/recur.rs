@@ -292,7 +292,7 @@ pub fn split_slots<'a>(
     bounds: &[usize],
     width: usize,
 ) -> Vec<Vec<&'a mut [f32]>> {
-    let slots = if slot == 0 { 0 } else { buf.len() / slot };
+    let slots = buf.len().checked_div(slot).unwrap_or(0);
     let mut out: Vec<Vec<&'a mut [f32]>> = (1..bounds.len())
         .map(|_| Vec::with_capacity(slots))
         .collect();
