@@ -17,7 +17,7 @@
 //! gradient passes straight back.
 
 use super::cell::{GRU_SAVED, LSTM_SAVED};
-use super::gemm::{add_column_sums, gemm};
+use super::gemm::{add_column_sums, gemm, gemm_batch, Product};
 use super::recur::{
     backward_part, for_parts, forward_part, row_blocks, split_slots, BackwardPart, ForwardPart,
     Packed, StepInput, UnitsForward,
@@ -339,21 +339,45 @@ pub fn backward(
         dc0.extend_from_slice(&dc);
     }
     let dgh = if gru { &dgh_sep } else { &dgx };
-    // Weight gradients over all steps at once.
-    gemm(gh_w, d.i, t_len * b, &dgx, true, x, false, g.w_ih, 1.0);
+    // Weight gradients over all steps at once, and the input gradient: three
+    // independent products, run together (see `gemm_batch`).
     // prev(t) for all t is one contiguous block: slots 0..T (forward) or 1..T+1 (reverse).
     let prev0 = d.prev_slot(0) * bh;
-    gemm(
-        gh_w,
-        h,
-        t_len * b,
-        dgh,
-        true,
-        &s.hs[prev0..prev0 + t_len * bh],
-        false,
-        g.w_hh,
-        1.0,
-    );
+    let mut products = vec![
+        Product {
+            m: gh_w,
+            n: d.i,
+            k: t_len * b,
+            a: &dgx,
+            ta: true,
+            b: x,
+            tb: false,
+            c: g.w_ih,
+        },
+        Product {
+            m: gh_w,
+            n: h,
+            k: t_len * b,
+            a: dgh,
+            ta: true,
+            b: &s.hs[prev0..prev0 + t_len * bh],
+            tb: false,
+            c: g.w_hh,
+        },
+    ];
+    if let Some(dx) = dx {
+        products.push(Product {
+            m: t_len * b,
+            n: d.i,
+            k: gh_w,
+            a: &dgx,
+            ta: false,
+            b: w.w_ih,
+            tb: false,
+            c: dx,
+        });
+    }
+    gemm_batch(products);
     if gru {
         add_column_sums(&dgx, gh_w, g.b_ih);
         add_column_sums(dgh, gh_w, g.b_hh);
@@ -365,9 +389,6 @@ pub fn backward(
             *bh += s;
             *bi += s;
         }
-    }
-    if let Some(dx) = dx {
-        gemm(t_len * b, d.i, gh_w, &dgx, false, w.w_ih, false, dx, 1.0);
     }
     Grads { dh0, dc0 }
 }
