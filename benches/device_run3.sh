@@ -3,31 +3,47 @@
 # carry .devrun and .gl): the GEMM autotuner off (the kernel measured in the first run)
 # against on, beside cuDNN; the f16 copy of W_hh (bench --f16) against f32; per-kernel
 # profiles (f32 and f16); the rewritten CPU path against PyTorch on 2 cores, interleaved;
-# the main job on the GPU. About 10 minutes; each part has a timeout.
+# the main job on the GPU; a sweep of the step kernels' tile (RECURRENT_STEP_TILE
+# units,rows,chunk,rb: rb = batch rows per invocation). Each part has a timeout, capped
+# so that the whole run stays within about 10 minutes (`lim`); parts print their time.
 set -u
 cd "$(dirname "$0")/.."
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json PYTHONUNBUFFERED=1
 r=.devrun/recurrent
+# lim N: N seconds, or what is left of the run's 570 s if less (at least 5).
+lim() { local l=$((570 - SECONDS)); [ "$l" -lt 5 ] && l=5; [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }
 {
   echo "=== gpu, autotune off"
-  RECURRENT_AUTOTUNE=0 timeout 120 $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/gpu-fixed.json"
+  RECURRENT_AUTOTUNE=0 timeout $(lim 120) $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/gpu-fixed.json"
+  echo "=== step tile sweep (autotune off; 16,16,32,1 is the default), at ${SECONDS}s"
+  # At most ~150 s: each size has its own timeout, and no new tile starts after 150 s.
+  sweep0=$SECONDS
+  for tile in 16,16,32,1 16,4,32,4 16,16,32,4 8,8,32,8 16,8,32,8; do
+    [ $((SECONDS - sweep0)) -gt 150 ] && { echo "sweep: out of time before $tile"; break; }
+    echo "--- tile $tile"
+    RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 12) $r bench --device gpu --suite mnist --reps 3 --json "$OUT/steptile-$tile-mnist.json"
+    RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 15) $r bench --device gpu --cell lstm --input 2048 --hidden 2048 --batch 64 --steps 25 --reps 3 --json "$OUT/steptile-$tile-h2048.json"
+    RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 10) $r bench --device gpu --cell lstm --input 256 --hidden 256 --batch 32 --steps 150 --reps 3 --json "$OUT/steptile-$tile-h256.json"
+  done
+  python3 benches/steptile_table.py "$OUT"/steptile-*.json
+  echo "=== at ${SECONDS}s"
   echo "=== gpu, autotune off, f16 W_hh"
-  RECURRENT_AUTOTUNE=0 timeout 120 $r bench --device gpu --suite deepbench,mnist --reps 3 --f16 --json "$OUT/gpu-fixed-f16.json"
+  RECURRENT_AUTOTUNE=0 timeout $(lim 120) $r bench --device gpu --suite deepbench,mnist --reps 3 --f16 --json "$OUT/gpu-fixed-f16.json"
   echo "=== gpu, autotune on"
-  RECURRENT_AUTOTUNE=1 timeout 150 $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/gpu-tuned.json"
+  RECURRENT_AUTOTUNE=1 timeout $(lim 150) $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/gpu-tuned.json"
   echo "=== cudnn"
-  timeout 90 python3 benches/pytorch_lstm.py --device cuda --suite deepbench,mnist --reps 5 --json "$OUT/pytorch-gpu.json"
+  timeout $(lim 90) python3 benches/pytorch_lstm.py --device cuda --suite deepbench,mnist --reps 5 --json "$OUT/pytorch-gpu.json"
   echo "=== profile (mnist size)"
-  timeout 40 $r bench --device gpu --suite mnist --reps 3 --profile --json "$OUT/gpu-profile.json"
+  timeout $(lim 40) $r bench --device gpu --suite mnist --reps 3 --profile --json "$OUT/gpu-profile.json"
   echo "=== profile (mnist size), f16 W_hh"
-  timeout 40 $r bench --device gpu --suite mnist --reps 3 --profile --f16 --json "$OUT/gpu-profile-f16.json"
+  timeout $(lim 40) $r bench --device gpu --suite mnist --reps 3 --profile --f16 --json "$OUT/gpu-profile-f16.json"
   echo "=== cpu vs pytorch, cores 0-1"
-  REPS=10 BIN=$r timeout 120 taskset -c 0,1 benches/cpu_compare.sh "$OUT/cpu" 2 mnist 2
+  REPS=6 BIN=$r timeout $(lim 80) taskset -c 0,1 benches/cpu_compare.sh "$OUT/cpu" 2 mnist 2
   echo "=== mnist gpu"
-  timeout 40 .devrun/mnist --device gpu --epochs 10
-  echo "=== tables"
+  timeout $(lim 40) .devrun/mnist --device gpu --epochs 10
+  echo "=== tables, at ${SECONDS}s"
   python3 benches/compare.py "$OUT/gpu-fixed.json" "$OUT/pytorch-gpu.json" --label-ours "fixed" --label-theirs cuDNN
   python3 benches/compare.py "$OUT/gpu-tuned.json" "$OUT/pytorch-gpu.json" --label-ours "tuned" --label-theirs cuDNN
   python3 benches/compare.py "$OUT/gpu-fixed-f16.json" "$OUT/gpu-fixed.json" --label-ours "f16 W_hh" --label-theirs "f32"

@@ -1,22 +1,32 @@
 // GRU steps (gates r, z, n; PyTorch formulation with b_hn inside r*(W_hn h + b_hn)),
 // mirroring cpu/cell.rs gru_step_forward / gru_step_backward. step_common.wgsl is prepended.
-// One invocation per (batch row b, hidden unit j) owns all three gates of j.
+// One invocation per (hidden unit j, RB batch rows b) owns all three gates of j.
 
 @compute @workgroup_size(TJ, TB)
 fn gru_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
-    let H = u.h;
-    let B = u.b;
     let t = fwd_step(dir);
-    let hs = pick(u.hs0, u.hs1, dir);
-    let hp_slot = hs + prev_slot(t, dir) * B * H;
-    let b = wid.y * TB + lid.y;
+    let hp_slot = pick(u.hs0, u.hs1, dir) + prev_slot(t, dir) * u.b * u.h;
+    let b0 = wid.y * TB * RB;
     let j = wid.x * TJ + lid.x;
-    let gh = recurrent_tile(3u, pick(u.whh0, u.whh1, dir), hp_slot, wid.y * TB, wid.x * TJ, lid, li);
-    if b >= B || j >= H {
+    var gh = recurrent_tile(3u, pick(u.whh0, u.whh1, dir), hp_slot, b0, wid.x * TJ, lid, li);
+    if j >= u.h {
         return;
     }
-    let hp = hp_slot + b * H;
+    for (var r = 0u; r < RB; r++) {
+        let b = tile_row(b0, lid, r);
+        if b < u.b {
+            gru_forward_row(dir, t, b, j, gh[r].xyz);
+        }
+    }
+}
+
+// The forward epilogue of row b, unit j, given gh = h_prev·W_hhᵀ for its 3 gates.
+fn gru_forward_row(dir: u32, t: u32, b: u32, j: u32, gh: vec3<f32>) {
+    let H = u.h;
+    let B = u.b;
+    let hs = pick(u.hs0, u.hs1, dir);
+    let hp = hs + prev_slot(t, dir) * B * H + b * H;
     let ho = hs + out_slot(t, dir) * B * H + b * H + j;
     let yi = u.y_off + (t * B + b) * u.ld + dir * H + j;
     if !valid(b, t) {
@@ -25,7 +35,7 @@ fn gru_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         return;
     }
     let bhh = pick(u.bhh0, u.bhh1, dir);
-    let acc = vec3<f32>(params[bhh + j], params[bhh + H + j], params[bhh + 2u * H + j]) + gh.xyz;
+    let acc = vec3<f32>(params[bhh + j], params[bhh + H + j], params[bhh + 2u * H + j]) + gh;
     let gx = pick(u.gx0, u.gx1, dir) + (t * B + b) * 3u * H;
     let r = sigmoid(work[gx + j] + acc.x);
     let z = sigmoid(work[gx + H + j] + acc.y);
@@ -46,22 +56,33 @@ fn gru_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 @compute @workgroup_size(TJ, TB)
 fn gru_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
+    let GH = 3u * u.h;
+    let b0 = wid.y * TB * RB;
+    let j = wid.x * TJ + lid.x;
+    let t = bwd_step(dir);
+    var dh_w: array<f32, RB_MAX>; // zero at the first step processed
+    if u.s > 0u {
+        let dgp = pick(u.dgh0, u.dgh1, dir) + bwd_prev_step(t, dir) * u.b * GH;
+        dh_w = recurrent_tile_t(GH, pick(u.whh0, u.whh1, dir), dgp, b0, wid.x * TJ, lid, li);
+    }
+    if j >= u.h {
+        return;
+    }
+    for (var r = 0u; r < RB; r++) {
+        let b = tile_row(b0, lid, r);
+        if b < u.b {
+            gru_backward_row(dir, t, b, j, dh_w[r]);
+        }
+    }
+}
+
+// The backward epilogue of row b, unit j, given dh_w = (dGh[t']·W_hh)[b, j].
+fn gru_backward_row(dir: u32, t: u32, b: u32, j: u32, dh_w: f32) {
     let H = u.h;
     let B = u.b;
     let GH = 3u * H;
-    let b = wid.y * TB + lid.y;
-    let j = wid.x * TJ + lid.x;
-    let t = bwd_step(dir);
     let dg = pick(u.dg0, u.dg1, dir);
     let dgh = pick(u.dgh0, u.dgh1, dir);
-    let whh = pick(u.whh0, u.whh1, dir);
-    var dh_w = 0.0;
-    if u.s > 0u {
-        dh_w = recurrent_tile_t(GH, whh, dgh + bwd_prev_step(t, dir) * B * GH, wid.y * TB, wid.x * TJ, lid, li);
-    }
-    if b >= B || j >= H {
-        return;
-    }
     let ci = u.carry_off + b * u.ld + dir * H + j;
     var dh = work[ci] + dh_w;
     let dgt = dg + (t * B + b) * GH;

@@ -1,25 +1,35 @@
 // LSTM steps (gates i, f, g, o), mirroring cpu/cell.rs lstm_step_forward /
 // lstm_step_backward. step_common.wgsl is prepended.
-// One invocation per (batch row b, hidden unit j) owns all four gates of j.
+// One invocation per (hidden unit j, RB batch rows b) owns all four gates of j.
 
 // Forward step: gh = h_prev·W_hhᵀ + b_hh for the 4 gates of unit j, then
 // c = f*c_prev + i*g, h = o*tanh(c). Masked rows pass the state through.
 @compute @workgroup_size(TJ, TB)
 fn lstm_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
-    let H = u.h;
-    let B = u.b;
     let t = fwd_step(dir);
-    let hs = pick(u.hs0, u.hs1, dir);
-    let hp_slot = hs + prev_slot(t, dir) * B * H;
-    let b = wid.y * TB + lid.y;
+    let hp_slot = pick(u.hs0, u.hs1, dir) + prev_slot(t, dir) * u.b * u.h;
+    let b0 = wid.y * TB * RB;
     let j = wid.x * TJ + lid.x;
-    let gh = recurrent_tile(4u, pick(u.whh0, u.whh1, dir), hp_slot, wid.y * TB, wid.x * TJ, lid, li);
-    if b >= B || j >= H {
+    var gh = recurrent_tile(4u, pick(u.whh0, u.whh1, dir), hp_slot, b0, wid.x * TJ, lid, li);
+    if j >= u.h {
         return;
     }
+    for (var r = 0u; r < RB; r++) {
+        let b = tile_row(b0, lid, r);
+        if b < u.b {
+            lstm_forward_row(dir, t, b, j, gh[r]);
+        }
+    }
+}
+
+// The forward epilogue of row b, unit j, given gh = h_prev·W_hhᵀ for its 4 gates.
+fn lstm_forward_row(dir: u32, t: u32, b: u32, j: u32, gh: vec4<f32>) {
+    let H = u.h;
+    let B = u.b;
+    let hs = pick(u.hs0, u.hs1, dir);
     let cs = pick(u.cs0, u.cs1, dir);
-    let hp = hp_slot + b * H;
+    let hp = hs + prev_slot(t, dir) * B * H + b * H;
     let ho = hs + out_slot(t, dir) * B * H + b * H + j;
     let cp = cs + prev_slot(t, dir) * B * H + b * H + j;
     let co = cs + out_slot(t, dir) * B * H + b * H + j;
@@ -55,21 +65,32 @@ fn lstm_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
 @compute @workgroup_size(TJ, TB)
 fn lstm_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
+    let GH = 4u * u.h;
+    let b0 = wid.y * TB * RB;
+    let j = wid.x * TJ + lid.x;
+    let t = bwd_step(dir);
+    var dh_w: array<f32, RB_MAX>; // zero at the first step processed
+    if u.s > 0u {
+        let dgp = pick(u.dg0, u.dg1, dir) + bwd_prev_step(t, dir) * u.b * GH;
+        dh_w = recurrent_tile_t(GH, pick(u.whh0, u.whh1, dir), dgp, b0, wid.x * TJ, lid, li);
+    }
+    if j >= u.h {
+        return;
+    }
+    for (var r = 0u; r < RB; r++) {
+        let b = tile_row(b0, lid, r);
+        if b < u.b {
+            lstm_backward_row(dir, t, b, j, dh_w[r]);
+        }
+    }
+}
+
+// The backward epilogue of row b, unit j, given dh_w = (dG[t']·W_hh)[b, j].
+fn lstm_backward_row(dir: u32, t: u32, b: u32, j: u32, dh_w: f32) {
     let H = u.h;
     let B = u.b;
     let GH = 4u * H;
-    let b = wid.y * TB + lid.y;
-    let j = wid.x * TJ + lid.x;
-    let t = bwd_step(dir);
     let dg = pick(u.dg0, u.dg1, dir);
-    let whh = pick(u.whh0, u.whh1, dir);
-    var dh_w = 0.0;
-    if u.s > 0u {
-        dh_w = recurrent_tile_t(GH, whh, dg + bwd_prev_step(t, dir) * B * GH, wid.y * TB, wid.x * TJ, lid, li);
-    }
-    if b >= B || j >= H {
-        return;
-    }
     let ci = u.carry_off + b * u.ld + dir * H + j;
     var dh = work[ci] + dh_w;
     let dgt = dg + (t * B + b) * GH;

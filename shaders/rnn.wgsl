@@ -1,22 +1,32 @@
 // Plain RNN steps, h = act(gx + h_prev·W_hhᵀ + b_hh) with act = tanh (u.act = 0)
 // or relu (u.act = 1), mirroring cpu/cell.rs rnn_step_forward / rnn_step_backward.
-// step_common.wgsl is prepended. One invocation per (batch row b, hidden unit j).
+// step_common.wgsl is prepended. One invocation per (hidden unit j, RB batch rows b).
 
 @compute @workgroup_size(TJ, TB)
 fn rnn_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
-    let H = u.h;
-    let B = u.b;
     let t = fwd_step(dir);
-    let hs = pick(u.hs0, u.hs1, dir);
-    let hp_slot = hs + prev_slot(t, dir) * B * H;
-    let b = wid.y * TB + lid.y;
+    let hp_slot = pick(u.hs0, u.hs1, dir) + prev_slot(t, dir) * u.b * u.h;
+    let b0 = wid.y * TB * RB;
     let j = wid.x * TJ + lid.x;
-    let gh = recurrent_tile(1u, pick(u.whh0, u.whh1, dir), hp_slot, wid.y * TB, wid.x * TJ, lid, li);
-    if b >= B || j >= H {
+    var gh = recurrent_tile(1u, pick(u.whh0, u.whh1, dir), hp_slot, b0, wid.x * TJ, lid, li);
+    if j >= u.h {
         return;
     }
-    let hp = hp_slot + b * H;
+    for (var r = 0u; r < RB; r++) {
+        let b = tile_row(b0, lid, r);
+        if b < u.b {
+            rnn_forward_row(dir, t, b, j, gh[r].x);
+        }
+    }
+}
+
+// The forward epilogue of row b, unit j, given gh = (h_prev·W_hhᵀ)[b, j].
+fn rnn_forward_row(dir: u32, t: u32, b: u32, j: u32, gh: f32) {
+    let H = u.h;
+    let B = u.b;
+    let hs = pick(u.hs0, u.hs1, dir);
+    let hp = hs + prev_slot(t, dir) * B * H + b * H;
     let ho = hs + out_slot(t, dir) * B * H + b * H + j;
     let yi = u.y_off + (t * B + b) * u.ld + dir * H + j;
     if !valid(b, t) {
@@ -24,7 +34,7 @@ fn rnn_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         work[yi] = 0.0;
         return;
     }
-    let acc = params[pick(u.bhh0, u.bhh1, dir) + j] + gh.x;
+    let acc = params[pick(u.bhh0, u.bhh1, dir) + j] + gh;
     let a = work[pick(u.gx0, u.gx1, dir) + (t * B + b) * H + j] + acc;
     var h = max(a, 0.0);
     if u.act == 0u {
@@ -38,22 +48,32 @@ fn rnn_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
 fn rnn_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let H = u.h;
-    let B = u.b;
-    let b = wid.y * TB + lid.y;
+    let b0 = wid.y * TB * RB;
     let j = wid.x * TJ + lid.x;
     let t = bwd_step(dir);
-    let dg = pick(u.dg0, u.dg1, dir);
-    let whh = pick(u.whh0, u.whh1, dir);
-    var dh_w = 0.0;
+    var dh_w: array<f32, RB_MAX>; // zero at the first step processed
     if u.s > 0u {
-        dh_w = recurrent_tile_t(H, whh, dg + bwd_prev_step(t, dir) * B * H, wid.y * TB, wid.x * TJ, lid, li);
+        let dgp = pick(u.dg0, u.dg1, dir) + bwd_prev_step(t, dir) * u.b * H;
+        dh_w = recurrent_tile_t(H, pick(u.whh0, u.whh1, dir), dgp, b0, wid.x * TJ, lid, li);
     }
-    if b >= B || j >= H {
+    if j >= H {
         return;
     }
+    for (var r = 0u; r < RB; r++) {
+        let b = tile_row(b0, lid, r);
+        if b < u.b {
+            rnn_backward_row(dir, t, b, j, dh_w[r]);
+        }
+    }
+}
+
+// The backward epilogue of row b, unit j, given dh_w = (dG[t']·W_hh)[b, j].
+fn rnn_backward_row(dir: u32, t: u32, b: u32, j: u32, dh_w: f32) {
+    let H = u.h;
+    let B = u.b;
     let ci = u.carry_off + b * u.ld + dir * H + j;
     var dh = work[ci] + dh_w;
-    let dgt = dg + (t * B + b) * H + j;
+    let dgt = pick(u.dg0, u.dg1, dir) + (t * B + b) * H + j;
     if !valid(b, t) {
         work[ci] = dh;
         work[dgt] = 0.0;

@@ -58,10 +58,13 @@ struct Step {
 }
 @group(0) @binding(5) var<uniform> u: Step;
 
-// Step kernels: a workgroup owns TJ hidden units (all their gates) for TB
-// batch rows, and computes h_prev·W_hhᵀ for them in chunks of KC inputs
-// staged in workgroup memory (W_hh rows are read coalesced along k);
-// backward likewise computes dG·W_hh for its tile in chunks of KC gate rows.
+// Step kernels: a workgroup of TJ x TB invocations owns TJ hidden units (all
+// their gates) for TB*RB batch rows, and computes h_prev·W_hhᵀ for them in
+// chunks of KC inputs staged in workgroup memory (W_hh rows are read
+// coalesced along k); backward likewise computes dG·W_hh for its tile in
+// chunks of KC gate rows. Invocation (lid.x, lid.y) computes unit
+// j = j0 + lid.x for the RB rows b = b0 + lid.y + r*TB (r < RB; strided by TB
+// so neighbouring invocations touch neighbouring rows), with b0 = wid.y*TB*RB.
 override TJ: u32 = 16u;
 override TB: u32 = 4u;
 // Inputs (forward) or gate rows (backward) per chunk: fewer chunks mean fewer
@@ -70,6 +73,14 @@ override KC: u32 = 32u;
 // Row stride of the forward W_hh tile: KC + 1 keeps the TJ lanes reading
 // sh_w[(g*TJ + lane)*KS + kk] on distinct banks.
 override KS: u32 = KC + 1u;
+// Batch rows per invocation (register blocking): each W_hh value read from
+// workgroup memory serves RB rows. 1 ≤ RB ≤ RB_MAX. Every row's sum runs in
+// the same order whatever RB (chunks ascending, kk ascending), so the
+// results are the same bits for every RB.
+override RB: u32 = 1u;
+// Size of the per-invocation accumulator arrays (private arrays need a
+// constant size); the host checks RB against it.
+const RB_MAX: u32 = 8u;
 
 // 1: the step kernels read W_hh from its f16 copy whh16 (f32 accumulation
 // as ever); 0: from params in f32.
@@ -84,22 +95,29 @@ fn whh_at(whh: u32, e: u32) -> f32 {
     return params[whh + e];
 }
 
-// Forward: h_prev chunk [TB, KC]; backward: dG chunk [TB, KC].
-var<workgroup> sh_h: array<f32, TB * KC>;
+// Forward: h_prev chunk [TB*RB, KC]; backward: dG chunk [TB*RB, KC]. Row
+// lid.y + r*TB of the chunk belongs to invocation row r.
+var<workgroup> sh_h: array<f32, TB * RB * KC>;
 // Forward: W_hh rows of the tile's gates [G, TJ, KC]; backward: W_hh chunk [KC, TJ].
 var<workgroup> sh_w: array<f32, 4u * TJ * KS>;
 
-// gh[g] = Σ_k h_prev[b, k] · W_hh[g*H + j, k] for g < G, where b = b0 + lid.y and
-// j = j0 + lid.x (zero outside B, H). Every invocation of the workgroup must
-// call it (it has barriers). `hp` is the start of the previous state slot [B, H].
-fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> vec4<f32> {
+// Batch row of invocation row r of a workgroup whose first row is b0.
+fn tile_row(b0: u32, lid: vec3<u32>, r: u32) -> u32 {
+    return b0 + lid.y + r * TB;
+}
+
+// gh[r][g] = Σ_k h_prev[b, k] · W_hh[g*H + j, k] for g < G and r < RB, where
+// b = tile_row(b0, lid, r) and j = j0 + lid.x (zero outside B, H). Every
+// invocation of the workgroup must call it (it has barriers). `hp` is the
+// start of the previous state slot [B, H].
+fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<vec4<f32>, RB_MAX> {
     let H = u.h;
     let B = u.b;
-    var acc = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, RB_MAX>; // zero-initialised
     let chunks = (H + KC - 1u) / KC;
     for (var c = 0u; c < chunks; c++) {
         let k0 = c * KC;
-        for (var e = li; e < TB * KC; e += TJ * TB) {
+        for (var e = li; e < TB * RB * KC; e += TJ * TB) {
             let b = b0 + e / KC;
             let k = k0 + e % KC;
             var v = 0.0;
@@ -121,14 +139,28 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, l
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk++) {
-            let hv = sh_h[lid.y * KC + kk];
-            acc.x += hv * sh_w[lid.x * KS + kk];
+            // Each W_hh value once from workgroup memory, for all RB rows.
+            let w0 = sh_w[lid.x * KS + kk];
+            var w1 = 0.0;
+            var w2 = 0.0;
+            var w3 = 0.0;
             if G > 1u {
-                acc.y += hv * sh_w[(TJ + lid.x) * KS + kk];
-                acc.z += hv * sh_w[(2u * TJ + lid.x) * KS + kk];
+                w1 = sh_w[(TJ + lid.x) * KS + kk];
+                w2 = sh_w[(2u * TJ + lid.x) * KS + kk];
             }
             if G > 3u {
-                acc.w += hv * sh_w[(3u * TJ + lid.x) * KS + kk];
+                w3 = sh_w[(3u * TJ + lid.x) * KS + kk];
+            }
+            for (var r = 0u; r < RB; r++) {
+                let hv = sh_h[(lid.y + r * TB) * KC + kk];
+                acc[r].x += hv * w0;
+                if G > 1u {
+                    acc[r].y += hv * w1;
+                    acc[r].z += hv * w2;
+                }
+                if G > 3u {
+                    acc[r].w += hv * w3;
+                }
             }
         }
         workgroupBarrier();
@@ -181,17 +213,18 @@ fn tanh_s(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
 }
 
-// Σ_r dG[b, r] · W_hh[r*H + j] over r < G*H (the W_hh part of dh_prev), where
-// b = b0 + lid.y, j = j0 + lid.x; `dgp` is the start of the dG rows [B, G*H]
-// of the step processed before. Every invocation must call it (barriers).
-fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> f32 {
+// Σ_q dG[b, q] · W_hh[q*H + j] over q < G*H (the W_hh part of dh_prev) for
+// each r < RB, where b = tile_row(b0, lid, r) and j = j0 + lid.x; `dgp` is
+// the start of the dG rows [B, G*H] of the step processed before. Every
+// invocation must call it (barriers).
+fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<f32, RB_MAX> {
     let H = u.h;
     let B = u.b;
-    var acc = 0.0;
+    var acc: array<f32, RB_MAX>; // zero-initialised
     let chunks = (GH + KC - 1u) / KC;
     for (var c = 0u; c < chunks; c++) {
         let r0 = c * KC;
-        for (var e = li; e < TB * KC; e += TJ * TB) {
+        for (var e = li; e < TB * RB * KC; e += TJ * TB) {
             let b = b0 + e / KC;
             let r = r0 + e % KC;
             var v = 0.0;
@@ -211,7 +244,10 @@ fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk++) {
-            acc += sh_h[lid.y * KC + kk] * sh_w[kk * TJ + lid.x];
+            let w = sh_w[kk * TJ + lid.x];
+            for (var r = 0u; r < RB; r++) {
+                acc[r] += sh_h[(lid.y + r * TB) * KC + kk] * w;
+            }
         }
         workgroupBarrier();
     }

@@ -5,7 +5,9 @@
 
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use recurrent::gpu::kernels::{blocked_gemm_kernel, gemm_constants, Kernel, Shader};
+use recurrent::gpu::kernels::{
+    blocked_gemm_kernel, gemm_constants, step_constants, Kernel, Shader, StepTile,
+};
 
 fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let src = shader.source();
@@ -32,7 +34,9 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
 /// exactly what the runtime passes ([`gemm_constants`]) for every GEMM tile the
 /// autotuner may pick (TILE 8/16; RM 4 for `gemm`, 2/4/8 for `gemm_rm`, 1 for
 /// the others); for the other shaders the smallest and the default tunables,
-/// and the step kernels' variant that reads the f16 copy of W_hh (`WHH16`).
+/// and the step kernels' variant that reads the f16 copy of W_hh (`WHH16`);
+/// for the step kernels also what the runtime passes ([`step_constants`]) for
+/// tiles with 1 to 8 rows per invocation (`RB`), f32 and f16.
 fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
     if k.shader() == Shader::Gemm {
         let rms: &[u32] = match k {
@@ -48,6 +52,20 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
         }
         return sets;
     }
+    let mut step_sets = Vec::new();
+    if matches!(k.shader(), Shader::Lstm | Shader::Gru | Shader::Rnn) {
+        for (units, rows, chunk, rb) in [(16, 16, 32, 1), (16, 4, 32, 4), (8, 8, 64, 8)] {
+            let tile = StepTile {
+                units,
+                rows,
+                chunk,
+                rows_per_invocation: rb,
+            };
+            for f16 in [false, true] {
+                step_sets.push(step_constants(tile, f16));
+            }
+        }
+    }
     [
         vec![("TILE", 16.0), ("WG", 64.0)],
         vec![("TILE", 8.0), ("WG", 128.0)],
@@ -56,6 +74,7 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
     ]
     .into_iter()
     .map(|set| set.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
+    .chain(step_sets)
     .collect()
 }
 

@@ -232,12 +232,184 @@ pub struct Tunables {
     pub norm_groups: u32,
     /// Step kernels: hidden units (with all their gates) per workgroup.
     pub step_units: u32,
-    /// Step kernels: batch rows per workgroup (each W_hh value staged in
-    /// workgroup memory serves this many rows).
+    /// Step kernels: invocation rows per workgroup (`TB`).
     pub step_rows: u32,
     /// Step kernels: inputs (or gate rows) staged per chunk
-    /// (4*TJ*(KC+1) + TB*KC floats of workgroup memory: 10.5 KiB at 16,16,32).
+    /// (4*TJ*(KC+1) + TB*RB*KC floats of workgroup memory: 10.5 KiB at 16,16,32,1).
     pub step_chunk: u32,
+    /// Step kernels: batch rows per invocation (`RB`, register blocking): a
+    /// workgroup owns `step_rows * step_rows_per_invocation` batch rows, and
+    /// each W_hh value staged in workgroup memory serves that many. 1 (the
+    /// default) is the tile measured on real GPUs; every value gives the same bits.
+    pub step_rows_per_invocation: u32,
+}
+
+impl Tunables {
+    /// The step kernels' tile.
+    pub fn step_tile(&self) -> StepTile {
+        StepTile {
+            units: self.step_units,
+            rows: self.step_rows,
+            chunk: self.step_chunk,
+            rows_per_invocation: self.step_rows_per_invocation,
+        }
+    }
+
+    /// These tunables with the step kernels' tile `tile`.
+    pub fn with_step_tile(mut self, tile: StepTile) -> Tunables {
+        self.step_units = tile.units;
+        self.step_rows = tile.rows;
+        self.step_chunk = tile.chunk;
+        self.step_rows_per_invocation = tile.rows_per_invocation;
+        self
+    }
+}
+
+/// The tile of the per-step kernels (`lstm.wgsl`, `gru.wgsl`, `rnn.wgsl`): a
+/// workgroup of `units` x `rows` invocations (`TJ` x `TB`) owns `units`
+/// hidden units (all their gates) for `rows * rows_per_invocation` batch
+/// rows, each invocation one unit for `rows_per_invocation` rows (`RB`),
+/// staging `chunk` inputs (or gate rows) per round trip (`KC`). Every tile
+/// sums each row in the same order, so `rows_per_invocation` does not change
+/// the results' bits. Set with `RECURRENT_STEP_TILE=units,rows,chunk[,rb]` or
+/// per model with [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StepTile {
+    pub units: u32,
+    pub rows: u32,
+    pub chunk: u32,
+    pub rows_per_invocation: u32,
+}
+
+impl StepTile {
+    /// Largest `rows_per_invocation` (`RB_MAX` in step_common.wgsl: the size
+    /// of the per-invocation accumulator arrays).
+    pub const MAX_ROWS_PER_INVOCATION: u32 = 8;
+
+    /// Bytes of workgroup memory the step kernels declare for this tile:
+    /// `sh_w` (4*TJ*(KC+1) floats) and `sh_h` (TB*RB*KC floats).
+    pub fn workgroup_bytes(&self) -> u64 {
+        let (tj, tb, kc, rb) = (
+            self.units as u64,
+            self.rows as u64,
+            self.chunk as u64,
+            self.rows_per_invocation as u64,
+        );
+        4 * (4 * tj * (kc + 1) + tb * rb * kc)
+    }
+
+    /// Batch rows one workgroup covers (`TB * RB`).
+    pub fn batch_rows(&self) -> u32 {
+        self.rows * self.rows_per_invocation
+    }
+
+    /// Is this tile valid on an adapter with `limits`? Every value at least
+    /// 1, `rows_per_invocation` at most [`StepTile::MAX_ROWS_PER_INVOCATION`],
+    /// `units` x `rows` invocations within the workgroup size limits, and
+    /// [`StepTile::workgroup_bytes`] within the workgroup storage limit.
+    pub fn check(&self, limits: &wgpu::Limits) -> Result<()> {
+        match self.problem(limits) {
+            Some(why) => Err(Error::Argument(format!("step tile {self}: {why}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// What makes this tile invalid on `limits`, if anything.
+    fn problem(&self, limits: &wgpu::Limits) -> Option<String> {
+        if self.units == 0 || self.rows == 0 || self.chunk == 0 || self.rows_per_invocation == 0 {
+            return Some("every value must be at least 1".into());
+        }
+        if self.rows_per_invocation > Self::MAX_ROWS_PER_INVOCATION {
+            return Some(format!(
+                "at most {} rows per invocation",
+                Self::MAX_ROWS_PER_INVOCATION
+            ));
+        }
+        let inv = self.units as u64 * self.rows as u64;
+        if inv > limits.max_compute_invocations_per_workgroup as u64
+            || self.units > limits.max_compute_workgroup_size_x
+            || self.rows > limits.max_compute_workgroup_size_y
+        {
+            return Some(format!(
+                "{} x {} invocations per workgroup; the adapter allows {} in all, at most {} x {}",
+                self.units,
+                self.rows,
+                limits.max_compute_invocations_per_workgroup,
+                limits.max_compute_workgroup_size_x,
+                limits.max_compute_workgroup_size_y
+            ));
+        }
+        if self.workgroup_bytes() > limits.max_compute_workgroup_storage_size as u64 {
+            return Some(format!(
+                "needs {} bytes of workgroup memory (4*(4*units*(chunk+1) + rows*rb*chunk)); the adapter allows {}",
+                self.workgroup_bytes(),
+                limits.max_compute_workgroup_storage_size
+            ));
+        }
+        None
+    }
+
+    /// Parses `units,rows,chunk[,rb]` (`rb`, rows per invocation, defaults
+    /// to 1) and checks it against `limits` ([`StepTile::check`]), as
+    /// `RECURRENT_STEP_TILE` is read.
+    pub fn parse(v: &str, limits: &wgpu::Limits) -> Result<StepTile> {
+        let p: Vec<Option<u32>> = v.split(',').map(|x| x.trim().parse().ok()).collect();
+        let tile = match p[..] {
+            [Some(units), Some(rows), Some(chunk)] => StepTile {
+                units,
+                rows,
+                chunk,
+                rows_per_invocation: 1,
+            },
+            [Some(units), Some(rows), Some(chunk), Some(rb)] => StepTile {
+                units,
+                rows,
+                chunk,
+                rows_per_invocation: rb,
+            },
+            _ => {
+                return Err(Error::Argument(format!(
+                    "step tile '{v}': expected units,rows,chunk[,rb] (e.g. 16,4,32 or 16,4,32,4), unsigned integers"
+                )))
+            }
+        };
+        match tile.problem(limits) {
+            Some(why) => Err(Error::Argument(format!(
+                "step tile '{v}' (units,rows,chunk,rb = {tile}): {why}"
+            ))),
+            None => Ok(tile),
+        }
+    }
+}
+
+impl std::fmt::Display for StepTile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{},{},{},{}",
+            self.units, self.rows, self.chunk, self.rows_per_invocation
+        )
+    }
+}
+
+/// The override constants of a step kernel (`lstm.wgsl`, `gru.wgsl`,
+/// `rnn.wgsl`) with tile `tile`, as the runtime passes them: `TJ`, `TB`,
+/// `KC`, then `RB` only when it is not 1 and `WHH16 = 1` only for the
+/// variant reading the f16 copy of W_hh (absent otherwise, so the default
+/// pipelines are those of a build without these options).
+pub fn step_constants(tile: StepTile, f16: bool) -> Vec<(String, f64)> {
+    let mut c = vec![
+        ("TJ".into(), tile.units as f64),
+        ("TB".into(), tile.rows as f64),
+        ("KC".into(), tile.chunk as f64),
+    ];
+    if tile.rows_per_invocation != 1 {
+        c.push(("RB".into(), tile.rows_per_invocation as f64));
+    }
+    if f16 {
+        c.push(("WHH16".into(), 1.0));
+    }
+    c
 }
 
 /// Override constants of a dispatch of `gemm.wgsl`: the workgroup edge
@@ -349,27 +521,22 @@ impl Kernels {
             // fastest of 16,4,64 / 8,8,64 / 16,8,64 / 8,4,64 / 32,8,32 / 32,4,64
             // for LSTM H128 B64 T28 (7.2 vs 9.2), H512 B64 T25 (11.9 vs 15.8),
             // H1024 B64 T25 (33.5 vs 57.0) and GRU H256 B32 T50 (17.1 vs 25.7).
+            // (The chunk was not passed to the shaders then: every one of those
+            // ran KC = 32, the shader's default; it is passed since.)
             step_units: 16,
             step_rows: if inv >= 256 { 16 } else { 4 },
             step_chunk: 32,
+            // Unmeasured on real GPUs: 1 until a sweep says otherwise.
+            step_rows_per_invocation: 1,
         };
-        // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk" overrides the step
-        // kernels' tile (units*rows invocations must fit the adapter).
+        // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk[,rb]" overrides the
+        // step kernels' tile (see StepTile; checked against the adapter's limits).
         if let Ok(v) = std::env::var("RECURRENT_STEP_TILE") {
-            let p: Vec<u32> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
-            let fits = |p: &[u32]| {
-                p[0] * p[1] <= inv
-                    && 4 * (4 * p[0] * (p[2] + 1) + p[1] * p[2])
-                        <= limits.max_compute_workgroup_storage_size
-            };
-            if p.len() != 3 || p.contains(&0) || !fits(&p) {
-                return Err(Error::Argument(format!(
-                    "RECURRENT_STEP_TILE='{v}': expected units,rows,chunk (e.g. 16,4,64) within the adapter's limits"
-                )));
-            }
-            tunables.step_units = p[0];
-            tunables.step_rows = p[1];
-            tunables.step_chunk = p[2];
+            let tile = StepTile::parse(&v, limits).map_err(|e| match e {
+                Error::Argument(m) => Error::Argument(format!("RECURRENT_STEP_TILE: {m}")),
+                e => e,
+            })?;
+            tunables = tunables.with_step_tile(tile);
         }
         let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("recurrent.bind_group_layout"),
@@ -406,10 +573,17 @@ impl Kernels {
     }
 
     /// Override constants for a kernel, from the tunables (and, for the GEMM
-    /// shader, from the dispatch's own tile where it has one). `f16`: a step
-    /// kernel reads W_hh from its f16 copy (`WHH16 = 1`; absent when off, so
-    /// the f32 pipelines are exactly those of a build without the option).
-    fn constants(&self, k: Kernel, gemm: Option<GemmTile>, f16: bool) -> Vec<(String, f64)> {
+    /// shader and the step kernels, from the dispatch's own tile where it has
+    /// one). `f16`: a step kernel reads W_hh from its f16 copy (`WHH16 = 1`;
+    /// absent when off, so the f32 pipelines are exactly those of a build
+    /// without the option).
+    fn constants(
+        &self,
+        k: Kernel,
+        gemm: Option<GemmTile>,
+        step: Option<StepTile>,
+        f16: bool,
+    ) -> Vec<(String, f64)> {
         let t = &self.tunables;
         match k.shader() {
             Shader::Gemm => {
@@ -425,14 +599,7 @@ impl Kernels {
             }
             Shader::Head | Shader::Optim => vec![("WG".into(), t.wg_reduce as f64)],
             Shader::Lstm | Shader::Gru | Shader::Rnn => {
-                let mut c = vec![
-                    ("TJ".into(), t.step_units as f64),
-                    ("TB".into(), t.step_rows as f64),
-                ];
-                if f16 {
-                    c.push(("WHH16".into(), 1.0));
-                }
-                c
+                step_constants(step.unwrap_or(t.step_tile()), f16)
             }
             Shader::Embed | Shader::WhhF16 => vec![("WG".into(), t.wg_small as f64)],
         }
@@ -443,13 +610,14 @@ impl Kernels {
         self.pipeline_with(device, k, None)
     }
 
-    /// The pipeline a recorded dispatch runs (its kernel, GEMM tile and f16 variant).
+    /// The pipeline a recorded dispatch runs (its kernel, GEMM or step tile and f16 variant).
     pub fn pipeline_for(
         &self,
         device: &wgpu::Device,
         d: &Dispatch,
     ) -> Result<wgpu::ComputePipeline> {
-        self.pipeline_variant(device, d.kernel, d.gemm, d.f16)
+        let consts = self.constants(d.kernel, d.gemm, d.step, d.f16);
+        self.pipeline_consts(device, d.kernel, consts)
     }
 
     /// The pipeline of `k` with GEMM tile `gemm` (`None`: the tunables' default).
@@ -471,7 +639,17 @@ impl Kernels {
         gemm: Option<GemmTile>,
         f16: bool,
     ) -> Result<wgpu::ComputePipeline> {
-        let consts = self.constants(k, gemm, f16);
+        let consts = self.constants(k, gemm, None, f16);
+        self.pipeline_consts(device, k, consts)
+    }
+
+    /// The pipeline of `k` with override constants `consts` (compiled on first use, then cached).
+    fn pipeline_consts(
+        &self,
+        device: &wgpu::Device,
+        k: Kernel,
+        consts: Vec<(String, f64)>,
+    ) -> Result<wgpu::ComputePipeline> {
         let key = (
             k,
             consts
@@ -670,6 +848,9 @@ pub struct Dispatch {
     pub label: String,
     /// Override constants of a GEMM-shader dispatch chosen per shape (`None`: the tunables').
     pub gemm: Option<GemmTile>,
+    /// The tile of a step-kernel dispatch, as its grid was computed (`None`:
+    /// not a step kernel).
+    pub step: Option<StepTile>,
     /// Reads (or writes) the f16 copy of W_hh: runs the `WHH16 = 1` variant of
     /// a step kernel, with [`Binds::f16`].
     pub f16: bool,
@@ -798,6 +979,7 @@ impl Program {
             groups,
             label: label.to_string(),
             gemm,
+            step: None,
             f16: false,
         });
         Ok(())
@@ -903,16 +1085,20 @@ impl Program {
 
     /// One step of every direction of a layer (`dirs` along z).
     pub fn step(&mut self, kernel: Kernel, a: StepArgs, dirs: u32, label: &str) -> Result<()> {
-        let t = self.t();
+        let tile = self.t().step_tile();
         let s = self.slot(&a);
-        // Forward and backward alike: (unit tiles, row tiles, directions).
+        // Forward and backward alike: (unit tiles, row tiles, directions); a
+        // workgroup owns TB*RB rows.
         let groups = [
-            ceil_div(a.h, t.step_units),
-            ceil_div(a.b, t.step_rows),
+            ceil_div(a.h, tile.units),
+            ceil_div(a.b, tile.batch_rows()),
             dirs,
         ];
         let from = self.dispatches.len();
         self.push(kernel, s, groups, label)?;
+        for d in &mut self.dispatches[from..] {
+            d.step = Some(tile);
+        }
         if self.whh_f16 {
             self.mark_f16(from);
         }
@@ -1024,5 +1210,77 @@ impl Program {
             pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(v: &str, limits: &wgpu::Limits) -> String {
+        StepTile::parse(v, limits).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn step_tiles_parse_with_an_optional_rows_per_invocation() {
+        let l = wgpu::Limits::default(); // 256 invocations, 16 KiB workgroup memory
+        let t = StepTile::parse("16,4,32", &l).unwrap();
+        assert_eq!(t.rows_per_invocation, 1);
+        assert_eq!((t.units, t.rows, t.chunk), (16, 4, 32));
+        let t = StepTile::parse(" 16, 4 ,32,4", &l).unwrap();
+        assert_eq!(t.rows_per_invocation, 4);
+        assert_eq!(t.batch_rows(), 16);
+        assert_eq!(t.to_string(), "16,4,32,4");
+        // 16,16,32: 4*(4*16*33 + 16*32) = 10,496 bytes; rb 4 adds 3*16*32*4.
+        assert_eq!(
+            StepTile::parse("16,16,32", &l).unwrap().workgroup_bytes(),
+            10_496
+        );
+        // 16,16,32,4: 16,640 bytes, over WebGPU's default 16 KiB (NVIDIA allows 48 KiB).
+        let t4 = StepTile {
+            rows_per_invocation: 4,
+            ..StepTile::parse("16,16,32", &l).unwrap()
+        };
+        assert_eq!(t4.workgroup_bytes(), 10_496 + 3 * 16 * 32 * 4);
+        assert!(err("16,16,32,4", &l).contains("needs 16640 bytes of workgroup memory"));
+        for bad in ["", "16,4", "16,4,32,4,1", "16,x,32", "16,4,-32", "16,4,32,"] {
+            assert!(
+                err(bad, &l).contains("expected units,rows,chunk[,rb]"),
+                "{bad}"
+            );
+        }
+        assert!(err("16,4,32,0", &l).contains("at least 1"));
+        assert!(err("0,4,32", &l).contains("at least 1"));
+        assert!(err("16,4,32,9", &l).contains("at most 8 rows per invocation"));
+        assert!(err("32,16,32", &l).contains("invocations per workgroup"));
+        // 16,16,32,8: 4*(2112 + 4096) = 24,832 bytes > 16,384.
+        assert!(err("16,16,32,8", &l).contains("bytes of workgroup memory"));
+        assert!(StepTile::parse("16,4,32,8", &l).is_ok());
+    }
+
+    #[test]
+    fn step_constants_name_rb_only_when_blocked() {
+        let t = StepTile {
+            units: 16,
+            rows: 4,
+            chunk: 32,
+            rows_per_invocation: 1,
+        };
+        let names = |c: Vec<(String, f64)>| c.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(step_constants(t, false)), ["TJ", "TB", "KC"]);
+        let t4 = StepTile {
+            rows_per_invocation: 4,
+            ..t
+        };
+        assert_eq!(
+            step_constants(t4, true),
+            vec![
+                ("TJ".to_string(), 16.0),
+                ("TB".to_string(), 4.0),
+                ("KC".to_string(), 32.0),
+                ("RB".to_string(), 4.0),
+                ("WHH16".to_string(), 1.0)
+            ]
+        );
     }
 }

@@ -46,7 +46,13 @@
 //!   each new GEMM shape costs at most 8 candidates x 4 runs when its plan is
 //!   first built. Off by default (every GEMM takes the fixed choice): unmeasured
 //!   on real GPUs so far, and a timed choice can change run-to-run results.
-//! - `RECURRENT_STEP_TILE=units,rows,chunk`: the step kernels' tile (manual).
+//! - `RECURRENT_STEP_TILE=units,rows,chunk[,rb]`: the step kernels' tile
+//!   (manual; [`StepTile`]): a workgroup of units x rows invocations owns
+//!   `units` hidden units for rows·rb batch rows, each invocation one unit
+//!   for `rb` rows (register blocking, 1 to 8, default 1), staging `chunk`
+//!   inputs at a time. Default 16,16,32,1 (16,4,32,1 where a workgroup has
+//!   fewer than 256 invocations). Every tile gives the same bits. Per model:
+//!   [`GpuModel::set_step_tile`]. rb > 1 is unmeasured on real GPUs so far.
 //! - `RECURRENT_GPU_F16=1` (or `on`): models keep a half-precision copy of
 //!   every W_hh, which the per-step kernels read instead of the f32 weights
 //!   (f32 accumulation; master weights, gradients, optimizer and every other
@@ -83,7 +89,8 @@
 //!    tiles; f16 storage with `SHADER_F16`.
 //! 3. Tile shapes per problem size, measured at first use and cached: done
 //!    for the GEMMs ([`autotune`]: register block, tile, small-grid kernel and
-//!    split-K per shape); the step kernels still take `RECURRENT_STEP_TILE`.
+//!    split-K per shape); the step kernels still take `RECURRENT_STEP_TILE`
+//!    (now with rows per invocation, `rb`; a sweep is in `benches/device_run3.sh`).
 
 pub mod autotune;
 pub mod bench;
@@ -95,4 +102,5 @@ pub mod optim_state;
 pub mod workspace;
 
 pub use context::{gpu_available, try_context, DevicePreference, GpuContext};
+pub use kernels::StepTile;
 pub use model::GpuModel;

@@ -233,6 +233,9 @@ pub struct GpuModel {
     ready: Vec<StepStats>,
     /// The f16 copy of W_hh the step kernels read, when on.
     whh16: Option<WhhF16>,
+    /// The step kernels' tile of this model's plans (the context's unless
+    /// [`GpuModel::set_step_tile`] changed it).
+    step_tile: StepTile,
     /// Submissions made (for the report below).
     pub submissions: u64,
 }
@@ -258,6 +261,7 @@ impl GpuModel {
     pub fn with_f16_weights(ctx: Arc<GpuContext>, model: &Model, f16: bool) -> Result<GpuModel> {
         let config = model.config().clone();
         let layout = model.layout().clone();
+        let ctx_step_tile = ctx.kernels.tunables.step_tile();
         let p = layout.total.max(1);
         ctx.check_storage("the parameters", (p * 4) as u64)?;
         ctx.check_storage("the optimizer state", (2 * p * 4) as u64)?;
@@ -311,6 +315,7 @@ impl GpuModel {
             in_flight: VecDeque::new(),
             ready: Vec::new(),
             whh16,
+            step_tile: ctx_step_tile,
             submissions: 0,
         };
         g.refresh_whh16()?;
@@ -363,6 +368,34 @@ impl GpuModel {
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
+
+    /// The tile the per-step kernels run with ([`StepTile`]).
+    pub fn step_tile(&self) -> StepTile {
+        self.step_tile
+    }
+
+    /// Runs the per-step kernels with `tile` instead of the context's
+    /// (`RECURRENT_STEP_TILE` or the default), e.g. to compare tiles on one
+    /// context. Checked against the adapter's limits ([`StepTile::check`]).
+    /// The plans of every batch shape are rebuilt at their next use (steps
+    /// already queued finish with the old ones). Every tile computes the
+    /// same sums in the same order, so results do not change.
+    pub fn set_step_tile(&mut self, tile: StepTile) -> Result<()> {
+        tile.check(&self.ctx.limits)?;
+        if tile != self.step_tile {
+            self.plans.clear();
+            self.step_tile = tile;
+        }
+        Ok(())
+    }
+
+    /// Every dispatch one training step records for batch shape `(b, t)`,
+    /// in program order: kernel, grid, label and tile (builds the plan if
+    /// needed). Without the refresh of the f16 copy of W_hh. For tests and inspection.
+    pub fn dispatches(&mut self, b: usize, t: usize) -> Result<Vec<Dispatch>> {
+        Ok(self.plan(b, t)?.program.dispatches.clone())
+    }
+
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
     }
@@ -518,7 +551,10 @@ impl GpuModel {
         let cfg = &self.config;
         let lay = &self.layout;
         let ctx = &self.ctx;
-        let mut pg = Program::new(&ctx.limits, ctx.kernels.tunables);
+        let mut pg = Program::new(
+            &ctx.limits,
+            ctx.kernels.tunables.with_step_tile(self.step_tile),
+        );
         pg.split_partials = Some(ws.split.off);
         // Each GEMM shape's configuration comes from the context's tuner: new
         // shapes are measured here, while the plan is built, never inside a step.

@@ -1,0 +1,336 @@
+//! Register blocking over batch rows in the step kernels (`RB`, rows per
+//! invocation; [`StepTile::rows_per_invocation`]): a training step run with
+//! RB = 2, 4 or 8 gives exactly the bits of RB = 1 with the same tile
+//! otherwise — outputs, loss, every gradient, and the weights after an Adam
+//! step — since every row's sums run in the same order; and agrees with the
+//! CPU path within the usual tolerances. Tiles are set per model
+//! ([`GpuModel::set_step_tile`]), and each run checks that its step
+//! dispatches really carry the tile (grid rows = ceil(B / (TB·RB)), `RB` among
+//! the pipeline constants), so the comparison cannot pass vacuously.
+//!
+//! Without a GPU adapter each test prints `SKIPPED` and passes, unless
+//! `RECURRENT_REQUIRE_GPU=1`.
+
+mod common;
+
+use common::tolerance::{assert_close, FORWARD, GRADIENTS, LOSS, TRAINED_WEIGHTS};
+use common::{gpu, Case};
+use recurrent::gpu::half::round_to_f16;
+use recurrent::gpu::kernels::{step_constants, Kernel, StepTile};
+use recurrent::gpu::{GpuContext, GpuModel};
+use recurrent::{Cell, Dataset, Loss, Model, Optimizer, OutputMode, StepOptions};
+use std::sync::Arc;
+
+const CELLS: [Cell; 3] = [Cell::Lstm, Cell::Gru, Cell::Rnn];
+
+fn tile(units: u32, rows: u32, chunk: u32, rb: u32) -> StepTile {
+    StepTile {
+        units,
+        rows,
+        chunk,
+        rows_per_invocation: rb,
+    }
+}
+
+/// Everything a training step computes on the GPU.
+struct Run {
+    out: Vec<f32>,
+    loss: f32,
+    grads: Vec<f32>,
+    /// Loss reported by one Adam step (clip 1) and the weights after it.
+    step_loss: f32,
+    weights: Vec<f32>,
+}
+
+const STEP_KERNELS: [Kernel; 6] = [
+    Kernel::LstmStepForward,
+    Kernel::LstmStepBackward,
+    Kernel::GruStepForward,
+    Kernel::GruStepBackward,
+    Kernel::RnnStepForward,
+    Kernel::RnnStepBackward,
+];
+
+/// The step dispatches of `g`'s training step for `case` run `tile`: one per
+/// time step, layer and pass, each with `tile`, its grid and its constants.
+fn check_dispatches(g: &mut GpuModel, case: &Case, tile: StepTile, f16: bool) {
+    let ds = g.dispatches(case.batch, case.steps).unwrap();
+    let steps: Vec<_> = ds
+        .iter()
+        .filter(|d| STEP_KERNELS.contains(&d.kernel))
+        .collect();
+    assert_eq!(
+        steps.len(),
+        2 * case.layers * case.steps,
+        "{tile}: step dispatches"
+    );
+    let dirs = if case.bidirectional { 2 } else { 1 };
+    let want = [
+        (case.hidden as u32).div_ceil(tile.units),
+        (case.batch as u32).div_ceil(tile.rows * tile.rows_per_invocation),
+        dirs,
+    ];
+    for d in steps {
+        assert_eq!(d.step, Some(tile), "{}: tile", d.label);
+        assert_eq!(d.groups, want, "{}: grid with tile {tile}", d.label);
+        assert_eq!(d.f16, f16, "{}: f16 variant", d.label);
+    }
+    let c = step_constants(tile, f16);
+    let rb = c.iter().find(|(n, _)| n == "RB").map(|(_, v)| *v);
+    if tile.rows_per_invocation == 1 {
+        assert_eq!(rb, None, "RB = 1 keeps the default pipelines");
+    } else {
+        assert_eq!(rb, Some(tile.rows_per_invocation as f64), "{tile}: RB");
+    }
+    assert!(c.contains(&("KC".to_string(), tile.chunk as f64)));
+}
+
+fn run(
+    ctx: &Arc<GpuContext>,
+    model: &Model,
+    case: &Case,
+    data: &Dataset,
+    loss: Loss,
+    tile: StepTile,
+    f16: bool,
+) -> Run {
+    let mut g = GpuModel::with_f16_weights(ctx.clone(), model, f16).unwrap();
+    g.set_step_tile(tile).unwrap();
+    assert_eq!(g.step_tile(), tile);
+    check_dispatches(&mut g, case, tile, f16);
+    let out = g.forward(data).unwrap().data;
+    let (loss_v, grads) = g.loss_and_gradients(data, loss).unwrap();
+    let mut opt = Optimizer::adam(1e-2);
+    let opts = StepOptions {
+        loss,
+        clip: Some(1.0),
+    };
+    let step_loss = g.train_step_sync(data, &opts, &mut opt).unwrap().loss;
+    let weights = g.download().unwrap();
+    Run {
+        out,
+        loss: loss_v,
+        grads,
+        step_loss,
+        weights,
+    }
+}
+
+#[track_caller]
+fn assert_same_bits(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    if let Some(i) = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x.to_bits() != y.to_bits())
+    {
+        let n = a
+            .iter()
+            .zip(b)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count();
+        panic!(
+            "{what}: {n} of {} values differ in their bits; first [{i}]: {:e} vs {:e}",
+            a.len(),
+            a[i],
+            b[i]
+        );
+    }
+}
+
+fn assert_runs_identical(what: &str, a: &Run, b: &Run) {
+    assert_same_bits(&format!("{what}: output"), &a.out, &b.out);
+    assert_same_bits(&format!("{what}: loss"), &[a.loss], &[b.loss]);
+    assert_same_bits(&format!("{what}: gradients"), &a.grads, &b.grads);
+    assert_same_bits(
+        &format!("{what}: step loss"),
+        &[a.step_loss],
+        &[b.step_loss],
+    );
+    assert_same_bits(
+        &format!("{what}: weights after a step"),
+        &a.weights,
+        &b.weights,
+    );
+}
+
+/// `r` against the CPU path on `model`: forward, loss and gradients (and,
+/// with `trained`, the step's loss and the weights after it).
+fn assert_matches_cpu(
+    what: &str,
+    r: &Run,
+    model: &Model,
+    data: &Dataset,
+    loss: Loss,
+    trained: bool,
+) {
+    let out = model.forward(data).unwrap();
+    assert_close(&format!("{what}: output"), &r.out, &out.data, FORWARD);
+    let (l, grads) = model.loss_and_gradients(data, loss).unwrap();
+    assert_close(&format!("{what}: loss"), &[r.loss], &[l], LOSS);
+    for e in &model.layout().entries {
+        assert_close(
+            &format!("{what}: grad {}", e.name),
+            &r.grads[e.range()],
+            &grads[e.range()],
+            GRADIENTS,
+        );
+    }
+    if trained {
+        let mut m = model.clone();
+        let mut opt = Optimizer::adam(1e-2);
+        let opts = StepOptions {
+            loss,
+            clip: Some(1.0),
+        };
+        let s = m.train_step(data, &opts, &mut opt).unwrap();
+        assert_close(
+            &format!("{what}: step loss"),
+            &[r.step_loss],
+            &[s.loss],
+            LOSS,
+        );
+        assert_close(
+            &format!("{what}: weights after a step"),
+            &r.weights,
+            m.params(),
+            TRAINED_WEIGHTS,
+        );
+    }
+}
+
+/// Runs `case` with each `(reference, blocked)` pair of tiles (the same but
+/// for RB); the blocked runs must equal their reference bit for bit.
+fn check_case(case: &Case, loss: Loss, seed: u64, pairs: &[(StepTile, StepTile)]) {
+    let Some(ctx) = gpu("step tile") else { return };
+    let model = case.model(seed);
+    let data = case.data(loss, seed + 100);
+    for &(reference, blocked) in pairs {
+        assert_eq!(reference.rows_per_invocation, 1);
+        assert!(blocked.rows_per_invocation > 1);
+        let what = format!("{} tile {blocked} vs {reference}", case.label(loss));
+        let r1 = run(&ctx, &model, case, &data, loss, reference, false);
+        let rb = run(&ctx, &model, case, &data, loss, blocked, false);
+        assert_runs_identical(&what, &rb, &r1);
+        assert_matches_cpu(&what, &rb, &model, &data, loss, true);
+        eprintln!("{what}: same bits, within the CPU tolerances");
+    }
+}
+
+/// TB = 4, KC = 8 (several chunks, the last partial, for H = 20 forward and
+/// G·H backward), RB 2 and 4 against RB 1; and RB 8 (the largest) with TB 2.
+fn pairs() -> Vec<(StepTile, StepTile)> {
+    vec![
+        (tile(16, 4, 8, 1), tile(16, 4, 8, 2)),
+        (tile(16, 4, 8, 1), tile(16, 4, 8, 4)),
+        (tile(8, 2, 16, 1), tile(8, 2, 16, 8)),
+    ]
+}
+
+/// B = 7: less than one row tile of TB·RB = 8 or 16 rows, and not a multiple of them.
+#[test]
+fn blocked_rows_give_the_same_bits_for_a_partial_row_tile() {
+    for (i, cell) in CELLS.into_iter().enumerate() {
+        let case = Case {
+            layers: 2,
+            bidirectional: true,
+            lengths: true,
+            hidden: 20,
+            input: 6,
+            batch: 7,
+            steps: 5,
+            output: if i == 0 {
+                OutputMode::Sequence
+            } else {
+                OutputMode::Last
+            },
+            relu: cell == Cell::Rnn,
+            ..Case::new(cell)
+        };
+        let loss = if i % 2 == 0 { Loss::Ce } else { Loss::Mse };
+        check_case(&case, loss, 300 + i as u64, &pairs());
+    }
+}
+
+/// B = 37: several row tiles (5 of 8 rows, 3 of 16), the last one partial.
+#[test]
+fn blocked_rows_give_the_same_bits_over_several_row_tiles() {
+    for (i, cell) in CELLS.into_iter().enumerate() {
+        let case = Case {
+            layers: 2,
+            bidirectional: true,
+            lengths: true,
+            hidden: 20,
+            input: 5,
+            batch: 37,
+            steps: 4,
+            output: if i == 1 {
+                OutputMode::Sequence
+            } else {
+                OutputMode::Last
+            },
+            ..Case::new(cell)
+        };
+        let loss = if i % 2 == 0 { Loss::Mse } else { Loss::Ce };
+        check_case(&case, loss, 310 + i as u64, &pairs());
+    }
+}
+
+/// With the f16 copy of W_hh: RB 4 equals RB 1 bit for bit, and both agree
+/// with the CPU path on the model with W_hh rounded to f16.
+#[test]
+fn blocked_rows_give_the_same_bits_with_f16_weights() {
+    let Some(ctx) = gpu("step tile f16") else {
+        return;
+    };
+    let case = Case {
+        layers: 2,
+        bidirectional: true,
+        lengths: true,
+        hidden: 20,
+        input: 5,
+        batch: 37,
+        steps: 4,
+        ..Case::new(Cell::Lstm)
+    };
+    let loss = Loss::Ce;
+    let model = case.model(320);
+    let data = case.data(loss, 420);
+    let (reference, blocked) = (tile(16, 4, 8, 1), tile(16, 4, 8, 4));
+    let r1 = run(&ctx, &model, &case, &data, loss, reference, true);
+    let rb = run(&ctx, &model, &case, &data, loss, blocked, true);
+    let what = format!("{} f16 tile {blocked} vs {reference}", case.label(loss));
+    assert_runs_identical(&what, &rb, &r1);
+    let mut rounded = model.clone();
+    let mut p = rounded.params().to_vec();
+    for l in &model.layout().layers {
+        for v in &mut p[l.w_hh.clone()] {
+            *v = round_to_f16(*v);
+        }
+    }
+    rounded.params_mut().copy_from_slice(&p);
+    // The GPU's master weights stay unrounded: no comparison after the step.
+    assert_matches_cpu(&what, &rb, &rounded, &data, loss, false);
+    eprintln!("{what}: same bits, within the CPU tolerances of the rounded model");
+}
+
+/// Tiles outside the adapter's limits or RB_MAX are refused with the reason.
+#[test]
+fn invalid_step_tiles_are_refused() {
+    let Some(ctx) = gpu("step tile limits") else {
+        return;
+    };
+    let model = Case::new(Cell::Gru).model(1);
+    let mut g = GpuModel::new(ctx.ctx.clone(), &model).unwrap();
+    let before = g.step_tile();
+    for (t, why) in [
+        (tile(16, 4, 32, 0), "at least 1"),
+        (tile(16, 4, 32, 9), "at most 8 rows per invocation"),
+        (tile(4096, 4096, 32, 1), "invocations per workgroup"),
+        (tile(16, 4, 1 << 20, 1), "bytes of workgroup memory"),
+    ] {
+        let e = g.set_step_tile(t).unwrap_err().to_string();
+        assert!(e.contains(why), "{t}: {e}");
+        assert_eq!(g.step_tile(), before, "a refused tile changes nothing");
+    }
+}
