@@ -22,6 +22,7 @@ use super::recur::{
     backward_part, for_parts, forward_part, row_blocks, split_slots, BackwardPart, ForwardPart,
     Packed, StepInput, UnitsForward,
 };
+use super::scratch;
 use crate::model::config::{Cell, Nonlinearity};
 
 /// Largest packed `[W_ih | W_hh]ᵀ` for which LSTM and RNN fold the input
@@ -141,6 +142,15 @@ pub struct Saved {
     pub cs: Vec<f32>,
 }
 
+impl Drop for Saved {
+    /// Its buffers go back to the pool for the next step (see [`scratch`]).
+    fn drop(&mut self) {
+        scratch::recycle(std::mem::take(&mut self.gates));
+        scratch::recycle(std::mem::take(&mut self.hs));
+        scratch::recycle(std::mem::take(&mut self.cs));
+    }
+}
+
 /// Runs the layer-direction over `x [T, B, I]`. `h0`, `c0`: `[B, H]` or zeros.
 pub fn forward(
     d: &Dims,
@@ -184,7 +194,7 @@ fn forward_with(
     // to fill it with b_ih first).
     let mut gx = Vec::new();
     if !joint {
-        gx = vec![0.0f32; t_len * b * gh_w];
+        gx = scratch::zeroed(t_len * b * gh_w);
         let beta = if gru {
             for row in gx.chunks_exact_mut(gh_w) {
                 row.copy_from_slice(w.b_ih);
@@ -202,10 +212,10 @@ fn forward_with(
         w.b_ih.iter().zip(w.b_hh).map(|(a, c)| a + c).collect()
     };
     let mut s = Saved {
-        gates: vec![0.0; t_len * b * d.saved()],
-        hs: vec![0.0; (t_len + 1) * bh],
+        gates: scratch::zeroed(t_len * b * d.saved()),
+        hs: scratch::zeroed((t_len + 1) * bh),
         cs: if d.cell == Cell::Lstm {
-            vec![0.0; (t_len + 1) * bh]
+            scratch::zeroed((t_len + 1) * bh)
         } else {
             Vec::new()
         },
@@ -235,6 +245,7 @@ fn forward_with(
             gates: &mut s.gates,
         }
         .run(threads);
+        scratch::recycle(gx);
         return s;
     }
     let (packed, input) = if !joint {
@@ -266,6 +277,7 @@ fn forward_with(
         })
         .collect();
     for_parts(parts, forward_part);
+    scratch::recycle(gx);
     s
 }
 
@@ -302,9 +314,9 @@ pub fn backward(
     let bh = b * h;
     let gru = d.cell == Cell::Gru;
     // dG for the input projection, and (GRU only) the separate one for the recurrent projection.
-    let mut dgx = vec![0.0f32; t_len * b * gh_w];
+    let mut dgx = scratch::zeroed(t_len * b * gh_w);
     let mut dgh_sep = if gru {
-        vec![0.0f32; t_len * b * gh_w]
+        scratch::zeroed(t_len * b * gh_w)
     } else {
         Vec::new()
     };
@@ -390,6 +402,8 @@ pub fn backward(
             *bi += s;
         }
     }
+    scratch::recycle(dgx);
+    scratch::recycle(dgh_sep);
     Grads { dh0, dc0 }
 }
 
@@ -404,6 +418,7 @@ pub struct GradsOut<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::mem::take;
 
     /// Deterministic test values in `[-scale/2, scale/2)`, seeded by `seed`.
     fn val(n: usize, seed: usize, scale: f32) -> Vec<f32> {
@@ -491,7 +506,9 @@ mod tests {
             },
             Some(&mut dx),
         );
-        let mut out = vec![s.hs, s.cs, s.gates, dx, r.dh0, r.dc0];
+        let mut s = s;
+        let (hs, cs, gates) = (take(&mut s.hs), take(&mut s.cs), take(&mut s.gates));
+        let mut out = vec![hs, cs, gates, dx, r.dh0, r.dc0];
         out.extend(g);
         out
     }

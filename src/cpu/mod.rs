@@ -9,12 +9,23 @@ pub mod layer;
 pub mod loss;
 pub mod optim;
 pub mod recur;
+pub mod scratch;
 
 use crate::data::Inputs;
 use crate::model::config::{Cell, ModelConfig, OutputMode};
 use crate::model::params::Layout;
 use gemm::{add_column_sums, gemm};
 use layer::{Dims, GradsOut, Saved, Weights};
+
+impl Drop for StackCache {
+    /// The layer inputs go back to the pool for the next step (see [`scratch`];
+    /// the saved activations go back as each [`Saved`] drops).
+    fn drop(&mut self) {
+        for v in self.inputs.drain(..) {
+            scratch::recycle(v);
+        }
+    }
+}
 
 /// Initial states for the stack, PyTorch shapes: `h0`, `c0` `[layers*directions, B, H]`.
 #[derive(Clone, Debug, Default)]
@@ -73,7 +84,7 @@ fn weights<'a>(layout: &Layout, p: &'a [f32], idx: usize) -> Weights<'a> {
 
 /// Batch-first `[B, T, F]` to time-major `[T, B, F]` (and back with `b`, `t` swapped).
 pub fn transpose_bt(x: &[f32], b: usize, t: usize, f: usize) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
+    let mut out = scratch::zeroed(x.len());
     for bi in 0..b {
         for ti in 0..t {
             out[(ti * b + bi) * f..(ti * b + bi + 1) * f]
@@ -125,7 +136,7 @@ pub fn forward_stack(
         Vec::new()
     };
     for k in 0..cfg.layers {
-        let mut y = vec![0.0f32; t * b * d_top];
+        let mut y = scratch::zeroed(t * b * d_top);
         for dir in 0..dirs {
             let idx = k * dirs + dir;
             let d = dims(cfg, k, dir, t, b);
@@ -338,14 +349,14 @@ pub fn backward_stack(
     for k in (0..cfg.layers).rev() {
         let need_dx = k > 0 || cfg.vocab.is_some() || want_dx;
         let mut dx = if need_dx {
-            vec![0.0f32; t * b * cfg.layer_input(k)]
+            scratch::zeroed(t * b * cfg.layer_input(k))
         } else {
             Vec::new()
         };
         for dir in 0..dirs {
             let idx = k * dirs + dir;
             let d = dims(cfg, k, dir, t, b);
-            let mut dy_dir = vec![0.0f32; t * bh];
+            let mut dy_dir = scratch::zeroed(t * bh);
             for (r, row) in dy_dir.chunks_exact_mut(h).enumerate() {
                 row.copy_from_slice(&dy[r * d_top + dir * h..r * d_top + (dir + 1) * h]);
             }
@@ -374,6 +385,7 @@ pub fn backward_stack(
                 g,
                 if need_dx { Some(&mut dx) } else { None },
             );
+            scratch::recycle(dy_dir);
             dh0[idx * bh..(idx + 1) * bh].copy_from_slice(&r.dh0);
             if cfg.cell == Cell::Lstm {
                 dc0[idx * bh..(idx + 1) * bh].copy_from_slice(&r.dc0);
@@ -381,7 +393,7 @@ pub fn backward_stack(
         }
         if k > 0 {
             mask_steps(&mut dx, lengths, t, b, d_top);
-            dy = dx;
+            scratch::recycle(std::mem::replace(&mut dy, dx));
         } else if let (Some(ids), Some(er)) = (&fc.tokens, &layout.embed) {
             // Embedding backward: scatter-add of the input gradient into the rows used.
             let wdt = cfg.input;
@@ -399,6 +411,7 @@ pub fn backward_stack(
             dx0 = dx;
         }
     }
+    scratch::recycle(dy);
     (
         States {
             h: Some(dh0),

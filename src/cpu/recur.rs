@@ -55,7 +55,7 @@ impl Packed {
     /// Packs the matrix whose element `(p, j)` is `get(p, j)`.
     fn new(k: usize, n: usize, get: impl Fn(usize, usize) -> f32) -> Self {
         let panels = n.div_ceil(NR);
-        let mut data = vec![0.0f32; panels * k * NR];
+        let mut data = super::scratch::zeroed(panels * k * NR);
         for (q, panel) in data.chunks_exact_mut(k * NR).enumerate() {
             for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
                 for (jj, v) in row.iter_mut().enumerate().take(n - q * NR) {
@@ -92,6 +92,13 @@ impl Packed {
     pub fn plain(m: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(m.len(), k * n, "Packed::plain: shape");
         Self::new(k, n, |p, j| m[p * n + j])
+    }
+}
+
+impl Drop for Packed {
+    /// Its buffer goes back to the pool for the next call (see [`super::scratch`]).
+    fn drop(&mut self) {
+        super::scratch::recycle(std::mem::take(&mut self.data));
     }
 }
 

@@ -119,15 +119,16 @@ impl Model {
             init,
         );
         let shape = self.output_shape(data.len(), data.steps());
+        let mut fc = fc;
         let c = if fc.stack.c_n.is_empty() {
             None
         } else {
-            Some(fc.stack.c_n)
+            Some(std::mem::take(&mut fc.stack.c_n))
         };
         Ok((
-            Tensor::new(shape, fc.out),
+            Tensor::new(shape, std::mem::take(&mut fc.out)),
             States {
-                h: Some(fc.stack.h_n),
+                h: Some(std::mem::take(&mut fc.stack.h_n)),
                 c,
             },
         ))
