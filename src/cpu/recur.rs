@@ -33,6 +33,36 @@ use super::cell::*;
 use super::layer::{valid, Dims};
 use crate::model::config::Cell;
 
+/// The body of a function that runs `$imp::<true>` compiled for AVX-512, or
+/// for AVX2 + FMA, when the CPU has those (chosen at run time), else
+/// `$imp::<false>` (no FMA): so the whole step loop, its product and its cell
+/// updates, vectorise with one instruction set. `$imp` must be
+/// `#[inline(always)]` for the features to reach its code.
+macro_rules! simd_dispatch {
+    ($imp:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)?) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                $imp::<true>($($arg),*)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                $imp::<true>($($arg),*)
+            }
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has the features the function is compiled for.
+                return unsafe { avx512($($arg),*) };
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: as above.
+                return unsafe { avx2($($arg),*) };
+            }
+        }
+        $imp::<false>($($arg),*)
+    }};
+}
+
 /// Rows of the register block. 12 rows × 32 columns keep 24 AVX-512
 /// accumulators. Measured against 4×64, 8×32, 10×32 and 14×32 on one core
 /// (BENCHMARKS.md, "register block"): all within 10% at the MNIST layer's
@@ -153,18 +183,7 @@ fn gemm_acc<const FMA: bool>(m: usize, a0: Src, a1: Src, b: &Packed, c: &mut [f3
 /// `c[m × n] += [a0 | a1] · B`: the per-step product on its own, for
 /// benchmarks and tests (the step loops inline it).
 pub fn product(m: usize, a0: Src, a1: Src, b: &Packed, c: &mut [f32], ldc: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-        unsafe fn avx512(m: usize, a0: Src, a1: Src, b: &Packed, c: &mut [f32], ldc: usize) {
-            gemm_acc::<true>(m, a0, a1, b, c, ldc)
-        }
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512(m, a0, a1, b, c, ldc) };
-        }
-    }
-    gemm_acc::<false>(m, a0, a1, b, c, ldc)
+    simd_dispatch!(gemm_acc(m: usize, a0: Src, a1: Src, b: &Packed, c: &mut [f32], ldc: usize))
 }
 
 /// Rows `i0..i0+M` of a source.
@@ -448,30 +467,7 @@ fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
 
 /// Runs one part's forward over the whole sequence.
 pub fn forward_part(p: ForwardPart) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { forward_avx512(p) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { forward_avx2(p) };
-        }
-    }
-    forward_impl::<false>(p)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn forward_avx512(p: ForwardPart) {
-    forward_impl::<true>(p)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2(p: ForwardPart) {
-    forward_impl::<true>(p)
+    simd_dispatch!(forward_impl(p: ForwardPart))
 }
 
 /// LSTM forward with the hidden units, not the batch, split across threads:
@@ -594,38 +590,13 @@ fn units_step_impl<const FMA: bool>(
 }
 
 fn units_step(d: &Dims, gx: &[f32], lengths: Option<&[usize]>, p: &mut UnitsPart, s: UnitsBufs) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-        unsafe fn avx512(
-            d: &Dims,
-            gx: &[f32],
-            lengths: Option<&[usize]>,
-            p: &mut UnitsPart,
-            s: UnitsBufs,
-        ) {
-            units_step_impl::<true>(d, gx, lengths, p, s)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            d: &Dims,
-            gx: &[f32],
-            lengths: Option<&[usize]>,
-            p: &mut UnitsPart,
-            s: UnitsBufs,
-        ) {
-            units_step_impl::<true>(d, gx, lengths, p, s)
-        }
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512(d, gx, lengths, p, s) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { avx2(d, gx, lengths, p, s) };
-        }
-    }
-    units_step_impl::<false>(d, gx, lengths, p, s)
+    simd_dispatch!(units_step_impl(
+        d: &Dims,
+        gx: &[f32],
+        lengths: Option<&[usize]>,
+        p: &mut UnitsPart,
+        s: UnitsBufs
+    ))
 }
 
 /// Runs `f` on every item, in parallel, by halving joins (no allocation,
@@ -812,30 +783,7 @@ fn backward_impl<'a, const FMA: bool>(mut p: BackwardPart<'a>) -> PartGrads {
 
 /// Runs one part's backward over the whole sequence.
 pub fn backward_part(p: BackwardPart) -> PartGrads {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { backward_avx512(p) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { backward_avx2(p) };
-        }
-    }
-    backward_impl::<false>(p)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn backward_avx512(p: BackwardPart) -> PartGrads {
-    backward_impl::<true>(p)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn backward_avx2(p: BackwardPart) -> PartGrads {
-    backward_impl::<true>(p)
+    simd_dispatch!(backward_impl(p: BackwardPart) -> PartGrads)
 }
 
 #[cfg(test)]
