@@ -136,14 +136,31 @@ const PIECE_MIN_ROWS: usize = 65;
 /// product's rows are cut into pieces (one per thread, fewer where a product
 /// has too few rows), the pieces dealt to the threads largest first, each to
 /// the least loaded, and every thread runs its pieces one after the other,
-/// single-threaded. For the backward's weight and input gradients at small
+/// single-threaded. Where there are fewer pieces than threads, each product
+/// runs on its own with the `gemm` crate's threading instead. For the backward's weight and input gradients at small
 /// sizes this beats threading each product on its own (measured at the MNIST
 /// layer, BENCHMARKS.md: the pool woken and drained once, not three times).
 /// Each output element gets the same arithmetic as from [`gemm`] alone.
 pub fn gemm_batch(products: Vec<Product>) {
     let macs: usize = products.iter().map(|p| p.m * p.n * p.k).sum();
     let threads = rayon::current_num_threads();
-    if threads == 1 || macs < PARALLEL_MIN_MACS {
+    // Pieces of a product: one per thread, each of at least PIECE_MIN_ROWS rows.
+    let parts_of = |m: usize| {
+        if m < 2 * PIECE_MIN_ROWS {
+            1
+        } else {
+            threads.min(m / PIECE_MIN_ROWS)
+        }
+    };
+    let pieces_in_all: usize = products
+        .iter()
+        .filter(|p| p.m > 0 && p.n > 0)
+        .map(|p| parts_of(p.m))
+        .sum();
+    // Too little work to split, or too few rows to give every thread a piece
+    // (many threads, small products): each product threaded on its own, as
+    // `gemm` does.
+    if threads == 1 || macs < PARALLEL_MIN_MACS || pieces_in_all < threads {
         for p in products {
             gemm(p.m, p.n, p.k, p.a, p.ta, p.b, p.tb, p.c, 1.0);
         }
@@ -164,11 +181,7 @@ pub fn gemm_batch(products: Vec<Product>) {
         if m == 0 || n == 0 {
             continue;
         }
-        let parts = if m < 2 * PIECE_MIN_ROWS {
-            1
-        } else {
-            threads.min(m / PIECE_MIN_ROWS)
-        };
+        let parts = parts_of(m);
         let mut rest = &mut c[..m * n];
         let mut r0 = 0;
         for q in 0..parts {
@@ -309,28 +322,33 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let mut got: Vec<Vec<f32>> = ops.iter().map(|o| o.2.clone()).collect();
-            let products = shapes
-                .iter()
-                .zip(&ops)
-                .zip(got.iter_mut())
-                .map(|((&(m, n, k, ta, tb), (a, b, _)), c)| Product {
-                    m,
-                    n,
-                    k,
-                    a,
-                    ta,
-                    b,
-                    tb,
-                    c,
-                })
-                .collect();
-            pool.install(|| gemm_batch(products));
-            for (s, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    g.iter().zip(w).all(|(x, y)| x.to_bits() == y.to_bits()),
-                    "product {s} on {threads} threads"
-                );
+            // All five (15 pieces on 4 threads); the last two alone (3 pieces:
+            // fewer than 4 threads, so each product is threaded on its own).
+            for first in [0, 3] {
+                let mut got: Vec<Vec<f32>> = ops[first..].iter().map(|o| o.2.clone()).collect();
+                let products = shapes[first..]
+                    .iter()
+                    .zip(&ops[first..])
+                    .zip(got.iter_mut())
+                    .map(|((&(m, n, k, ta, tb), (a, b, _)), c)| Product {
+                        m,
+                        n,
+                        k,
+                        a,
+                        ta,
+                        b,
+                        tb,
+                        c,
+                    })
+                    .collect();
+                pool.install(|| gemm_batch(products));
+                for (s, (g, w)) in got.iter().zip(&want[first..]).enumerate() {
+                    assert!(
+                        g.iter().zip(w).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "product {} of the batch from {first} on {threads} threads",
+                        first + s
+                    );
+                }
             }
         }
     }
