@@ -165,19 +165,26 @@ impl Optimizer {
                 let bc2_sqrt = bc2.sqrt() as f32;
                 let w1 = 1.0 - beta1;
                 let w2 = (1.0 - beta2 as f64) as f32;
-                for k in 0..n {
-                    let mut g = grads[k];
-                    if weight_decay != 0.0 {
-                        g += weight_decay * params[k];
-                    }
+                // Zipped slices (no index checks), so the loop vectorises;
+                // the same operations per element as indexing would do.
+                let (m_all, v_all) = (&mut self.m[..n], &mut self.v[..n]);
+                for (((p, &g), m), v) in params
+                    .iter_mut()
+                    .zip(&grads[..n])
+                    .zip(m_all.iter_mut())
+                    .zip(v_all.iter_mut())
+                {
+                    let g = if weight_decay != 0.0 {
+                        g + weight_decay * *p
+                    } else {
+                        g
+                    };
                     // exp_avg.lerp_(grad, 1 - beta1)
-                    let m = self.m[k] + w1 * (g - self.m[k]);
+                    *m += w1 * (g - *m);
                     // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                    let v = self.v[k] * beta2 + w2 * (g * g);
-                    self.m[k] = m;
-                    self.v[k] = v;
+                    *v = *v * beta2 + w2 * (g * g);
                     let denom = v.sqrt() / bc2_sqrt + eps;
-                    params[k] += -step_size * (m / denom);
+                    *p += -step_size * (*m / denom);
                 }
             }
         }
