@@ -194,7 +194,8 @@ fn forward_with(
     // to fill it with b_ih first).
     let mut gx = Vec::new();
     if !joint {
-        gx = scratch::zeroed(t_len * b * gh_w);
+        // Written whole: by the GEMM (beta 0), or the GRU's bias rows first.
+        gx = scratch::for_overwrite(t_len * b * gh_w);
         let beta = if gru {
             for row in gx.chunks_exact_mut(gh_w) {
                 row.copy_from_slice(w.b_ih);
@@ -211,21 +212,29 @@ fn forward_with(
     } else {
         w.b_ih.iter().zip(w.b_hh).map(|(a, c)| a + c).collect()
     };
+    // Every step writes its output slot of hs and cs, masked rows included
+    // (they pass the state through); the first slot is h0 / c0 or zeros. The
+    // saved gates of masked rows are never written (nor read): zeroed, so
+    // that a Saved is the same whatever ran before.
     let mut s = Saved {
         gates: scratch::zeroed(t_len * b * d.saved()),
-        hs: scratch::zeroed((t_len + 1) * bh),
+        hs: scratch::for_overwrite((t_len + 1) * bh),
         cs: if d.cell == Cell::Lstm {
-            scratch::zeroed((t_len + 1) * bh)
+            scratch::for_overwrite((t_len + 1) * bh)
         } else {
             Vec::new()
         },
     };
     let first = d.first_slot() * bh;
-    if let Some(h0) = h0 {
-        s.hs[first..first + bh].copy_from_slice(h0);
+    match h0 {
+        Some(h0) => s.hs[first..first + bh].copy_from_slice(h0),
+        None => s.hs[first..first + bh].fill(0.0),
     }
-    if let (Some(c0), Cell::Lstm) = (c0, d.cell) {
-        s.cs[first..first + bh].copy_from_slice(c0);
+    if d.cell == Cell::Lstm {
+        match c0 {
+            Some(c0) => s.cs[first..first + bh].copy_from_slice(c0),
+            None => s.cs[first..first + bh].fill(0.0),
+        }
     }
     // 2. The recurrence. LSTM with recurrent weights too large for a core's
     // cache: threads split the units (see `recur::UnitsForward`); else the batch.
@@ -314,9 +323,10 @@ pub fn backward(
     let bh = b * h;
     let gru = d.cell == Cell::Gru;
     // dG for the input projection, and (GRU only) the separate one for the recurrent projection.
-    let mut dgx = scratch::zeroed(t_len * b * gh_w);
+    // Written whole by the steps (masked rows: zeros).
+    let mut dgx = scratch::for_overwrite(t_len * b * gh_w);
     let mut dgh_sep = if gru {
-        scratch::zeroed(t_len * b * gh_w)
+        scratch::for_overwrite(t_len * b * gh_w)
     } else {
         Vec::new()
     };

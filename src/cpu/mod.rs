@@ -356,7 +356,7 @@ pub fn backward_stack(
         for dir in 0..dirs {
             let idx = k * dirs + dir;
             let d = dims(cfg, k, dir, t, b);
-            let mut dy_dir = scratch::zeroed(t * bh);
+            let mut dy_dir = scratch::for_overwrite(t * bh);
             for (r, row) in dy_dir.chunks_exact_mut(h).enumerate() {
                 row.copy_from_slice(&dy[r * d_top + dir * h..r * d_top + (dir + 1) * h]);
             }

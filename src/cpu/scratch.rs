@@ -32,20 +32,44 @@ fn pool() -> std::sync::MutexGuard<'static, Vec<Vec<f32>>> {
 
 /// `n` zeros, in a buffer from the pool when one of that length is there.
 pub fn zeroed(n: usize) -> Vec<f32> {
-    if n * 4 >= MIN_BYTES {
-        let found = {
-            let mut p = pool();
-            p.iter()
-                .position(|v| v.capacity() == n)
-                .map(|i| p.swap_remove(i))
-        };
-        if let Some(mut v) = found {
-            v.clear();
-            v.resize(n, 0.0);
-            return v;
-        }
+    if let Some(mut v) = take(n) {
+        v.clear();
+        v.resize(n, 0.0);
+        return v;
     }
     vec![0.0; n]
+}
+
+/// A pooled buffer of capacity `n`, if the pool has one (large buffers only).
+fn take(n: usize) -> Option<Vec<f32>> {
+    if n * 4 < MIN_BYTES {
+        return None;
+    }
+    let mut p = pool();
+    p.iter()
+        .position(|v| v.capacity() == n)
+        .map(|i| p.swap_remove(i))
+}
+
+/// `n` values for a buffer whose every element the caller writes before
+/// reading it: a pooled buffer is handed out as it was left, without the
+/// memset of [`zeroed`]. In builds with debug assertions (the tests) the
+/// values are NaN instead, so a read before a write shows as NaN results.
+pub fn for_overwrite(n: usize) -> Vec<f32> {
+    if let Some(mut v) = take(n) {
+        if cfg!(debug_assertions) {
+            v.clear();
+            v.resize(n, f32::NAN);
+        } else if v.len() != n {
+            v.resize(n, 0.0);
+        }
+        return v;
+    }
+    if cfg!(debug_assertions) {
+        vec![f32::NAN; n]
+    } else {
+        vec![0.0; n]
+    }
 }
 
 /// Hands a buffer back for [`zeroed`] to reuse (dropped instead when it is
