@@ -214,10 +214,10 @@ fn forward_with(
     };
     // Every step writes its output slot of hs and cs, masked rows included
     // (they pass the state through); the first slot is h0 / c0 or zeros. The
-    // saved gates of masked rows are never written (nor read): zeroed, so
-    // that a Saved is the same whatever ran before.
+    // saved gates too: zeros at masked rows (never read, but so a Saved is
+    // the same whatever ran before).
     let mut s = Saved {
-        gates: scratch::zeroed(t_len * b * d.saved()),
+        gates: scratch::for_overwrite(t_len * b * d.saved()),
         hs: scratch::for_overwrite((t_len + 1) * bh),
         cs: if d.cell == Cell::Lstm {
             scratch::for_overwrite((t_len + 1) * bh)

@@ -85,12 +85,14 @@ impl Packed {
     /// Packs the matrix whose element `(p, j)` is `get(p, j)`.
     fn new(k: usize, n: usize, get: impl Fn(usize, usize) -> f32) -> Self {
         let panels = n.div_ceil(NR);
-        let mut data = super::scratch::zeroed(panels * k * NR);
+        let mut data = super::scratch::for_overwrite(panels * k * NR);
         for (q, panel) in data.chunks_exact_mut(k * NR).enumerate() {
+            let cols = NR.min(n - q * NR);
             for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
-                for (jj, v) in row.iter_mut().enumerate().take(n - q * NR) {
+                for (jj, v) in row[..cols].iter_mut().enumerate() {
                     *v = get(p, q * NR + jj);
                 }
+                row[cols..].fill(0.0);
             }
         }
         Self { k, n, data }
@@ -433,6 +435,8 @@ fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
                 if d.cell == Cell::Lstm {
                     co[hr.clone()].copy_from_slice(&cp[hr]);
                 }
+                // Never read; written so that the saves are whole (see layer.rs).
+                sav[r * sv..(r + 1) * sv].fill(0.0);
                 continue;
             }
             let pre = &mut gh[r * gw..(r + 1) * gw];
@@ -572,6 +576,10 @@ fn units_step_impl<const FMA: bool>(
         if !valid(lengths, r, s.t) {
             ho.copy_from_slice(&s.hp[own.clone()]);
             co.copy_from_slice(&s.cp[own]);
+            // Never read; written so that the saves are whole (see layer.rs).
+            for g in 0..4 {
+                piece(s.sav, 4 * r + g).fill(0.0);
+            }
             continue;
         }
         let pre = &mut p.gh[r * gw..(r + 1) * gw];
