@@ -96,6 +96,30 @@ fn allocations(d: &Dims, lengths: bool) -> usize {
     counts(d, lengths).0
 }
 
+/// One tanh layer-direction.
+fn dims(cell: Cell, i: usize, h: usize, b: usize, t: usize, reverse: bool) -> Dims {
+    Dims {
+        cell,
+        act: Nonlinearity::Tanh,
+        t,
+        b,
+        i,
+        h,
+        reverse,
+    }
+}
+
+/// Runs `f` on a two-thread pool (so the threaded paths run), while no other
+/// test of this file counts (the counters are global).
+fn on_two_threads(f: impl FnOnce() + Send) {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap()
+        .install(f);
+}
+
 /// The large buffers of a step (input projections, saved gates, states, gate
 /// gradients, packed weights) come from `cpu::scratch`'s pool from the second
 /// step on, so no new pages fault in (BENCHMARKS.md). What is still allocated
@@ -104,26 +128,13 @@ fn allocations(d: &Dims, lengths: bool) -> usize {
 /// `dGᵀ`), none in the GRU case; against 20-odd in the first step.
 #[test]
 fn a_repeated_step_allocates_no_large_buffer_of_its_own() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    on_two_threads(|| {
         // Sizes no other test here uses (the tests share the process's pool).
         for (cell, i, h, b, t, most) in [
             (Cell::Lstm, 64, 400, 32, 12, 2),
             (Cell::Gru, 64, 136, 64, 20, 2),
         ] {
-            let d = Dims {
-                cell,
-                act: Nonlinearity::Tanh,
-                t,
-                b,
-                i,
-                h,
-                reverse: false,
-            };
+            let d = dims(cell, i, h, b, t, false);
             let (_, first) = counts(&d, true);
             let (_, second) = counts(&d, true);
             assert!(
@@ -140,12 +151,7 @@ fn a_repeated_step_allocates_no_large_buffer_of_its_own() {
 
 #[test]
 fn a_longer_sequence_makes_no_more_allocations() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    on_two_threads(|| {
         // (cell, input, hidden, batch): LSTM with the input projection folded
         // into each step (small weights) and apart with the units split across
         // the threads (packed W_hhᵀ over 2 MiB: H = 384), GRU, RNN.
@@ -158,15 +164,7 @@ fn a_longer_sequence_makes_no_more_allocations() {
         for (cell, i, h, b) in cases {
             for reverse in [false, true] {
                 for lengths in [false, true] {
-                    let dims = |t| Dims {
-                        cell,
-                        act: Nonlinearity::Tanh,
-                        t,
-                        b,
-                        i,
-                        h,
-                        reverse,
-                    };
+                    let dims = |t| dims(cell, i, h, b, t, reverse);
                     // Warm up: the thread pool's and the GEMM's first-use
                     // allocations, and cpu::scratch's pool with both lengths' buffers.
                     allocations(&dims(4), lengths);
