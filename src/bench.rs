@@ -240,7 +240,7 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
             &cache,
             {
                 // An all-ones output gradient, in a pooled buffer (no fresh pages a rep).
-                let mut dy = cpu::scratch::zeroed(ones_len);
+                let mut dy = cpu::scratch::for_overwrite(ones_len);
                 dy.fill(1.0);
                 dy
             },

@@ -84,7 +84,9 @@ fn weights<'a>(layout: &Layout, p: &'a [f32], idx: usize) -> Weights<'a> {
 
 /// Batch-first `[B, T, F]` to time-major `[T, B, F]` (and back with `b`, `t` swapped).
 pub fn transpose_bt(x: &[f32], b: usize, t: usize, f: usize) -> Vec<f32> {
-    let mut out = scratch::zeroed(x.len());
+    assert_eq!(x.len(), b * t * f, "transpose_bt: shape");
+    // Written whole below: no zeroing first.
+    let mut out = scratch::for_overwrite(x.len());
     for bi in 0..b {
         for ti in 0..t {
             out[(ti * b + bi) * f..(ti * b + bi + 1) * f]

@@ -91,11 +91,6 @@ pub fn release() {
     pool().clear();
 }
 
-/// Bytes the pool holds now.
-pub fn held_bytes() -> usize {
-    pool().iter().map(|b| b.capacity() * 4).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
