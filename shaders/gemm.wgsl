@@ -5,6 +5,8 @@
 //                its transpose (A stored [k, m]) when a_t != 0; same for B ([k, n]).
 //                4x4 outputs per invocation.
 //   gemm_rm:     the same with RMG x RMG outputs per invocation (RMG an override).
+//   gemm_wide:   the same with 8x8 outputs per invocation on 128x128 blocks, vec4
+//                workgroup tiles, double-buffered over K (at the end of the file).
 //   gemm_small:  the same with one output per invocation (small grids), optionally split over K
 //                (gemm_split_reduce then adds the splits in order).
 //   column_sums: C[0, j] += Σ_row A[row, j] (fixed order, deterministic): bias gradients.
@@ -398,4 +400,214 @@ fn column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let ci = u.c_off + z * u.c_z + j;
         st(u.c_buf, ci, ld(u.c_buf, ci) + tile_a[lid.x]);
     }
+}
+
+// gemm_wide: a 128 x 128 block of C per workgroup of 16 x 16 invocations,
+// each computing 8 x 8 outputs: rows 4*ty + i and 64 + 4*ty + i, columns
+// 4*tx + j and 64 + 4*tx + j (i, j < 4) of the block. K advances WK at a
+// time through two workgroup buffers: while one step's operands are
+// multiplied out of one buffer, the next step's are already loaded into
+// registers, and go to the other buffer after, so a step costs one barrier
+// and its global loads overlap the arithmetic. The workgroup tiles hold
+// vec4s of 4 consecutive rows of op(A) (or columns of op(B)) at one k, so
+// every inner-loop read from workgroup memory is a vec4 serving 32 of the
+// 64 fused multiply-adds of its kk. Each output's sum runs over k in
+// ascending order, as in `gemm`. Workgroup memory: 2 x 2 x WK x 128 x 4 =
+// 16 KiB (the host's GemmConfig::Wide).
+const WK: u32 = 8u;
+// vec4s across the 128-wide block.
+const WV: u32 = 32u;
+var<workgroup> wide_a: array<vec4<f32>, 2u * WK * WV>;
+var<workgroup> wide_b: array<vec4<f32>, 2u * WK * WV>;
+
+// Elements i + q*s of buffer `buf` for q < cnt, the rest 0: four
+// consecutive rows of op(A) (or columns of op(B)) at one k. The full case
+// selects the buffer once for all four loads.
+fn ld4(buf: u32, i: u32, s: u32, cnt: u32) -> vec4<f32> {
+    if cnt >= 4u {
+        switch buf {
+            case 0u: {
+                return vec4<f32>(params[i], params[i + s], params[i + 2u * s], params[i + 3u * s]);
+            }
+            case 1u: {
+                return vec4<f32>(grads[i], grads[i + s], grads[i + 2u * s], grads[i + 3u * s]);
+            }
+            default: {
+                return vec4<f32>(work[i], work[i + s], work[i + 2u * s], work[i + 3u * s]);
+            }
+        }
+    }
+    var v = vec4<f32>(0.0);
+    for (var q = 0u; q < cnt; q++) {
+        v[q] = ld(buf, i + q * s);
+    }
+    return v;
+}
+
+// How many of the 4 rows (or columns) from `first` are inside `limit`, 0 when k is outside K.
+fn in_range(first: u32, limit: u32, k: u32) -> u32 {
+    if k >= u.k || first >= limit {
+        return 0u;
+    }
+    return min(4u, limit - first);
+}
+
+// The operands of K step k0 this invocation stages: op(A) rows 4*ga..4*ga+3
+// at k0 + ka and op(B) columns 4*gb..4*gb+3 at k0 + kb (block-relative).
+// The mapping follows each operand's layout so that neighbouring
+// invocations read neighbouring addresses: along k where k is contiguous
+// (A not transposed, B transposed), along rows or columns otherwise.
+struct WideLoad {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
+fn wide_load(a0: u32, b0: u32, row0: u32, col0: u32, k0: u32, li: u32) -> WideLoad {
+    var ka = li % WK;
+    var ga = li / WK;
+    if u.a_t != 0u {
+        ka = li / WV;
+        ga = li % WV;
+    }
+    let ra = row0 + 4u * ga;
+    let k = k0 + ka;
+    var ai = a0 + ra * u.lda + k;
+    var sa = u.lda;
+    if u.a_t != 0u {
+        ai = a0 + k * u.lda + ra;
+        sa = 1u;
+    }
+    var kb = li / WV;
+    var gb = li % WV;
+    if u.b_t != 0u {
+        kb = li % WK;
+        gb = li / WK;
+    }
+    let cb = col0 + 4u * gb;
+    let kq = k0 + kb;
+    var bi = b0 + kq * u.ldb + cb;
+    var sb = 1u;
+    if u.b_t != 0u {
+        bi = b0 + cb * u.ldb + kq;
+        sb = u.ldb;
+    }
+    var w: WideLoad;
+    w.a = ld4(u.a_buf, ai, sa, in_range(ra, u.m, k));
+    w.b = ld4(u.b_buf, bi, sb, in_range(cb, u.n, kq));
+    return w;
+}
+
+// Stores what wide_load read into buffer `half` (0 or 1) of the workgroup tiles.
+fn wide_stage(w: WideLoad, half: u32, li: u32) {
+    var ka = li % WK;
+    var ga = li / WK;
+    if u.a_t != 0u {
+        ka = li / WV;
+        ga = li % WV;
+    }
+    var kb = li / WV;
+    var gb = li % WV;
+    if u.b_t != 0u {
+        kb = li % WK;
+        gb = li / WK;
+    }
+    wide_a[half * WK * WV + ka * WV + ga] = w.a;
+    wide_b[half * WK * WV + kb * WV + gb] = w.b;
+}
+
+// C[row, col + j] (j < 4, inside m x n) = v[j] (+ bias) (+ beta * C).
+fn wide_out(z: u32, c0: u32, row: u32, col: u32, v: vec4<f32>) {
+    if row >= u.m {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let cj = col + j;
+        if cj < u.n {
+            let ci = c0 + row * u.ldc + cj;
+            var x = v[j];
+            if u.has_bias != 0u {
+                x += ld(u.bias_buf, u.bias_off + z * u.bias_z + cj);
+            }
+            // beta = 0 overwrites C: NaN or garbage in it is not propagated.
+            if u.beta != 0.0 {
+                x += u.beta * ld(u.c_buf, ci);
+            }
+            st(u.c_buf, ci, x);
+        }
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let z = wid.z;
+    let a0 = u.a_off + z * u.a_z;
+    let b0 = u.b_off + z * u.b_z;
+    let c0 = u.c_off + z * u.c_z;
+    let row0 = wid.y * 128u;
+    let col0 = wid.x * 128u;
+    let tx = lid.x;
+    let ty = lid.y;
+    // acc[2*i + h]: row 4*ty + i (i < 4) or 64 + 4*ty + i - 4 (i >= 4),
+    // columns 4*tx + (0..4) (h = 0) or 64 + 4*tx + (0..4) (h = 1).
+    var acc: array<vec4<f32>, 16>; // zero-initialised
+    let steps = (u.k + WK - 1u) / WK;
+    wide_stage(wide_load(a0, b0, row0, col0, 0u, li), 0u, li);
+    workgroupBarrier();
+    for (var kt = 0u; kt < steps; kt++) {
+        let cur = kt % 2u;
+        let more = kt + 1u < steps;
+        var next: WideLoad;
+        if more {
+            next = wide_load(a0, b0, row0, col0, (kt + 1u) * WK, li);
+        }
+        for (var kk = 0u; kk < WK; kk++) {
+            let base = cur * WK * WV + kk * WV;
+            let x0 = wide_a[base + ty];
+            let x1 = wide_a[base + 16u + ty];
+            let y0 = wide_b[base + tx];
+            let y1 = wide_b[base + 16u + tx];
+            acc[0] += x0.x * y0;
+            acc[1] += x0.x * y1;
+            acc[2] += x0.y * y0;
+            acc[3] += x0.y * y1;
+            acc[4] += x0.z * y0;
+            acc[5] += x0.z * y1;
+            acc[6] += x0.w * y0;
+            acc[7] += x0.w * y1;
+            acc[8] += x1.x * y0;
+            acc[9] += x1.x * y1;
+            acc[10] += x1.y * y0;
+            acc[11] += x1.y * y1;
+            acc[12] += x1.z * y0;
+            acc[13] += x1.z * y1;
+            acc[14] += x1.w * y0;
+            acc[15] += x1.w * y1;
+        }
+        if more {
+            // The other buffer was last read in step kt - 1, before the
+            // barrier that ended it.
+            wide_stage(next, 1u - cur, li);
+        }
+        workgroupBarrier();
+    }
+    let r_lo = row0 + 4u * ty;
+    let r_hi = row0 + 64u + 4u * ty;
+    let c_lo = col0 + 4u * tx;
+    let c_hi = col0 + 64u + 4u * tx;
+    wide_out(z, c0, r_lo, c_lo, acc[0]);
+    wide_out(z, c0, r_lo, c_hi, acc[1]);
+    wide_out(z, c0, r_lo + 1u, c_lo, acc[2]);
+    wide_out(z, c0, r_lo + 1u, c_hi, acc[3]);
+    wide_out(z, c0, r_lo + 2u, c_lo, acc[4]);
+    wide_out(z, c0, r_lo + 2u, c_hi, acc[5]);
+    wide_out(z, c0, r_lo + 3u, c_lo, acc[6]);
+    wide_out(z, c0, r_lo + 3u, c_hi, acc[7]);
+    wide_out(z, c0, r_hi, c_lo, acc[8]);
+    wide_out(z, c0, r_hi, c_hi, acc[9]);
+    wide_out(z, c0, r_hi + 1u, c_lo, acc[10]);
+    wide_out(z, c0, r_hi + 1u, c_hi, acc[11]);
+    wide_out(z, c0, r_hi + 2u, c_lo, acc[12]);
+    wide_out(z, c0, r_hi + 2u, c_hi, acc[13]);
+    wide_out(z, c0, r_hi + 3u, c_lo, acc[14]);
+    wide_out(z, c0, r_hi + 3u, c_hi, acc[15]);
 }

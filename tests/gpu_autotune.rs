@@ -41,6 +41,7 @@ fn all_configs() -> Vec<GemmConfig> {
             v.push(GemmConfig::Small { tile, splits });
         }
     }
+    v.push(GemmConfig::Wide);
     v
 }
 
@@ -78,6 +79,12 @@ fn every_candidate_configuration_matches_the_cpu_gemm() {
         (shape(12, 7, 700, true, false, 2), 1.0),
         // An input projection: many rows, B transposed, a grid that fills the GPU.
         (shape(300, 130, 17, false, true, 1), 0.0),
+        // More than one 128x128 block each way with partial edge blocks, K
+        // not a multiple of gemm_wide's step of 8, each transpose, a batch.
+        (shape(261, 258, 37, false, false, 1), 1.0),
+        (shape(130, 131, 21, true, true, 2), 0.0),
+        (shape(257, 129, 9, true, false, 1), 0.0),
+        (shape(129, 257, 1, false, true, 1), 1.0),
         (shape(1, 1, 1, false, false, 1), 0.0),
     ];
     let mut rng = Rng::new(5);
@@ -122,6 +129,7 @@ fn every_candidate_configuration_matches_the_cpu_gemm() {
             match c {
                 GemmConfig::Blocked { rm: 4, .. } => assert_eq!(kernels, ["gemm"], "{s} {c}"),
                 GemmConfig::Blocked { .. } => assert_eq!(kernels, ["gemm_rm"], "{s} {c}"),
+                GemmConfig::Wide => assert_eq!(kernels, ["gemm_wide"], "{s} {c}"),
                 GemmConfig::Small { .. } => {}
             }
             worst = worst.max(d);

@@ -21,6 +21,12 @@
 //!   unmeasured on real GPUs (such arrays may end up in local memory where a
 //!   driver does not unroll the loops), so it only runs where it won its
 //!   measurement, and the default configuration never depends on it;
+//! - `gemm_wide` ([`GemmConfig::Wide`]): 16x16 invocations of 8x8 outputs
+//!   (a 128x128 block of C) written out on vec4s, with vec4 workgroup tiles
+//!   and K double-buffered (the next step's operands are loaded while the
+//!   current step is multiplied: one barrier per step of 8). The layout of
+//!   fast FP32 GEMMs on GPUs; unmeasured on real GPUs so far, so it too only
+//!   runs where it won its measurement;
 //! - `gemm_small`: TILE x TILE invocations with one output each (grids too
 //!   small to fill the GPU), optionally split over K into `splits` partial
 //!   products that `gemm_split_reduce` adds in order (deterministic).
@@ -28,8 +34,8 @@
 //! The first candidate is always the fixed choice (what runs with tuning off:
 //! `gemm` 4x4 per invocation at the adapter's tile, unless the grid has fewer
 //! than [`GEMM_MIN_BLOCKS`] blocks, then `gemm_small`, split over K when K is
-//! long). The others depend on the grid: for large grids the other register
-//! blocks; for small grids other split factors, the other tile and the
+//! long). The others depend on the grid: for large grids `gemm_wide` and the
+//! other register blocks; for small grids other split factors, the other tile and the
 //! smaller register blocks. A candidate must fit the adapter: TILE² invocations
 //! and TILE per dimension within the workgroup limits, `2·TILE²·RM·4` bytes of
 //! workgroup storage, its grid within `max_compute_workgroups_per_dimension`,
@@ -128,6 +134,9 @@ pub enum GemmConfig {
     /// `gemm` (RM = 4) or `gemm_rm` (RM 2 or 8): TILE x TILE invocations,
     /// RM x RM outputs each.
     Blocked { tile: u32, rm: u32 },
+    /// `gemm_wide`: 16x16 invocations of 8x8 outputs (a 128x128 block of C),
+    /// vec4 workgroup tiles, double-buffered over K.
+    Wide,
     /// `gemm_small`: TILE x TILE invocations, one output each; `splits` > 1
     /// splits K (then `gemm_split_reduce` adds the partial products).
     Small { tile: u32, splits: u32 },
@@ -138,6 +147,7 @@ impl GemmConfig {
     pub fn tile(&self) -> u32 {
         match *self {
             GemmConfig::Blocked { tile, .. } | GemmConfig::Small { tile, .. } => tile,
+            GemmConfig::Wide => 16,
         }
     }
 
@@ -145,6 +155,7 @@ impl GemmConfig {
     pub fn rm(&self) -> u32 {
         match *self {
             GemmConfig::Blocked { rm, .. } => rm,
+            GemmConfig::Wide => 8,
             GemmConfig::Small { .. } => 1,
         }
     }
@@ -152,7 +163,7 @@ impl GemmConfig {
     /// Split-K factor as requested (1: no split).
     pub fn splits(&self) -> u32 {
         match *self {
-            GemmConfig::Blocked { .. } => 1,
+            GemmConfig::Blocked { .. } | GemmConfig::Wide => 1,
             GemmConfig::Small { splits, .. } => splits.max(1),
         }
     }
@@ -162,6 +173,7 @@ impl GemmConfig {
     pub fn main_kernel(&self) -> Kernel {
         match *self {
             GemmConfig::Blocked { rm, .. } => blocked_gemm_kernel(rm),
+            GemmConfig::Wide => Kernel::GemmWide,
             GemmConfig::Small { .. } => Kernel::GemmSmall,
         }
     }
@@ -171,7 +183,8 @@ impl GemmConfig {
         self.main_kernel().entry()
     }
 
-    /// Bytes of workgroup storage the main kernel declares.
+    /// Bytes of workgroup storage the main kernel declares (`gemm_wide`:
+    /// two buffers of 8 x 128 for each operand, the same 16 KiB).
     pub fn workgroup_bytes(&self) -> u32 {
         2 * self.tile() * self.tile() * self.rm() * 4
     }
@@ -226,6 +239,7 @@ impl GemmConfig {
     pub fn valid_for(&self, s: &GemmShape, limits: &wgpu::Limits) -> bool {
         let rm_ok = match self {
             GemmConfig::Blocked { rm, .. } => matches!(rm, 2 | 4 | 8),
+            GemmConfig::Wide => true,
             GemmConfig::Small { splits, .. } => (1..=SPLIT_MAX).contains(splits),
         };
         let tile_ok = matches!(self.tile(), 8 | 16);
@@ -243,13 +257,14 @@ impl GemmConfig {
 }
 
 impl std::fmt::Display for GemmConfig {
-    /// `gemm 16x16 rm4`, `gemm_rm 16x16 rm8`, `gemm_small 16x16`,
+    /// `gemm 16x16 rm4`, `gemm_rm 16x16 rm8`, `gemm_wide 16x16 rm8`, `gemm_small 16x16`,
     /// `gemm_small 16x16 split-k 4` (the entry point first).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
             GemmConfig::Blocked { tile, rm } => {
                 write!(f, "{} {tile}x{tile} rm{rm}", self.kernel())
             }
+            GemmConfig::Wide => write!(f, "gemm_wide 16x16 rm8"),
             GemmConfig::Small { tile, splits } if splits > 1 => {
                 write!(f, "gemm_small {tile}x{tile} split-k {splits}")
             }
@@ -296,15 +311,16 @@ pub fn fixed_config(s: &GemmShape, tunables: &Tunables) -> GemmConfig {
 /// a grid over the limit — it is still first, alone, so that the plan reports
 /// the error as without tuning).
 pub fn candidates(s: &GemmShape, limits: &wgpu::Limits, tunables: &Tunables) -> Vec<GemmConfig> {
-    use GemmConfig::{Blocked, Small};
+    use GemmConfig::{Blocked, Small, Wide};
     let fixed = fixed_config(s, tunables);
     let t = tunables.tile;
     let other = if t == 16 { 8 } else { 16 };
     let mut pool = vec![fixed];
     match fixed {
-        Blocked { .. } => {
+        Blocked { .. } | Wide => {
             // A grid that fills the GPU: other register blocks and tiles.
             pool.extend([
+                Wide,
                 Blocked { tile: 16, rm: 8 },
                 Blocked { tile: 8, rm: 8 },
                 Blocked { tile: 16, rm: 4 },

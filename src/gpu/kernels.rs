@@ -107,6 +107,9 @@ pub enum Kernel {
     /// The same with 2x2 or 8x8 outputs per invocation (an override, loops
     /// over arrays): only for the autotuner's candidates with RM != 4.
     GemmRm,
+    /// 8x8 outputs per invocation on 128x128 blocks, vec4 workgroup tiles,
+    /// double-buffered over K: only for the autotuner's `Wide` candidate.
+    GemmWide,
     GemmSmall,
     GemmSplitReduce,
     ColumnSums,
@@ -128,9 +131,10 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::Gemm,
         Kernel::GemmRm,
+        Kernel::GemmWide,
         Kernel::GemmSmall,
         Kernel::GemmSplitReduce,
         Kernel::ColumnSums,
@@ -153,7 +157,7 @@ impl Kernel {
     pub fn shader(self) -> Shader {
         use Kernel::*;
         match self {
-            Gemm | GemmRm | GemmSmall | GemmSplitReduce | ColumnSums => Shader::Gemm,
+            Gemm | GemmRm | GemmWide | GemmSmall | GemmSplitReduce | ColumnSums => Shader::Gemm,
             LstmStepForward | LstmStepBackward => Shader::Lstm,
             GruStepForward | GruStepBackward => Shader::Gru,
             RnnStepForward | RnnStepBackward => Shader::Rnn,
@@ -169,6 +173,7 @@ impl Kernel {
         match self {
             Gemm => "gemm",
             GemmRm => "gemm_rm",
+            GemmWide => "gemm_wide",
             GemmSmall => "gemm_small",
             GemmSplitReduce => "gemm_split_reduce",
             ColumnSums => "column_sums",
@@ -437,6 +442,8 @@ pub fn blocked_gemm_kernel(rm: u32) -> Kernel {
 /// - `gemm`: `TILE` only (its RM is the shader's constant 4, `BM` = 4·TILE by
 ///   default; `rm` must be 4);
 /// - `gemm_rm`: `TILE` and `RMG` = `rm` (its own staging arrays, TILE·RMG·TILE each);
+/// - `gemm_wide`: none (16x16 invocations of 8x8 outputs are fixed in the
+///   shader; `tile` and `rm` must be 16 and 8);
 /// - `gemm_small`, `gemm_split_reduce`, `column_sums`: `TILE` and `BM` = TILE
 ///   (they stage TILE x TILE of each workgroup array; `rm` is ignored).
 pub fn gemm_constants(k: Kernel, tile: u32, rm: u32) -> Vec<(String, f64)> {
@@ -447,6 +454,10 @@ pub fn gemm_constants(k: Kernel, tile: u32, rm: u32) -> Vec<(String, f64)> {
             vec![("TILE".into(), tile as f64)]
         }
         Kernel::GemmRm => vec![("TILE".into(), tile as f64), ("RMG".into(), rm as f64)],
+        Kernel::GemmWide => {
+            debug_assert_eq!((tile, rm), (16, 8), "gemm_wide is 16x16 invocations of 8x8");
+            Vec::new()
+        }
         _ => vec![("TILE".into(), tile as f64), ("BM".into(), tile as f64)],
     }
 }
@@ -1037,6 +1048,10 @@ impl Program {
                 // 2 or 8: the generic `gemm_rm`.
                 let s = self.slot(&a);
                 self.push_tile(blocked_gemm_kernel(rm), s, grid, label, gt)
+            }
+            GemmConfig::Wide => {
+                let s = self.slot(&a);
+                self.push_tile(Kernel::GemmWide, s, grid, label, gt)
             }
             GemmConfig::Small { .. } => {
                 let small = [grid[0], grid[1], batch];
