@@ -48,6 +48,10 @@ pub struct Row {
     /// --show-tuning`), in program order; absent unless asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<Vec<GemmTuning>>,
+    /// The step kernels' tile of the GPU plan and how it was chosen (`bench
+    /// --show-tuning`); absent unless asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_tile: Option<StepTuning>,
     /// GPU: the step kernels read W_hh from an f16 copy (`bench --f16`,
     /// `RECURRENT_GPU_F16=1`); absent (false) otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -73,6 +77,27 @@ pub struct GemmTuning {
     pub us: Option<f64>,
     /// Candidates measured for the shape.
     pub candidates: usize,
+}
+
+/// The step kernels' tile of a GPU plan (`crate::gpu::steptune`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepTuning {
+    /// `units,rows,chunk,rb` (as `RECURRENT_STEP_TILE` takes it).
+    pub tile: String,
+    /// `measured`, `single` (one candidate fits), `pinned`
+    /// (`RECURRENT_STEP_TILE`) or `fixed` (tuning off).
+    pub decision: String,
+    /// Median ms of one forward+backward with it, when measured.
+    pub ms: Option<f64>,
+    /// Every candidate measured, with its median ms (the default first).
+    pub candidates: Vec<StepCandidate>,
+}
+
+/// One measured step tile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepCandidate {
+    pub tile: String,
+    pub ms: f64,
 }
 
 /// One row of a GPU profile: one kernel (entry point) in one role of the
@@ -106,6 +131,7 @@ impl Row {
             gflops: recurrent_flops(s) / (train_ms * 1e-3) / 1e9,
             profile: None,
             tuning: None,
+            step_tile: None,
             f16_weights: false,
         }
     }
@@ -314,7 +340,8 @@ fn group(step: Vec<crate::gpu::model::DispatchTime>) -> Vec<KernelTime> {
 }
 
 /// [`run_gpu`] (with `profile`: [`run_gpu_profiled`]); with `tuning` the row's
-/// `tuning` lists every GEMM of the training step with its configuration.
+/// `tuning` lists every GEMM of the training step with its configuration,
+/// and its `step_tile` the step kernels' tile.
 pub fn run_gpu_with(
     s: &Size,
     reps: usize,
@@ -364,6 +391,19 @@ pub fn run_gpu_with(
                 })
                 .collect(),
         );
+        row.step_tile = gpu.step_tile_for(s.batch).map(|t| StepTuning {
+            tile: t.tile.to_string(),
+            decision: t.decision.name().into(),
+            ms: t.ms,
+            candidates: t
+                .candidates
+                .iter()
+                .map(|(tile, ms)| StepCandidate {
+                    tile: tile.to_string(),
+                    ms: *ms,
+                })
+                .collect(),
+        });
     }
     if profile {
         let opts = crate::StepOptions {

@@ -17,7 +17,8 @@ use common::tolerance::{assert_close, FORWARD, GRADIENTS, LOSS, TRAINED_WEIGHTS}
 use common::{gpu, Case};
 use recurrent::gpu::half::round_to_f16;
 use recurrent::gpu::kernels::{step_constants, Kernel, StepTile};
-use recurrent::gpu::{GpuContext, GpuModel};
+use recurrent::gpu::steptune::{step_candidates, StepDecision};
+use recurrent::gpu::{DevicePreference, GpuContext, GpuModel};
 use recurrent::{Cell, Dataset, Loss, Model, Optimizer, OutputMode, StepOptions};
 use std::sync::Arc;
 
@@ -333,4 +334,107 @@ fn invalid_step_tiles_are_refused() {
         assert!(e.contains(why), "{t}: {e}");
         assert_eq!(g.step_tile(), before, "a refused tile changes nothing");
     }
+}
+
+/// Step tile tuning (`recurrent::gpu::steptune`, on with the GEMM tuner):
+/// a model's first plan of a new shape measures every candidate, runs the
+/// fastest (its step dispatches carry it), caches the decision on the context
+/// so that a second model of that shape does not measure again, and changes
+/// no bit of the loss or the gradients against the default tile. A pinned
+/// tile (`set_step_tile`) and tuning off are not measured.
+#[test]
+fn the_step_tile_is_tuned_once_per_model_shape_and_changes_no_bit() {
+    let Some(_turn) = gpu("step tile tuning") else {
+        return;
+    };
+    // A context of its own: empty caches, tuning on.
+    let ctx = GpuContext::new(DevicePreference::Auto).expect("gpu() found an adapter");
+    ctx.set_autotune(true);
+    let case = Case {
+        layers: 2,
+        bidirectional: true,
+        lengths: true,
+        hidden: 20,
+        input: 5,
+        batch: 37,
+        steps: 4,
+        ..Case::new(Cell::Lstm)
+    };
+    let loss = Loss::Ce;
+    let model = case.model(330);
+    let data = case.data(loss, 430);
+
+    let mut a = GpuModel::new(ctx.clone(), &model).unwrap();
+    assert!(a.step_tile_for(case.batch).is_none(), "nothing decided yet");
+    let (loss_a, grads_a) = a.loss_and_gradients(&data, loss).unwrap();
+    let d = a.step_tile_for(case.batch).expect("decided with the plan");
+    assert_eq!(d.decision, StepDecision::Measured);
+    let cands = step_candidates(a.step_tile(), case.batch as u32, &ctx.limits);
+    assert!(cands.len() > 1, "{cands:?}");
+    let measured: Vec<StepTile> = d.candidates.iter().map(|c| c.0).collect();
+    assert_eq!(measured, cands, "every candidate measured, in order");
+    let fastest = d.candidates.iter().fold(
+        d.candidates[0],
+        |best, &c| if c.1 < best.1 { c } else { best },
+    );
+    assert_eq!((d.tile, d.ms), (fastest.0, Some(fastest.1)));
+    check_dispatches(&mut a, &case, d.tile, false);
+    assert_eq!(ctx.tuned_step_tiles().len(), 1);
+
+    // Same shape, another model: the cached decision, times and all.
+    let mut b = GpuModel::new(ctx.clone(), &model).unwrap();
+    let (loss_b, grads_b) = b.loss_and_gradients(&data, loss).unwrap();
+    assert_eq!(b.step_tile_for(case.batch), Some(d.clone()));
+    assert_same_bits("cached tile: loss", &[loss_b], &[loss_a]);
+    assert_same_bits("cached tile: gradients", &grads_b, &grads_a);
+
+    // The default tile, pinned: not measured, the same bits.
+    let mut c = GpuModel::new(ctx.clone(), &model).unwrap();
+    c.set_step_tile(c.step_tile()).unwrap();
+    let (loss_c, grads_c) = c.loss_and_gradients(&data, loss).unwrap();
+    let dc = c.step_tile_for(case.batch).unwrap();
+    assert_eq!(
+        (dc.tile, dc.decision),
+        (c.step_tile(), StepDecision::Pinned)
+    );
+    assert_same_bits(
+        &format!("tuned {} vs default {}: loss", d.tile, dc.tile),
+        &[loss_a],
+        &[loss_c],
+    );
+    assert_same_bits("tuned vs default: gradients", &grads_a, &grads_c);
+    assert_matches_cpu(
+        "tuned tile",
+        &Run {
+            out: a.forward(&data).unwrap().data,
+            loss: loss_a,
+            grads: grads_a,
+            step_loss: 0.0,
+            weights: Vec::new(),
+        },
+        &model,
+        &data,
+        loss,
+        false,
+    );
+
+    // Tuning off: the default, unmeasured; the cache keeps its one shape.
+    ctx.set_autotune(false);
+    let small = Case { batch: 5, ..case };
+    let mut e = GpuModel::new(ctx.clone(), &model).unwrap();
+    e.loss_and_gradients(&small.data(loss, 431), loss).unwrap();
+    let de = e.step_tile_for(5).unwrap();
+    assert_eq!((de.tile, de.decision), (e.step_tile(), StepDecision::Off));
+    assert_eq!(ctx.tuned_step_tiles().len(), 1);
+    eprintln!(
+        "step tile tuning on {}: {} of {} candidates ({})",
+        ctx.describe(),
+        d.tile,
+        d.candidates.len(),
+        d.candidates
+            .iter()
+            .map(|(t, ms)| format!("{t} {ms:.2} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }

@@ -69,7 +69,8 @@ struct BenchArgs {
     profile: bool,
     /// GPU only: after each size, list every GEMM of the training step with the
     /// tile configuration it runs (chosen per shape at first use, measured and
-    /// cached when RECURRENT_AUTOTUNE=1, else the fixed choice). Also in the JSON as `tuning`.
+    /// cached when RECURRENT_AUTOTUNE=1, else the fixed choice), and the step
+    /// kernels' tile (likewise). Also in the JSON as `tuning` and `step_tile`.
     #[arg(long)]
     show_tuning: bool,
     /// GPU only: the per-step kernels read the recurrent weights W_hh from a
@@ -589,6 +590,9 @@ fn bench(a: BenchArgs) -> Result<()> {
         if let Some(t) = &r.tuning {
             print_tuning(t);
         }
+        if let Some(t) = &r.step_tile {
+            print_step_tile(t);
+        }
         report.results.push(r);
     }
     if let Some(p) = &a.json {
@@ -649,6 +653,27 @@ fn print_tuning(t: &[recurrent::bench::GemmTuning]) {
             g.label, shape, g.config, decision, us
         );
     }
+}
+
+/// The step tile line of `bench --show-tuning`.
+fn print_step_tile(t: &recurrent::bench::StepTuning) {
+    let mut line = format!(
+        "  step kernel tile (units,rows,chunk,rb): {} ({}",
+        t.tile, t.decision
+    );
+    if !t.candidates.is_empty() {
+        let each: Vec<String> = t
+            .candidates
+            .iter()
+            .map(|c| format!("{} {:.3} ms", c.tile, c.ms))
+            .collect();
+        line += &format!(
+            " of {}, forward+backward: {}",
+            t.candidates.len(),
+            each.join(", ")
+        );
+    }
+    println!("{line})");
 }
 
 fn info() -> Result<()> {

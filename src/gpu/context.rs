@@ -58,6 +58,8 @@ pub struct GpuContext {
     pub(crate) kernels: Kernels,
     /// Per-shape GEMM configurations, measured at first use ([`super::autotune`]).
     pub(crate) tuner: Tuner,
+    /// Per-model-shape step kernel tiles, measured at first use ([`super::steptune`]).
+    pub(crate) step_tuner: super::steptune::StepTuner,
     /// Do models created from now on keep an f16 copy of W_hh for the step kernels?
     f16_weights: AtomicBool,
     /// The first error the device reported outside an error scope (out of
@@ -191,6 +193,7 @@ impl GpuContext {
             features,
             kernels,
             tuner: Tuner::new(autotune::autotune_from_env()),
+            step_tuner: Default::default(),
             f16_weights: AtomicBool::new(f16_weights_from_env()),
             errors,
         }))
@@ -276,6 +279,12 @@ impl GpuContext {
     /// adapter, the fixed choice first ([`autotune::candidates`]).
     pub fn gemm_candidates(&self, shape: &GemmShape) -> Vec<GemmConfig> {
         autotune::candidates(shape, &self.limits, &self.kernels.tunables)
+    }
+
+    /// Every model shape whose step kernel tile was measured on this context,
+    /// with its decision (tile, median ms, every candidate's), ordered by key.
+    pub fn tuned_step_tiles(&self) -> Vec<(super::steptune::StepKey, super::steptune::TunedStep)> {
+        self.step_tuner.all()
     }
 
     /// The fixed (untuned) configuration for `shape`.

@@ -247,6 +247,9 @@ pub struct Tunables {
     /// each W_hh value staged in workgroup memory serves that many. 1 (the
     /// default) is the tile measured on real GPUs; every value gives the same bits.
     pub step_rows_per_invocation: u32,
+    /// The step tile was set by `RECURRENT_STEP_TILE`: models keep it, the
+    /// step tuner ([`super::steptune`]) does not measure others.
+    pub step_tile_pinned: bool,
 }
 
 impl Tunables {
@@ -539,6 +542,7 @@ impl Kernels {
             step_chunk: 32,
             // Unmeasured on real GPUs: 1 until a sweep says otherwise.
             step_rows_per_invocation: 1,
+            step_tile_pinned: false,
         };
         // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk[,rb]" overrides the
         // step kernels' tile (see StepTile; checked against the adapter's limits).
@@ -548,6 +552,7 @@ impl Kernels {
                 e => e,
             })?;
             tunables = tunables.with_step_tile(tile);
+            tunables.step_tile_pinned = true;
         }
         let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("recurrent.bind_group_layout"),

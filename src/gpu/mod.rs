@@ -44,8 +44,12 @@
 //! ## Environment
 //! - `RECURRENT_AUTOTUNE=1` (or `on`): per-shape GEMM tuning (see [`autotune`]):
 //!   each new GEMM shape costs at most 8 candidates x 4 runs when its plan is
-//!   first built. Off by default (every GEMM takes the fixed choice): unmeasured
-//!   on real GPUs so far, and a timed choice can change run-to-run results.
+//!   first built; and the step kernels' tile per model shape ([`steptune`]:
+//!   at most 6 tiles x 4 forward+backward passes when a new shape's plan is
+//!   first built, unless `RECURRENT_STEP_TILE` or [`GpuModel::set_step_tile`]
+//!   pinned it). Off by default (every GEMM takes the fixed choice, the step
+//!   kernels the default tile): unmeasured on real GPUs so far, and a timed
+//!   GEMM choice can change run-to-run results (a step tile cannot).
 //! - `RECURRENT_STEP_TILE=units,rows,chunk[,rb]`: the step kernels' tile
 //!   (manual; [`StepTile`]): a workgroup of units x rows invocations owns
 //!   `units` hidden units for rows·rb batch rows, each invocation one unit
@@ -89,8 +93,8 @@
 //!    tiles; f16 storage with `SHADER_F16`.
 //! 3. Tile shapes per problem size, measured at first use and cached: done
 //!    for the GEMMs ([`autotune`]: register block, tile, small-grid kernel and
-//!    split-K per shape); the step kernels still take `RECURRENT_STEP_TILE`
-//!    (now with rows per invocation, `rb`; a sweep is in `benches/device_run3.sh`).
+//!    split-K per shape) and for the step kernels' tile ([`steptune`], rows per
+//!    invocation `rb` among the candidates; a manual sweep is in `benches/device_run3.sh`).
 
 pub mod autotune;
 pub mod bench;
@@ -99,6 +103,7 @@ pub mod half;
 pub mod kernels;
 pub mod model;
 pub mod optim_state;
+pub mod steptune;
 pub mod workspace;
 
 pub use context::{gpu_available, try_context, DevicePreference, GpuContext};

@@ -35,9 +35,10 @@
 //! same kernels, dispatches and bits as without the option. Its speed is
 //! unmeasured on real GPUs so far.
 
-use super::autotune::GemmChoice;
+use super::autotune::{GemmChoice, TIMED_RUNS};
 use super::context::GpuContext;
 use super::kernels::*;
+use super::steptune::{step_candidates, StepDecision, StepKey, TunedStep};
 use super::workspace::{Region, Workspace};
 use crate::cpu::optim::{Optimizer, OptimizerKind};
 use crate::data::{Dataset, Inputs, Targets};
@@ -50,6 +51,7 @@ use crate::Loss;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Staging buffers for step statistics: up to this many steps may be in
 /// flight before `train_step` waits for the oldest (bounds the CPU run-ahead).
@@ -233,9 +235,15 @@ pub struct GpuModel {
     ready: Vec<StepStats>,
     /// The f16 copy of W_hh the step kernels read, when on.
     whh16: Option<WhhF16>,
-    /// The step kernels' tile of this model's plans (the context's unless
-    /// [`GpuModel::set_step_tile`] changed it).
+    /// The step kernels' default tile for this model's plans (the context's
+    /// unless [`GpuModel::set_step_tile`] changed it).
     step_tile: StepTile,
+    /// `step_tile` was set by `RECURRENT_STEP_TILE` or [`GpuModel::set_step_tile`]:
+    /// every plan uses it, none is tuned.
+    step_tile_pinned: bool,
+    /// The step tile of the plans of each batch size, and how it was chosen
+    /// ([`super::steptune`]): filled as plans are built.
+    step_tiles: HashMap<usize, TunedStep>,
     /// Submissions made (for the report below).
     pub submissions: u64,
 }
@@ -262,6 +270,7 @@ impl GpuModel {
         let config = model.config().clone();
         let layout = model.layout().clone();
         let ctx_step_tile = ctx.kernels.tunables.step_tile();
+        let step_tile_pinned = ctx.kernels.tunables.step_tile_pinned;
         let p = layout.total.max(1);
         ctx.check_storage("the parameters", (p * 4) as u64)?;
         ctx.check_storage("the optimizer state", (2 * p * 4) as u64)?;
@@ -316,6 +325,8 @@ impl GpuModel {
             ready: Vec::new(),
             whh16,
             step_tile: ctx_step_tile,
+            step_tile_pinned,
+            step_tiles: HashMap::new(),
             submissions: 0,
         };
         g.refresh_whh16()?;
@@ -369,22 +380,33 @@ impl GpuModel {
         &self.config
     }
 
-    /// The tile the per-step kernels run with ([`StepTile`]).
+    /// The tile the per-step kernels run with by default ([`StepTile`]):
+    /// the context's, or what [`GpuModel::set_step_tile`] set. With tuning
+    /// on, a batch size's plans may run another ([`GpuModel::step_tile_for`]).
     pub fn step_tile(&self) -> StepTile {
         self.step_tile
     }
 
+    /// The step tile of the plans for batches of `b` rows and how it was
+    /// chosen, once such a plan was built ([`super::steptune`]).
+    pub fn step_tile_for(&self, b: usize) -> Option<TunedStep> {
+        self.step_tiles.get(&b).cloned()
+    }
+
     /// Runs the per-step kernels with `tile` instead of the context's
     /// (`RECURRENT_STEP_TILE` or the default), e.g. to compare tiles on one
-    /// context. Checked against the adapter's limits ([`StepTile::check`]).
-    /// The plans of every batch shape are rebuilt at their next use (steps
-    /// already queued finish with the old ones). Every tile computes the
-    /// same sums in the same order, so results do not change.
+    /// context; the step tuner leaves it alone. Checked against the
+    /// adapter's limits ([`StepTile::check`]). The plans of every batch
+    /// shape are rebuilt at their next use (steps already queued finish
+    /// with the old ones). Every tile computes the same sums in the same
+    /// order, so results do not change.
     pub fn set_step_tile(&mut self, tile: StepTile) -> Result<()> {
         tile.check(&self.ctx.limits)?;
-        if tile != self.step_tile {
+        if tile != self.step_tile || !self.step_tile_pinned {
             self.plans.clear();
+            self.step_tiles.clear();
             self.step_tile = tile;
+            self.step_tile_pinned = true;
         }
         Ok(())
     }
@@ -481,16 +503,121 @@ impl GpuModel {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    /// The plan of batch shape `(b, t)`, built on first use.
+    /// The plan of batch shape `(b, t)`, built on first use (measuring the
+    /// step tile first when the model's shape is new and tuning is on).
     fn plan(&mut self, b: usize, t: usize) -> Result<&Plan> {
         if !self.plans.contains_key(&(b, t)) {
-            let plan = self.build_plan(b, t)?;
+            let plan = self.tuned_plan(b, t)?;
             self.plans.insert((b, t), plan);
         }
         Ok(&self.plans[&(b, t)])
     }
 
-    fn build_plan(&self, b: usize, t: usize) -> Result<Plan> {
+    /// What the step tuner caches the tile of batches of `b` rows under.
+    fn step_key(&self, b: usize) -> StepKey {
+        StepKey {
+            cell: self.config.cell,
+            hidden: self.config.hidden as u32,
+            layers: self.config.layers as u32,
+            directions: self.config.directions() as u32,
+            batch: b as u32,
+            f16: self.whh16.is_some(),
+        }
+    }
+
+    /// The plan of `(b, t)` with the step tile of batches of `b` rows:
+    /// pinned, off or already decided (by this model or on the context),
+    /// else measured now ([`super::steptune`]).
+    fn tuned_plan(&mut self, b: usize, t: usize) -> Result<Plan> {
+        if let Some(d) = self.step_tiles.get(&b) {
+            return self.build_plan(b, t, d.tile);
+        }
+        let decided = if self.step_tile_pinned {
+            Some(TunedStep::unmeasured(self.step_tile, StepDecision::Pinned))
+        } else if !self.ctx.autotune() {
+            Some(TunedStep::unmeasured(self.step_tile, StepDecision::Off))
+        } else {
+            self.ctx.step_tuner.lookup(&self.step_key(b))
+        };
+        if let Some(d) = decided {
+            let tile = d.tile;
+            self.step_tiles.insert(b, d);
+            return self.build_plan(b, t, tile);
+        }
+        let cands = step_candidates(self.step_tile, b as u32, &self.ctx.limits);
+        let first = self.build_plan(b, t, cands[0])?;
+        let decision = if cands.len() == 1 {
+            (TunedStep::unmeasured(cands[0], StepDecision::Single), first)
+        } else {
+            self.measure_step_tiles(&cands, first, t)?
+        };
+        self.ctx
+            .step_tuner
+            .insert(self.step_key(b), decision.0.clone());
+        self.step_tiles.insert(b, decision.0);
+        Ok(decision.1)
+    }
+
+    /// Times one forward+backward of each candidate's plan (all on the
+    /// workspace of `first`, the plan of `cands[0]`, with every sequence
+    /// `t` steps long) and returns the decision with the winner's plan.
+    fn measure_step_tiles(
+        &self,
+        cands: &[StepTile],
+        first: Plan,
+        t: usize,
+    ) -> Result<(TunedStep, Plan)> {
+        let b = first.ws.b;
+        self.ctx.queue.write_buffer(
+            &first.ints,
+            first.ws.lengths.off as u64 * 4,
+            bytemuck::cast_slice(&vec![t as i32; b]),
+        );
+        let mut plans = vec![first];
+        for &c in &cands[1..] {
+            let p = self.plan_on(&plans[0], c)?;
+            plans.push(p);
+        }
+        let run = |plan: &Plan| -> Result<f64> {
+            let enc = self.encode_plan(plan, None, true, None)?;
+            let cmd = enc.finish();
+            let t0 = Instant::now();
+            self.ctx.queue.submit([cmd]);
+            self.ctx.wait()?;
+            Ok(t0.elapsed().as_secs_f64() * 1e3)
+        };
+        // Compile every pipeline and warm up, then interleaved timed runs.
+        for p in &plans {
+            run(p)?;
+        }
+        let mut times = vec![Vec::with_capacity(TIMED_RUNS); plans.len()];
+        for _ in 0..TIMED_RUNS {
+            for (i, p) in plans.iter().enumerate() {
+                times[i].push(run(p)?);
+            }
+        }
+        let medians: Vec<f64> = times.into_iter().map(crate::bench::median).collect();
+        let decision = TunedStep::fastest(cands, &medians);
+        let best = cands
+            .iter()
+            .position(|&c| c == decision.tile)
+            .expect("the winner is a candidate");
+        Ok((decision, plans.swap_remove(best)))
+    }
+
+    /// A plan with step tile `tile` for the workspace of `base` (its work
+    /// and ints buffers shared, its own program, uniforms and bind groups).
+    fn plan_on(&self, base: &Plan, tile: StepTile) -> Result<Plan> {
+        let ws = Workspace::new(
+            &self.config,
+            base.ws.b,
+            base.ws.t,
+            self.ctx.kernels.tunables.norm_groups as usize,
+        );
+        self.plan_with_buffers(ws, base.work.clone(), base.ints.clone(), tile)
+    }
+
+    fn build_plan(&self, b: usize, t: usize, tile: StepTile) -> Result<Plan> {
         let ctx = &self.ctx;
         let tun = ctx.kernels.tunables;
         let ws = Workspace::new(&self.config, b, t, tun.norm_groups as usize);
@@ -504,7 +631,6 @@ impl GpuModel {
                 ws.work_len
             )));
         }
-        let (program, phases, norm_slot, opt_slot) = self.record(&ws)?;
         let dev = &ctx.device;
         let work = dev.create_buffer(&wgpu::BufferDescriptor {
             label: Some("work"),
@@ -520,6 +646,20 @@ impl GpuModel {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        self.plan_with_buffers(ws, work, ints, tile)
+    }
+
+    /// The plan of workspace `ws` on buffers `work` and `ints` (laid out by
+    /// `ws`) with step tile `tile`: its program recorded, uniforms and bind groups made.
+    fn plan_with_buffers(
+        &self,
+        ws: Workspace,
+        work: wgpu::Buffer,
+        ints: wgpu::Buffer,
+        tile: StepTile,
+    ) -> Result<Plan> {
+        let ctx = &self.ctx;
+        let (program, phases, norm_slot, opt_slot) = self.record(&ws, tile)?;
         let (uniforms, bind_group) = ctx.bind_program(
             "plan",
             &program.uniforms,
@@ -546,15 +686,13 @@ impl GpuModel {
         })
     }
 
-    /// Records every dispatch of a training step for workspace `ws`.
-    fn record(&self, ws: &Workspace) -> Result<(Program, Phases, u32, u32)> {
+    /// Records every dispatch of a training step for workspace `ws`, the
+    /// step kernels with tile `tile`.
+    fn record(&self, ws: &Workspace, tile: StepTile) -> Result<(Program, Phases, u32, u32)> {
         let cfg = &self.config;
         let lay = &self.layout;
         let ctx = &self.ctx;
-        let mut pg = Program::new(
-            &ctx.limits,
-            ctx.kernels.tunables.with_step_tile(self.step_tile),
-        );
+        let mut pg = Program::new(&ctx.limits, ctx.kernels.tunables.with_step_tile(tile));
         pg.split_partials = Some(ws.split.off);
         // Each GEMM shape's configuration comes from the context's tuner: new
         // shapes are measured here, while the plan is built, never inside a step.
@@ -1124,7 +1262,17 @@ impl GpuModel {
         backward: bool,
         optim: Option<&Optimizer>,
     ) -> Result<wgpu::CommandEncoder> {
-        let plan = &self.plans[&key];
+        self.encode_plan(&self.plans[&key], loss, backward, optim)
+    }
+
+    /// [`GpuModel::encode`] for `plan`.
+    fn encode_plan(
+        &self,
+        plan: &Plan,
+        loss: Option<Loss>,
+        backward: bool,
+        optim: Option<&Optimizer>,
+    ) -> Result<wgpu::CommandEncoder> {
         let dev = &self.ctx.device;
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("step"),

@@ -1,0 +1,265 @@
+//! The per-step kernels' tile chosen per model shape at first use, measured
+//! and cached (with the GEMM autotuner, [`super::autotune`]: both are on
+//! with `RECURRENT_AUTOTUNE=1` or [`GpuContext::set_autotune`]).
+//!
+//! The step kernels (`lstm.wgsl`, `gru.wgsl`, `rnn.wgsl`) run once per time
+//! step and layer; their tile ([`StepTile`]: hidden units and batch rows per
+//! workgroup, inputs per staged chunk, batch rows per invocation) decides how
+//! often each W_hh value is read from memory per step, how much each value
+//! read from workgroup memory is reused, and how many workgroups there are
+//! to fill the GPU — trade-offs whose best point depends on the GPU, the
+//! hidden size and the batch. Every tile sums each row in the same order, so
+//! the choice never changes results (`tests/gpu_step_tile.rs`).
+//!
+//! When a model builds the plan of a batch shape whose [`StepKey`] is new on
+//! its context (and its tile was not pinned by `RECURRENT_STEP_TILE` or
+//! [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile)), it records
+//! the plan once per candidate ([`step_candidates`]: the default first, at
+//! most [`STEP_MAX_CANDIDATES`]), all on one workspace, and runs each
+//! candidate's forward and backward (no loss, no optimizer: parameters,
+//! gradients and optimizer state are left as they were, and the workspace is
+//! rewritten by the first real step) once to compile and warm up, then
+//! [`TIMED_RUNS`](super::autotune::TIMED_RUNS) times interleaved, on the wall clock around a submit and a
+//! wait. The median decides; ties keep the earlier candidate (the default
+//! first). The decision is cached on the context for every model of the
+//! same key. A new key costs at most `STEP_MAX_CANDIDATES x (1 + TIMED_RUNS)`
+//! forward+backward passes of that shape, before the first step.
+
+use super::kernels::StepTile;
+use crate::model::config::Cell;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// At most this many step tiles are measured per key.
+pub const STEP_MAX_CANDIDATES: usize = 6;
+
+/// What the step kernels' speed depends on: the cell, hidden size, layers,
+/// directions, batch rows and whether W_hh is read from its f16 copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StepKey {
+    pub cell: Cell,
+    pub hidden: u32,
+    pub layers: u32,
+    pub directions: u32,
+    pub batch: u32,
+    pub f16: bool,
+}
+
+/// How a model's step tile for a batch shape was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepDecision {
+    /// Every candidate was timed; the fastest won.
+    Measured,
+    /// Only one candidate fits the adapter and the batch.
+    Single,
+    /// Set by `RECURRENT_STEP_TILE` or [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile): not tuned.
+    Pinned,
+    /// Tuning is off: the default tile.
+    Off,
+}
+
+impl StepDecision {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepDecision::Measured => "measured",
+            StepDecision::Single => "single",
+            StepDecision::Pinned => "pinned",
+            StepDecision::Off => "fixed",
+        }
+    }
+}
+
+/// The step tile of one key and how it was chosen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TunedStep {
+    pub tile: StepTile,
+    pub decision: StepDecision,
+    /// Median milliseconds of one forward+backward with `tile`, when measured.
+    pub ms: Option<f64>,
+    /// Every candidate with its median milliseconds, in candidate order
+    /// (the default first); empty unless measured.
+    pub candidates: Vec<(StepTile, f64)>,
+}
+
+impl TunedStep {
+    /// A tile that was not measured.
+    pub fn unmeasured(tile: StepTile, decision: StepDecision) -> TunedStep {
+        TunedStep {
+            tile,
+            decision,
+            ms: None,
+            candidates: Vec::new(),
+        }
+    }
+
+    /// The decision from `times[i]`, the median ms of `cands[i]`: the
+    /// fastest, ties keeping the earlier candidate.
+    pub fn fastest(cands: &[StepTile], times: &[f64]) -> TunedStep {
+        assert!(!cands.is_empty() && cands.len() == times.len());
+        let mut best = 0;
+        for (i, &t) in times.iter().enumerate() {
+            if t < times[best] {
+                best = i;
+            }
+        }
+        TunedStep {
+            tile: cands[best],
+            decision: StepDecision::Measured,
+            ms: Some(times[best]),
+            candidates: cands.iter().copied().zip(times.iter().copied()).collect(),
+        }
+    }
+}
+
+/// The tiles measured for a batch of `batch` rows, `default` first, then
+/// (where valid for `limits`, and covering at most twice the batch rows per
+/// workgroup, so that most of each workgroup has rows to work on) register
+/// blocks of 2 to 8 rows per invocation on 16 units, a small workgroup for
+/// small batches and a 32-unit tile. Tiles of 64 rows stage 32 inputs per
+/// chunk where the workgroup memory allows (16.25 KiB), else 16 (the twin
+/// with 16 is tried only when the one with 32 does not fit, e.g. on
+/// WebGPU's default 16 KiB). At most [`STEP_MAX_CANDIDATES`].
+pub fn step_candidates(default: StepTile, batch: u32, limits: &wgpu::Limits) -> Vec<StepTile> {
+    let t = |units, rows, chunk, rb| StepTile {
+        units,
+        rows,
+        chunk,
+        rows_per_invocation: rb,
+    };
+    let pool = [
+        t(16, 16, 32, 2),
+        t(16, 16, 32, 4),
+        t(16, 16, 16, 4),
+        t(16, 8, 32, 8),
+        t(16, 8, 16, 8),
+        t(16, 16, 32, 8),
+        t(16, 4, 32, 4),
+        t(32, 8, 32, 2),
+    ];
+    let mut out = vec![default];
+    for c in pool {
+        if out.len() >= STEP_MAX_CANDIDATES {
+            break;
+        }
+        let twin_in = c.chunk == 16 && out.contains(&StepTile { chunk: 32, ..c });
+        if !twin_in
+            && !out.contains(&c)
+            && c.check(limits).is_ok()
+            && c.batch_rows() <= 2 * batch.max(1)
+        {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The context's cache of step-tile decisions.
+#[derive(Default)]
+pub(crate) struct StepTuner {
+    cache: Mutex<HashMap<StepKey, TunedStep>>,
+}
+
+impl StepTuner {
+    pub(crate) fn lookup(&self, k: &StepKey) -> Option<TunedStep> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k)
+            .cloned()
+    }
+
+    pub(crate) fn insert(&self, k: StepKey, t: TunedStep) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k, t);
+    }
+
+    pub(crate) fn all(&self) -> Vec<(StepKey, TunedStep)> {
+        let mut v: Vec<_> = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, t)| (*k, t.clone()))
+            .collect();
+        v.sort_by_key(|e| e.0);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tile(units: u32, rows: u32, chunk: u32, rb: u32) -> StepTile {
+        StepTile {
+            units,
+            rows,
+            chunk,
+            rows_per_invocation: rb,
+        }
+    }
+
+    #[test]
+    fn candidates_start_with_the_default_fit_the_limits_and_the_batch() {
+        let limits = wgpu::Limits::default(); // 256 invocations, 16 KiB
+        let d = tile(16, 16, 32, 1);
+        for batch in [1, 8, 32, 64, 128, 1000] {
+            let c = step_candidates(d, batch, &limits);
+            assert_eq!(c[0], d);
+            assert!(c.len() <= STEP_MAX_CANDIDATES);
+            for (i, x) in c.iter().enumerate() {
+                assert!(x.check(&limits).is_ok(), "{x}");
+                assert!(!c[..i].contains(x), "{x} twice");
+                if i > 0 {
+                    assert!(x.batch_rows() <= 2 * batch, "batch {batch}: {x}");
+                }
+            }
+        }
+        // A batch of 8: only tiles of at most 16 rows besides the default.
+        assert_eq!(
+            step_candidates(d, 8, &limits),
+            vec![d, tile(16, 4, 32, 4)],
+            "32 units x 8 rows needs more than 16 KiB"
+        );
+        // Large batches get the register blocks: with 16 KiB of workgroup
+        // memory those of 64 rows stage 16 inputs a chunk, with 48 KiB 32
+        // (and 128 rows fit).
+        let big = step_candidates(d, 128, &limits);
+        assert!(big.contains(&tile(16, 16, 16, 4)) && big.contains(&tile(16, 8, 16, 8)));
+        assert!(!big.contains(&tile(16, 16, 32, 4)), "16.25 KiB");
+        let roomy = wgpu::Limits {
+            max_compute_workgroup_storage_size: 48 << 10,
+            ..wgpu::Limits::default()
+        };
+        let big = step_candidates(d, 128, &roomy);
+        for x in [tile(16, 16, 32, 4), tile(16, 8, 32, 8), tile(16, 16, 32, 8)] {
+            assert!(big.contains(&x), "{x} in {big:?}");
+        }
+        assert!(
+            !big.contains(&tile(16, 16, 16, 4)),
+            "its twin with 32 is in"
+        );
+        // A 128-invocation adapter keeps only tiles of at most 128 invocations.
+        let small = wgpu::Limits {
+            max_compute_invocations_per_workgroup: 128,
+            ..wgpu::Limits::default()
+        };
+        let d = tile(16, 4, 32, 1);
+        for x in step_candidates(d, 64, &small) {
+            assert!(x.units * x.rows <= 128, "{x}");
+        }
+    }
+
+    #[test]
+    fn the_fastest_wins_and_ties_keep_the_earlier() {
+        let c = [tile(16, 16, 32, 1), tile(16, 16, 32, 4), tile(16, 8, 32, 8)];
+        let t = TunedStep::fastest(&c, &[2.0, 1.5, 1.5]);
+        assert_eq!(t.tile, c[1]);
+        assert_eq!(t.ms, Some(1.5));
+        assert_eq!(t.decision, StepDecision::Measured);
+        assert_eq!(t.candidates.len(), 3);
+        assert_eq!(TunedStep::fastest(&c, &[1.0, 1.0, 1.0]).tile, c[0]);
+    }
+}
