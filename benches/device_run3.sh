@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Third prepared run (for the next session with a GPU; `benches/device_prepare.sh` first,
-# carry .devrun and .gl): the GEMM autotuner off (the kernel measured in the first run)
-# against on, beside cuDNN; the f16 copy of W_hh (bench --f16) against f32; per-kernel
-# profiles (f32 and f16); the rewritten CPU path against PyTorch on 2 cores, interleaved;
-# the main job on the GPU; a sweep of the step kernels' tile (RECURRENT_STEP_TILE
-# units,rows,chunk,rb: rb = batch rows per invocation). Each part has a timeout, capped
-# so that the whole run stays within about 10 minutes (`lim`); parts print their time.
+# carry .devrun and .gl): the autotuner off (the kernels measured in the first run)
+# against on (GEMM configurations, gemm_wide among them, and step tiles measured per
+# shape), beside cuDNN; per-kernel profiles at H=1024 and the mnist size; a sweep of
+# the step kernels' tile (RECURRENT_STEP_TILE units,rows,chunk,rb: rb = batch rows per
+# invocation); the f16 copy of W_hh (bench --f16) against f32; the CPU path against
+# PyTorch on 2 cores, interleaved; the main job on the GPU. Most telling first. Each
+# part has a timeout, capped so that the whole run stays within about 10 minutes
+# (`lim`); parts print their start time.
 set -u
 cd "$(dirname "$0")/.."
 for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -17,31 +19,29 @@ lim() { local l=$((570 - SECONDS)); [ "$l" -lt 5 ] && l=5; [ "$l" -lt "$1" ] && 
 {
   echo "=== gpu, autotune off"
   RECURRENT_AUTOTUNE=0 timeout $(lim 120) $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/gpu-fixed.json"
+  echo "=== cudnn, at ${SECONDS}s"
+  timeout $(lim 90) python3 benches/pytorch_lstm.py --device cuda --suite deepbench,mnist --reps 5 --json "$OUT/pytorch-gpu.json"
+  echo "=== gpu, autotune on (GEMM configurations and step tiles measured per shape), at ${SECONDS}s"
+  RECURRENT_AUTOTUNE=1 timeout $(lim 200) $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/gpu-tuned.json"
+  echo "=== profile (H=1024 B=64 T=25, then the mnist size), at ${SECONDS}s"
+  timeout $(lim 30) $r bench --device gpu --cell lstm --input 1024 --hidden 1024 --batch 64 --steps 25 --reps 3 --profile --json "$OUT/gpu-profile-h1024.json"
+  timeout $(lim 30) $r bench --device gpu --suite mnist --reps 3 --profile --json "$OUT/gpu-profile.json"
   echo "=== step tile sweep (autotune off; 16,16,32,1 is the default), at ${SECONDS}s"
-  # At most ~150 s: each size has its own timeout, and no new tile starts after 150 s.
+  # At most ~90 s: each size has its own timeout, and no new tile starts after 90 s.
   sweep0=$SECONDS
-  for tile in 16,16,32,1 16,4,32,4 16,16,32,4 8,8,32,8 16,8,32,8; do
-    [ $((SECONDS - sweep0)) -gt 150 ] && { echo "sweep: out of time before $tile"; break; }
+  for tile in 16,16,32,1 16,16,32,4 16,8,32,8 16,4,32,4; do
+    [ $((SECONDS - sweep0)) -gt 90 ] && { echo "sweep: out of time before $tile"; break; }
     echo "--- tile $tile"
     RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 12) $r bench --device gpu --suite mnist --reps 3 --json "$OUT/steptile-$tile-mnist.json"
     RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 15) $r bench --device gpu --cell lstm --input 2048 --hidden 2048 --batch 64 --steps 25 --reps 3 --json "$OUT/steptile-$tile-h2048.json"
     RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 10) $r bench --device gpu --cell lstm --input 256 --hidden 256 --batch 32 --steps 150 --reps 3 --json "$OUT/steptile-$tile-h256.json"
   done
   python3 benches/steptile_table.py "$OUT"/steptile-*.json
-  echo "=== at ${SECONDS}s"
-  echo "=== gpu, autotune off, f16 W_hh"
-  RECURRENT_AUTOTUNE=0 timeout $(lim 120) $r bench --device gpu --suite deepbench,mnist --reps 3 --f16 --json "$OUT/gpu-fixed-f16.json"
-  echo "=== gpu, autotune on"
-  RECURRENT_AUTOTUNE=1 timeout $(lim 150) $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/gpu-tuned.json"
-  echo "=== cudnn"
-  timeout $(lim 90) python3 benches/pytorch_lstm.py --device cuda --suite deepbench,mnist --reps 5 --json "$OUT/pytorch-gpu.json"
-  echo "=== profile (mnist size)"
-  timeout $(lim 40) $r bench --device gpu --suite mnist --reps 3 --profile --json "$OUT/gpu-profile.json"
-  echo "=== profile (mnist size), f16 W_hh"
-  timeout $(lim 40) $r bench --device gpu --suite mnist --reps 3 --profile --f16 --json "$OUT/gpu-profile-f16.json"
-  echo "=== cpu vs pytorch, cores 0-1"
+  echo "=== gpu, autotune off, f16 W_hh, at ${SECONDS}s"
+  RECURRENT_AUTOTUNE=0 timeout $(lim 100) $r bench --device gpu --suite deepbench,mnist --reps 3 --f16 --json "$OUT/gpu-fixed-f16.json"
+  echo "=== cpu vs pytorch, cores 0-1, at ${SECONDS}s"
   REPS=6 BIN=$r timeout $(lim 80) taskset -c 0,1 benches/cpu_compare.sh "$OUT/cpu" 2 mnist 2
-  echo "=== mnist gpu"
+  echo "=== mnist gpu, at ${SECONDS}s"
   timeout $(lim 40) .devrun/mnist --device gpu --epochs 10
   echo "=== tables, at ${SECONDS}s"
   python3 benches/compare.py "$OUT/gpu-fixed.json" "$OUT/pytorch-gpu.json" --label-ours "fixed" --label-theirs cuDNN
