@@ -2,7 +2,7 @@
 // mirroring cpu/cell.rs gru_step_forward / gru_step_backward. step_common.wgsl is prepended.
 // One invocation per (hidden unit j, RB batch rows b) owns all three gates of j.
 
-@compute @workgroup_size(TJ, TB)
+@compute @workgroup_size(TJ, TB, SK)
 fn gru_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let t = fwd_step(dir);
@@ -10,7 +10,8 @@ fn gru_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let b0 = wid.y * TB * RB;
     let j = wid.x * TJ + lid.x;
     var gh = recurrent_tile(3u, pick(u.whh0, u.whh1, dir), hp_slot, b0, wid.x * TJ, lid, li);
-    if j >= u.h {
+    // Slice 0 alone (see SK) runs the epilogue.
+    if j >= u.h || lid.z != 0u {
         return;
     }
     for (var r = 0u; r < RB; r++) {
@@ -53,7 +54,7 @@ fn gru_forward_row(dir: u32, t: u32, b: u32, j: u32, gh: vec3<f32>) {
 
 // dh = carry + dGh[t']·W_hh + dy[t]; writes dG[t] (of gx), dGh[t] (of gh) and
 // carry = dh*z (the direct part of the gradient of h_prev).
-@compute @workgroup_size(TJ, TB)
+@compute @workgroup_size(TJ, TB, SK)
 fn gru_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let GH = 3u * u.h;
@@ -65,7 +66,8 @@ fn gru_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
         let dgp = pick(u.dgh0, u.dgh1, dir) + bwd_prev_step(t, dir) * u.b * GH;
         dh_w = recurrent_tile_t(GH, pick(u.whh0, u.whh1, dir), dgp, b0, wid.x * TJ, lid, li);
     }
-    if j >= u.h {
+    // Slice 0 alone (see SK) runs the epilogue.
+    if j >= u.h || lid.z != 0u {
         return;
     }
     for (var r = 0u; r < RB; r++) {

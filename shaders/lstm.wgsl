@@ -4,7 +4,7 @@
 
 // Forward step: gh = h_prev·W_hhᵀ + b_hh for the 4 gates of unit j, then
 // c = f*c_prev + i*g, h = o*tanh(c). Masked rows pass the state through.
-@compute @workgroup_size(TJ, TB)
+@compute @workgroup_size(TJ, TB, SK)
 fn lstm_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let t = fwd_step(dir);
@@ -12,7 +12,8 @@ fn lstm_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     let b0 = wid.y * TB * RB;
     let j = wid.x * TJ + lid.x;
     var gh = recurrent_tile(4u, pick(u.whh0, u.whh1, dir), hp_slot, b0, wid.x * TJ, lid, li);
-    if j >= u.h {
+    // Slice 0 alone (see SK) runs the epilogue.
+    if j >= u.h || lid.z != 0u {
         return;
     }
     for (var r = 0u; r < RB; r++) {
@@ -62,7 +63,7 @@ fn lstm_forward_row(dir: u32, t: u32, b: u32, j: u32, gh: vec4<f32>) {
 // Backward step: dh = carry + dG[t']·W_hh (t' = step processed before, none
 // at the first) + dy[t]; then the gate gradients of unit j into dG[t], and
 // dc carried to the previous step. Masked rows: dG[t] = 0, dh passes back.
-@compute @workgroup_size(TJ, TB)
+@compute @workgroup_size(TJ, TB, SK)
 fn lstm_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let GH = 4u * u.h;
@@ -74,7 +75,8 @@ fn lstm_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
         let dgp = pick(u.dg0, u.dg1, dir) + bwd_prev_step(t, dir) * u.b * GH;
         dh_w = recurrent_tile_t(GH, pick(u.whh0, u.whh1, dir), dgp, b0, wid.x * TJ, lid, li);
     }
-    if j >= u.h {
+    // Slice 0 alone (see SK) runs the epilogue.
+    if j >= u.h || lid.z != 0u {
         return;
     }
     for (var r = 0u; r < RB; r++) {

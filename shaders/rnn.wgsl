@@ -2,7 +2,7 @@
 // or relu (u.act = 1), mirroring cpu/cell.rs rnn_step_forward / rnn_step_backward.
 // step_common.wgsl is prepended. One invocation per (hidden unit j, RB batch rows b).
 
-@compute @workgroup_size(TJ, TB)
+@compute @workgroup_size(TJ, TB, SK)
 fn rnn_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let t = fwd_step(dir);
@@ -10,7 +10,8 @@ fn rnn_step_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let b0 = wid.y * TB * RB;
     let j = wid.x * TJ + lid.x;
     var gh = recurrent_tile(1u, pick(u.whh0, u.whh1, dir), hp_slot, b0, wid.x * TJ, lid, li);
-    if j >= u.h {
+    // Slice 0 alone (see SK) runs the epilogue.
+    if j >= u.h || lid.z != 0u {
         return;
     }
     for (var r = 0u; r < RB; r++) {
@@ -44,7 +45,7 @@ fn rnn_forward_row(dir: u32, t: u32, b: u32, j: u32, gh: f32) {
     work[yi] = h;
 }
 
-@compute @workgroup_size(TJ, TB)
+@compute @workgroup_size(TJ, TB, SK)
 fn rnn_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let dir = wid.z;
     let H = u.h;
@@ -56,7 +57,8 @@ fn rnn_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
         let dgp = pick(u.dg0, u.dg1, dir) + bwd_prev_step(t, dir) * u.b * H;
         dh_w = recurrent_tile_t(H, pick(u.whh0, u.whh1, dir), dgp, b0, wid.x * TJ, lid, li);
     }
-    if j >= H {
+    // Slice 0 alone (see SK) runs the epilogue.
+    if j >= H || lid.z != 0u {
         return;
     }
     for (var r = 0u; r < RB; r++) {

@@ -81,6 +81,15 @@ override RB: u32 = 1u;
 // Size of the per-invocation accumulator arrays (private arrays need a
 // constant size); the host checks RB against it.
 const RB_MAX: u32 = 8u;
+// Split over K (the workgroup is TJ x TB x SK): slice lid.z stages and
+// multiplies the chunks c ≡ lid.z (mod SK), in its own part of sh_h and
+// sh_w, and slice 0 adds the slices' partial sums in slice order (then runs
+// the epilogue alone). More invocations per output for the long serial
+// loop over K that small batches leave to few workgroups. SK = 1 (the
+// default): one slice, every sum over k in order; SK > 1 sums in another
+// (fixed) order, so its bits differ from SK = 1 by rounding. The host
+// checks TB*RB <= (KC + 1)*SK, so that one slice's partial sums fit sh_w.
+override SK: u32 = 1u;
 
 // 1: the step kernels read W_hh from its f16 copy whh16 (f32 accumulation
 // as ever); 0: from params in f32.
@@ -97,9 +106,11 @@ fn whh_at(whh: u32, e: u32) -> f32 {
 
 // Forward: h_prev chunk [TB*RB, KC]; backward: dG chunk [TB*RB, KC]. Row
 // lid.y + r*TB of the chunk belongs to invocation row r.
-var<workgroup> sh_h: array<f32, TB * RB * KC>;
-// Forward: W_hh rows of the tile's gates [G, TJ, KC]; backward: W_hh chunk [KC, TJ].
-var<workgroup> sh_w: array<f32, 4u * TJ * KS>;
+// Slice z's part starts at z * TB * RB * KC.
+var<workgroup> sh_h: array<f32, TB * RB * KC * SK>;
+// Forward: W_hh rows of the tile's gates [G, TJ, KC]; backward: W_hh chunk
+// [KC, TJ]. Slice z's part starts at z * 4 * TJ * KS.
+var<workgroup> sh_w: array<f32, 4u * TJ * KS * SK>;
 
 // Batch row of invocation row r of a workgroup whose first row is b0.
 fn tile_row(b0: u32, lid: vec3<u32>, r: u32) -> u32 {
@@ -115,18 +126,24 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, l
     let B = u.b;
     var acc: array<vec4<f32>, RB_MAX>; // zero-initialised
     let chunks = (H + KC - 1u) / KC;
-    for (var c = 0u; c < chunks; c++) {
-        let k0 = c * KC;
-        for (var e = li; e < TB * RB * KC; e += TJ * TB) {
+    // This slice's invocation index and parts of the staging arrays.
+    let ls = li % (TJ * TB);
+    let hz = lid.z * TB * RB * KC;
+    let wz = lid.z * 4u * TJ * KS;
+    let rounds = (chunks + SK - 1u) / SK;
+    for (var rc = 0u; rc < rounds; rc++) {
+        // Past the last chunk (SK > 1 only) every value staged is 0.
+        let k0 = (rc * SK + lid.z) * KC;
+        for (var e = ls; e < TB * RB * KC; e += TJ * TB) {
             let b = b0 + e / KC;
             let k = k0 + e % KC;
             var v = 0.0;
             if b < B && k < H {
                 v = work[hp + b * H + k];
             }
-            sh_h[e] = v;
+            sh_h[hz + e] = v;
         }
-        for (var e = li; e < G * TJ * KC; e += TJ * TB) {
+        for (var e = ls; e < G * TJ * KC; e += TJ * TB) {
             let r = e / KC;
             let g = r / TJ;
             let j = j0 + r % TJ;
@@ -135,24 +152,24 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, l
             if j < H && k < H {
                 v = whh_at(whh, (g * H + j) * H + k);
             }
-            sh_w[r * KS + e % KC] = v;
+            sh_w[wz + r * KS + e % KC] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk++) {
             // Each W_hh value once from workgroup memory, for all RB rows.
-            let w0 = sh_w[lid.x * KS + kk];
+            let w0 = sh_w[wz + lid.x * KS + kk];
             var w1 = 0.0;
             var w2 = 0.0;
             var w3 = 0.0;
             if G > 1u {
-                w1 = sh_w[(TJ + lid.x) * KS + kk];
-                w2 = sh_w[(2u * TJ + lid.x) * KS + kk];
+                w1 = sh_w[wz + (TJ + lid.x) * KS + kk];
+                w2 = sh_w[wz + (2u * TJ + lid.x) * KS + kk];
             }
             if G > 3u {
-                w3 = sh_w[(3u * TJ + lid.x) * KS + kk];
+                w3 = sh_w[wz + (3u * TJ + lid.x) * KS + kk];
             }
             for (var r = 0u; r < RB; r++) {
-                let hv = sh_h[(lid.y + r * TB) * KC + kk];
+                let hv = sh_h[hz + (lid.y + r * TB) * KC + kk];
                 acc[r].x += hv * w0;
                 if G > 1u {
                     acc[r].y += hv * w1;
@@ -161,6 +178,30 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, l
                 if G > 3u {
                     acc[r].w += hv * w3;
                 }
+            }
+        }
+        workgroupBarrier();
+    }
+    if SK == 1u {
+        return acc;
+    }
+    // Slice 0 adds slices 1, 2, ... in order, one at a time through sh_w.
+    let slot = (lid.y * TJ + lid.x) * RB;
+    for (var s = 1u; s < SK; s++) {
+        if lid.z == s {
+            for (var r = 0u; r < RB; r++) {
+                let o = (slot + r) * 4u;
+                sh_w[o] = acc[r].x;
+                sh_w[o + 1u] = acc[r].y;
+                sh_w[o + 2u] = acc[r].z;
+                sh_w[o + 3u] = acc[r].w;
+            }
+        }
+        workgroupBarrier();
+        if lid.z == 0u {
+            for (var r = 0u; r < RB; r++) {
+                let o = (slot + r) * 4u;
+                acc[r] += vec4<f32>(sh_w[o], sh_w[o + 1u], sh_w[o + 2u], sh_w[o + 3u]);
             }
         }
         workgroupBarrier();
@@ -222,31 +263,56 @@ fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32
     let B = u.b;
     var acc: array<f32, RB_MAX>; // zero-initialised
     let chunks = (GH + KC - 1u) / KC;
-    for (var c = 0u; c < chunks; c++) {
-        let r0 = c * KC;
-        for (var e = li; e < TB * RB * KC; e += TJ * TB) {
+    // This slice's invocation index and parts of the staging arrays.
+    let ls = li % (TJ * TB);
+    let hz = lid.z * TB * RB * KC;
+    let wz = lid.z * 4u * TJ * KS;
+    let rounds = (chunks + SK - 1u) / SK;
+    for (var rc = 0u; rc < rounds; rc++) {
+        // Past the last chunk (SK > 1 only) every value staged is 0.
+        let r0 = (rc * SK + lid.z) * KC;
+        for (var e = ls; e < TB * RB * KC; e += TJ * TB) {
             let b = b0 + e / KC;
             let r = r0 + e % KC;
             var v = 0.0;
             if b < B && r < GH {
                 v = work[dgp + b * GH + r];
             }
-            sh_h[e] = v;
+            sh_h[hz + e] = v;
         }
-        for (var e = li; e < KC * TJ; e += TJ * TB) {
+        for (var e = ls; e < KC * TJ; e += TJ * TB) {
             let r = r0 + e / TJ;
             let j = j0 + e % TJ;
             var v = 0.0;
             if r < GH && j < H {
                 v = whh_at(whh, r * H + j);
             }
-            sh_w[e] = v;
+            sh_w[wz + e] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk++) {
-            let w = sh_w[kk * TJ + lid.x];
+            let w = sh_w[wz + kk * TJ + lid.x];
             for (var r = 0u; r < RB; r++) {
-                acc[r] += sh_h[(lid.y + r * TB) * KC + kk] * w;
+                acc[r] += sh_h[hz + (lid.y + r * TB) * KC + kk] * w;
+            }
+        }
+        workgroupBarrier();
+    }
+    if SK == 1u {
+        return acc;
+    }
+    // Slice 0 adds slices 1, 2, ... in order, one at a time through sh_w.
+    let slot = (lid.y * TJ + lid.x) * RB;
+    for (var s = 1u; s < SK; s++) {
+        if lid.z == s {
+            for (var r = 0u; r < RB; r++) {
+                sh_w[slot + r] = acc[r];
+            }
+        }
+        workgroupBarrier();
+        if lid.z == 0u {
+            for (var r = 0u; r < RB; r++) {
+                acc[r] += sh_w[slot + r];
             }
         }
         workgroupBarrier();

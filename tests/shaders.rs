@@ -36,7 +36,7 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
 /// the others); for the other shaders the smallest and the default tunables,
 /// and the step kernels' variant that reads the f16 copy of W_hh (`WHH16`);
 /// for the step kernels also what the runtime passes ([`step_constants`]) for
-/// tiles with 1 to 8 rows per invocation (`RB`), f32 and f16.
+/// tiles with 1 to 8 rows per invocation (`RB`) and K split over slices (`SK`), f32 and f16.
 fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
     if k == Kernel::GemmWide {
         // No overrides: its tile is fixed in the shader.
@@ -59,12 +59,18 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
     }
     let mut step_sets = Vec::new();
     if matches!(k.shader(), Shader::Lstm | Shader::Gru | Shader::Rnn) {
-        for (units, rows, chunk, rb) in [(16, 16, 32, 1), (16, 4, 32, 4), (8, 8, 64, 8)] {
+        for (units, rows, chunk, rb, sk) in [
+            (16, 16, 32, 1, 1),
+            (16, 4, 32, 4, 1),
+            (8, 8, 64, 8, 1),
+            (8, 4, 16, 2, 4),
+        ] {
             let tile = StepTile {
                 units,
                 rows,
                 chunk,
                 rows_per_invocation: rb,
+                splits: sk,
             };
             for f16 in [false, true] {
                 step_sets.push(step_constants(tile, f16));

@@ -247,6 +247,8 @@ pub struct Tunables {
     /// each W_hh value staged in workgroup memory serves that many. 1 (the
     /// default) is the tile measured on real GPUs; every value gives the same bits.
     pub step_rows_per_invocation: u32,
+    /// Step kernels: slices of K per workgroup (`SK`, see [`StepTile::splits`]); 1 by default.
+    pub step_splits: u32,
     /// The step tile was set by `RECURRENT_STEP_TILE`: models keep it, the
     /// step tuner ([`super::steptune`]) does not measure others.
     pub step_tile_pinned: bool,
@@ -260,6 +262,7 @@ impl Tunables {
             rows: self.step_rows,
             chunk: self.step_chunk,
             rows_per_invocation: self.step_rows_per_invocation,
+            splits: self.step_splits,
         }
     }
 
@@ -269,6 +272,7 @@ impl Tunables {
         self.step_rows = tile.rows;
         self.step_chunk = tile.chunk;
         self.step_rows_per_invocation = tile.rows_per_invocation;
+        self.step_splits = tile.splits;
         self
     }
 }
@@ -277,25 +281,45 @@ impl Tunables {
 /// workgroup of `units` x `rows` invocations (`TJ` x `TB`) owns `units`
 /// hidden units (all their gates) for `rows * rows_per_invocation` batch
 /// rows, each invocation one unit for `rows_per_invocation` rows (`RB`),
-/// staging `chunk` inputs (or gate rows) per round trip (`KC`). Every tile
-/// sums each row in the same order, so `rows_per_invocation` does not change
-/// the results' bits. Set with `RECURRENT_STEP_TILE=units,rows,chunk[,rb]` or
-/// per model with [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile).
+/// staging `chunk` inputs (or gate rows) per round trip (`KC`), the loop over
+/// K split over `splits` slices of the workgroup (`SK`). Every tile with one
+/// slice sums each row in the same order, so `rows_per_invocation`, `units`,
+/// `rows` and `chunk` do not change the results' bits; `splits` > 1 adds the
+/// slices' partial sums (in a fixed order), which changes them by rounding.
+/// Set with `RECURRENT_STEP_TILE=units,rows,chunk[,rb[,sk]]` or per model with
+/// [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StepTile {
     pub units: u32,
     pub rows: u32,
     pub chunk: u32,
     pub rows_per_invocation: u32,
+    /// Slices of the workgroup that split the loop over K (inputs forward,
+    /// gate rows backward): a workgroup of units x rows x splits invocations,
+    /// slice s staging and multiplying every splits-th chunk from s, slice 0
+    /// adding the partial sums in slice order and running the epilogue. For
+    /// grids too small to fill the GPU (small batches). 1: no split.
+    pub splits: u32,
 }
 
 impl StepTile {
+    /// The tile `units,rows,chunk,rb` with one slice of K.
+    pub fn new(units: u32, rows: u32, chunk: u32, rows_per_invocation: u32) -> StepTile {
+        StepTile {
+            units,
+            rows,
+            chunk,
+            rows_per_invocation,
+            splits: 1,
+        }
+    }
+
     /// Largest `rows_per_invocation` (`RB_MAX` in step_common.wgsl: the size
     /// of the per-invocation accumulator arrays).
     pub const MAX_ROWS_PER_INVOCATION: u32 = 8;
 
     /// Bytes of workgroup memory the step kernels declare for this tile:
-    /// `sh_w` (4*TJ*(KC+1) floats) and `sh_h` (TB*RB*KC floats).
+    /// `sh_w` (4*TJ*(KC+1) floats) and `sh_h` (TB*RB*KC floats), per slice.
     pub fn workgroup_bytes(&self) -> u64 {
         let (tj, tb, kc, rb) = (
             self.units as u64,
@@ -303,7 +327,7 @@ impl StepTile {
             self.chunk as u64,
             self.rows_per_invocation as u64,
         );
-        4 * (4 * tj * (kc + 1) + tb * rb * kc)
+        4 * (4 * tj * (kc + 1) + tb * rb * kc) * self.splits as u64
     }
 
     /// Batch rows one workgroup covers (`TB * RB`).
@@ -324,8 +348,24 @@ impl StepTile {
 
     /// What makes this tile invalid on `limits`, if anything.
     fn problem(&self, limits: &wgpu::Limits) -> Option<String> {
-        if self.units == 0 || self.rows == 0 || self.chunk == 0 || self.rows_per_invocation == 0 {
+        if self.units == 0
+            || self.rows == 0
+            || self.chunk == 0
+            || self.rows_per_invocation == 0
+            || self.splits == 0
+        {
             return Some("every value must be at least 1".into());
+        }
+        // Slice 0 adds the others' partial sums through sh_w, one slice at a time.
+        if self.splits > 1
+            && self.rows as u64 * self.rows_per_invocation as u64
+                > (self.chunk as u64 + 1) * self.splits as u64
+        {
+            return Some(format!(
+                "with {} slices of K, rows*rb must be at most (chunk+1)*slices = {}",
+                self.splits,
+                (self.chunk as u64 + 1) * self.splits as u64
+            ));
         }
         if self.rows_per_invocation > Self::MAX_ROWS_PER_INVOCATION {
             return Some(format!(
@@ -333,23 +373,26 @@ impl StepTile {
                 Self::MAX_ROWS_PER_INVOCATION
             ));
         }
-        let inv = self.units as u64 * self.rows as u64;
+        let inv = self.units as u64 * self.rows as u64 * self.splits as u64;
         if inv > limits.max_compute_invocations_per_workgroup as u64
             || self.units > limits.max_compute_workgroup_size_x
             || self.rows > limits.max_compute_workgroup_size_y
+            || self.splits > limits.max_compute_workgroup_size_z
         {
             return Some(format!(
-                "{} x {} invocations per workgroup; the adapter allows {} in all, at most {} x {}",
+                "{} x {} x {} invocations per workgroup; the adapter allows {} in all, at most {} x {} x {}",
                 self.units,
                 self.rows,
+                self.splits,
                 limits.max_compute_invocations_per_workgroup,
                 limits.max_compute_workgroup_size_x,
-                limits.max_compute_workgroup_size_y
+                limits.max_compute_workgroup_size_y,
+                limits.max_compute_workgroup_size_z
             ));
         }
         if self.workgroup_bytes() > limits.max_compute_workgroup_storage_size as u64 {
             return Some(format!(
-                "needs {} bytes of workgroup memory (4*(4*units*(chunk+1) + rows*rb*chunk)); the adapter allows {}",
+                "needs {} bytes of workgroup memory (4*(4*units*(chunk+1) + rows*rb*chunk)*slices); the adapter allows {}",
                 self.workgroup_bytes(),
                 limits.max_compute_workgroup_storage_size
             ));
@@ -357,27 +400,23 @@ impl StepTile {
         None
     }
 
-    /// Parses `units,rows,chunk[,rb]` (`rb`, rows per invocation, defaults
-    /// to 1) and checks it against `limits` ([`StepTile::check`]), as
-    /// `RECURRENT_STEP_TILE` is read.
+    /// Parses `units,rows,chunk[,rb[,sk]]` (`rb`, rows per invocation, and
+    /// `sk`, slices of K, default to 1) and checks it against `limits`
+    /// ([`StepTile::check`]), as `RECURRENT_STEP_TILE` is read.
     pub fn parse(v: &str, limits: &wgpu::Limits) -> Result<StepTile> {
         let p: Vec<Option<u32>> = v.split(',').map(|x| x.trim().parse().ok()).collect();
         let tile = match p[..] {
-            [Some(units), Some(rows), Some(chunk)] => StepTile {
-                units,
-                rows,
-                chunk,
-                rows_per_invocation: 1,
-            },
-            [Some(units), Some(rows), Some(chunk), Some(rb)] => StepTile {
-                units,
-                rows,
-                chunk,
-                rows_per_invocation: rb,
+            [Some(units), Some(rows), Some(chunk)] => StepTile::new(units, rows, chunk, 1),
+            [Some(units), Some(rows), Some(chunk), Some(rb)] => {
+                StepTile::new(units, rows, chunk, rb)
+            }
+            [Some(units), Some(rows), Some(chunk), Some(rb), Some(sk)] => StepTile {
+                splits: sk,
+                ..StepTile::new(units, rows, chunk, rb)
             },
             _ => {
                 return Err(Error::Argument(format!(
-                    "step tile '{v}': expected units,rows,chunk[,rb] (e.g. 16,4,32 or 16,4,32,4), unsigned integers"
+                    "step tile '{v}': expected units,rows,chunk[,rb[,sk]] (e.g. 16,4,32 or 16,4,32,4 or 8,4,16,1,4), unsigned integers"
                 )))
             }
         };
@@ -396,13 +435,17 @@ impl std::fmt::Display for StepTile {
             f,
             "{},{},{},{}",
             self.units, self.rows, self.chunk, self.rows_per_invocation
-        )
+        )?;
+        if self.splits != 1 {
+            write!(f, ",{}", self.splits)?;
+        }
+        Ok(())
     }
 }
 
 /// The override constants of a step kernel (`lstm.wgsl`, `gru.wgsl`,
 /// `rnn.wgsl`) with tile `tile`, as the runtime passes them: `TJ`, `TB`,
-/// `KC`, then `RB` only when it is not 1 and `WHH16 = 1` only for the
+/// `KC`, then `RB` and `SK` only when they are not 1 and `WHH16 = 1` only for the
 /// variant reading the f16 copy of W_hh (absent otherwise, so the default
 /// pipelines are those of a build without these options).
 pub fn step_constants(tile: StepTile, f16: bool) -> Vec<(String, f64)> {
@@ -413,6 +456,9 @@ pub fn step_constants(tile: StepTile, f16: bool) -> Vec<(String, f64)> {
     ];
     if tile.rows_per_invocation != 1 {
         c.push(("RB".into(), tile.rows_per_invocation as f64));
+    }
+    if tile.splits != 1 {
+        c.push(("SK".into(), tile.splits as f64));
     }
     if f16 {
         c.push(("WHH16".into(), 1.0));
@@ -540,9 +586,10 @@ impl Kernels {
             step_chunk: 32,
             // Unmeasured on real GPUs: 1 until a sweep says otherwise.
             step_rows_per_invocation: 1,
+            step_splits: 1,
             step_tile_pinned: false,
         };
-        // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk[,rb]" overrides the
+        // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk[,rb[,sk]]" overrides the
         // step kernels' tile (see StepTile; checked against the adapter's limits).
         if let Ok(v) = std::env::var("RECURRENT_STEP_TILE") {
             let tile = StepTile::parse(&v, limits).map_err(|e| match e {
@@ -1261,12 +1308,31 @@ mod tests {
         };
         assert_eq!(t4.workgroup_bytes(), 10_496 + 3 * 16 * 32 * 4);
         assert!(err("16,16,32,4", &l).contains("needs 16640 bytes of workgroup memory"));
-        for bad in ["", "16,4", "16,4,32,4,1", "16,x,32", "16,4,-32", "16,4,32,"] {
+        for bad in [
+            "",
+            "16,4",
+            "16,4,32,4,1,1",
+            "16,x,32",
+            "16,4,-32",
+            "16,4,32,",
+        ] {
             assert!(
-                err(bad, &l).contains("expected units,rows,chunk[,rb]"),
+                err(bad, &l).contains("expected units,rows,chunk[,rb[,sk]]"),
                 "{bad}"
             );
         }
+        // Slices of K: the workgroup and its memory grow with them.
+        let s4 = StepTile::parse("8,4,16,1,4", &l).unwrap();
+        assert_eq!(s4.splits, 4);
+        assert_eq!(s4.to_string(), "8,4,16,1,4");
+        assert_eq!(s4.workgroup_bytes(), 4 * (4 * 8 * 17 + 4 * 16) * 4);
+        assert_eq!(
+            StepTile::parse("16,4,32,1,1", &l).unwrap().to_string(),
+            "16,4,32,1"
+        );
+        assert!(err("16,16,32,1,2", &l).contains("invocations per workgroup"));
+        assert!(err("16,4,32,1,0", &l).contains("at least 1"));
+        assert!(err("8,8,4,8,2", &l).contains("rows*rb must be at most (chunk+1)*slices"));
         assert!(err("16,4,32,0", &l).contains("at least 1"));
         assert!(err("0,4,32", &l).contains("at least 1"));
         assert!(err("16,4,32,9", &l).contains("at most 8 rows per invocation"));
@@ -1283,6 +1349,7 @@ mod tests {
             rows: 4,
             chunk: 32,
             rows_per_invocation: 1,
+            splits: 1,
         };
         let names = |c: Vec<(String, f64)>| c.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(step_constants(t, false)), ["TJ", "TB", "KC"]);
@@ -1300,5 +1367,7 @@ mod tests {
                 ("WHH16".to_string(), 1.0)
             ]
         );
+        let s2 = StepTile { splits: 2, ..t };
+        assert_eq!(names(step_constants(s2, false)), ["TJ", "TB", "KC", "SK"]);
     }
 }

@@ -513,8 +513,9 @@ impl GpuModel {
         Ok(&self.plans[&(b, t)])
     }
 
-    /// What the step tuner caches the tile of batches of `b` rows under.
-    fn step_key(&self, b: usize) -> StepKey {
+    /// What the step tuner ([`super::steptune`]) caches the tile of batches
+    /// of `b` rows under.
+    pub fn step_key(&self, b: usize) -> StepKey {
         StepKey {
             cell: self.config.cell,
             hidden: self.config.hidden as u32,
@@ -544,7 +545,7 @@ impl GpuModel {
             self.step_tiles.insert(b, d);
             return self.build_plan(b, t, tile);
         }
-        let cands = step_candidates(self.step_tile, b as u32, &self.ctx.limits);
+        let cands = step_candidates(self.step_tile, &self.step_key(b), &self.ctx.limits);
         let first = self.build_plan(b, t, cands[0])?;
         let decision = if cands.len() == 1 {
             (TunedStep::unmeasured(cands[0], StepDecision::Single), first)

@@ -8,8 +8,12 @@
 //! often each W_hh value is read from memory per step, how much each value
 //! read from workgroup memory is reused, and how many workgroups there are
 //! to fill the GPU — trade-offs whose best point depends on the GPU, the
-//! hidden size and the batch. Every tile sums each row in the same order, so
-//! the choice never changes results (`tests/gpu_step_tile.rs`).
+//! hidden size and the batch. Every tile with one slice of K sums each row
+//! in the same order, so among those the choice never changes results
+//! (`tests/gpu_step_tile.rs`); tiles that split K over slices of the
+//! workgroup (candidates only where the default grid is small, see
+//! [`SMALL_GRID`]) add partial sums, which changes the bits by rounding
+//! (within the usual GPU tolerances), as split-K GEMMs do.
 //!
 //! When a model builds the plan of a batch shape whose [`StepKey`] is new on
 //! its context (and its tile was not pinned by `RECURRENT_STEP_TILE` or
@@ -31,7 +35,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// At most this many step tiles are measured per key.
-pub const STEP_MAX_CANDIDATES: usize = 6;
+pub const STEP_MAX_CANDIDATES: usize = 8;
+/// Below this many workgroups per step dispatch with the default tile (about
+/// 4 per multiprocessor of a large GPU) the candidates include tiles that
+/// split K over slices of the workgroup: more invocations for the serial loop
+/// over K when the batch is small.
+pub const SMALL_GRID: u32 = 512;
 
 /// What the step kernels' speed depends on: the cell, hidden size, layers,
 /// directions, batch rows and whether W_hh is read from its f16 copy.
@@ -111,31 +120,45 @@ impl TunedStep {
     }
 }
 
-/// The tiles measured for a batch of `batch` rows, `default` first, then
-/// (where valid for `limits`, and covering at most twice the batch rows per
-/// workgroup, so that most of each workgroup has rows to work on) register
-/// blocks of 2 to 8 rows per invocation on 16 units, a small workgroup for
-/// small batches and a 32-unit tile. Tiles of 64 rows stage 32 inputs per
-/// chunk where the workgroup memory allows (16.25 KiB), else 16 (the twin
-/// with 16 is tried only when the one with 32 does not fit, e.g. on
-/// WebGPU's default 16 KiB). At most [`STEP_MAX_CANDIDATES`].
-pub fn step_candidates(default: StepTile, batch: u32, limits: &wgpu::Limits) -> Vec<StepTile> {
+/// The tiles measured for `key`, `default` first, then (where valid for
+/// `limits`, and covering at most twice the batch rows per workgroup, so that
+/// most of each workgroup has rows to work on) register blocks of 2 to 8 rows
+/// per invocation on 16 units, a small workgroup for small batches and a
+/// 32-unit tile; where the default grid has fewer than [`SMALL_GRID`]
+/// workgroups, interleaved with tiles splitting K over 2 or 4 slices. Tiles
+/// of 64 rows stage 32 inputs per chunk where the workgroup memory allows
+/// (16.25 KiB), else 16 (the twin with 16 is tried only when the one with 32
+/// does not fit, e.g. on WebGPU's default 16 KiB). At most [`STEP_MAX_CANDIDATES`].
+pub fn step_candidates(default: StepTile, key: &StepKey, limits: &wgpu::Limits) -> Vec<StepTile> {
     let t = |units, rows, chunk, rb| StepTile {
         units,
         rows,
         chunk,
         rows_per_invocation: rb,
+        splits: 1,
     };
-    let pool = [
-        t(16, 16, 32, 2),
-        t(16, 16, 32, 4),
-        t(16, 16, 16, 4),
-        t(16, 8, 32, 8),
-        t(16, 8, 16, 8),
-        t(16, 16, 32, 8),
-        t(16, 4, 32, 4),
-        t(32, 8, 32, 2),
-    ];
+    let split = |units, rows, chunk, sk| StepTile {
+        splits: sk,
+        ..t(units, rows, chunk, 1)
+    };
+    let batch = key.batch;
+    let grid = key.hidden.div_ceil(default.units)
+        * batch.max(1).div_ceil(default.batch_rows())
+        * key.directions;
+    let small = grid < SMALL_GRID;
+    let mut pool = vec![t(16, 16, 32, 2)];
+    if small {
+        pool.push(split(8, 8, 16, 4));
+    }
+    pool.extend([t(16, 16, 32, 4), t(16, 16, 16, 4)]);
+    if small {
+        pool.push(split(16, 8, 32, 2));
+    }
+    pool.extend([t(16, 8, 32, 8), t(16, 8, 16, 8)]);
+    if small {
+        pool.push(split(8, 4, 16, 4));
+    }
+    pool.extend([t(16, 16, 32, 8), t(16, 4, 32, 4), t(32, 8, 32, 2)]);
     let mut out = vec![default];
     for c in pool {
         if out.len() >= STEP_MAX_CANDIDATES {
@@ -198,7 +221,26 @@ mod tests {
             rows,
             chunk,
             rows_per_invocation: rb,
+            splits: 1,
         }
+    }
+
+    fn key(hidden: u32, batch: u32) -> StepKey {
+        StepKey {
+            cell: Cell::Lstm,
+            hidden,
+            layers: 1,
+            directions: 1,
+            batch,
+            f16: false,
+        }
+    }
+
+    /// Without the tiles that split K (a large grid).
+    fn step_candidates_of(d: StepTile, batch: u32, limits: &wgpu::Limits) -> Vec<StepTile> {
+        let c = step_candidates(d, &key(8192, batch), limits);
+        assert!(c.iter().all(|x| x.splits == 1), "{c:?}");
+        c
     }
 
     #[test]
@@ -206,7 +248,7 @@ mod tests {
         let limits = wgpu::Limits::default(); // 256 invocations, 16 KiB
         let d = tile(16, 16, 32, 1);
         for batch in [1, 8, 32, 64, 128, 1000] {
-            let c = step_candidates(d, batch, &limits);
+            let c = step_candidates_of(d, batch, &limits);
             assert_eq!(c[0], d);
             assert!(c.len() <= STEP_MAX_CANDIDATES);
             for (i, x) in c.iter().enumerate() {
@@ -219,21 +261,21 @@ mod tests {
         }
         // A batch of 8: only tiles of at most 16 rows besides the default.
         assert_eq!(
-            step_candidates(d, 8, &limits),
+            step_candidates_of(d, 8, &limits),
             vec![d, tile(16, 4, 32, 4)],
             "32 units x 8 rows needs more than 16 KiB"
         );
         // Large batches get the register blocks: with 16 KiB of workgroup
         // memory those of 64 rows stage 16 inputs a chunk, with 48 KiB 32
         // (and 128 rows fit).
-        let big = step_candidates(d, 128, &limits);
+        let big = step_candidates_of(d, 128, &limits);
         assert!(big.contains(&tile(16, 16, 16, 4)) && big.contains(&tile(16, 8, 16, 8)));
         assert!(!big.contains(&tile(16, 16, 32, 4)), "16.25 KiB");
         let roomy = wgpu::Limits {
             max_compute_workgroup_storage_size: 48 << 10,
             ..wgpu::Limits::default()
         };
-        let big = step_candidates(d, 128, &roomy);
+        let big = step_candidates_of(d, 128, &roomy);
         for x in [tile(16, 16, 32, 4), tile(16, 8, 32, 8), tile(16, 16, 32, 8)] {
             assert!(big.contains(&x), "{x} in {big:?}");
         }
@@ -247,9 +289,33 @@ mod tests {
             ..wgpu::Limits::default()
         };
         let d = tile(16, 4, 32, 1);
-        for x in step_candidates(d, 64, &small) {
+        for x in step_candidates(d, &key(512, 64), &small) {
             assert!(x.units * x.rows <= 128, "{x}");
         }
+    }
+
+    /// Small grids (few units, few rows) also try slices of K; large ones do not.
+    #[test]
+    fn small_grids_add_tiles_that_split_k() {
+        let limits = wgpu::Limits::default();
+        let d = tile(16, 16, 32, 1);
+        // H = 512, B = 16: 32 workgroups.
+        let c = step_candidates(d, &key(512, 16), &limits);
+        assert_eq!(c[0], d);
+        assert!(c.len() <= STEP_MAX_CANDIDATES);
+        let splits: Vec<_> = c.iter().filter(|x| x.splits > 1).collect();
+        assert!(!splits.is_empty(), "{c:?}");
+        for x in &c {
+            assert!(x.check(&limits).is_ok(), "{x}");
+        }
+        // H = 8192, B = 16, two directions: 1024 workgroups.
+        let big = StepKey {
+            directions: 2,
+            ..key(8192, 16)
+        };
+        assert!(step_candidates(d, &big, &limits)
+            .iter()
+            .all(|x| x.splits == 1));
     }
 
     #[test]
