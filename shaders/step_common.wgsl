@@ -90,6 +90,14 @@ const RB_MAX: u32 = 8u;
 // (fixed) order, so its bits differ from SK = 1 by rounding. The host
 // checks TB*RB <= (KC + 1)*SK, so that one slice's partial sums fit sh_w.
 override SK: u32 = 1u;
+// 1: the products read W_hh and the states straight from memory, staging
+// nothing in workgroup memory and with no barrier in the loop over K (see
+// recurrent_direct): the SK slices split K by interleaving (slice z takes
+// k = z, z + SK, ...) and a tree over the slices in workgroup memory adds
+// the partial sums (SK a power of two; the host checks TB*RB <= KC + 1, so
+// that sh_w holds every partial sum). For small batches, where the staged
+// tiles leave few workgroups and a long serial chain of chunks and barriers.
+override DIRECT: u32 = 0u;
 
 // 1: the step kernels read W_hh from its f16 copy whh16 (f32 accumulation
 // as ever); 0: from params in f32.
@@ -122,6 +130,9 @@ fn tile_row(b0: u32, lid: vec3<u32>, r: u32) -> u32 {
 // invocation of the workgroup must call it (it has barriers). `hp` is the
 // start of the previous state slot [B, H].
 fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<vec4<f32>, RB_MAX> {
+    if DIRECT != 0u {
+        return recurrent_direct(G, whh, hp, b0, j0, lid, li);
+    }
     let H = u.h;
     let B = u.b;
     var acc: array<vec4<f32>, RB_MAX>; // zero-initialised
@@ -259,6 +270,9 @@ fn tanh_s(x: f32) -> f32 {
 // the start of the dG rows [B, G*H] of the step processed before. Every
 // invocation must call it (barriers).
 fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<f32, RB_MAX> {
+    if DIRECT != 0u {
+        return recurrent_direct_t(GH, whh, dgp, b0, j0, lid);
+    }
     let H = u.h;
     let B = u.b;
     var acc: array<f32, RB_MAX>; // zero-initialised
@@ -318,4 +332,116 @@ fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32
         workgroupBarrier();
     }
     return acc;
+}
+
+// recurrent_tile with DIRECT = 1. Here the slice is the fastest-varying index
+// of the invocation (zs = li % SK, then the unit, then the row), so that
+// neighbouring invocations read neighbouring k of one W_hh row and of one
+// state row. Each invocation sums k = zs, zs + SK, ... for its unit and RB
+// rows; the tree adds the slices' sums (in a fixed order), and every
+// invocation gets the sums of its own (lid.x, lid.y), which slice 0 uses.
+fn recurrent_direct(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<vec4<f32>, RB_MAX> {
+    let H = u.h;
+    let B = u.b;
+    let zs = li % SK;
+    let xs = (li / SK) % TJ;
+    let ys = li / (SK * TJ);
+    let j = j0 + xs;
+    var acc: array<vec4<f32>, RB_MAX>; // zero-initialised
+    if j < H {
+        for (var k = zs; k < H; k += SK) {
+            let w0 = whh_at(whh, j * H + k);
+            var w1 = 0.0;
+            var w2 = 0.0;
+            var w3 = 0.0;
+            if G > 1u {
+                w1 = whh_at(whh, (H + j) * H + k);
+                w2 = whh_at(whh, (2u * H + j) * H + k);
+            }
+            if G > 3u {
+                w3 = whh_at(whh, (3u * H + j) * H + k);
+            }
+            for (var r = 0u; r < RB; r++) {
+                let b = b0 + ys + r * TB;
+                if b < B {
+                    let hv = work[hp + b * H + k];
+                    acc[r].x += hv * w0;
+                    acc[r].y += hv * w1;
+                    acc[r].z += hv * w2;
+                    acc[r].w += hv * w3;
+                }
+            }
+        }
+    }
+    // Partial sum (unit xs, row ys, r, slice zs) at sh_w[(((ys*TJ + xs)*RB + r)*SK + zs)*4 ..].
+    let base = (ys * TJ + xs) * RB;
+    for (var r = 0u; r < RB; r++) {
+        let o = ((base + r) * SK + zs) * 4u;
+        sh_w[o] = acc[r].x;
+        sh_w[o + 1u] = acc[r].y;
+        sh_w[o + 2u] = acc[r].z;
+        sh_w[o + 3u] = acc[r].w;
+    }
+    workgroupBarrier();
+    for (var s = SK / 2u; s > 0u; s = s / 2u) {
+        if zs < s {
+            for (var r = 0u; r < RB; r++) {
+                let o = ((base + r) * SK + zs) * 4u;
+                let p = o + s * 4u;
+                sh_w[o] += sh_w[p];
+                sh_w[o + 1u] += sh_w[p + 1u];
+                sh_w[o + 2u] += sh_w[p + 2u];
+                sh_w[o + 3u] += sh_w[p + 3u];
+            }
+        }
+        workgroupBarrier();
+    }
+    var sums: array<vec4<f32>, RB_MAX>;
+    let own = (lid.y * TJ + lid.x) * RB;
+    for (var r = 0u; r < RB; r++) {
+        let o = (own + r) * SK * 4u;
+        sums[r] = vec4<f32>(sh_w[o], sh_w[o + 1u], sh_w[o + 2u], sh_w[o + 3u]);
+    }
+    return sums;
+}
+
+// recurrent_tile_t with DIRECT = 1: the unit is the fastest-varying index
+// (lid.x), so that neighbouring invocations read neighbouring units of one
+// W_hh row; slice lid.z sums gate rows q = lid.z, lid.z + SK, ...; the tree
+// adds the slices' sums.
+fn recurrent_direct_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32>) -> array<f32, RB_MAX> {
+    let H = u.h;
+    let B = u.b;
+    let j = j0 + lid.x;
+    var acc: array<f32, RB_MAX>; // zero-initialised
+    if j < H {
+        for (var q = lid.z; q < GH; q += SK) {
+            let w = whh_at(whh, q * H + j);
+            for (var r = 0u; r < RB; r++) {
+                let b = b0 + lid.y + r * TB;
+                if b < B {
+                    acc[r] += work[dgp + b * GH + q] * w;
+                }
+            }
+        }
+    }
+    let base = (lid.y * TJ + lid.x) * RB;
+    for (var r = 0u; r < RB; r++) {
+        sh_w[(base + r) * SK + lid.z] = acc[r];
+    }
+    workgroupBarrier();
+    for (var s = SK / 2u; s > 0u; s = s / 2u) {
+        if lid.z < s {
+            for (var r = 0u; r < RB; r++) {
+                let o = (base + r) * SK + lid.z;
+                sh_w[o] += sh_w[o + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    var sums: array<f32, RB_MAX>;
+    for (var r = 0u; r < RB; r++) {
+        sums[r] = sh_w[(base + r) * SK];
+    }
+    return sums;
 }

@@ -31,6 +31,7 @@ fn tile(units: u32, rows: u32, chunk: u32, rb: u32) -> StepTile {
         chunk,
         rows_per_invocation: rb,
         splits: 1,
+        direct: false,
     }
 }
 
@@ -491,5 +492,76 @@ fn k_split_tiles_match_the_cpu_and_repeat_their_bits() {
             assert_runs_identical(&format!("{what}, run again"), &again, &r);
             eprintln!("{what}: within the CPU tolerances, the same bits again");
         }
+    }
+}
+
+/// Direct tiles (`StepTile::direct`: no staging in workgroup memory, K
+/// interleaved over the slices, a tree adding their sums): within the CPU
+/// tolerances for every cell (outputs, loss, gradients, an Adam step) with
+/// one slice, 2 and 8 slices, register blocks and partial unit and row tiles
+/// (H = 20, B = 37), with f32 and f16 W_hh; the same bits when run again.
+#[test]
+fn direct_tiles_match_the_cpu_and_repeat_their_bits() {
+    let Some(ctx) = gpu("step tile direct") else {
+        return;
+    };
+    let tiles = [
+        StepTile::direct(16, 1, 7, 8, 4),
+        StepTile::direct(8, 2, 7, 4, 8),
+        StepTile::direct(32, 1, 3, 4, 2),
+        StepTile::direct(4, 4, 3, 1, 1),
+    ];
+    for (i, cell) in CELLS.into_iter().enumerate() {
+        let case = Case {
+            layers: 2,
+            bidirectional: true,
+            lengths: true,
+            hidden: 20,
+            input: 5,
+            batch: 37,
+            steps: 4,
+            output: if i == 1 {
+                OutputMode::Sequence
+            } else {
+                OutputMode::Last
+            },
+            relu: cell == Cell::Rnn,
+            ..Case::new(cell)
+        };
+        let loss = if i % 2 == 0 { Loss::Mse } else { Loss::Ce };
+        let model = case.model(350 + i as u64);
+        let data = case.data(loss, 450 + i as u64);
+        for t in tiles {
+            assert!(step_constants(t, false).contains(&("DIRECT".to_string(), 1.0)));
+            let what = format!("{} tile {t}", case.label(loss));
+            let r = run(&ctx, &model, &case, &data, loss, t, false);
+            assert_matches_cpu(&what, &r, &model, &data, loss, true);
+            let again = run(&ctx, &model, &case, &data, loss, t, false);
+            assert_runs_identical(&format!("{what}, run again"), &again, &r);
+        }
+        // f16 W_hh: against the CPU on the rounded model (no step: the GPU's
+        // master weights stay unrounded).
+        let t = tiles[0];
+        let r = run(&ctx, &model, &case, &data, loss, t, true);
+        let mut rounded = model.clone();
+        let mut p = rounded.params().to_vec();
+        for l in &model.layout().layers {
+            for v in &mut p[l.w_hh.clone()] {
+                *v = round_to_f16(*v);
+            }
+        }
+        rounded.params_mut().copy_from_slice(&p);
+        assert_matches_cpu(
+            &format!("{} f16 tile {t}", case.label(loss)),
+            &r,
+            &rounded,
+            &data,
+            loss,
+            false,
+        );
+        eprintln!(
+            "{}: direct tiles within the CPU tolerances",
+            case.label(loss)
+        );
     }
 }

@@ -36,7 +36,8 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
 /// the others); for the other shaders the smallest and the default tunables,
 /// and the step kernels' variant that reads the f16 copy of W_hh (`WHH16`);
 /// for the step kernels also what the runtime passes ([`step_constants`]) for
-/// tiles with 1 to 8 rows per invocation (`RB`) and K split over slices (`SK`), f32 and f16.
+/// tiles with 1 to 8 rows per invocation (`RB`), K split over slices (`SK`)
+/// and a direct tile (`DIRECT`), f32 and f16.
 fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
     if k == Kernel::GemmWide {
         // No overrides: its tile is fixed in the shader.
@@ -71,10 +72,15 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
                 chunk,
                 rows_per_invocation: rb,
                 splits: sk,
+                direct: false,
             };
             for f16 in [false, true] {
                 step_sets.push(step_constants(tile, f16));
             }
+        }
+        // A direct tile (no staging; the slices' tree in workgroup memory).
+        for f16 in [false, true] {
+            step_sets.push(step_constants(StepTile::direct(16, 1, 7, 8, 4), f16));
         }
     }
     [

@@ -249,6 +249,8 @@ pub struct Tunables {
     pub step_rows_per_invocation: u32,
     /// Step kernels: slices of K per workgroup (`SK`, see [`StepTile::splits`]); 1 by default.
     pub step_splits: u32,
+    /// Step kernels: a direct tile ([`StepTile::direct`]); false by default.
+    pub step_direct: bool,
     /// The step tile was set by `RECURRENT_STEP_TILE`: models keep it, the
     /// step tuner ([`super::steptune`]) does not measure others.
     pub step_tile_pinned: bool,
@@ -263,6 +265,7 @@ impl Tunables {
             chunk: self.step_chunk,
             rows_per_invocation: self.step_rows_per_invocation,
             splits: self.step_splits,
+            direct: self.step_direct,
         }
     }
 
@@ -273,6 +276,7 @@ impl Tunables {
         self.step_chunk = tile.chunk;
         self.step_rows_per_invocation = tile.rows_per_invocation;
         self.step_splits = tile.splits;
+        self.step_direct = tile.direct;
         self
     }
 }
@@ -300,6 +304,13 @@ pub struct StepTile {
     /// adding the partial sums in slice order and running the epilogue. For
     /// grids too small to fill the GPU (small batches). 1: no split.
     pub splits: u32,
+    /// The products read W_hh and the states straight from memory (`DIRECT`
+    /// in step_common.wgsl): no chunks staged in workgroup memory, no barrier
+    /// in the loop over K, the slices interleaving K (slice s takes every
+    /// `splits`-th input from s) and a tree adding their sums; `chunk` then
+    /// only sizes the workgroup array the tree uses (rows·rb <= chunk + 1).
+    /// `splits` must be a power of two. For small batches.
+    pub direct: bool,
 }
 
 impl StepTile {
@@ -311,6 +322,22 @@ impl StepTile {
             chunk,
             rows_per_invocation,
             splits: 1,
+            direct: false,
+        }
+    }
+
+    /// The tile `units,rows,chunk,rb,splits,direct` (see [`StepTile::direct`]).
+    pub fn direct(
+        units: u32,
+        rows: u32,
+        chunk: u32,
+        rows_per_invocation: u32,
+        splits: u32,
+    ) -> StepTile {
+        StepTile {
+            splits,
+            direct: true,
+            ..StepTile::new(units, rows, chunk, rows_per_invocation)
         }
     }
 
@@ -356,8 +383,24 @@ impl StepTile {
         {
             return Some("every value must be at least 1".into());
         }
+        if self.direct {
+            if !self.splits.is_power_of_two() {
+                return Some(format!(
+                    "a direct tile's slices must be a power of two, not {}",
+                    self.splits
+                ));
+            }
+            // The tree holds every slice's sums in sh_w.
+            if self.rows as u64 * self.rows_per_invocation as u64 > self.chunk as u64 + 1 {
+                return Some(format!(
+                    "a direct tile needs rows*rb at most chunk+1 = {}",
+                    self.chunk as u64 + 1
+                ));
+            }
+        }
         // Slice 0 adds the others' partial sums through sh_w, one slice at a time.
-        if self.splits > 1
+        if !self.direct
+            && self.splits > 1
             && self.rows as u64 * self.rows_per_invocation as u64
                 > (self.chunk as u64 + 1) * self.splits as u64
         {
@@ -400,12 +443,26 @@ impl StepTile {
         None
     }
 
-    /// Parses `units,rows,chunk[,rb[,sk]]` (`rb`, rows per invocation, and
-    /// `sk`, slices of K, default to 1) and checks it against `limits`
+    /// Parses `units,rows,chunk[,rb[,sk[,direct]]]` (`rb`, rows per
+    /// invocation, and `sk`, slices of K, default to 1; the word `direct`
+    /// last: [`StepTile::direct`]) and checks it against `limits`
     /// ([`StepTile::check`]), as `RECURRENT_STEP_TILE` is read.
     pub fn parse(v: &str, limits: &wgpu::Limits) -> Result<StepTile> {
-        let p: Vec<Option<u32>> = v.split(',').map(|x| x.trim().parse().ok()).collect();
+        let mut fields: Vec<&str> = v.split(',').map(str::trim).collect();
+        let direct = fields.last() == Some(&"direct");
+        if direct {
+            fields.pop();
+        }
+        let p: Vec<Option<u32>> = fields.iter().map(|x| x.parse().ok()).collect();
         let tile = match p[..] {
+            [Some(units), Some(rows), Some(chunk), Some(rb), Some(sk)] if direct => {
+                StepTile::direct(units, rows, chunk, rb, sk)
+            }
+            _ if direct => {
+                return Err(Error::Argument(format!(
+                    "step tile '{v}': expected units,rows,chunk,rb,sk,direct (e.g. 32,1,7,8,8,direct), unsigned integers"
+                )))
+            }
             [Some(units), Some(rows), Some(chunk)] => StepTile::new(units, rows, chunk, 1),
             [Some(units), Some(rows), Some(chunk), Some(rb)] => {
                 StepTile::new(units, rows, chunk, rb)
@@ -416,7 +473,7 @@ impl StepTile {
             },
             _ => {
                 return Err(Error::Argument(format!(
-                    "step tile '{v}': expected units,rows,chunk[,rb[,sk]] (e.g. 16,4,32 or 16,4,32,4 or 8,4,16,1,4), unsigned integers"
+                    "step tile '{v}': expected units,rows,chunk[,rb[,sk[,direct]]] (e.g. 16,4,32 or 16,4,32,4 or 8,4,16,1,4 or 32,1,7,8,8,direct), unsigned integers"
                 )))
             }
         };
@@ -436,8 +493,11 @@ impl std::fmt::Display for StepTile {
             "{},{},{},{}",
             self.units, self.rows, self.chunk, self.rows_per_invocation
         )?;
-        if self.splits != 1 {
+        if self.splits != 1 || self.direct {
             write!(f, ",{}", self.splits)?;
+        }
+        if self.direct {
+            write!(f, ",direct")?;
         }
         Ok(())
     }
@@ -445,7 +505,8 @@ impl std::fmt::Display for StepTile {
 
 /// The override constants of a step kernel (`lstm.wgsl`, `gru.wgsl`,
 /// `rnn.wgsl`) with tile `tile`, as the runtime passes them: `TJ`, `TB`,
-/// `KC`, then `RB` and `SK` only when they are not 1 and `WHH16 = 1` only for the
+/// `KC`, then `RB` and `SK` only when they are not 1, `DIRECT = 1` only for a
+/// direct tile, and `WHH16 = 1` only for the
 /// variant reading the f16 copy of W_hh (absent otherwise, so the default
 /// pipelines are those of a build without these options).
 pub fn step_constants(tile: StepTile, f16: bool) -> Vec<(String, f64)> {
@@ -459,6 +520,9 @@ pub fn step_constants(tile: StepTile, f16: bool) -> Vec<(String, f64)> {
     }
     if tile.splits != 1 {
         c.push(("SK".into(), tile.splits as f64));
+    }
+    if tile.direct {
+        c.push(("DIRECT".into(), 1.0));
     }
     if f16 {
         c.push(("WHH16".into(), 1.0));
@@ -587,6 +651,7 @@ impl Kernels {
             // Unmeasured on real GPUs: 1 until a sweep says otherwise.
             step_rows_per_invocation: 1,
             step_splits: 1,
+            step_direct: false,
             step_tile_pinned: false,
         };
         // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk[,rb[,sk]]" overrides the
@@ -1317,7 +1382,7 @@ mod tests {
             "16,4,32,",
         ] {
             assert!(
-                err(bad, &l).contains("expected units,rows,chunk[,rb[,sk]]"),
+                err(bad, &l).contains("expected units,rows,chunk[,rb[,sk[,direct]]]"),
                 "{bad}"
             );
         }
@@ -1333,6 +1398,20 @@ mod tests {
         assert!(err("16,16,32,1,2", &l).contains("invocations per workgroup"));
         assert!(err("16,4,32,1,0", &l).contains("at least 1"));
         assert!(err("8,8,4,8,2", &l).contains("rows*rb must be at most (chunk+1)*slices"));
+        // Direct tiles: the word last, slices a power of two, rows*rb <= chunk + 1.
+        let d = StepTile::parse("16,1,7,8,4,direct", &l).unwrap();
+        assert_eq!(d, StepTile::direct(16, 1, 7, 8, 4));
+        assert_eq!(d.to_string(), "16,1,7,8,4,direct");
+        assert_eq!(
+            StepTile::direct(16, 1, 7, 8, 1).to_string(),
+            "16,1,7,8,1,direct"
+        );
+        assert!(err("16,1,7,8,3,direct", &l).contains("power of two"));
+        assert!(err("16,2,7,8,4,direct", &l).contains("rows*rb at most chunk+1"));
+        assert!(err("16,1,7,8,direct", &l).contains("expected units,rows,chunk,rb,sk,direct"));
+        // 32 units x 8 slices: 34,560 bytes, over 16 KiB.
+        assert!(err("32,1,7,8,8,direct", &l).contains("bytes of workgroup memory"));
+        assert!(err("32,1,7,8,8,fast", &l).contains("expected units,rows,chunk[,rb[,sk[,direct]]]"));
         assert!(err("16,4,32,0", &l).contains("at least 1"));
         assert!(err("0,4,32", &l).contains("at least 1"));
         assert!(err("16,4,32,9", &l).contains("at most 8 rows per invocation"));
@@ -1350,6 +1429,7 @@ mod tests {
             chunk: 32,
             rows_per_invocation: 1,
             splits: 1,
+            direct: false,
         };
         let names = |c: Vec<(String, f64)>| c.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(step_constants(t, false)), ["TJ", "TB", "KC"]);
@@ -1369,5 +1449,10 @@ mod tests {
         );
         let s2 = StepTile { splits: 2, ..t };
         assert_eq!(names(step_constants(s2, false)), ["TJ", "TB", "KC", "SK"]);
+        let d = StepTile::direct(32, 1, 7, 8, 8);
+        assert_eq!(
+            names(step_constants(d, false)),
+            ["TJ", "TB", "KC", "RB", "SK", "DIRECT"]
+        );
     }
 }

@@ -35,11 +35,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// At most this many step tiles are measured per key.
-pub const STEP_MAX_CANDIDATES: usize = 8;
+pub const STEP_MAX_CANDIDATES: usize = 10;
 /// Below this many workgroups per step dispatch with the default tile (about
 /// 4 per multiprocessor of a large GPU) the candidates include tiles that
-/// split K over slices of the workgroup: more invocations for the serial loop
-/// over K when the batch is small.
+/// split K over slices of the workgroup, staged or direct
+/// ([`StepTile::direct`]): more invocations for the serial loop over K when
+/// the batch is small.
 pub const SMALL_GRID: u32 = 512;
 
 /// What the step kernels' speed depends on: the cell, hidden size, layers,
@@ -125,7 +126,8 @@ impl TunedStep {
 /// most of each workgroup has rows to work on) register blocks of 2 to 8 rows
 /// per invocation on 16 units, a small workgroup for small batches and a
 /// 32-unit tile; where the default grid has fewer than [`SMALL_GRID`]
-/// workgroups, interleaved with tiles splitting K over 2 or 4 slices. Tiles
+/// workgroups, interleaved with tiles splitting K over 2 or 4 slices and
+/// direct tiles (8 rows, 4 to 32 slices: 16 to 32 units). Tiles
 /// of 64 rows stage 32 inputs per chunk where the workgroup memory allows
 /// (16.25 KiB), else 16 (the twin with 16 is tried only when the one with 32
 /// does not fit, e.g. on WebGPU's default 16 KiB). At most [`STEP_MAX_CANDIDATES`].
@@ -136,6 +138,7 @@ pub fn step_candidates(default: StepTile, key: &StepKey, limits: &wgpu::Limits) 
         chunk,
         rows_per_invocation: rb,
         splits: 1,
+        direct: false,
     };
     let split = |units, rows, chunk, sk| StepTile {
         splits: sk,
@@ -148,11 +151,15 @@ pub fn step_candidates(default: StepTile, key: &StepKey, limits: &wgpu::Limits) 
     let small = grid < SMALL_GRID;
     let mut pool = vec![t(16, 16, 32, 2)];
     if small {
-        pool.push(split(8, 8, 16, 4));
+        pool.extend([
+            StepTile::direct(32, 1, 7, 8, 8),
+            split(8, 8, 16, 4),
+            StepTile::direct(8, 1, 7, 8, 32),
+        ]);
     }
     pool.extend([t(16, 16, 32, 4), t(16, 16, 16, 4)]);
     if small {
-        pool.push(split(16, 8, 32, 2));
+        pool.extend([StepTile::direct(16, 1, 7, 8, 4), split(16, 8, 32, 2)]);
     }
     pool.extend([t(16, 8, 32, 8), t(16, 8, 16, 8)]);
     if small {
@@ -222,6 +229,7 @@ mod tests {
             chunk,
             rows_per_invocation: rb,
             splits: 1,
+            direct: false,
         }
     }
 
@@ -239,7 +247,7 @@ mod tests {
     /// Without the tiles that split K (a large grid).
     fn step_candidates_of(d: StepTile, batch: u32, limits: &wgpu::Limits) -> Vec<StepTile> {
         let c = step_candidates(d, &key(8192, batch), limits);
-        assert!(c.iter().all(|x| x.splits == 1), "{c:?}");
+        assert!(c.iter().all(|x| x.splits == 1 && !x.direct), "{c:?}");
         c
     }
 
@@ -290,7 +298,7 @@ mod tests {
         };
         let d = tile(16, 4, 32, 1);
         for x in step_candidates(d, &key(512, 64), &small) {
-            assert!(x.units * x.rows <= 128, "{x}");
+            assert!(x.units * x.rows * x.splits <= 128, "{x}");
         }
     }
 
@@ -308,6 +316,19 @@ mod tests {
         for x in &c {
             assert!(x.check(&limits).is_ok(), "{x}");
         }
+        // 16 KiB: the small direct tile; 48 KiB: the wide ones too.
+        assert!(c.contains(&StepTile::direct(16, 1, 7, 8, 4)), "{c:?}");
+        let roomy = wgpu::Limits {
+            max_compute_workgroup_storage_size: 48 << 10,
+            ..wgpu::Limits::default()
+        };
+        let c = step_candidates(d, &key(512, 16), &roomy);
+        assert!(c.contains(&StepTile::direct(32, 1, 7, 8, 8)), "{c:?}");
+        assert!(c.contains(&StepTile::direct(8, 1, 7, 8, 32)), "{c:?}");
+        assert!(c.len() <= STEP_MAX_CANDIDATES);
+        for x in &c {
+            assert!(x.check(&roomy).is_ok(), "{x}");
+        }
         // H = 8192, B = 16, two directions: 1024 workgroups.
         let big = StepKey {
             directions: 2,
@@ -315,7 +336,7 @@ mod tests {
         };
         assert!(step_candidates(d, &big, &limits)
             .iter()
-            .all(|x| x.splits == 1));
+            .all(|x| x.splits == 1 && !x.direct));
     }
 
     #[test]
