@@ -38,7 +38,7 @@
 use super::autotune::{GemmChoice, TIMED_RUNS};
 use super::context::GpuContext;
 use super::kernels::*;
-use super::steptune::{step_candidates, StepDecision, StepKey, TunedStep};
+use super::steptune::{step_candidates, StepDecision, StepKey, TunedStep, PRUNE_FACTOR};
 use super::workspace::{Region, Workspace};
 use crate::cpu::optim::{Optimizer, OptimizerKind};
 use crate::data::{Dataset, Inputs, Targets};
@@ -587,14 +587,22 @@ impl GpuModel {
             self.ctx.wait()?;
             Ok(t0.elapsed().as_secs_f64() * 1e3)
         };
-        // Compile every pipeline and warm up, then interleaved timed runs.
+        // Compile every pipeline and warm up, then interleaved timed runs;
+        // after the first round only candidates within PRUNE_FACTOR of the
+        // fastest run again (the others keep their one time).
         for p in &plans {
             run(p)?;
         }
         let mut times = vec![Vec::with_capacity(TIMED_RUNS); plans.len()];
-        for _ in 0..TIMED_RUNS {
+        for round in 0..TIMED_RUNS {
+            let best = times
+                .iter()
+                .filter_map(|t| t.first().copied())
+                .fold(f64::INFINITY, f64::min);
             for (i, p) in plans.iter().enumerate() {
-                times[i].push(run(p)?);
+                if round == 0 || times[i][0] <= PRUNE_FACTOR * best {
+                    times[i].push(run(p)?);
+                }
             }
         }
         let medians: Vec<f64> = times.into_iter().map(crate::bench::median).collect();

@@ -24,7 +24,8 @@
 //! gradients and optimizer state are left as they were, and the workspace is
 //! rewritten by the first real step) once to compile and warm up, then
 //! [`TIMED_RUNS`](super::autotune::TIMED_RUNS) times interleaved, on the wall clock around a submit and a
-//! wait. The median decides; ties keep the earlier candidate (the default
+//! wait — after the first round only those within [`PRUNE_FACTOR`] of the
+//! fastest. The median decides; ties keep the earlier candidate (the default
 //! first). The decision is cached on the context for every model of the
 //! same key. A new key costs at most `STEP_MAX_CANDIDATES x (1 + TIMED_RUNS)`
 //! forward+backward passes of that shape, before the first step.
@@ -34,6 +35,9 @@ use crate::model::config::Cell;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// After the first timed round, candidates slower than this times the
+/// fastest are not run again (they cannot win; large shapes take seconds).
+pub const PRUNE_FACTOR: f64 = 1.5;
 /// At most this many step tiles are measured per key.
 pub const STEP_MAX_CANDIDATES: usize = 10;
 /// Below this many workgroups per step dispatch with the default tile (about
