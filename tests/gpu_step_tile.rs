@@ -25,13 +25,27 @@ use std::sync::Arc;
 const CELLS: [Cell; 3] = [Cell::Lstm, Cell::Gru, Cell::Rnn];
 
 fn tile(units: u32, rows: u32, chunk: u32, rb: u32) -> StepTile {
-    StepTile {
-        units,
-        rows,
-        chunk,
-        rows_per_invocation: rb,
-        splits: 1,
-        direct: false,
+    StepTile::new(units, rows, chunk, rb)
+}
+
+/// Two bidirectional layers of H = 20 (a partial tile of 16 units) with
+/// lengths, I = 5, B = 37 (partial row tiles), T = 4; sequence output where
+/// `sequence`, else the last step's.
+fn layered(cell: Cell, sequence: bool) -> Case {
+    Case {
+        layers: 2,
+        bidirectional: true,
+        lengths: true,
+        hidden: 20,
+        input: 5,
+        batch: 37,
+        steps: 4,
+        output: if sequence {
+            OutputMode::Sequence
+        } else {
+            OutputMode::Last
+        },
+        ..Case::new(cell)
     }
 }
 
@@ -235,20 +249,11 @@ fn pairs() -> Vec<(StepTile, StepTile)> {
 fn blocked_rows_give_the_same_bits_for_a_partial_row_tile() {
     for (i, cell) in CELLS.into_iter().enumerate() {
         let case = Case {
-            layers: 2,
-            bidirectional: true,
-            lengths: true,
-            hidden: 20,
             input: 6,
             batch: 7,
             steps: 5,
-            output: if i == 0 {
-                OutputMode::Sequence
-            } else {
-                OutputMode::Last
-            },
             relu: cell == Cell::Rnn,
-            ..Case::new(cell)
+            ..layered(cell, i == 0)
         };
         let loss = if i % 2 == 0 { Loss::Ce } else { Loss::Mse };
         check_case(&case, loss, 300 + i as u64, &pairs());
@@ -259,21 +264,7 @@ fn blocked_rows_give_the_same_bits_for_a_partial_row_tile() {
 #[test]
 fn blocked_rows_give_the_same_bits_over_several_row_tiles() {
     for (i, cell) in CELLS.into_iter().enumerate() {
-        let case = Case {
-            layers: 2,
-            bidirectional: true,
-            lengths: true,
-            hidden: 20,
-            input: 5,
-            batch: 37,
-            steps: 4,
-            output: if i == 1 {
-                OutputMode::Sequence
-            } else {
-                OutputMode::Last
-            },
-            ..Case::new(cell)
-        };
+        let case = layered(cell, i == 1);
         let loss = if i % 2 == 0 { Loss::Mse } else { Loss::Ce };
         check_case(&case, loss, 310 + i as u64, &pairs());
     }
@@ -286,16 +277,7 @@ fn blocked_rows_give_the_same_bits_with_f16_weights() {
     let Some(ctx) = gpu("step tile f16") else {
         return;
     };
-    let case = Case {
-        layers: 2,
-        bidirectional: true,
-        lengths: true,
-        hidden: 20,
-        input: 5,
-        batch: 37,
-        steps: 4,
-        ..Case::new(Cell::Lstm)
-    };
+    let case = layered(Cell::Lstm, false);
     let loss = Loss::Ce;
     let model = case.model(320);
     let data = case.data(loss, 420);
@@ -353,16 +335,7 @@ fn the_step_tile_is_tuned_once_per_model_shape_and_agrees_with_the_default() {
     // A context of its own: empty caches, tuning on.
     let ctx = GpuContext::new(DevicePreference::Auto).expect("gpu() found an adapter");
     ctx.set_autotune(true);
-    let case = Case {
-        layers: 2,
-        bidirectional: true,
-        lengths: true,
-        hidden: 20,
-        input: 5,
-        batch: 37,
-        steps: 4,
-        ..Case::new(Cell::Lstm)
-    };
+    let case = layered(Cell::Lstm, false);
     let loss = Loss::Ce;
     let model = case.model(330);
     let data = case.data(loss, 430);
@@ -464,21 +437,7 @@ fn k_split_tiles_match_the_cpu_and_repeat_their_bits() {
         split(16, 2, 16, 1, 4),
     ];
     for (i, cell) in CELLS.into_iter().enumerate() {
-        let case = Case {
-            layers: 2,
-            bidirectional: true,
-            lengths: true,
-            hidden: 20,
-            input: 5,
-            batch: 37,
-            steps: 4,
-            output: if i == 2 {
-                OutputMode::Sequence
-            } else {
-                OutputMode::Last
-            },
-            ..Case::new(cell)
-        };
+        let case = layered(cell, i == 2);
         let loss = if i % 2 == 0 { Loss::Ce } else { Loss::Mse };
         let model = case.model(340 + i as u64);
         let data = case.data(loss, 440 + i as u64);
@@ -513,20 +472,8 @@ fn direct_tiles_match_the_cpu_and_repeat_their_bits() {
     ];
     for (i, cell) in CELLS.into_iter().enumerate() {
         let case = Case {
-            layers: 2,
-            bidirectional: true,
-            lengths: true,
-            hidden: 20,
-            input: 5,
-            batch: 37,
-            steps: 4,
-            output: if i == 1 {
-                OutputMode::Sequence
-            } else {
-                OutputMode::Last
-            },
             relu: cell == Cell::Rnn,
-            ..Case::new(cell)
+            ..layered(cell, i == 1)
         };
         let loss = if i % 2 == 0 { Loss::Mse } else { Loss::Ce };
         let model = case.model(350 + i as u64);

@@ -136,14 +136,7 @@ impl TunedStep {
 /// (16.25 KiB), else 16 (the twin with 16 is tried only when the one with 32
 /// does not fit, e.g. on WebGPU's default 16 KiB). At most [`STEP_MAX_CANDIDATES`].
 pub fn step_candidates(default: StepTile, key: &StepKey, limits: &wgpu::Limits) -> Vec<StepTile> {
-    let t = |units, rows, chunk, rb| StepTile {
-        units,
-        rows,
-        chunk,
-        rows_per_invocation: rb,
-        splits: 1,
-        direct: false,
-    };
+    let t = StepTile::new;
     let split = |units, rows, chunk, sk| StepTile {
         splits: sk,
         ..t(units, rows, chunk, 1)
@@ -227,14 +220,7 @@ mod tests {
     use super::*;
 
     fn tile(units: u32, rows: u32, chunk: u32, rb: u32) -> StepTile {
-        StepTile {
-            units,
-            rows,
-            chunk,
-            rows_per_invocation: rb,
-            splits: 1,
-            direct: false,
-        }
+        StepTile::new(units, rows, chunk, rb)
     }
 
     fn key(hidden: u32, batch: u32) -> StepKey {
