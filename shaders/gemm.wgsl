@@ -462,13 +462,27 @@ struct WideLoad {
     b: vec4<f32>,
 }
 
-fn wide_load(a0: u32, b0: u32, row0: u32, col0: u32, k0: u32, li: u32) -> WideLoad {
-    var ka = li % WK;
-    var ga = li / WK;
+// (ka, ga, kb, gb) of invocation li: the k and the group of 4 rows of op(A)
+// (columns of op(B)) it loads, see wide_load.
+fn wide_map(li: u32) -> vec4<u32> {
+    var m = vec4<u32>(li % WK, li / WK, li / WV, li % WV);
     if u.a_t != 0u {
-        ka = li / WV;
-        ga = li % WV;
+        m.x = li / WV;
+        m.y = li % WV;
     }
+    if u.b_t != 0u {
+        m.z = li % WK;
+        m.w = li / WK;
+    }
+    return m;
+}
+
+fn wide_load(a0: u32, b0: u32, row0: u32, col0: u32, k0: u32, li: u32) -> WideLoad {
+    let m = wide_map(li);
+    let ka = m.x;
+    let ga = m.y;
+    let kb = m.z;
+    let gb = m.w;
     let ra = row0 + 4u * ga;
     let k = k0 + ka;
     var ai = a0 + ra * u.lda + k;
@@ -476,12 +490,6 @@ fn wide_load(a0: u32, b0: u32, row0: u32, col0: u32, k0: u32, li: u32) -> WideLo
     if u.a_t != 0u {
         ai = a0 + k * u.lda + ra;
         sa = 1u;
-    }
-    var kb = li / WV;
-    var gb = li % WV;
-    if u.b_t != 0u {
-        kb = li % WK;
-        gb = li / WK;
     }
     let cb = col0 + 4u * gb;
     let kq = k0 + kb;
@@ -499,20 +507,9 @@ fn wide_load(a0: u32, b0: u32, row0: u32, col0: u32, k0: u32, li: u32) -> WideLo
 
 // Stores what wide_load read into buffer `half` (0 or 1) of the workgroup tiles.
 fn wide_stage(w: WideLoad, half: u32, li: u32) {
-    var ka = li % WK;
-    var ga = li / WK;
-    if u.a_t != 0u {
-        ka = li / WV;
-        ga = li % WV;
-    }
-    var kb = li / WV;
-    var gb = li % WV;
-    if u.b_t != 0u {
-        kb = li % WK;
-        gb = li / WK;
-    }
-    wide_a[half * WK * WV + ka * WV + ga] = w.a;
-    wide_b[half * WK * WV + kb * WV + gb] = w.b;
+    let m = wide_map(li);
+    wide_a[half * WK * WV + m.x * WV + m.y] = w.a;
+    wide_b[half * WK * WV + m.z * WV + m.w] = w.b;
 }
 
 // C[row, col + j] (j < 4, inside m x n) = v[j] (+ bias) (+ beta * C).
@@ -594,6 +591,8 @@ fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     let r_hi = row0 + 64u + 4u * ty;
     let c_lo = col0 + 4u * tx;
     let c_hi = col0 + 64u + 4u * tx;
+    // Written out with constant indices (as the inner loop), so that no
+    // driver has a reason to keep acc anywhere but in registers.
     wide_out(z, c0, r_lo, c_lo, acc[0]);
     wide_out(z, c0, r_lo, c_hi, acc[1]);
     wide_out(z, c0, r_lo + 1u, c_lo, acc[2]);
