@@ -59,21 +59,27 @@ fn gru_step_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     let dir = wid.z;
     let GH = 3u * u.h;
     let b0 = wid.y * TB * RB;
-    let j = wid.x * TJ + lid.x;
+    let j0 = wid.x * TJ * UB;
     let t = bwd_step(dir);
-    var dh_w: array<f32, RB_MAX>; // zero at the first step processed
+    var dh_w: array<f32, RBU_MAX>; // zero at the first step processed
     if u.s > 0u {
         let dgp = pick(u.dgh0, u.dgh1, dir) + bwd_prev_step(t, dir) * u.b * GH;
-        dh_w = recurrent_tile_t(GH, pick(u.whh0, u.whh1, dir), dgp, b0, wid.x * TJ, lid, li);
+        dh_w = recurrent_tile_t(GH, pick(u.whh0, u.whh1, dir), dgp, b0, j0, lid, li);
     }
     // Slice 0 alone (see SK) runs the epilogue.
-    if j >= u.h || lid.z != 0u {
+    if lid.z != 0u {
         return;
     }
-    for (var r = 0u; r < RB; r++) {
-        let b = tile_row(b0, lid, r);
-        if b < u.b {
-            gru_backward_row(dir, t, b, j, dh_w[r]);
+    // Units j0 + lid.x + v*TJ (see UB).
+    for (var v = 0u; v < UB; v++) {
+        let j = j0 + lid.x + v * TJ;
+        if j < u.h {
+            for (var r = 0u; r < RB; r++) {
+                let b = tile_row(b0, lid, r);
+                if b < u.b {
+                    gru_backward_row(dir, t, b, j, dh_w[v * RB + r]);
+                }
+            }
         }
     }
 }

@@ -98,6 +98,15 @@ override SK: u32 = 1u;
 // that sh_w holds every partial sum). For small batches, where the staged
 // tiles leave few workgroups and a long serial chain of chunks and barriers.
 override DIRECT: u32 = 0u;
+// Backward only: hidden units per invocation (units j0 + lid.x + u*TJ for
+// u < UB, j0 = wid.x*TJ*UB), so that each dG value read from workgroup
+// memory serves UB units (the forward's four gates give it that reuse).
+// 1 ≤ UB ≤ UB_MAX; the host allows UB > 1 only with SK = 1 and DIRECT = 0.
+// Every unit's sum runs in the same order whatever UB, so the bits do not change.
+override UB: u32 = 1u;
+const UB_MAX: u32 = 4u;
+// Size of the backward's per-invocation accumulators: acc[u * RB + r].
+const RBU_MAX: u32 = RB_MAX * UB_MAX;
 
 // 1: the step kernels read W_hh from its f16 copy whh16 (f32 accumulation
 // as ever); 0: from params in f32.
@@ -265,18 +274,21 @@ fn tanh_s(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
 }
 
-// Σ_q dG[b, q] · W_hh[q*H + j] over q < G*H (the W_hh part of dh_prev) for
-// each r < RB, where b = tile_row(b0, lid, r) and j = j0 + lid.x; `dgp` is
-// the start of the dG rows [B, G*H] of the step processed before. Every
-// invocation must call it (barriers).
-fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<f32, RB_MAX> {
+// Σ_q dG[b, q] · W_hh[q*H + j] over q < G*H (the W_hh part of dh_prev) in
+// acc[v*RB + r] for r < RB and v < UB, where b = tile_row(b0, lid, r) and
+// j = j0 + lid.x + v*TJ (j0 = wid.x*TJ*UB); `dgp` is the start of the dG
+// rows [B, G*H] of the step processed before. Every invocation must call it
+// (barriers).
+fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<f32, RBU_MAX> {
     if DIRECT != 0u {
         return recurrent_direct_t(GH, whh, dgp, b0, j0, lid);
     }
     let H = u.h;
     let B = u.b;
-    var acc: array<f32, RB_MAX>; // zero-initialised
+    var acc: array<f32, RBU_MAX>; // zero-initialised
     let chunks = (GH + KC - 1u) / KC;
+    // Units staged per chunk.
+    let UW = TJ * UB;
     // This slice's invocation index and parts of the staging arrays.
     let ls = li % (TJ * TB);
     let hz = lid.z * TB * RB * KC;
@@ -294,9 +306,9 @@ fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32
             }
             sh_h[hz + e] = v;
         }
-        for (var e = ls; e < KC * TJ; e += TJ * TB) {
-            let r = r0 + e / TJ;
-            let j = j0 + e % TJ;
+        for (var e = ls; e < KC * UW; e += TJ * TB) {
+            let r = r0 + e / UW;
+            let j = j0 + e % UW;
             var v = 0.0;
             if r < GH && j < H {
                 v = whh_at(whh, r * H + j);
@@ -305,9 +317,16 @@ fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk++) {
-            let w = sh_w[wz + kk * TJ + lid.x];
+            // Each dG value once from workgroup memory, for all UB units.
+            var w: array<f32, UB_MAX>;
+            for (var v = 0u; v < UB; v++) {
+                w[v] = sh_w[wz + kk * UW + lid.x + v * TJ];
+            }
             for (var r = 0u; r < RB; r++) {
-                acc[r] += sh_h[hz + (lid.y + r * TB) * KC + kk] * w;
+                let g = sh_h[hz + (lid.y + r * TB) * KC + kk];
+                for (var v = 0u; v < UB; v++) {
+                    acc[v * RB + r] += g * w[v];
+                }
             }
         }
         workgroupBarrier();
@@ -409,7 +428,7 @@ fn recurrent_direct(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>,
 // (lid.x), so that neighbouring invocations read neighbouring units of one
 // W_hh row; slice lid.z sums gate rows q = lid.z, lid.z + SK, ...; the tree
 // adds the slices' sums.
-fn recurrent_direct_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32>) -> array<f32, RB_MAX> {
+fn recurrent_direct_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32>) -> array<f32, RBU_MAX> {
     let H = u.h;
     let B = u.b;
     let j = j0 + lid.x;
@@ -439,7 +458,7 @@ fn recurrent_direct_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u
         }
         workgroupBarrier();
     }
-    var sums: array<f32, RB_MAX>;
+    var sums: array<f32, RBU_MAX>; // UB = 1 here: sums[r]
     for (var r = 0u; r < RB; r++) {
         sums[r] = sh_w[(base + r) * SK];
     }

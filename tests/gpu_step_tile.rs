@@ -82,12 +82,18 @@ fn check_dispatches(g: &mut GpuModel, case: &Case, tile: StepTile, f16: bool) {
         "{tile}: step dispatches"
     );
     let dirs = if case.bidirectional { 2 } else { 1 };
-    let want = [
-        (case.hidden as u32).div_ceil(tile.units),
-        (case.batch as u32).div_ceil(tile.rows * tile.rows_per_invocation),
-        dirs,
-    ];
     for d in steps {
+        // Backward workgroups own units·ub units.
+        let units = if d.kernel.is_step_backward() {
+            tile.units * tile.back_units
+        } else {
+            tile.units
+        };
+        let want = [
+            (case.hidden as u32).div_ceil(units),
+            (case.batch as u32).div_ceil(tile.rows * tile.rows_per_invocation),
+            dirs,
+        ];
         assert_eq!(d.step, Some(tile), "{}: tile", d.label);
         assert_eq!(d.groups, want, "{}: grid with tile {tile}", d.label);
         assert_eq!(d.f16, f16, "{}: f16 variant", d.label);
@@ -223,8 +229,11 @@ fn check_case(case: &Case, loss: Loss, seed: u64, pairs: &[(StepTile, StepTile)]
     let model = case.model(seed);
     let data = case.data(loss, seed + 100);
     for &(reference, blocked) in pairs {
-        assert_eq!(reference.rows_per_invocation, 1);
-        assert!(blocked.rows_per_invocation > 1);
+        assert_eq!(
+            (reference.rows_per_invocation, reference.back_units),
+            (1, 1)
+        );
+        assert!(blocked.rows_per_invocation > 1 || blocked.back_units > 1);
         let what = format!("{} tile {blocked} vs {reference}", case.label(loss));
         let r1 = run(&ctx, &model, case, &data, loss, reference, false);
         let rb = run(&ctx, &model, case, &data, loss, blocked, false);
@@ -235,12 +244,17 @@ fn check_case(case: &Case, loss: Loss, seed: u64, pairs: &[(StepTile, StepTile)]
 }
 
 /// TB = 4, KC = 8 (several chunks, the last partial, for H = 20 forward and
-/// G·H backward), RB 2 and 4 against RB 1; and RB 8 (the largest) with TB 2.
+/// G·H backward), RB 2 and 4 against RB 1; and RB 8 (the largest) with TB 2;
+/// UB (units per invocation backward) 2 and 4 against 1.
 fn pairs() -> Vec<(StepTile, StepTile)> {
     vec![
         (tile(16, 4, 8, 1), tile(16, 4, 8, 2)),
         (tile(16, 4, 8, 1), tile(16, 4, 8, 4)),
         (tile(8, 2, 16, 1), tile(8, 2, 16, 8)),
+        // Units per invocation backward: 2 x 8 units (one tile for H = 20,
+        // partly empty) and 4 x 4 with 2 rows per invocation.
+        (tile(8, 4, 8, 1), tile(8, 4, 8, 1).with_back_units(2)),
+        (tile(4, 4, 8, 1), tile(4, 4, 8, 2).with_back_units(4)),
     ]
 }
 

@@ -73,10 +73,18 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
                 rows_per_invocation: rb,
                 splits: sk,
                 direct: false,
+                back_units: 1,
             };
             for f16 in [false, true] {
                 step_sets.push(step_constants(tile, f16));
             }
+        }
+        // Units per invocation backward.
+        for f16 in [false, true] {
+            step_sets.push(step_constants(
+                StepTile::new(16, 16, 32, 2).with_back_units(4),
+                f16,
+            ));
         }
         // A direct tile (no staging; the slices' tree in workgroup memory).
         for f16 in [false, true] {

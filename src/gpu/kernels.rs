@@ -168,6 +168,14 @@ impl Kernel {
         }
     }
 
+    /// A cell's backward step kernel?
+    pub fn is_step_backward(self) -> bool {
+        matches!(
+            self,
+            Kernel::LstmStepBackward | Kernel::GruStepBackward | Kernel::RnnStepBackward
+        )
+    }
+
     pub fn entry(self) -> &'static str {
         use Kernel::*;
         match self {
@@ -251,6 +259,8 @@ pub struct Tunables {
     pub step_splits: u32,
     /// Step kernels: a direct tile ([`StepTile::direct`]); false by default.
     pub step_direct: bool,
+    /// Step kernels: units per invocation backward ([`StepTile::back_units`]); 1 by default.
+    pub step_back_units: u32,
     /// The step tile was set by `RECURRENT_STEP_TILE`: models keep it, the
     /// step tuner ([`super::steptune`]) does not measure others.
     pub step_tile_pinned: bool,
@@ -266,6 +276,7 @@ impl Tunables {
             rows_per_invocation: self.step_rows_per_invocation,
             splits: self.step_splits,
             direct: self.step_direct,
+            back_units: self.step_back_units,
         }
     }
 
@@ -277,6 +288,7 @@ impl Tunables {
         self.step_rows_per_invocation = tile.rows_per_invocation;
         self.step_splits = tile.splits;
         self.step_direct = tile.direct;
+        self.step_back_units = tile.back_units;
         self
     }
 }
@@ -311,6 +323,12 @@ pub struct StepTile {
     /// only sizes the workgroup array the tree uses (rows·rb <= chunk + 1).
     /// `splits` must be a power of two. For small batches.
     pub direct: bool,
+    /// Backward only: hidden units per invocation (`UB`, 1 to 4): a backward
+    /// workgroup owns `units * back_units` units, and each gate gradient
+    /// read from workgroup memory serves that many (the forward gets that
+    /// reuse from its gates). Only with one slice of K, not direct. Every
+    /// value gives the same bits.
+    pub back_units: u32,
 }
 
 impl StepTile {
@@ -323,6 +341,25 @@ impl StepTile {
             rows_per_invocation,
             splits: 1,
             direct: false,
+            back_units: 1,
+        }
+    }
+
+    /// Largest [`StepTile::back_units`] (`UB_MAX` in step_common.wgsl).
+    pub const MAX_BACK_UNITS: u32 = 4;
+
+    /// This tile with `back_units` units per invocation backward.
+    pub fn with_back_units(self, back_units: u32) -> StepTile {
+        StepTile { back_units, ..self }
+    }
+
+    /// Hidden units one workgroup of `kernel` covers: `units`, times
+    /// `back_units` for the backward step kernels.
+    pub fn units_of(&self, kernel: Kernel) -> u32 {
+        if kernel.is_step_backward() {
+            self.units * self.back_units
+        } else {
+            self.units
         }
     }
 
@@ -382,6 +419,15 @@ impl StepTile {
             || self.splits == 0
         {
             return Some("every value must be at least 1".into());
+        }
+        if self.back_units == 0 || self.back_units > Self::MAX_BACK_UNITS {
+            return Some(format!(
+                "1 to {} units per invocation backward (ub)",
+                Self::MAX_BACK_UNITS
+            ));
+        }
+        if self.back_units > 1 && (self.splits > 1 || self.direct) {
+            return Some("ub > 1 only with one slice of K and not direct".into());
         }
         if self.direct {
             if !self.splits.is_power_of_two() {
@@ -443,12 +489,22 @@ impl StepTile {
         None
     }
 
-    /// Parses `units,rows,chunk[,rb[,sk[,direct]]]` (`rb`, rows per
-    /// invocation, and `sk`, slices of K, default to 1; the word `direct`
-    /// last: [`StepTile::direct`]) and checks it against `limits`
-    /// ([`StepTile::check`]), as `RECURRENT_STEP_TILE` is read.
+    /// Parses `units,rows,chunk[,rb[,sk[,direct]]][,ub=N]` (`rb`, rows per
+    /// invocation, and `sk`, slices of K, default to 1; the word `direct`:
+    /// [`StepTile::direct`]; `ub=N`: [`StepTile::back_units`], default 1) and
+    /// checks it against `limits` ([`StepTile::check`]), as
+    /// `RECURRENT_STEP_TILE` is read.
     pub fn parse(v: &str, limits: &wgpu::Limits) -> Result<StepTile> {
         let mut fields: Vec<&str> = v.split(',').map(str::trim).collect();
+        let mut back_units = 1;
+        if let Some(n) = fields.last().and_then(|f| f.strip_prefix("ub=")) {
+            back_units = n.parse().map_err(|_| {
+                Error::Argument(format!(
+                    "step tile '{v}': ub={n} is not an unsigned integer"
+                ))
+            })?;
+            fields.pop();
+        }
         let direct = fields.last() == Some(&"direct");
         if direct {
             fields.pop();
@@ -477,6 +533,7 @@ impl StepTile {
                 )))
             }
         };
+        let tile = tile.with_back_units(back_units);
         match tile.problem(limits) {
             Some(why) => Err(Error::Argument(format!(
                 "step tile '{v}' (units,rows,chunk,rb = {tile}): {why}"
@@ -498,6 +555,9 @@ impl std::fmt::Display for StepTile {
         }
         if self.direct {
             write!(f, ",direct")?;
+        }
+        if self.back_units != 1 {
+            write!(f, ",ub={}", self.back_units)?;
         }
         Ok(())
     }
@@ -523,6 +583,9 @@ pub fn step_constants(tile: StepTile, f16: bool) -> Vec<(String, f64)> {
     }
     if tile.direct {
         c.push(("DIRECT".into(), 1.0));
+    }
+    if tile.back_units != 1 {
+        c.push(("UB".into(), tile.back_units as f64));
     }
     if f16 {
         c.push(("WHH16".into(), 1.0));
@@ -652,9 +715,10 @@ impl Kernels {
             step_rows_per_invocation: 1,
             step_splits: 1,
             step_direct: false,
+            step_back_units: 1,
             step_tile_pinned: false,
         };
-        // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk[,rb[,sk]]" overrides the
+        // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk[,rb[,sk[,direct]]][,ub=N]" overrides the
         // step kernels' tile (see StepTile; checked against the adapter's limits).
         if let Ok(v) = std::env::var("RECURRENT_STEP_TILE") {
             let tile = StepTile::parse(&v, limits).map_err(|e| match e {
@@ -1217,10 +1281,10 @@ impl Program {
     pub fn step(&mut self, kernel: Kernel, a: StepArgs, dirs: u32, label: &str) -> Result<()> {
         let tile = self.t().step_tile();
         let s = self.slot(&a);
-        // Forward and backward alike: (unit tiles, row tiles, directions); a
-        // workgroup owns TB*RB rows.
+        // (unit tiles, row tiles, directions): a workgroup owns TJ units
+        // (TJ*UB backward) and TB*RB rows.
         let groups = [
-            ceil_div(a.h, tile.units),
+            ceil_div(a.h, tile.units_of(kernel)),
             ceil_div(a.b, tile.batch_rows()),
             dirs,
         ];
@@ -1409,6 +1473,15 @@ mod tests {
         assert!(err("16,1,7,8,3,direct", &l).contains("power of two"));
         assert!(err("16,2,7,8,4,direct", &l).contains("rows*rb at most chunk+1"));
         assert!(err("16,1,7,8,direct", &l).contains("expected units,rows,chunk,rb,sk,direct"));
+        // Units per invocation backward: a suffix, 1 to 4, one slice of K, not direct.
+        let u = StepTile::parse("16,16,32,2,ub=4", &l).unwrap();
+        assert_eq!(u, StepTile::new(16, 16, 32, 2).with_back_units(4));
+        assert_eq!(u.to_string(), "16,16,32,2,ub=4");
+        assert_eq!(u.units_of(Kernel::LstmStepBackward), 64);
+        assert_eq!(u.units_of(Kernel::LstmStepForward), 16);
+        assert!(err("16,16,32,1,ub=5", &l).contains("1 to 4 units per invocation backward"));
+        assert!(err("16,4,32,1,2,ub=2", &l).contains("ub > 1 only with one slice of K"));
+        assert!(err("16,4,32,ub=x", &l).contains("ub=x is not an unsigned integer"));
         // 32 units x 8 slices: 34,560 bytes, over 16 KiB.
         assert!(err("32,1,7,8,8,direct", &l).contains("bytes of workgroup memory"));
         assert!(err("32,1,7,8,8,fast", &l).contains("expected units,rows,chunk[,rb[,sk[,direct]]]"));
@@ -1430,6 +1503,7 @@ mod tests {
             rows_per_invocation: 1,
             splits: 1,
             direct: false,
+            back_units: 1,
         };
         let names = |c: Vec<(String, f64)>| c.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(step_constants(t, false)), ["TJ", "TB", "KC"]);
@@ -1453,6 +1527,10 @@ mod tests {
         assert_eq!(
             names(step_constants(d, false)),
             ["TJ", "TB", "KC", "RB", "SK", "DIRECT"]
+        );
+        assert_eq!(
+            names(step_constants(t.with_back_units(2), false)),
+            ["TJ", "TB", "KC", "UB"]
         );
     }
 }

@@ -131,7 +131,8 @@ impl TunedStep {
 /// per invocation on 16 units, a small workgroup for small batches and a
 /// 32-unit tile; where the default grid has fewer than [`SMALL_GRID`]
 /// workgroups, interleaved with tiles splitting K over 2 or 4 slices and
-/// direct tiles (8 rows, 4 to 32 slices: 16 to 32 units). Tiles
+/// direct tiles (8 rows, 4 to 32 slices: 16 to 32 units), else with tiles of 2
+/// or 4 units per invocation backward ([`StepTile::back_units`]). Tiles
 /// of 64 rows stage 32 inputs per chunk where the workgroup memory allows
 /// (16.25 KiB), else 16 (the twin with 16 is tried only when the one with 32
 /// does not fit, e.g. on WebGPU's default 16 KiB). At most [`STEP_MAX_CANDIDATES`].
@@ -157,10 +158,18 @@ pub fn step_candidates(default: StepTile, key: &StepKey, limits: &wgpu::Limits) 
     pool.extend([t(16, 16, 32, 4), t(16, 16, 16, 4)]);
     if small {
         pool.extend([StepTile::direct(16, 1, 7, 8, 4), split(16, 8, 32, 2)]);
+    } else {
+        // Units per invocation backward with the register blocks.
+        pool.extend([
+            t(16, 16, 32, 4).with_back_units(2),
+            t(16, 16, 16, 4).with_back_units(2),
+        ]);
     }
     pool.extend([t(16, 8, 32, 8), t(16, 8, 16, 8)]);
     if small {
         pool.push(split(8, 4, 16, 4));
+    } else {
+        pool.push(t(16, 16, 32, 2).with_back_units(4));
     }
     pool.extend([t(16, 16, 32, 8), t(16, 4, 32, 4), t(32, 8, 32, 2)]);
     let mut out = vec![default];
@@ -263,6 +272,8 @@ mod tests {
             vec![d, tile(16, 4, 32, 4)],
             "32 units x 8 rows needs more than 16 KiB"
         );
+        // Large grids get units per invocation backward.
+        assert!(big_has_ub(d, &limits), "ub candidates");
         // Large batches get the register blocks: with 16 KiB of workgroup
         // memory those of 64 rows stage 16 inputs a chunk, with 48 KiB 32
         // (and 128 rows fit).
@@ -290,6 +301,12 @@ mod tests {
         for x in step_candidates(d, &key(512, 64), &small) {
             assert!(x.units * x.rows * x.splits <= 128, "{x}");
         }
+    }
+
+    fn big_has_ub(d: StepTile, limits: &wgpu::Limits) -> bool {
+        step_candidates_of(d, 128, limits)
+            .iter()
+            .any(|x| x.back_units > 1)
     }
 
     /// Small grids (few units, few rows) also try slices of K; large ones do not.
