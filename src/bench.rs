@@ -97,7 +97,8 @@ pub struct StepTuning {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepCandidate {
     pub tile: String,
-    pub ms: f64,
+    /// Median ms of one forward+backward; `None` where it failed to build or run.
+    pub ms: Option<f64>,
 }
 
 /// One row of a GPU profile: one kernel (entry point) in one role of the

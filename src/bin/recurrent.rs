@@ -665,7 +665,10 @@ fn print_step_tile(t: &recurrent::bench::StepTuning) {
         let each: Vec<String> = t
             .candidates
             .iter()
-            .map(|c| format!("{} {:.3} ms", c.tile, c.ms))
+            .map(|c| match c.ms {
+                Some(ms) => format!("{} {ms:.3} ms", c.tile),
+                None => format!("{} failed", c.tile),
+            })
             .collect();
         line += &format!(
             " of {}, forward+backward: {}",

@@ -574,11 +574,13 @@ impl GpuModel {
             first.ws.lengths.off as u64 * 4,
             bytemuck::cast_slice(&vec![t as i32; b]),
         );
-        let mut plans = vec![first];
-        for &c in &cands[1..] {
-            let p = self.plan_on(&plans[0], c)?;
-            plans.push(p);
-        }
+        // A candidate that fails to build or run (a driver refusing its
+        // pipeline) is left out; the default (first) must run.
+        let others: Vec<Option<Plan>> = cands[1..]
+            .iter()
+            .map(|&c| self.plan_on(&first, c).ok())
+            .collect();
+        let mut plans: Vec<Option<Plan>> = std::iter::once(Some(first)).chain(others).collect();
         let run = |plan: &Plan| -> Result<f64> {
             let enc = self.encode_plan(plan, None, true, None)?;
             let cmd = enc.finish();
@@ -587,31 +589,51 @@ impl GpuModel {
             self.ctx.wait()?;
             Ok(t0.elapsed().as_secs_f64() * 1e3)
         };
+        // Runs candidate i (if still in) and returns its time; a failure
+        // drops it, or is the error for the default.
+        let attempt = |plans: &mut Vec<Option<Plan>>, i: usize| -> Result<Option<f64>> {
+            let Some(p) = &plans[i] else { return Ok(None) };
+            match run(p) {
+                Ok(ms) => Ok(Some(ms)),
+                Err(e) if i == 0 => Err(e),
+                Err(_) => {
+                    plans[i] = None;
+                    Ok(None)
+                }
+            }
+        };
         // Compile every pipeline and warm up, then interleaved timed runs;
         // after the first round only candidates within PRUNE_FACTOR of the
         // fastest run again (the others keep their one time).
-        for p in &plans {
-            run(p)?;
+        for i in 0..plans.len() {
+            attempt(&mut plans, i)?;
         }
         let mut times = vec![Vec::with_capacity(TIMED_RUNS); plans.len()];
         for round in 0..TIMED_RUNS {
             let best = times
                 .iter()
-                .filter_map(|t| t.first().copied())
+                .filter_map(|t: &Vec<f64>| t.first().copied())
                 .fold(f64::INFINITY, f64::min);
-            for (i, p) in plans.iter().enumerate() {
-                if round == 0 || times[i][0] <= PRUNE_FACTOR * best {
-                    times[i].push(run(p)?);
+            for (i, ti) in times.iter_mut().enumerate() {
+                if round == 0 || ti.first().is_some_and(|&t0| t0 <= PRUNE_FACTOR * best) {
+                    if let Some(ms) = attempt(&mut plans, i)? {
+                        ti.push(ms);
+                    }
                 }
             }
         }
-        let medians: Vec<f64> = times.into_iter().map(crate::bench::median).collect();
+        let medians: Vec<Option<f64>> = times
+            .into_iter()
+            .zip(&plans)
+            .map(|(t, p)| (p.is_some() && !t.is_empty()).then(|| crate::bench::median(t)))
+            .collect();
         let decision = TunedStep::fastest(cands, &medians);
         let best = cands
             .iter()
             .position(|&c| c == decision.tile)
             .expect("the winner is a candidate");
-        Ok((decision, plans.swap_remove(best)))
+        let plan = plans.swap_remove(best).expect("the winner ran");
+        Ok((decision, plan))
     }
 
     /// A plan with step tile `tile` for the workspace of `base` (its work

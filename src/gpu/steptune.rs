@@ -91,8 +91,9 @@ pub struct TunedStep {
     /// Median milliseconds of one forward+backward with `tile`, when measured.
     pub ms: Option<f64>,
     /// Every candidate with its median milliseconds, in candidate order
-    /// (the default first); empty unless measured.
-    pub candidates: Vec<(StepTile, f64)>,
+    /// (the default first), `None` where it failed to build or run (a driver
+    /// refusing its pipeline); empty unless measured.
+    pub candidates: Vec<(StepTile, Option<f64>)>,
 }
 
 impl TunedStep {
@@ -106,20 +107,25 @@ impl TunedStep {
         }
     }
 
-    /// The decision from `times[i]`, the median ms of `cands[i]`: the
-    /// fastest, ties keeping the earlier candidate.
-    pub fn fastest(cands: &[StepTile], times: &[f64]) -> TunedStep {
+    /// The decision from `times[i]`, the median ms of `cands[i]` (`None`:
+    /// it failed): the fastest, ties keeping the earlier candidate. The
+    /// first (the default) must have a time.
+    pub fn fastest(cands: &[StepTile], times: &[Option<f64>]) -> TunedStep {
         assert!(!cands.is_empty() && cands.len() == times.len());
         let mut best = 0;
-        for (i, &t) in times.iter().enumerate() {
-            if t < times[best] {
-                best = i;
+        let mut best_ms = times[0].expect("the default tile ran");
+        for (i, t) in times.iter().enumerate() {
+            if let Some(t) = *t {
+                if t < best_ms {
+                    best = i;
+                    best_ms = t;
+                }
             }
         }
         TunedStep {
             tile: cands[best],
             decision: StepDecision::Measured,
-            ms: Some(times[best]),
+            ms: Some(best_ms),
             candidates: cands.iter().copied().zip(times.iter().copied()).collect(),
         }
     }
@@ -349,11 +355,18 @@ mod tests {
     #[test]
     fn the_fastest_wins_and_ties_keep_the_earlier() {
         let c = [tile(16, 16, 32, 1), tile(16, 16, 32, 4), tile(16, 8, 32, 8)];
-        let t = TunedStep::fastest(&c, &[2.0, 1.5, 1.5]);
+        let t = TunedStep::fastest(&c, &[Some(2.0), Some(1.5), Some(1.5)]);
         assert_eq!(t.tile, c[1]);
         assert_eq!(t.ms, Some(1.5));
         assert_eq!(t.decision, StepDecision::Measured);
         assert_eq!(t.candidates.len(), 3);
-        assert_eq!(TunedStep::fastest(&c, &[1.0, 1.0, 1.0]).tile, c[0]);
+        assert_eq!(
+            TunedStep::fastest(&c, &[Some(1.0), Some(1.0), Some(1.0)]).tile,
+            c[0]
+        );
+        // A candidate that failed cannot win.
+        let f = TunedStep::fastest(&c, &[Some(2.0), None, Some(3.0)]);
+        assert_eq!((f.tile, f.ms), (c[0], Some(2.0)));
+        assert_eq!(f.candidates[1], (c[1], None));
     }
 }
