@@ -5,8 +5,9 @@
 //                its transpose (A stored [k, m]) when a_t != 0; same for B ([k, n]).
 //                4x4 outputs per invocation.
 //   gemm_rm:     the same with RMG x RMG outputs per invocation (RMG an override).
-//   gemm_wide:   the same with 8x8 outputs per invocation on 128x128 blocks, vec4
-//                workgroup tiles, double-buffered over K (at the end of the file).
+//   gemm_wide:   the same with 8x8 outputs per invocation on 128x128 (WT 16) or
+//                64x64 (WT 8) blocks, vec4 workgroup tiles, double-buffered over K
+//                (at the end of the file).
 //   gemm_small:  the same with one output per invocation (small grids), optionally split over K
 //                (gemm_split_reduce then adds the splits in order).
 //   column_sums: C[0, j] += Σ_row A[row, j] (fixed order, deterministic): bias gradients.
@@ -402,23 +403,26 @@ fn column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
 }
 
-// gemm_wide: a 128 x 128 block of C per workgroup of 16 x 16 invocations,
-// each computing 8 x 8 outputs: rows 4*ty + i and 64 + 4*ty + i, columns
-// 4*tx + j and 64 + 4*tx + j (i, j < 4) of the block. K advances WK at a
-// time through two workgroup buffers: while one step's operands are
-// multiplied out of one buffer, the next step's are already loaded into
-// registers, and go to the other buffer after, so a step costs one barrier
-// and its global loads overlap the arithmetic. The workgroup tiles hold
-// vec4s of 4 consecutive rows of op(A) (or columns of op(B)) at one k, so
-// every inner-loop read from workgroup memory is a vec4 serving 32 of the
-// 64 fused multiply-adds of its kk. Each output's sum runs over k in
-// ascending order, as in `gemm`. Workgroup memory: 2 x 2 x WK x 128 x 4 =
-// 16 KiB (the host's GemmConfig::Wide).
+// gemm_wide: a (8·WT)² block of C per workgroup of WT x WT invocations
+// (WT 16: 128 x 128; WT 8: 64 x 64), each computing 8 x 8 outputs: rows
+// 4*ty + i and 4*WT + 4*ty + i, columns 4*tx + j and 4*WT + 4*tx + j
+// (i, j < 4) of the block. K advances WK at a time through two workgroup
+// buffers: while one step's operands are multiplied out of one buffer, the
+// next step's are already loaded into registers, and go to the other buffer
+// after, so a step costs one barrier and its global loads overlap the
+// arithmetic. The workgroup tiles hold vec4s of 4 consecutive rows of op(A)
+// (or columns of op(B)) at one k, so every inner-loop read from workgroup
+// memory is a vec4 serving 32 of the 64 fused multiply-adds of its kk. Each
+// output's sum runs over k in ascending order, as in `gemm`. Workgroup
+// memory: 2 x 2 x WK x 8·WT x 4 bytes = 1 KiB x WT (the host's GemmConfig::Wide).
+override WT: u32 = 16u;
 const WK: u32 = 8u;
-// vec4s across the 128-wide block.
-const WV: u32 = 32u;
+// vec4s across the block.
+override WV: u32 = 2u * WT;
 var<workgroup> wide_a: array<vec4<f32>, 2u * WK * WV>;
 var<workgroup> wide_b: array<vec4<f32>, 2u * WK * WV>;
+// vec4 groups of each operand per K step and invocation: WK·WV / WT² = 16 / WT.
+const WIDE_LOADS_MAX: u32 = 2u;
 
 // Elements i + q*s of buffer `buf` for q < cnt, the rest 0: four
 // consecutive rows of op(A) (or columns of op(B)) at one k. The full case
@@ -452,64 +456,64 @@ fn in_range(first: u32, limit: u32, k: u32) -> u32 {
     return min(4u, limit - first);
 }
 
-// The operands of K step k0 this invocation stages: op(A) rows 4*ga..4*ga+3
-// at k0 + ka and op(B) columns 4*gb..4*gb+3 at k0 + kb (block-relative).
-// The mapping follows each operand's layout so that neighbouring
-// invocations read neighbouring addresses: along k where k is contiguous
-// (A not transposed, B transposed), along rows or columns otherwise.
+// The operands of one K step an invocation stages, group q < 16 / WT:
+// op(A) rows 4*ga..4*ga+3 at ka and op(B) columns 4*gb..4*gb+3 at kb
+// (block-relative) for e = li + q*WT², see wide_map.
 struct WideLoad {
-    a: vec4<f32>,
-    b: vec4<f32>,
+    a: array<vec4<f32>, WIDE_LOADS_MAX>,
+    b: array<vec4<f32>, WIDE_LOADS_MAX>,
 }
 
-// (ka, ga, kb, gb) of invocation li: the k and the group of 4 rows of op(A)
-// (columns of op(B)) it loads, see wide_load.
-fn wide_map(li: u32) -> vec4<u32> {
-    var m = vec4<u32>(li % WK, li / WK, li / WV, li % WV);
+// (ka, ga, kb, gb) of group e: the mapping follows each operand's layout so
+// that neighbouring invocations read neighbouring addresses: along k where
+// k is contiguous (A not transposed, B transposed), along rows or columns
+// otherwise.
+fn wide_map(e: u32) -> vec4<u32> {
+    var m = vec4<u32>(e % WK, e / WK, e / WV, e % WV);
     if u.a_t != 0u {
-        m.x = li / WV;
-        m.y = li % WV;
+        m.x = e / WV;
+        m.y = e % WV;
     }
     if u.b_t != 0u {
-        m.z = li % WK;
-        m.w = li / WK;
+        m.z = e % WK;
+        m.w = e / WK;
     }
     return m;
 }
 
 fn wide_load(a0: u32, b0: u32, row0: u32, col0: u32, k0: u32, li: u32) -> WideLoad {
-    let m = wide_map(li);
-    let ka = m.x;
-    let ga = m.y;
-    let kb = m.z;
-    let gb = m.w;
-    let ra = row0 + 4u * ga;
-    let k = k0 + ka;
-    var ai = a0 + ra * u.lda + k;
-    var sa = u.lda;
-    if u.a_t != 0u {
-        ai = a0 + k * u.lda + ra;
-        sa = 1u;
-    }
-    let cb = col0 + 4u * gb;
-    let kq = k0 + kb;
-    var bi = b0 + kq * u.ldb + cb;
-    var sb = 1u;
-    if u.b_t != 0u {
-        bi = b0 + cb * u.ldb + kq;
-        sb = u.ldb;
-    }
     var w: WideLoad;
-    w.a = ld4(u.a_buf, ai, sa, in_range(ra, u.m, k));
-    w.b = ld4(u.b_buf, bi, sb, in_range(cb, u.n, kq));
+    for (var q = 0u; q < 16u / WT; q++) {
+        let m = wide_map(li + q * WT * WT);
+        let ra = row0 + 4u * m.y;
+        let k = k0 + m.x;
+        var ai = a0 + ra * u.lda + k;
+        var sa = u.lda;
+        if u.a_t != 0u {
+            ai = a0 + k * u.lda + ra;
+            sa = 1u;
+        }
+        let cb = col0 + 4u * m.w;
+        let kq = k0 + m.z;
+        var bi = b0 + kq * u.ldb + cb;
+        var sb = 1u;
+        if u.b_t != 0u {
+            bi = b0 + cb * u.ldb + kq;
+            sb = u.ldb;
+        }
+        w.a[q] = ld4(u.a_buf, ai, sa, in_range(ra, u.m, k));
+        w.b[q] = ld4(u.b_buf, bi, sb, in_range(cb, u.n, kq));
+    }
     return w;
 }
 
 // Stores what wide_load read into buffer `half` (0 or 1) of the workgroup tiles.
 fn wide_stage(w: WideLoad, half: u32, li: u32) {
-    let m = wide_map(li);
-    wide_a[half * WK * WV + m.x * WV + m.y] = w.a;
-    wide_b[half * WK * WV + m.z * WV + m.w] = w.b;
+    for (var q = 0u; q < 16u / WT; q++) {
+        let m = wide_map(li + q * WT * WT);
+        wide_a[half * WK * WV + m.x * WV + m.y] = w.a[q];
+        wide_b[half * WK * WV + m.z * WV + m.w] = w.b[q];
+    }
 }
 
 // C[row, col + j] (j < 4, inside m x n) = v[j] (+ bias) (+ beta * C).
@@ -534,18 +538,18 @@ fn wide_out(z: u32, c0: u32, row: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WT, WT)
 fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let z = wid.z;
     let a0 = u.a_off + z * u.a_z;
     let b0 = u.b_off + z * u.b_z;
     let c0 = u.c_off + z * u.c_z;
-    let row0 = wid.y * 128u;
-    let col0 = wid.x * 128u;
+    let row0 = wid.y * 8u * WT;
+    let col0 = wid.x * 8u * WT;
     let tx = lid.x;
     let ty = lid.y;
-    // acc[2*i + h]: row 4*ty + i (i < 4) or 64 + 4*ty + i - 4 (i >= 4),
-    // columns 4*tx + (0..4) (h = 0) or 64 + 4*tx + (0..4) (h = 1).
+    // acc[2*i + h]: row 4*ty + i (i < 4) or 4*WT + 4*ty + i - 4 (i >= 4),
+    // columns 4*tx + (0..4) (h = 0) or 4*WT + 4*tx + (0..4) (h = 1).
     var acc: array<vec4<f32>, 16>; // zero-initialised
     let steps = (u.k + WK - 1u) / WK;
     wide_stage(wide_load(a0, b0, row0, col0, 0u, li), 0u, li);
@@ -560,9 +564,9 @@ fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         for (var kk = 0u; kk < WK; kk++) {
             let base = cur * WK * WV + kk * WV;
             let x0 = wide_a[base + ty];
-            let x1 = wide_a[base + 16u + ty];
+            let x1 = wide_a[base + WT + ty];
             let y0 = wide_b[base + tx];
-            let y1 = wide_b[base + 16u + tx];
+            let y1 = wide_b[base + WT + tx];
             acc[0] += x0.x * y0;
             acc[1] += x0.x * y1;
             acc[2] += x0.y * y0;
@@ -588,9 +592,9 @@ fn gemm_wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         workgroupBarrier();
     }
     let r_lo = row0 + 4u * ty;
-    let r_hi = row0 + 64u + 4u * ty;
+    let r_hi = row0 + 4u * WT + 4u * ty;
     let c_lo = col0 + 4u * tx;
-    let c_hi = col0 + 64u + 4u * tx;
+    let c_hi = col0 + 4u * WT + 4u * tx;
     // Written out with constant indices (as the inner loop), so that no
     // driver has a reason to keep acc anywhere but in registers.
     wide_out(z, c0, r_lo, c_lo, acc[0]);

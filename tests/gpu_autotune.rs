@@ -41,7 +41,8 @@ fn all_configs() -> Vec<GemmConfig> {
             v.push(GemmConfig::Small { tile, splits });
         }
     }
-    v.push(GemmConfig::Wide);
+    v.push(GemmConfig::Wide { tile: 16 });
+    v.push(GemmConfig::Wide { tile: 8 });
     v
 }
 
@@ -129,7 +130,7 @@ fn every_candidate_configuration_matches_the_cpu_gemm() {
             match c {
                 GemmConfig::Blocked { rm: 4, .. } => assert_eq!(kernels, ["gemm"], "{s} {c}"),
                 GemmConfig::Blocked { .. } => assert_eq!(kernels, ["gemm_rm"], "{s} {c}"),
-                GemmConfig::Wide => assert_eq!(kernels, ["gemm_wide"], "{s} {c}"),
+                GemmConfig::Wide { .. } => assert_eq!(kernels, ["gemm_wide"], "{s} {c}"),
                 GemmConfig::Small { .. } => {}
             }
             worst = worst.max(d);

@@ -40,9 +40,8 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
 /// and a direct tile (`DIRECT`), f32 and f16.
 fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
     if k == Kernel::GemmWide {
-        // No overrides: its tile is fixed in the shader.
-        assert!(gemm_constants(k, 16, 8).is_empty());
-        return vec![Vec::new()];
+        // Its workgroup edge WT only.
+        return [16, 8].iter().map(|&t| gemm_constants(k, t, 8)).collect();
     }
     if k.shader() == Shader::Gemm {
         let rms: &[u32] = match k {

@@ -21,8 +21,8 @@
 //!   unmeasured on real GPUs (such arrays may end up in local memory where a
 //!   driver does not unroll the loops), so it only runs where it won its
 //!   measurement, and the default configuration never depends on it;
-//! - `gemm_wide` ([`GemmConfig::Wide`]): 16x16 invocations of 8x8 outputs
-//!   (a 128x128 block of C) written out on vec4s, with vec4 workgroup tiles
+//! - `gemm_wide` ([`GemmConfig::Wide`]): 16x16 or 8x8 invocations of 8x8 outputs
+//!   (a 128x128 or 64x64 block of C) written out on vec4s, with vec4 workgroup tiles
 //!   and K double-buffered (the next step's operands are loaded while the
 //!   current step is multiplied: one barrier per step of 8). The layout of
 //!   fast FP32 GEMMs on GPUs; unmeasured on real GPUs so far, so it too only
@@ -134,9 +134,9 @@ pub enum GemmConfig {
     /// `gemm` (RM = 4) or `gemm_rm` (RM 2 or 8): TILE x TILE invocations,
     /// RM x RM outputs each.
     Blocked { tile: u32, rm: u32 },
-    /// `gemm_wide`: 16x16 invocations of 8x8 outputs (a 128x128 block of C),
-    /// vec4 workgroup tiles, double-buffered over K.
-    Wide,
+    /// `gemm_wide`: TILE x TILE invocations (16 or 8) of 8x8 outputs (a
+    /// 128x128 or 64x64 block of C), vec4 workgroup tiles, double-buffered over K.
+    Wide { tile: u32 },
     /// `gemm_small`: TILE x TILE invocations, one output each; `splits` > 1
     /// splits K (then `gemm_split_reduce` adds the partial products).
     Small { tile: u32, splits: u32 },
@@ -147,7 +147,7 @@ impl GemmConfig {
     pub fn tile(&self) -> u32 {
         match *self {
             GemmConfig::Blocked { tile, .. } | GemmConfig::Small { tile, .. } => tile,
-            GemmConfig::Wide => 16,
+            GemmConfig::Wide { tile } => tile,
         }
     }
 
@@ -155,7 +155,7 @@ impl GemmConfig {
     pub fn rm(&self) -> u32 {
         match *self {
             GemmConfig::Blocked { rm, .. } => rm,
-            GemmConfig::Wide => 8,
+            GemmConfig::Wide { .. } => 8,
             GemmConfig::Small { .. } => 1,
         }
     }
@@ -163,7 +163,7 @@ impl GemmConfig {
     /// Split-K factor as requested (1: no split).
     pub fn splits(&self) -> u32 {
         match *self {
-            GemmConfig::Blocked { .. } | GemmConfig::Wide => 1,
+            GemmConfig::Blocked { .. } | GemmConfig::Wide { .. } => 1,
             GemmConfig::Small { splits, .. } => splits.max(1),
         }
     }
@@ -173,7 +173,7 @@ impl GemmConfig {
     pub fn main_kernel(&self) -> Kernel {
         match *self {
             GemmConfig::Blocked { rm, .. } => blocked_gemm_kernel(rm),
-            GemmConfig::Wide => Kernel::GemmWide,
+            GemmConfig::Wide { .. } => Kernel::GemmWide,
             GemmConfig::Small { .. } => Kernel::GemmSmall,
         }
     }
@@ -184,9 +184,12 @@ impl GemmConfig {
     }
 
     /// Bytes of workgroup storage the main kernel declares (`gemm_wide`:
-    /// two buffers of 8 x 128 for each operand, the same 16 KiB).
+    /// two buffers of 8 x 8·TILE for each operand, 1 KiB x TILE).
     pub fn workgroup_bytes(&self) -> u32 {
-        2 * self.tile() * self.tile() * self.rm() * 4
+        match *self {
+            GemmConfig::Wide { tile } => 2 * 2 * 8 * 8 * tile * 4,
+            _ => 2 * self.tile() * self.tile() * self.rm() * 4,
+        }
     }
 
     /// Does the workgroup fit the adapter's limits?
@@ -239,7 +242,7 @@ impl GemmConfig {
     pub fn valid_for(&self, s: &GemmShape, limits: &wgpu::Limits) -> bool {
         let rm_ok = match self {
             GemmConfig::Blocked { rm, .. } => matches!(rm, 2 | 4 | 8),
-            GemmConfig::Wide => true,
+            GemmConfig::Wide { .. } => true,
             GemmConfig::Small { splits, .. } => (1..=SPLIT_MAX).contains(splits),
         };
         let tile_ok = matches!(self.tile(), 8 | 16);
@@ -264,7 +267,7 @@ impl std::fmt::Display for GemmConfig {
             GemmConfig::Blocked { tile, rm } => {
                 write!(f, "{} {tile}x{tile} rm{rm}", self.kernel())
             }
-            GemmConfig::Wide => write!(f, "gemm_wide 16x16 rm8"),
+            GemmConfig::Wide { tile } => write!(f, "gemm_wide {tile}x{tile} rm8"),
             GemmConfig::Small { tile, splits } if splits > 1 => {
                 write!(f, "gemm_small {tile}x{tile} split-k {splits}")
             }
@@ -317,10 +320,11 @@ pub fn candidates(s: &GemmShape, limits: &wgpu::Limits, tunables: &Tunables) -> 
     let other = if t == 16 { 8 } else { 16 };
     let mut pool = vec![fixed];
     match fixed {
-        Blocked { .. } | Wide => {
+        Blocked { .. } | Wide { .. } => {
             // A grid that fills the GPU: other register blocks and tiles.
             pool.extend([
-                Wide,
+                Wide { tile: 16 },
+                Wide { tile: 8 },
                 Blocked { tile: 16, rm: 8 },
                 Blocked { tile: 8, rm: 8 },
                 Blocked { tile: 16, rm: 4 },

@@ -107,8 +107,8 @@ pub enum Kernel {
     /// The same with 2x2 or 8x8 outputs per invocation (an override, loops
     /// over arrays): only for the autotuner's candidates with RM != 4.
     GemmRm,
-    /// 8x8 outputs per invocation on 128x128 blocks, vec4 workgroup tiles,
-    /// double-buffered over K: only for the autotuner's `Wide` candidate.
+    /// 8x8 outputs per invocation on 128x128 or 64x64 blocks, vec4 workgroup
+    /// tiles, double-buffered over K: only for the autotuner's `Wide` candidates.
     GemmWide,
     GemmSmall,
     GemmSplitReduce,
@@ -618,8 +618,8 @@ pub fn blocked_gemm_kernel(rm: u32) -> Kernel {
 /// - `gemm`: `TILE` only (its RM is the shader's constant 4, `BM` = 4·TILE by
 ///   default; `rm` must be 4);
 /// - `gemm_rm`: `TILE` and `RMG` = `rm` (its own staging arrays, TILE·RMG·TILE each);
-/// - `gemm_wide`: none (16x16 invocations of 8x8 outputs are fixed in the
-///   shader; `tile` and `rm` are ignored);
+/// - `gemm_wide`: `WT` = `tile` (16 or 8; its 8x8 outputs per invocation
+///   are the shader's, `rm` is ignored);
 /// - `gemm_small`, `gemm_split_reduce`, `column_sums`: `TILE` and `BM` = TILE
 ///   (they stage TILE x TILE of each workgroup array; `rm` is ignored).
 pub fn gemm_constants(k: Kernel, tile: u32, rm: u32) -> Vec<(String, f64)> {
@@ -630,8 +630,8 @@ pub fn gemm_constants(k: Kernel, tile: u32, rm: u32) -> Vec<(String, f64)> {
             vec![("TILE".into(), tile as f64)]
         }
         Kernel::GemmRm => vec![("TILE".into(), tile as f64), ("RMG".into(), rm as f64)],
-        // Its 16x16 invocations of 8x8 outputs are constants of the shader.
-        Kernel::GemmWide => Vec::new(),
+        // WT x WT invocations of 8x8 outputs (the 8 is the shader's).
+        Kernel::GemmWide => vec![("WT".into(), tile as f64)],
         _ => vec![("TILE".into(), tile as f64), ("BM".into(), tile as f64)],
     }
 }
@@ -1228,7 +1228,7 @@ impl Program {
                 let s = self.slot(&a);
                 self.push_tile(blocked_gemm_kernel(rm), s, grid, label, gt)
             }
-            GemmConfig::Wide => {
+            GemmConfig::Wide { .. } => {
                 let s = self.slot(&a);
                 self.push_tile(Kernel::GemmWide, s, grid, label, gt)
             }
