@@ -496,6 +496,7 @@ fn bench_show_tuning_lists_every_gemm_with_its_configuration() {
         } else {
             cmd.env_remove("RECURRENT_AUTOTUNE");
         }
+        cmd.env_remove("RECURRENT_STEP_TILE");
         cmd.args(["bench", "--device", "gpu", "--show-tuning"])
             .args(DISPATCH_CASE_ARGS)
             .arg("--json")
@@ -541,6 +542,30 @@ fn bench_show_tuning_lists_every_gemm_with_its_configuration() {
             );
         }
         assert!(text.contains("GEMM tiles of one training step"), "{text}");
+        // The step kernels' tile: measured with tuning on (several candidates
+        // fit this small model), the adapter's default without.
+        let st = &r["step_tile"];
+        let decision = st["decision"].as_str().expect("a step tile decision");
+        let cands = st["candidates"].as_array().unwrap();
+        if tune {
+            assert_eq!(decision, "measured", "{st}");
+            assert!(cands.len() >= 2, "{st}");
+            let ms = st["ms"].as_f64().expect("a measured time");
+            assert!(
+                cands
+                    .iter()
+                    .any(|c| c["tile"] == st["tile"] && c["ms"] == ms),
+                "{st}"
+            );
+        } else {
+            assert_eq!(decision, "fixed", "{st}");
+            assert!(cands.is_empty() && st["ms"].is_null(), "{st}");
+        }
+        let line = format!(
+            "step kernel tile (units,rows,chunk,rb): {} ({decision}",
+            st["tile"].as_str().unwrap()
+        );
+        assert!(text.contains(&line), "{line} not printed:\n{text}");
         eprintln!("{text}");
     }
 }
