@@ -137,7 +137,7 @@ impl TunedStep {
 /// per invocation on 16 units, a small workgroup for small batches and a
 /// 32-unit tile; where the default grid has fewer than [`SMALL_GRID`]
 /// workgroups, interleaved with tiles splitting K over 2 or 4 slices and
-/// direct tiles (8 rows, 4 to 32 slices: 16 to 32 units), else with tiles of 2
+/// direct tiles (4 or 8 rows, 4 to 32 slices, 8 to 32 units), else with tiles of 2
 /// or 4 units per invocation backward ([`StepTile::back_units`]). Tiles
 /// of 64 rows stage 32 inputs per chunk where the workgroup memory allows
 /// (16.25 KiB), else 16 (the twin with 16 is tried only when the one with 32
@@ -159,6 +159,8 @@ pub fn step_candidates(default: StepTile, key: &StepKey, limits: &wgpu::Limits) 
             StepTile::direct(32, 1, 7, 8, 8),
             split(8, 8, 16, 4),
             StepTile::direct(8, 1, 7, 8, 32),
+            // 4 rows: 16.8 KiB, for adapters with 32 KiB (the two above need 34-40).
+            StepTile::direct(32, 1, 3, 4, 8),
         ]);
     }
     pool.extend([t(16, 16, 32, 4), t(16, 16, 16, 4)]);
