@@ -302,8 +302,10 @@ impl Tunables {
 /// slice sums each row in the same order, so `rows_per_invocation`, `units`,
 /// `rows` and `chunk` do not change the results' bits; `splits` > 1 adds the
 /// slices' partial sums (in a fixed order), which changes them by rounding.
-/// Set with `RECURRENT_STEP_TILE=units,rows,chunk[,rb[,sk]]` or per model with
-/// [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile).
+/// A direct tile ([`StepTile::direct`]) stages nothing; `back_units` widens
+/// the backward's workgroups. Set with
+/// `RECURRENT_STEP_TILE=units,rows,chunk[,rb[,sk[,direct]]][,ub=N]` or per
+/// model with [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StepTile {
     pub units: u32,

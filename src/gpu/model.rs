@@ -398,8 +398,9 @@ impl GpuModel {
     /// context; the step tuner leaves it alone. Checked against the
     /// adapter's limits ([`StepTile::check`]). The plans of every batch
     /// shape are rebuilt at their next use (steps already queued finish
-    /// with the old ones). Every tile computes the same sums in the same
-    /// order, so results do not change.
+    /// with the old ones). Tiles with one slice of K compute the same sums
+    /// in the same order, so among them results do not change; a tile that
+    /// splits K ([`StepTile::splits`] > 1) rounds differently.
     pub fn set_step_tile(&mut self, tile: StepTile) -> Result<()> {
         tile.check(&self.ctx.limits)?;
         if tile != self.step_tile || !self.step_tile_pinned {

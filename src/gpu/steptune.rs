@@ -1,6 +1,6 @@
 //! The per-step kernels' tile chosen per model shape at first use, measured
 //! and cached (with the GEMM autotuner, [`super::autotune`]: both are on
-//! with `RECURRENT_AUTOTUNE=1` or [`GpuContext::set_autotune`]).
+//! with `RECURRENT_AUTOTUNE=1` or [`GpuContext::set_autotune`](super::GpuContext::set_autotune)).
 //!
 //! The step kernels (`lstm.wgsl`, `gru.wgsl`, `rnn.wgsl`) run once per time
 //! step and layer; their tile ([`StepTile`]: hidden units and batch rows per
