@@ -243,24 +243,13 @@ pub struct Tunables {
     pub wg_reduce: u32,
     /// Workgroups of the first gradient-norm pass (fixed, so the sum order is too).
     pub norm_groups: u32,
-    /// Step kernels: hidden units (with all their gates) per workgroup.
-    pub step_units: u32,
-    /// Step kernels: invocation rows per workgroup (`TB`).
-    pub step_rows: u32,
-    /// Step kernels: inputs (or gate rows) staged per chunk
-    /// (4*TJ*(KC+1) + TB*RB*KC floats of workgroup memory: 10.5 KiB at 16,16,32,1).
-    pub step_chunk: u32,
-    /// Step kernels: batch rows per invocation (`RB`, register blocking): a
-    /// workgroup owns `step_rows * step_rows_per_invocation` batch rows, and
-    /// each W_hh value staged in workgroup memory serves that many. 1 (the
-    /// default) is the tile measured on real GPUs; every value gives the same bits.
-    pub step_rows_per_invocation: u32,
-    /// Step kernels: slices of K per workgroup (`SK`, see [`StepTile::splits`]); 1 by default.
-    pub step_splits: u32,
-    /// Step kernels: a direct tile ([`StepTile::direct`]); false by default.
-    pub step_direct: bool,
-    /// Step kernels: units per invocation backward ([`StepTile::back_units`]); 1 by default.
-    pub step_back_units: u32,
+    /// The step kernels' default tile ([`StepTile`]): 16 units x 16 rows
+    /// (4 rows where a workgroup has fewer than 256 invocations), chunks of
+    /// 32 inputs (4*TJ*(KC+1) + TB*RB*KC floats of workgroup memory: 10.5 KiB
+    /// at 16,16,32,1), one row per invocation (the tile measured on real
+    /// GPUs; every rb gives the same bits), one slice of K, staged, one unit
+    /// per invocation backward.
+    pub step: StepTile,
     /// The step tile was set by `RECURRENT_STEP_TILE`: models keep it, the
     /// step tuner ([`super::steptune`]) does not measure others.
     pub step_tile_pinned: bool,
@@ -269,26 +258,12 @@ pub struct Tunables {
 impl Tunables {
     /// The step kernels' tile.
     pub fn step_tile(&self) -> StepTile {
-        StepTile {
-            units: self.step_units,
-            rows: self.step_rows,
-            chunk: self.step_chunk,
-            rows_per_invocation: self.step_rows_per_invocation,
-            splits: self.step_splits,
-            direct: self.step_direct,
-            back_units: self.step_back_units,
-        }
+        self.step
     }
 
     /// These tunables with the step kernels' tile `tile`.
     pub fn with_step_tile(mut self, tile: StepTile) -> Tunables {
-        self.step_units = tile.units;
-        self.step_rows = tile.rows;
-        self.step_chunk = tile.chunk;
-        self.step_rows_per_invocation = tile.rows_per_invocation;
-        self.step_splits = tile.splits;
-        self.step_direct = tile.direct;
-        self.step_back_units = tile.back_units;
+        self.step = tile;
         self
     }
 }
@@ -710,14 +685,8 @@ impl Kernels {
             // H1024 B64 T25 (33.5 vs 57.0) and GRU H256 B32 T50 (17.1 vs 25.7).
             // (The chunk was not passed to the shaders then: every one of those
             // ran KC = 32, the shader's default; it is passed since.)
-            step_units: 16,
-            step_rows: if inv >= 256 { 16 } else { 4 },
-            step_chunk: 32,
-            // Unmeasured on real GPUs: 1 until a sweep says otherwise.
-            step_rows_per_invocation: 1,
-            step_splits: 1,
-            step_direct: false,
-            step_back_units: 1,
+            // Rows per invocation unmeasured on real GPUs: 1 until a sweep says otherwise.
+            step: StepTile::new(16, if inv >= 256 { 16 } else { 4 }, 32, 1),
             step_tile_pinned: false,
         };
         // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk[,rb[,sk[,direct]]][,ub=N]" overrides the

@@ -640,13 +640,7 @@ impl GpuModel {
     /// A plan with step tile `tile` for the workspace of `base` (its work
     /// and ints buffers shared, its own program, uniforms and bind groups).
     fn plan_on(&self, base: &Plan, tile: StepTile) -> Result<Plan> {
-        let ws = Workspace::new(
-            &self.config,
-            base.ws.b,
-            base.ws.t,
-            self.ctx.kernels.tunables.norm_groups as usize,
-        );
-        self.plan_with_buffers(ws, base.work.clone(), base.ints.clone(), tile)
+        self.plan_with_buffers(base.ws.clone(), base.work.clone(), base.ints.clone(), tile)
     }
 
     fn build_plan(&self, b: usize, t: usize, tile: StepTile) -> Result<Plan> {
