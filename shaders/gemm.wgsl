@@ -97,6 +97,20 @@ fn st(buf: u32, i: u32, v: f32) {
     }
 }
 
+// The epilogue of every GEMM entry point: C[ci] = v (+ bias[col] of batch
+// entry z) (+ beta * C[ci]), in that order.
+fn store_c(z: u32, ci: u32, col: u32, v: f32) {
+    var x = v;
+    if u.has_bias != 0u {
+        x += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
+    }
+    // beta = 0 overwrites C: NaN or garbage in it is not propagated.
+    if u.beta != 0.0 {
+        x += u.beta * ld(u.c_buf, ci);
+    }
+    st(u.c_buf, ci, x);
+}
+
 @compute @workgroup_size(TILE, TILE)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let z = wid.z;
@@ -166,16 +180,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (var j = 0u; j < RM; j++) {
             let col = col0 + lid.x + j * TILE;
             if row < u.m && col < u.n {
-                let ci = c0 + row * u.ldc + col;
-                var v = acc[i][j];
-                if u.has_bias != 0u {
-                    v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
-                }
-                // beta = 0 overwrites C: NaN or garbage in it is not propagated.
-                if u.beta != 0.0 {
-                    v += u.beta * ld(u.c_buf, ci);
-                }
-                st(u.c_buf, ci, v);
+                store_c(z, c0 + row * u.ldc + col, col, acc[i][j]);
             }
         }
     }
@@ -267,16 +272,7 @@ fn gemm_rm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         for (var j = 0u; j < RMG; j++) {
             let col = col0 + lid.x + j * TILE;
             if row < u.m && col < u.n {
-                let ci = c0 + row * u.ldc + col;
-                var v = acc[i * RMAX + j];
-                if u.has_bias != 0u {
-                    v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
-                }
-                // beta = 0 overwrites C: NaN or garbage in it is not propagated.
-                if u.beta != 0.0 {
-                    v += u.beta * ld(u.c_buf, ci);
-                }
-                st(u.c_buf, ci, v);
+                store_c(z, c0 + row * u.ldc + col, col, acc[i * RMAX + j]);
             }
         }
     }
@@ -337,16 +333,7 @@ fn gemm_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         return;
     }
     if row < u.m && col < u.n {
-        let ci = c0 + row * u.ldc + col;
-        var v = acc;
-        if u.has_bias != 0u {
-            v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
-        }
-        // beta = 0 overwrites C: NaN or garbage in it is not propagated.
-        if u.beta != 0.0 {
-            v += u.beta * ld(u.c_buf, ci);
-        }
-        st(u.c_buf, ci, v);
+        store_c(z, c0 + row * u.ldc + col, col, acc);
     }
 }
 
@@ -364,14 +351,7 @@ fn gemm_split_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     for (var s = 0u; s < u.splits; s++) {
         v += work[u.part_off + ((z * u.splits + s) * u.m + row) * u.n + col];
     }
-    let ci = u.c_off + z * u.c_z + row * u.ldc + col;
-    if u.has_bias != 0u {
-        v += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
-    }
-    if u.beta != 0.0 {
-        v += u.beta * ld(u.c_buf, ci);
-    }
-    st(u.c_buf, ci, v);
+    store_c(z, u.c_off + z * u.c_z + row * u.ldc + col, col, v);
 }
 
 // C[0, j] += Σ_{row < m} A[row * lda + j] for j < n, A in work (bias
@@ -516,7 +496,7 @@ fn wide_stage(w: WideLoad, half: u32, li: u32) {
     }
 }
 
-// C[row, col + j] (j < 4, inside m x n) = v[j] (+ bias) (+ beta * C).
+// C[row, col + j] (j < 4, inside m x n) from v[j] (store_c).
 fn wide_out(z: u32, c0: u32, row: u32, col: u32, v: vec4<f32>) {
     if row >= u.m {
         return;
@@ -524,16 +504,7 @@ fn wide_out(z: u32, c0: u32, row: u32, col: u32, v: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         let cj = col + j;
         if cj < u.n {
-            let ci = c0 + row * u.ldc + cj;
-            var x = v[j];
-            if u.has_bias != 0u {
-                x += ld(u.bias_buf, u.bias_off + z * u.bias_z + cj);
-            }
-            // beta = 0 overwrites C: NaN or garbage in it is not propagated.
-            if u.beta != 0.0 {
-                x += u.beta * ld(u.c_buf, ci);
-            }
-            st(u.c_buf, ci, x);
+            store_c(z, c0 + row * u.ldc + cj, cj, v[j]);
         }
     }
 }
