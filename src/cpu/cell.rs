@@ -117,29 +117,46 @@ fn gate_mut(v: &mut [f32], k: usize, n: usize) -> &mut [f32] {
 }
 
 /// From the gates' pre-activations `pre [4H]` (`W_ih x + b_ih + W_hh h_prev + b_hh`):
-/// `c = f*c_prev + i*g`, `h = o*tanh(c)`.
+/// `c = f*c_prev + i*g`, `h = o*tanh(c)`. The activated gates go to
+/// `saved`, one slice per gate (`i, f, g, o`: the row's gate blocks, or a
+/// thread's units of them). Each activation is its own loop over a slice,
+/// which vectorises better than one fused loop over all four (measured: the
+/// fused loop took the MNIST layer's forward from 1.5 to 1.9 ms).
 #[inline(always)]
 pub fn lstm_step_forward(
     pre: &[f32],
     c_prev: &[f32],
     c: &mut [f32],
     h: &mut [f32],
-    saved: &mut [f32],
+    saved: [&mut [f32]; 4],
 ) {
     let n = h.len();
-    saved.copy_from_slice(pre);
-    sigmoid_slice(&mut saved[..2 * n]);
-    tanh_slice(&mut saved[2 * n..3 * n]);
-    sigmoid_slice(&mut saved[3 * n..4 * n]);
-    let (ifg, o) = saved.split_at(3 * n);
+    let [si, sf, sg, so] = saved;
+    for (k, s) in [&mut *si, &mut *sf, &mut *sg, &mut *so].into_iter().enumerate() {
+        s.copy_from_slice(gate(pre, k, n));
+    }
+    sigmoid_slice(si);
+    sigmoid_slice(sf);
+    tanh_slice(sg);
+    sigmoid_slice(so);
     for j in 0..n {
-        c[j] = ifg[n + j] * c_prev[j] + ifg[j] * ifg[2 * n + j];
+        c[j] = sf[j] * c_prev[j] + si[j] * sg[j];
     }
     h.copy_from_slice(c);
     tanh_slice(h);
     for j in 0..n {
-        h[j] *= o[j];
+        h[j] *= so[j];
     }
+}
+
+/// The four gate blocks of a row's `[4n]` values, mutable.
+#[inline(always)]
+pub fn gates_mut(v: &mut [f32]) -> [&mut [f32]; 4] {
+    let n = v.len() / 4;
+    let (a, rest) = v.split_at_mut(n);
+    let (b, rest) = rest.split_at_mut(n);
+    let (c, d) = rest.split_at_mut(n);
+    [a, b, c, d]
 }
 
 /// Given `dh` (total gradient of `h`) and `dc` (gradient of `c` from the next

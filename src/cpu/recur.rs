@@ -101,7 +101,34 @@ impl Packed {
     /// `Mᵀ` for a row-major `[n × k]` matrix `M` (forward: `W_hhᵀ`, `[H, G·H]`).
     pub fn transposed(m: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(m.len(), n * k, "Packed::transposed: shape");
-        Self::new(k, n, |p, j| m[j * k + p])
+        Self::rows_transposed(m, k, n, |j| j)
+    }
+
+    /// `n` rows of a row-major `[· × k]` matrix `M`, transposed: column `j`
+    /// of the result is row `row(j)` of `M` (a thread's gate columns of
+    /// `W_hhᵀ` in [`UnitsForward`]). Each panel reads its `NR` rows as
+    /// contiguous slices: no index arithmetic per value.
+    pub fn rows_transposed(m: &[f32], k: usize, n: usize, row: impl Fn(usize) -> usize) -> Self {
+        let panels = n.div_ceil(NR);
+        let mut data = super::scratch::for_overwrite(panels * k * NR);
+        for (q, panel) in data.chunks_exact_mut(k * NR).enumerate() {
+            let cols = NR.min(n - q * NR);
+            let src: [&[f32]; NR] = std::array::from_fn(|jj| {
+                if jj < cols {
+                    let r = row(q * NR + jj);
+                    &m[r * k..(r + 1) * k]
+                } else {
+                    &[]
+                }
+            });
+            for (p, out) in panel.chunks_exact_mut(NR).enumerate() {
+                for (o, s) in out[..cols].iter_mut().zip(&src) {
+                    *o = s[p];
+                }
+                out[cols..].fill(0.0);
+            }
+        }
+        Self { k, n, data }
     }
 
     /// `[Aᵀ ; Bᵀ]` for row-major `[n × ka]` and `[n × kb]` matrices: the
@@ -400,8 +427,18 @@ fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
     let mut gh = vec![0.0f32; p.rows * gw];
     for t in d.order() {
         let (ps, os) = (d.prev_slot(t), d.out_slot(t));
-        for row in gh.chunks_exact_mut(gw) {
-            row.copy_from_slice(p.bias);
+        // Each row's product starts from the biases, plus (LSTM and RNN
+        // projected apart) its input projection: the gates' sum.
+        for (r, row) in gh.chunks_exact_mut(gw).enumerate() {
+            match p.input {
+                StepInput::Projected(gx) if d.cell != Cell::Gru => {
+                    let gx = &gx[(t * b + p.r0 + r) * gw..(t * b + p.r0 + r + 1) * gw];
+                    for ((v, c), x) in row.iter_mut().zip(p.bias).zip(gx) {
+                        *v = c + x;
+                    }
+                }
+                _ => row.copy_from_slice(p.bias),
+            }
         }
         let h_prev = Src {
             a: p.hs[ps],
@@ -441,25 +478,18 @@ fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
             }
             let pre = &mut gh[r * gw..(r + 1) * gw];
             let sv_r = &mut sav[r * sv..(r + 1) * sv];
-            let g_in = match p.input {
-                StepInput::Projected(gx) => {
-                    &gx[(t * b + p.r0 + r) * gw..(t * b + p.r0 + r + 1) * gw]
-                }
-                StepInput::Joint(..) => &[][..],
-            };
-            if d.cell != Cell::Gru {
-                // LSTM and RNN want the sum of both projections.
-                for (v, x) in pre.iter_mut().zip(g_in) {
-                    *v += x;
-                }
-            }
             match (d.cell, p.input) {
-                (Cell::Gru, StepInput::Projected(_)) => {
+                (Cell::Gru, StepInput::Projected(gx)) => {
+                    let g_in = &gx[(t * b + p.r0 + r) * gw..(t * b + p.r0 + r + 1) * gw];
                     gru_step_forward(g_in, pre, &hp[hr.clone()], &mut ho[hr], sv_r)
                 }
-                (Cell::Lstm, _) => {
-                    lstm_step_forward(pre, &cp[hr.clone()], &mut co[hr.clone()], &mut ho[hr], sv_r)
-                }
+                (Cell::Lstm, _) => lstm_step_forward(
+                    pre,
+                    &cp[hr.clone()],
+                    &mut co[hr.clone()],
+                    &mut ho[hr],
+                    gates_mut(sv_r),
+                ),
                 (Cell::Rnn, _) => rnn_step_forward(pre, d.act, &mut ho[hr]),
                 (Cell::Gru, StepInput::Joint(..)) => {
                     unreachable!("the GRU's step input is its projections")
@@ -520,8 +550,6 @@ struct UnitsPart {
     bias: Vec<f32>,
     /// `[B, 4n]` the step's pre-activations.
     gh: Vec<f32>,
-    /// `[4n]` one row's gate activations.
-    sv: Vec<f32>,
 }
 
 /// A step's state buffers, shared by the parts: each reads all of `hp`
@@ -553,8 +581,22 @@ fn units_step_impl<const FMA: bool>(
     let (n, u0) = (p.n, p.u0);
     let (b, h) = (d.b, d.h);
     let gw = 4 * n;
-    for row in p.gh.chunks_exact_mut(gw) {
-        row.copy_from_slice(&p.bias);
+    // Each row's product starts from the biases plus its input projection.
+    for (r, row) in p.gh.chunks_exact_mut(gw).enumerate() {
+        let gx = &gx[(s.t * b + r) * 4 * h..(s.t * b + r + 1) * 4 * h];
+        for (g, (pre, bias)) in row
+            .chunks_exact_mut(n)
+            .zip(p.bias.chunks_exact(n))
+            .enumerate()
+        {
+            for ((v, c), x) in pre
+                .iter_mut()
+                .zip(bias)
+                .zip(&gx[g * h + u0..g * h + u0 + n])
+            {
+                *v = c + x;
+            }
+        }
     }
     let h_prev = Src {
         a: s.hp,
@@ -582,18 +624,10 @@ fn units_step_impl<const FMA: bool>(
             }
             continue;
         }
-        let pre = &mut p.gh[r * gw..(r + 1) * gw];
-        let gx = &gx[(s.t * b + r) * 4 * h..(s.t * b + r + 1) * 4 * h];
-        for (g, pre) in pre.chunks_exact_mut(n).enumerate() {
-            for (v, x) in pre.iter_mut().zip(&gx[g * h + u0..g * h + u0 + n]) {
-                *v += x;
-            }
-        }
-        lstm_step_forward(pre, &s.cp[own], co, ho, &mut p.sv);
-        for (g, sv) in p.sv.chunks_exact(n).enumerate() {
-            // The saved gates' rows are [4H]: gate g of row r is block 4r + g.
-            piece(s.sav, 4 * r + g).copy_from_slice(sv);
-        }
+        let pre = &p.gh[r * gw..(r + 1) * gw];
+        // The saved gates' rows are [4H]: gate g of row r is block 4r + g.
+        let saved = [0, 1, 2, 3].map(|g| piece(s.sav, 4 * r + g));
+        lstm_step_forward(pre, &s.cp[own], co, ho, saved);
     }
 }
 
@@ -634,21 +668,31 @@ impl UnitsForward<'_> {
             "UnitsForward: state buffer sizes"
         );
         let bounds = unit_blocks(h, parts);
+        // Column `j` of a part's `4n` is gate `j / n` of unit `u0 + j % n`.
+        let col = |u0: usize, n: usize, j: usize| (j / n) * h + u0 + j % n;
         let mut parts: Vec<UnitsPart> = bounds
             .windows(2)
             .map(|u| {
                 let (u0, n) = (u[0], u[1] - u[0]);
-                let col = |j: usize| (j / n) * h + u0 + j % n;
                 UnitsPart {
                     u0,
                     n,
-                    w: Packed::new(h, 4 * n, |p, j| self.w_hh[col(j) * h + p]),
-                    bias: (0..4 * n).map(|j| self.bias[col(j)]).collect(),
+                    // Packed below, each part by its own thread.
+                    w: Packed {
+                        k: h,
+                        n: 0,
+                        data: Vec::new(),
+                    },
+                    bias: (0..4 * n).map(|j| self.bias[col(u0, n, j)]).collect(),
                     gh: vec![0.0; b * 4 * n],
-                    sv: vec![0.0; 4 * n],
                 }
             })
             .collect();
+        // (4 MiB at H=512: milliseconds, which one thread would spend alone.)
+        let w_hh = self.w_hh;
+        join_all(&mut parts, &|p| {
+            p.w = Packed::rows_transposed(w_hh, h, 4 * p.n, |j| col(p.u0, p.n, j))
+        });
         let (gx, lengths) = (self.gx, self.lengths);
         for t in d.order() {
             let (ps, os) = (d.prev_slot(t), d.out_slot(t));
