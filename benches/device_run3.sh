@@ -27,13 +27,16 @@ lim() { local l=$((570 - SECONDS)); [ "$l" -lt 5 ] && l=5; [ "$l" -lt "$1" ] && 
   timeout $(lim 30) $r bench --device gpu --cell lstm --input 1024 --hidden 1024 --batch 64 --steps 25 --reps 3 --profile --json "$OUT/gpu-profile-h1024.json"
   timeout $(lim 30) $r bench --device gpu --suite mnist --reps 3 --profile --json "$OUT/gpu-profile.json"
   echo "=== step tile sweep (autotune off; 16,16,32,1 is the default), at ${SECONDS}s"
-  # At most ~90 s: each size has its own timeout, and no new tile starts after 90 s.
+  # At most ~100 s: each size has its own timeout, and no new tile starts after 100 s.
   sweep0=$SECONDS
-  for tile in 16,16,32,1 16,16,32,4 16,16,32,4,ub=2 32,1,7,8,8,direct 8,8,16,1,4; do
-    [ $((SECONDS - sweep0)) -gt 90 ] && { echo "sweep: out of time before $tile"; break; }
+  # Persistent tiles (one workgroup a direction runs every step): the small sizes only.
+  for tile in 16,16,32,1 16,16,32,1,persist 32,8,16,4,persist 16,16,32,4 16,16,32,4,ub=2 32,1,7,8,8,direct 8,8,16,1,4; do
+    [ $((SECONDS - sweep0)) -gt 100 ] && { echo "sweep: out of time before $tile"; break; }
     echo "--- tile $tile"
     RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 12) $r bench --device gpu --suite mnist --reps 3 --json "$OUT/steptile-$tile-mnist.json"
-    RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 15) $r bench --device gpu --cell lstm --input 2048 --hidden 2048 --batch 64 --steps 25 --reps 3 --json "$OUT/steptile-$tile-h2048.json"
+    case $tile in *persist) ;; *)
+    RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 15) $r bench --device gpu --cell lstm --input 2048 --hidden 2048 --batch 64 --steps 25 --reps 3 --json "$OUT/steptile-$tile-h2048.json" ;;
+    esac
     RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 10) $r bench --device gpu --cell lstm --input 256 --hidden 256 --batch 32 --steps 150 --reps 3 --json "$OUT/steptile-$tile-h256.json"
   done
   python3 benches/steptile_table.py "$OUT"/steptile-*.json

@@ -10,7 +10,7 @@ import json, os, re, sys
 rows = {}  # size -> {tile: (fwd, train)}
 tiles = []
 for f in sys.argv[1:]:
-    m = re.match(r"steptile-([0-9,]+(?:,direct)?(?:,ub=[0-9]+)?)-", os.path.basename(f))
+    m = re.match(r"steptile-([0-9,]+(?:,direct)?(?:,ub=[0-9]+)?(?:,persist)?)-", os.path.basename(f))
     if not m:
         continue
     tile = m.group(1)
@@ -26,7 +26,7 @@ for f in sys.argv[1:]:
         rows.setdefault(size, {})[tile] = (r["forward_ms"], r["train_ms"])
 
 base = "16,16,32,1"
-print("| cell | I | H | B | T | tile (units,rows,chunk,rb[,sk[,direct]][,ub=N]) | fwd ms | train ms | train / default |")
+print("| cell | I | H | B | T | tile (units,rows,chunk,rb[,sk[,direct]][,ub=N][,persist]) | fwd ms | train ms | train / default |")
 print("|---|---|---|---|---|---|---|---|---|")
 for size in sorted(rows, key=lambda s: (s[2], s[3], s[4])):
     for tile in tiles:

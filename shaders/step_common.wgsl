@@ -108,6 +108,63 @@ const UB_MAX: u32 = 4u;
 // Size of the backward's per-invocation accumulators: acc[u * RB + r].
 const RBU_MAX: u32 = RB_MAX * UB_MAX;
 
+// 1: one workgroup per direction runs the whole sequence in one dispatch:
+// the entry point loops over the steps, and within a step over the tiles
+// (each as one workgroup of the per-step dispatch would compute it, so the
+// results are the same bits as PERSIST = 0 with the same tile), with a
+// storage barrier between steps. One dispatch per layer and pass instead of
+// one per step, for sizes where launching a step costs more than computing
+// it (small H; DESIGN 4, "a persistent single-workgroup kernel").
+override PERSIST: u32 = 0u;
+
+// The body of the step entry points (`{cell}_step_forward`): tile wid.xy
+// of step u.s, or with PERSIST every step and tile. `forward_tile(dir, s,
+// wx, wy, lid, li)` and `backward_tile` are each cell shader's: what one
+// workgroup of the per-step dispatch computes.
+fn run_forward(wid: vec3<u32>, lid: vec3<u32>, li: u32) {
+    if PERSIST == 0u {
+        forward_tile(wid.z, u.s, wid.x, wid.y, lid, li);
+        return;
+    }
+    for (var s = 0u; s < u.t_len; s++) {
+        for (var ty = 0u; ty < row_tiles(); ty++) {
+            for (var tx = 0u; tx < unit_tiles(TJ); tx++) {
+                // The previous tile's last reads of sh_h / sh_w come first.
+                workgroupBarrier();
+                forward_tile(wid.z, s, tx, ty, lid, li);
+            }
+        }
+        // This step's states, seen by every invocation in the next.
+        storageBarrier();
+    }
+}
+
+// As run_forward, backward (workgroups own TJ*UB units).
+fn run_backward(wid: vec3<u32>, lid: vec3<u32>, li: u32) {
+    if PERSIST == 0u {
+        backward_tile(wid.z, u.s, wid.x, wid.y, lid, li);
+        return;
+    }
+    for (var s = 0u; s < u.t_len; s++) {
+        for (var ty = 0u; ty < row_tiles(); ty++) {
+            for (var tx = 0u; tx < unit_tiles(TJ * UB); tx++) {
+                workgroupBarrier();
+                backward_tile(wid.z, s, tx, ty, lid, li);
+            }
+        }
+        // This step's gate gradients, seen by every invocation in the next.
+        storageBarrier();
+    }
+}
+
+// Tiles of one step: along the units (`units` a workgroup) and the rows.
+fn unit_tiles(units: u32) -> u32 {
+    return (u.h + units - 1u) / units;
+}
+fn row_tiles() -> u32 {
+    return (u.b + TB * RB - 1u) / (TB * RB);
+}
+
 // 1: the step kernels read W_hh from its f16 copy whh16 (f32 accumulation
 // as ever); 0: from params in f32.
 override WHH16: u32 = 0u;
@@ -241,14 +298,14 @@ fn valid(b: u32, t: u32) -> bool {
     return i32(t) < ints[u.len_off + b];
 }
 
-// Step processed at dispatch s: forward runs t = s, reverse t = T-1-s.
-fn fwd_step(dir: u32) -> u32 {
-    return select(u.s, u.t_len - 1u - u.s, dir == 1u);
+// Step processed s-th: forward runs t = s, reverse t = T-1-s.
+fn fwd_step(s: u32, dir: u32) -> u32 {
+    return select(s, u.t_len - 1u - s, dir == 1u);
 }
 
 // Backward visits steps in the opposite order.
-fn bwd_step(dir: u32) -> u32 {
-    return select(u.t_len - 1u - u.s, u.s, dir == 1u);
+fn bwd_step(s: u32, dir: u32) -> u32 {
+    return select(u.t_len - 1u - s, s, dir == 1u);
 }
 
 // State slot read by step t (before it) and written by it.

@@ -76,9 +76,11 @@ fn check_dispatches(g: &mut GpuModel, case: &Case, tile: StepTile, f16: bool) {
         .iter()
         .filter(|d| STEP_KERNELS.contains(&d.kernel))
         .collect();
+    // Persistent: one dispatch per layer and pass runs every step.
+    let per_pass = if tile.persistent { 1 } else { case.steps };
     assert_eq!(
         steps.len(),
-        2 * case.layers * case.steps,
+        2 * case.layers * per_pass,
         "{tile}: step dispatches"
     );
     let dirs = if case.bidirectional { 2 } else { 1 };
@@ -89,11 +91,15 @@ fn check_dispatches(g: &mut GpuModel, case: &Case, tile: StepTile, f16: bool) {
         } else {
             tile.units
         };
-        let want = [
-            (case.hidden as u32).div_ceil(units),
-            (case.batch as u32).div_ceil(tile.rows * tile.rows_per_invocation),
-            dirs,
-        ];
+        let want = if tile.persistent {
+            [1, 1, dirs]
+        } else {
+            [
+                (case.hidden as u32).div_ceil(units),
+                (case.batch as u32).div_ceil(tile.rows * tile.rows_per_invocation),
+                dirs,
+            ]
+        };
         assert_eq!(d.step, Some(tile), "{}: tile", d.label);
         assert_eq!(d.groups, want, "{}: grid with tile {tile}", d.label);
         assert_eq!(d.f16, f16, "{}: f16 variant", d.label);
@@ -106,6 +112,11 @@ fn check_dispatches(g: &mut GpuModel, case: &Case, tile: StepTile, f16: bool) {
         assert_eq!(rb, Some(tile.rows_per_invocation as f64), "{tile}: RB");
     }
     assert!(c.contains(&("KC".to_string(), tile.chunk as f64)));
+    assert_eq!(
+        c.contains(&("PERSIST".to_string(), 1.0)),
+        tile.persistent,
+        "{tile}: PERSIST"
+    );
 }
 
 fn run(
@@ -528,5 +539,54 @@ fn direct_tiles_match_the_cpu_and_repeat_their_bits() {
             "{}: direct tiles within the CPU tolerances",
             case.label(loss)
         );
+    }
+}
+
+/// Persistent tiles (`StepTile::persist`: one workgroup per direction runs
+/// every step in one dispatch, looping over the step's tiles): the bits of
+/// the same tile dispatched per step, for every cell, with several unit and
+/// row tiles per step (H = 20, B = 37, partial ones last), register blocks,
+/// units per invocation backward, K split over slices, a direct tile and f16
+/// W_hh; and within the CPU tolerances.
+#[test]
+fn persistent_tiles_give_the_bits_of_the_same_tile_per_step() {
+    let Some(ctx) = gpu("persistent step tile") else {
+        return;
+    };
+    let tiles = [
+        tile(8, 4, 8, 1),
+        tile(16, 4, 8, 4).with_back_units(2),
+        StepTile {
+            splits: 2,
+            ..tile(8, 4, 16, 2)
+        },
+        StepTile::direct(8, 2, 7, 4, 4),
+    ];
+    for (i, cell) in CELLS.into_iter().enumerate() {
+        let case = Case {
+            relu: cell == Cell::Rnn,
+            ..layered(cell, i != 1)
+        };
+        let loss = if i % 2 == 0 { Loss::Ce } else { Loss::Mse };
+        let model = case.model(360 + i as u64);
+        let data = case.data(loss, 460 + i as u64);
+        for t in tiles {
+            let what = format!("{} tile {}", case.label(loss), t.persist());
+            let per_step = run(&ctx, &model, &case, &data, loss, t, false);
+            let persistent = run(&ctx, &model, &case, &data, loss, t.persist(), false);
+            assert_runs_identical(&what, &persistent, &per_step);
+            assert_matches_cpu(&what, &persistent, &model, &data, loss, true);
+            eprintln!("{what}: the bits of {t} per step, within the CPU tolerances");
+        }
+        if cell == Cell::Lstm {
+            let t = tiles[1];
+            let per_step = run(&ctx, &model, &case, &data, loss, t, true);
+            let persistent = run(&ctx, &model, &case, &data, loss, t.persist(), true);
+            assert_runs_identical(
+                &format!("{} f16 tile {}", case.label(loss), t.persist()),
+                &persistent,
+                &per_step,
+            );
+        }
     }
 }

@@ -37,7 +37,7 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
 /// and the step kernels' variant that reads the f16 copy of W_hh (`WHH16`);
 /// for the step kernels also what the runtime passes ([`step_constants`]) for
 /// tiles with 1 to 8 rows per invocation (`RB`), K split over slices (`SK`)
-/// and a direct tile (`DIRECT`), f32 and f16.
+/// and a direct tile (`DIRECT`), f32 and f16, and persistent tiles (`PERSIST`).
 fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
     if k == Kernel::GemmWide {
         // Its workgroup edge WT only.
@@ -73,6 +73,7 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
                 splits: sk,
                 direct: false,
                 back_units: 1,
+                persistent: false,
             };
             for f16 in [false, true] {
                 step_sets.push(step_constants(tile, f16));
@@ -88,6 +89,14 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
         // A direct tile (no staging; the slices' tree in workgroup memory).
         for f16 in [false, true] {
             step_sets.push(step_constants(StepTile::direct(16, 1, 7, 8, 4), f16));
+        }
+        // Persistent tiles: the loop over steps and tiles in the entry point.
+        for tile in [
+            StepTile::new(16, 16, 32, 1),
+            StepTile::new(16, 4, 32, 4).with_back_units(2),
+            StepTile::direct(16, 1, 7, 8, 4),
+        ] {
+            step_sets.push(step_constants(tile.persist(), false));
         }
     }
     [

@@ -132,7 +132,10 @@ pub fn lstm_step_forward(
 ) {
     let n = h.len();
     let [si, sf, sg, so] = saved;
-    for (k, s) in [&mut *si, &mut *sf, &mut *sg, &mut *so].into_iter().enumerate() {
+    for (k, s) in [&mut *si, &mut *sf, &mut *sg, &mut *so]
+        .into_iter()
+        .enumerate()
+    {
         s.copy_from_slice(gate(pre, k, n));
     }
     sigmoid_slice(si);

@@ -279,7 +279,7 @@ impl Tunables {
 /// slices' partial sums (in a fixed order), which changes them by rounding.
 /// A direct tile ([`StepTile::direct`]) stages nothing; `back_units` widens
 /// the backward's workgroups. Set with
-/// `RECURRENT_STEP_TILE=units,rows,chunk[,rb[,sk[,direct]]][,ub=N]` or per
+/// `RECURRENT_STEP_TILE=units,rows,chunk[,rb[,sk[,direct]]][,ub=N][,persist]` or per
 /// model with [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StepTile {
@@ -306,6 +306,14 @@ pub struct StepTile {
     /// reuse from its gates). Only with one slice of K, not direct. Every
     /// value gives the same bits.
     pub back_units: u32,
+    /// One workgroup per direction runs every step of the sequence in one
+    /// dispatch (`PERSIST` in step_common.wgsl): a loop over the steps inside
+    /// the kernel and, within a step, over this tile's tiles, with a storage
+    /// barrier between steps. One dispatch per layer and pass instead of one
+    /// per step, for sizes where launching a step costs more than computing
+    /// it (small H). Computes exactly what the same tile computes per step:
+    /// the same bits.
+    pub persistent: bool,
 }
 
 impl StepTile {
@@ -319,6 +327,15 @@ impl StepTile {
             splits: 1,
             direct: false,
             back_units: 1,
+            persistent: false,
+        }
+    }
+
+    /// This tile, run persistently (see [`StepTile::persistent`]).
+    pub fn persist(self) -> StepTile {
+        StepTile {
+            persistent: true,
+            ..self
         }
     }
 
@@ -466,13 +483,18 @@ impl StepTile {
         None
     }
 
-    /// Parses `units,rows,chunk[,rb[,sk[,direct]]][,ub=N]` (`rb`, rows per
+    /// Parses `units,rows,chunk[,rb[,sk[,direct]]][,ub=N][,persist]` (`rb`, rows per
     /// invocation, and `sk`, slices of K, default to 1; the word `direct`:
-    /// [`StepTile::direct`]; `ub=N`: [`StepTile::back_units`], default 1) and
+    /// [`StepTile::direct`]; `ub=N`: [`StepTile::back_units`], default 1;
+    /// the word `persist`: [`StepTile::persistent`]) and
     /// checks it against `limits` ([`StepTile::check`]), as
     /// `RECURRENT_STEP_TILE` is read.
     pub fn parse(v: &str, limits: &wgpu::Limits) -> Result<StepTile> {
         let mut fields: Vec<&str> = v.split(',').map(str::trim).collect();
+        let persistent = fields.last() == Some(&"persist");
+        if persistent {
+            fields.pop();
+        }
         let mut back_units = 1;
         if let Some(n) = fields.last().and_then(|f| f.strip_prefix("ub=")) {
             back_units = n.parse().map_err(|_| {
@@ -510,7 +532,10 @@ impl StepTile {
                 )))
             }
         };
-        let tile = tile.with_back_units(back_units);
+        let tile = StepTile {
+            persistent,
+            ..tile.with_back_units(back_units)
+        };
         match tile.problem(limits) {
             Some(why) => Err(Error::Argument(format!(
                 "step tile '{v}' (units,rows,chunk,rb = {tile}): {why}"
@@ -535,6 +560,9 @@ impl std::fmt::Display for StepTile {
         }
         if self.back_units != 1 {
             write!(f, ",ub={}", self.back_units)?;
+        }
+        if self.persistent {
+            write!(f, ",persist")?;
         }
         Ok(())
     }
@@ -563,6 +591,9 @@ pub fn step_constants(tile: StepTile, f16: bool) -> Vec<(String, f64)> {
     }
     if tile.back_units != 1 {
         c.push(("UB".into(), tile.back_units as f64));
+    }
+    if tile.persistent {
+        c.push(("PERSIST".into(), 1.0));
     }
     if f16 {
         c.push(("WHH16".into(), 1.0));
@@ -689,7 +720,7 @@ impl Kernels {
             step: StepTile::new(16, if inv >= 256 { 16 } else { 4 }, 32, 1),
             step_tile_pinned: false,
         };
-        // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk[,rb[,sk[,direct]]][,ub=N]" overrides the
+        // Tuning knob: RECURRENT_STEP_TILE="units,rows,chunk[,rb[,sk[,direct]]][,ub=N][,persist]" overrides the
         // step kernels' tile (see StepTile; checked against the adapter's limits).
         if let Ok(v) = std::env::var("RECURRENT_STEP_TILE") {
             let tile = StepTile::parse(&v, limits).map_err(|e| match e {
@@ -1253,12 +1284,17 @@ impl Program {
         let tile = self.t().step_tile();
         let s = self.slot(&a);
         // (unit tiles, row tiles, directions): a workgroup owns TJ units
-        // (TJ*UB backward) and TB*RB rows.
-        let groups = [
-            ceil_div(a.h, tile.units_of(kernel)),
-            ceil_div(a.b, tile.batch_rows()),
-            dirs,
-        ];
+        // (TJ*UB backward) and TB*RB rows; persistent: one workgroup a
+        // direction loops over them, and over the steps.
+        let groups = if tile.persistent {
+            [1, 1, dirs]
+        } else {
+            [
+                ceil_div(a.h, tile.units_of(kernel)),
+                ceil_div(a.b, tile.batch_rows()),
+                dirs,
+            ]
+        };
         let from = self.dispatches.len();
         self.push(kernel, s, groups, label)?;
         for d in &mut self.dispatches[from..] {
@@ -1452,6 +1488,26 @@ mod tests {
         assert_eq!(u.units_of(Kernel::LstmStepForward), 16);
         assert!(err("16,16,32,1,ub=5", &l).contains("1 to 4 units per invocation backward"));
         assert!(err("16,4,32,1,2,ub=2", &l).contains("ub > 1 only with one slice of K"));
+        // Persistent: the word last of all; printed back the same way.
+        for v in [
+            "16,4,32,1,persist",
+            "16,16,32,2,ub=2,persist",
+            "16,1,7,8,4,direct,persist",
+        ] {
+            let p = StepTile::parse(v, &l).unwrap();
+            assert!(p.persistent, "{v}");
+            assert_eq!(p.to_string(), v);
+            assert_eq!(
+                StepTile {
+                    persistent: false,
+                    ..p
+                }
+                .persist(),
+                p
+            );
+        }
+        assert!(!StepTile::parse("16,4,32,1", &l).unwrap().persistent);
+        assert!(err("16,4,32,persist,1", &l).contains("expected units,rows,chunk"));
         assert!(err("16,4,32,ub=x", &l).contains("ub=x is not an unsigned integer"));
         // 32 units x 8 slices: 34,560 bytes, over 16 KiB.
         assert!(err("32,1,7,8,8,direct", &l).contains("bytes of workgroup memory"));
@@ -1475,6 +1531,7 @@ mod tests {
             splits: 1,
             direct: false,
             back_units: 1,
+            persistent: false,
         };
         let names = |c: Vec<(String, f64)>| c.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(step_constants(t, false)), ["TJ", "TB", "KC"]);
@@ -1502,6 +1559,10 @@ mod tests {
         assert_eq!(
             names(step_constants(t.with_back_units(2), false)),
             ["TJ", "TB", "KC", "UB"]
+        );
+        assert_eq!(
+            names(step_constants(t.persist(), true)),
+            ["TJ", "TB", "KC", "PERSIST", "WHH16"]
         );
     }
 }

@@ -50,18 +50,22 @@
 //!   pinned it). Off by default (every GEMM takes the fixed choice, the step
 //!   kernels the default tile): unmeasured on real GPUs so far, and a timed
 //!   GEMM choice can change run-to-run results (a step tile cannot).
-//! - `RECURRENT_STEP_TILE=units,rows,chunk[,rb[,sk[,direct]]][,ub=N]`: the step kernels' tile
+//! - `RECURRENT_STEP_TILE=units,rows,chunk[,rb[,sk[,direct]]][,ub=N][,persist]`: the step kernels' tile
 //!   (manual; [`StepTile`]): a workgroup of units x rows (x sk) invocations owns
 //!   `units` hidden units for rows·rb batch rows, each invocation one unit
 //!   for `rb` rows (register blocking, 1 to 8, default 1), staging `chunk`
 //!   inputs at a time, the loop over K split over `sk` slices (default 1);
 //!   with `direct`, nothing staged: W_hh and the states read straight from
 //!   memory, K interleaved over the slices, a tree adding their sums; `ub=N`
-//!   gives each backward invocation N units (1 to 4).
+//!   gives each backward invocation N units (1 to 4); `persist` runs the
+//!   tile persistently: one workgroup per direction loops over every step
+//!   (and the step's tiles) in one dispatch per layer and pass, a storage
+//!   barrier between steps, the same bits as the tile per step (for small
+//!   steps, where launching one costs more than computing it).
 //!   Default 16,16,32,1 (16,4,32,1 where a workgroup has fewer than 256
 //!   invocations). Every tile with sk = 1 gives the same bits; sk > 1 adds
 //!   partial sums (other rounding). Per model: [`GpuModel::set_step_tile`].
-//!   rb > 1, sk > 1, direct and ub > 1 are unmeasured on real GPUs so far.
+//!   rb > 1, sk > 1, direct, ub > 1 and persist are unmeasured on real GPUs so far.
 //! - `RECURRENT_GPU_F16=1` (or `on`): models keep a half-precision copy of
 //!   every W_hh, which the per-step kernels read instead of the f32 weights
 //!   (f32 accumulation; master weights, gradients, optimizer and every other

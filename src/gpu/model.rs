@@ -843,7 +843,8 @@ impl GpuModel {
                 dirs,
                 &format!("{name}.l{k}.input_projection"),
             )?;
-            for s in 0..t {
+            // A persistent tile's one dispatch runs every step.
+            for s in 0..if tile.persistent { 1 } else { t } {
                 let mut a = step_args(k, s);
                 a.has_len = 1;
                 pg.step(fwd_kernel, a, dirs, &format!("{name}.l{k}.step_forward"))?;
@@ -1054,7 +1055,7 @@ impl GpuModel {
             } else {
                 (0, 0)
             };
-            for s in 0..t {
+            for s in 0..if tile.persistent { 1 } else { t } {
                 let mut a = step_args(k, s);
                 a.has_len = 1;
                 a.has_dy = has_dy;

@@ -10,6 +10,7 @@
 //! to fill the GPU — trade-offs whose best point depends on the GPU, the
 //! hidden size and the batch. Every tile with one slice of K sums each row
 //! in the same order, so among those the choice never changes results
+//! (nor does running a tile persistently, one dispatch for all steps)
 //! (`tests/gpu_step_tile.rs`); tiles that split K over slices of the
 //! workgroup (candidates only where the default grid is small, see
 //! [`SMALL_GRID`]) add partial sums, which changes the bits by rounding
@@ -46,6 +47,13 @@ pub const STEP_MAX_CANDIDATES: usize = 10;
 /// ([`StepTile::direct`]): more invocations for the serial loop over K when
 /// the batch is small.
 pub const SMALL_GRID: u32 = 512;
+
+/// At most this many multiply-adds per gate and step (`B·H²`) for the
+/// persistent candidates ([`StepTile::persistent`]: one workgroup per
+/// direction runs every step, so it does a step's whole product alone). They
+/// can win only where a step's work is about the cost of launching it: the
+/// MNIST layer (H = 128, B = 32: 2^19), H = 256 at B = 16 (2^20).
+pub const PERSIST_MAX_MACS: u64 = 1 << 20;
 
 /// What the step kernels' speed depends on: the cell, hidden size, layers,
 /// directions, batch rows and whether W_hh is read from its f16 copy.
@@ -131,7 +139,10 @@ impl TunedStep {
     }
 }
 
-/// The tiles measured for `key`, `default` first, then (where valid for
+/// The tiles measured for `key`, `default` first; where a step is small
+/// (`B·H²` at most [`PERSIST_MAX_MACS`]) the default and two wider tiles run
+/// persistently ([`StepTile::persistent`]: one dispatch per layer and pass);
+/// then (where valid for
 /// `limits`, and covering at most twice the batch rows per workgroup, so that
 /// most of each workgroup has rows to work on) register blocks of 2 to 8 rows
 /// per invocation on 16 units, a small workgroup for small batches and a
@@ -153,7 +164,17 @@ pub fn step_candidates(default: StepTile, key: &StepKey, limits: &wgpu::Limits) 
         * batch.max(1).div_ceil(default.batch_rows())
         * key.directions;
     let small = grid < SMALL_GRID;
-    let mut pool = vec![t(16, 16, 32, 2)];
+    let mut pool = Vec::new();
+    if batch.max(1) as u64 * (key.hidden as u64).pow(2) <= PERSIST_MAX_MACS {
+        // One dispatch per layer and pass: the default tile, and wider tiles
+        // (fewer tiles to loop over in a step).
+        pool.extend([
+            default.persist(),
+            t(32, 8, 16, 4).persist(),
+            t(64, 4, 8, 2).persist(),
+        ]);
+    }
+    pool.push(t(16, 16, 32, 2));
     if small {
         pool.extend([
             StepTile::direct(32, 1, 7, 8, 8),
@@ -352,6 +373,31 @@ mod tests {
         assert!(step_candidates(d, &big, &limits)
             .iter()
             .all(|x| x.splits == 1 && !x.direct));
+    }
+
+    #[test]
+    fn small_steps_add_persistent_tiles() {
+        let limits = wgpu::Limits::default();
+        let d = tile(16, 16, 32, 1);
+        // The MNIST layer: H = 128, B = 32.
+        let c = step_candidates(d, &key(128, 32), &limits);
+        assert_eq!(c[0], d);
+        assert_eq!(
+            &c[1..4],
+            &[
+                d.persist(),
+                tile(32, 8, 16, 4).persist(),
+                tile(64, 4, 8, 2).persist()
+            ]
+        );
+        assert!(c.len() <= STEP_MAX_CANDIDATES);
+        // H = 1024, B = 64: a step is far more work than its launch.
+        assert!(step_candidates(d, &key(1024, 64), &limits)
+            .iter()
+            .all(|x| !x.persistent));
+        // H = 256, B = 16 is the largest kind.
+        assert!(step_candidates(d, &key(256, 16), &limits).contains(&d.persist()));
+        assert!(!step_candidates(d, &key(256, 17), &limits).contains(&d.persist()));
     }
 
     #[test]
