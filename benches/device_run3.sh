@@ -30,7 +30,7 @@ lim() { local l=$((570 - SECONDS)); [ "$l" -lt 5 ] && l=5; [ "$l" -lt "$1" ] && 
   # At most ~100 s: each size has its own timeout, and no new tile starts after 100 s.
   sweep0=$SECONDS
   # Persistent tiles (one workgroup a direction runs every step): the small sizes only.
-  for tile in 16,16,32,1 16,16,32,1,persist 32,8,16,4,persist 16,16,32,4 16,16,32,4,ub=2 32,1,7,8,8,direct 8,8,16,1,4; do
+  for tile in 16,16,32,1 16,16,32,1,persist 128,8,8,4,persist 32,8,16,4,persist 16,16,32,4 16,16,32,4,ub=2 32,1,7,8,8,direct 8,8,16,1,4; do
     [ $((SECONDS - sweep0)) -gt 100 ] && { echo "sweep: out of time before $tile"; break; }
     echo "--- tile $tile"
     RECURRENT_STEP_TILE=$tile RECURRENT_AUTOTUNE=0 timeout $(lim 12) $r bench --device gpu --suite mnist --reps 3 --json "$OUT/steptile-$tile-mnist.json"

@@ -545,7 +545,8 @@ fn direct_tiles_match_the_cpu_and_repeat_their_bits() {
 /// Persistent tiles (`StepTile::persist`: one workgroup per direction runs
 /// every step in one dispatch, looping over the step's tiles): the bits of
 /// the same tile dispatched per step, for every cell, with several unit and
-/// row tiles per step (H = 20, B = 37, partial ones last), register blocks,
+/// row tiles per step (H = 20, B = 37, partial ones last) or one tile of
+/// 1024 invocations, register blocks,
 /// units per invocation backward, K split over slices, a direct tile and f16
 /// W_hh; and within the CPU tolerances.
 #[test]
@@ -561,6 +562,9 @@ fn persistent_tiles_give_the_bits_of_the_same_tile_per_step() {
             ..tile(8, 4, 16, 2)
         },
         StepTile::direct(8, 2, 7, 4, 4),
+        // 1024 invocations (lavapipe and llvmpipe allow them): all 20 units
+        // in one tile, the rows in two.
+        tile(128, 8, 8, 4),
     ];
     for (i, cell) in CELLS.into_iter().enumerate() {
         let case = Case {

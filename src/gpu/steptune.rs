@@ -140,7 +140,7 @@ impl TunedStep {
 }
 
 /// The tiles measured for `key`, `default` first; where a step is small
-/// (`B·H²` at most [`PERSIST_MAX_MACS`]) the default and two wider tiles run
+/// (`B·H²` at most [`PERSIST_MAX_MACS`]) the default and three wider tiles run
 /// persistently ([`StepTile::persistent`]: one dispatch per layer and pass);
 /// then (where valid for
 /// `limits`, and covering at most twice the batch rows per workgroup, so that
@@ -167,9 +167,12 @@ pub fn step_candidates(default: StepTile, key: &StepKey, limits: &wgpu::Limits) 
     let mut pool = Vec::new();
     if batch.max(1) as u64 * (key.hidden as u64).pow(2) <= PERSIST_MAX_MACS {
         // One dispatch per layer and pass: the default tile, and wider tiles
-        // (fewer tiles to loop over in a step).
+        // (fewer tiles to loop over in a step; 128 x 8 x rb 4, where the
+        // adapter allows 1024 invocations, covers the MNIST layer's step
+        // in one).
         pool.extend([
             default.persist(),
+            t(128, 8, 8, 4).persist(),
             t(32, 8, 16, 4).persist(),
             t(64, 4, 8, 2).persist(),
         ]);
@@ -391,6 +394,16 @@ mod tests {
             ]
         );
         assert!(c.len() <= STEP_MAX_CANDIDATES);
+        // With 1024 invocations a workgroup (and 19 KiB of workgroup
+        // memory), the step in one tile too.
+        let wide = wgpu::Limits {
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_size_x: 1024,
+            max_compute_workgroup_storage_size: 32 << 10,
+            ..wgpu::Limits::default()
+        };
+        let c = step_candidates(d, &key(128, 32), &wide);
+        assert_eq!(c[2], tile(128, 8, 8, 4).persist(), "{c:?}");
         // H = 1024, B = 64: a step is far more work than its launch.
         assert!(step_candidates(d, &key(1024, 64), &limits)
             .iter()
