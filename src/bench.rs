@@ -296,9 +296,10 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
 }
 
 /// Times a size on the GPU path. The GPU program always carries the model's
-/// head (here one output) and loss (mse) — a few microseconds beside the stack —
-/// and does not compute the gradient of layer 0's input (nothing below needs it),
-/// which the CPU and PyTorch figures include.
+/// head (here one output) and loss (mse) — a few microseconds beside the stack.
+/// Like the CPU and PyTorch figures, its backward computes the gradient of
+/// layer 0's input ([`GpuModel::set_input_gradient`](crate::gpu::GpuModel::set_input_gradient)),
+/// which training itself skips.
 pub fn run_gpu(s: &Size, reps: usize, ctx: &std::sync::Arc<crate::gpu::GpuContext>) -> Result<Row> {
     run_gpu_with(s, reps, ctx, false, false)
 }
@@ -374,6 +375,8 @@ pub fn run_gpu_with(
     };
     let data = crate::data::Dataset::new(x, Some(y), None);
     let mut gpu = crate::gpu::GpuModel::new(ctx.clone(), &model)?;
+    // dX as well, as `y.sum().backward()` on an input with requires_grad.
+    gpu.set_input_gradient(true);
     let (forward_ms, train_ms) = gpu.time_forward_backward(&data, crate::Loss::Mse, reps)?;
     let mut row = Row::measured(s, "gpu", ctx.describe(), forward_ms, train_ms);
     row.f16_weights = gpu.f16_weights();

@@ -600,3 +600,85 @@ fn a_fresh_optimizer_starts_from_zero_moments() {
         TRAINED_WEIGHTS,
     );
 }
+
+/// With [`GpuModel::set_input_gradient`], the GPU's gradient of the loss
+/// with respect to the input features (`[N, T, I]`) agrees with central
+/// differences of the CPU path's loss, for every cell through two
+/// bidirectional layers with lengths (entries past a row's length included:
+/// zero on both sides); asked for without it, or of token ids, it is an error.
+#[test]
+fn the_input_gradient_matches_central_differences_of_the_cpu_loss() {
+    use common::tolerance::GRADCHECK;
+    use recurrent::{Dataset, Inputs};
+    let Some(ctx) = gpu("input gradient") else {
+        return;
+    };
+    for (i, cell) in CELLS.into_iter().enumerate() {
+        let case = Case {
+            layers: 2,
+            bidirectional: true,
+            lengths: true,
+            output: if i == 1 {
+                OutputMode::Last
+            } else {
+                OutputMode::Sequence
+            },
+            ..Case::new(cell)
+        };
+        let loss = if i == 0 { Loss::Ce } else { Loss::Mse };
+        let model = case.model(70 + i as u64);
+        let data = case.data(loss, 170 + i as u64);
+        let mut g = GpuModel::new(ctx.ctx.clone(), &model).unwrap();
+        let (n, t) = (case.batch, case.steps);
+        g.loss_and_gradients(&data, loss).unwrap();
+        let e = g.input_gradient(n, t).unwrap_err().to_string();
+        assert!(e.contains("set_input_gradient(true)"), "{e}");
+        g.set_input_gradient(true);
+        g.loss_and_gradients(&data, loss).unwrap();
+        let dx = g.input_gradient(n, t).unwrap();
+        assert_eq!(dx.shape, vec![n, t, case.input]);
+        let Inputs::Features { data: x, .. } = &data.x else {
+            panic!("features expected")
+        };
+        let with_x = |x: Vec<f32>| {
+            Dataset::new(
+                Inputs::features(x, n, t, case.input).unwrap(),
+                data.y.clone(),
+                data.lengths.clone(),
+            )
+        };
+        let eps = 1e-2f32;
+        let (mut num, mut ana) = (Vec::new(), Vec::new());
+        for k in (0..x.len()).step_by(7).chain([x.len() - 1]) {
+            let mut plus = x.clone();
+            plus[k] += eps;
+            let mut minus = x.clone();
+            minus[k] -= eps;
+            let lp = model.loss_and_gradients(&with_x(plus), loss).unwrap().0 as f64;
+            let lm = model.loss_and_gradients(&with_x(minus), loss).unwrap().0 as f64;
+            num.push(((lp - lm) / (2.0 * eps as f64)) as f32);
+            ana.push(dx.data[k]);
+        }
+        let what = format!("{}: input gradient", case.label(loss));
+        assert!(
+            ana.iter().any(|v| v.abs() > 1e-3),
+            "{what}: all near zero, the check would prove nothing"
+        );
+        let d = assert_close(&what, &ana, &num, GRADCHECK);
+        eprintln!("{what}: {} entries, {d}", ana.len());
+    }
+    // Token ids have no gradient.
+    let case = Case {
+        vocab: Some(11),
+        ..Case::new(Cell::Gru)
+    };
+    let mut g = GpuModel::new(ctx.ctx.clone(), &case.model(80)).unwrap();
+    g.set_input_gradient(true);
+    let data = case.data(Loss::Ce, 180);
+    g.loss_and_gradients(&data, Loss::Ce).unwrap();
+    let e = g
+        .input_gradient(case.batch, case.steps)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("token ids"), "{e}");
+}

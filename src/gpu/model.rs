@@ -244,6 +244,9 @@ pub struct GpuModel {
     /// The step tile of the plans of each batch size, and how it was chosen
     /// ([`super::steptune`]): filled as plans are built.
     step_tiles: HashMap<usize, TunedStep>,
+    /// Every backward also computes the gradient of the bottom layer's
+    /// input ([`GpuModel::set_input_gradient`]).
+    input_grad: bool,
     /// Submissions made (for the report below).
     pub submissions: u64,
 }
@@ -327,6 +330,7 @@ impl GpuModel {
             step_tile: ctx_step_tile,
             step_tile_pinned,
             step_tiles: HashMap::new(),
+            input_grad: false,
             submissions: 0,
         };
         g.refresh_whh16()?;
@@ -410,6 +414,49 @@ impl GpuModel {
             self.step_tile_pinned = true;
         }
         Ok(())
+    }
+
+    /// With `on`, every backward also computes the gradient of the bottom
+    /// layer's input features (one GEMM more per direction, `dX = dG·W_ih`),
+    /// read with [`GpuModel::input_gradient`]. Training never needs it (off
+    /// by default); `recurrent bench` turns it on so that its GPU timings
+    /// cover what PyTorch's (`x.grad`) and the CPU path's do. The plans of
+    /// every batch shape are rebuilt at their next use.
+    pub fn set_input_gradient(&mut self, on: bool) {
+        if on != self.input_grad {
+            self.input_grad = on;
+            self.plans.clear();
+        }
+    }
+
+    /// The gradient of the loss with respect to the input features of the
+    /// last backward run on batch shape `(n, t)` (after
+    /// [`GpuModel::loss_and_gradients`], say), `[n, t, I]`. Needs
+    /// [`GpuModel::set_input_gradient`] on before that backward, and a model
+    /// fed features (token ids have no gradient).
+    pub fn input_gradient(&self, n: usize, t: usize) -> Result<Tensor> {
+        if self.config.vocab.is_some() {
+            return Err(Error::Argument(
+                "input_gradient: this model's inputs are token ids, which have no gradient".into(),
+            ));
+        }
+        if !self.input_grad {
+            return Err(Error::Argument(
+                "input_gradient: call set_input_gradient(true) before the backward".into(),
+            ));
+        }
+        let plan = self.plans.get(&(n, t)).ok_or_else(|| {
+            Error::Argument(format!(
+                "input_gradient: no backward has run on a batch of {n} x {t} steps since set_input_gradient"
+            ))
+        })?;
+        let dx = plan.ws.layers[0].dx;
+        let i = self.config.input;
+        let v = self.read(&plan.work, dx.off as usize, dx.len as usize)?;
+        Ok(Tensor::new(
+            vec![n, t, i],
+            crate::cpu::transpose_bt(&v, t, n, i),
+        ))
     }
 
     /// Every dispatch one training step records for batch shape `(b, t)`,
@@ -646,7 +693,13 @@ impl GpuModel {
     fn build_plan(&self, b: usize, t: usize, tile: StepTile) -> Result<Plan> {
         let ctx = &self.ctx;
         let tun = ctx.kernels.tunables;
-        let ws = Workspace::new(&self.config, b, t, tun.norm_groups as usize);
+        let ws = Workspace::new(
+            &self.config,
+            b,
+            t,
+            tun.norm_groups as usize,
+            self.input_grad,
+        );
         ctx.check_storage(
             &format!("the workspace for batch {b} x {t} steps"),
             (ws.work_len * 4) as u64,

@@ -36,7 +36,8 @@ pub struct LayerWork {
     pub dg: Region,
     /// `[dirs][T, B, G*H]` gate gradients of gh (GRU only; else empty).
     pub dgh: Region,
-    /// `[T, B, I_k]` gradient of this layer's input (layers > 0, or below an embedding).
+    /// `[T, B, I_k]` gradient of this layer's input (layers > 0, below an
+    /// embedding, or asked for: [`super::GpuModel::set_input_gradient`]).
     pub dx: Region,
     /// `[B, dirs*H]` gradient of h carried between backward steps (in the zeroed block).
     pub carry: Region,
@@ -98,7 +99,15 @@ impl Alloc {
 }
 
 impl Workspace {
-    pub fn new(cfg: &ModelConfig, b: usize, t: usize, norm_groups: usize) -> Workspace {
+    /// With `input_grad`, layer 0 gets its `dx` too (features, no embedding:
+    /// the gradient of the model's input).
+    pub fn new(
+        cfg: &ModelConfig,
+        b: usize,
+        t: usize,
+        norm_groups: usize,
+        input_grad: bool,
+    ) -> Workspace {
         let (h, dirs, d) = (cfg.hidden, cfg.directions(), cfg.top_width());
         let gh = cfg.cell.gates() * h;
         let rows = match cfg.output {
@@ -112,7 +121,7 @@ impl Workspace {
         for k in 0..cfg.layers {
             let lstm = cfg.cell == Cell::Lstm;
             let saved = if cfg.cell == Cell::Rnn { 0 } else { 4 * h };
-            let need_dx = k > 0 || cfg.vocab.is_some();
+            let need_dx = k > 0 || cfg.vocab.is_some() || input_grad;
             layers.push(LayerWork {
                 gx: a.take(dirs * t * b * gh),
                 hs: a.take(dirs * (t + 1) * b * h),
