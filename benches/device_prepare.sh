@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.devrun/' .git/info/exclude || echo /.devrun/ >> .git/info/exclude
 cargo build --release --bins --examples
-cargo test --release --test gpu_parity --no-run 2>&1 | tail -1
+cargo test --release --test gpu_parity --test gpu_step_tile --no-run 2>&1 | tail -2
 rm -rf .devrun && mkdir -p .devrun/interop
 cp target/release/recurrent target/release/examples/mnist .devrun/
-cp "$(ls -t target/release/deps/gpu_parity-* | grep -v '\.d$' | head -1)" .devrun/gpu_parity
+for t in gpu_parity gpu_step_tile; do
+  cp "$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)" .devrun/$t
+done
 # Models trained by the CLI, with their data and our predictions, for tests/pytorch/interop.py.
 for c in lstm-2layer-bidir-seq-ce gru-bidir-lengths-seq-ce rnn-tanh-seq-mse embed-lstm-lengths-last-ce gru-last-ce; do
   d=tests/golden/$c

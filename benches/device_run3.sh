@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Third prepared run (for the next session with a GPU; `benches/device_prepare.sh` first,
-# carry .devrun and .gl): the autotuner off (the kernels measured in the first run)
+# carry .devrun and .gl): the step-tile tests on the GPU, then the autotuner off (the kernels measured in the first run)
 # against on (GEMM configurations, gemm_wide among them, and step tiles measured per
 # shape), beside cuDNN; per-kernel profiles at H=1024 and the mnist size; a sweep of
 # the step kernels' tile (RECURRENT_STEP_TILE units,rows,chunk,rb: rb = batch rows per
@@ -17,7 +17,13 @@ r=.devrun/recurrent
 # lim N: N seconds, or what is left of the run's 570 s if less (at least 5).
 lim() { local l=$((570 - SECONDS)); [ "$l" -lt 5 ] && l=5; [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }
 {
-  echo "=== gpu, autotune off"
+  # Every kind of step tile the tuner may pick (register blocks, units per
+  # invocation, K split, direct, persistent) against the CPU path and for the
+  # same bits, on this GPU's driver: a memory-ordering bug would show here, not
+  # on lavapipe.
+  echo "=== step tile correctness on this GPU"
+  RECURRENT_REQUIRE_GPU=1 timeout $(lim 60) .devrun/gpu_step_tile --test-threads 1 2>&1 | grep -vE '^test .* ok$' | tail -8
+  echo "=== gpu, autotune off, at ${SECONDS}s"
   RECURRENT_AUTOTUNE=0 timeout $(lim 120) $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/gpu-fixed.json"
   echo "=== cudnn, at ${SECONDS}s"
   timeout $(lim 90) python3 benches/pytorch_lstm.py --device cuda --suite deepbench,mnist --reps 5 --json "$OUT/pytorch-gpu.json"
