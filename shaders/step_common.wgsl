@@ -117,10 +117,68 @@ const RBU_MAX: u32 = RB_MAX * UB_MAX;
 // it (small H; DESIGN 4, "a persistent single-workgroup kernel").
 override PERSIST: u32 = 0u;
 
-// The body of the step entry points (`{cell}_step_forward`): tile wid.xy
-// of step u.s, or with PERSIST every step and tile. `forward_tile(dir, s,
-// wx, wy, lid, li)` and `backward_tile` are each cell shader's: what one
+// Each cell shader (lstm.wgsl, gru.wgsl, rnn.wgsl) defines, under these
+// names, what the step tiles below need of it:
+//   const GATES: u32                 gates per unit (4, 3, 1)
+//   fn forward_row(dir, t, b, j, gates: vec4<f32>)
+//                                    the forward epilogue of row b, unit j,
+//                                    given h_prev·W_hhᵀ for its gates (the
+//                                    first GATES lanes)
+//   fn backward_row(dir, t, b, j, dh_w: f32)
+//                                    the backward epilogue, given
+//                                    dh_w = (dG[t']·W_hh)[b, j]
+//   fn recurrent_dg(dir) -> u32      the gate gradients [T, B, GATES*H] that
+//                                    W_hh multiplies backward (GRU: of gh)
+
+// Tile (wx, wy) of step s (the s-th processed) of direction dir: what one
 // workgroup of the per-step dispatch computes.
+fn forward_tile(dir: u32, s: u32, wx: u32, wy: u32, lid: vec3<u32>, li: u32) {
+    let t = fwd_step(s, dir);
+    let hp_slot = pick(u.hs0, u.hs1, dir) + prev_slot(t, dir) * u.b * u.h;
+    let b0 = wy * TB * RB;
+    let j = wx * TJ + lid.x;
+    var gh = recurrent_tile(GATES, pick(u.whh0, u.whh1, dir), hp_slot, b0, wx * TJ, lid, li);
+    // Slice 0 alone (see SK) runs the epilogue.
+    if j < u.h && lid.z == 0u {
+        for (var r = 0u; r < RB; r++) {
+            let b = tile_row(b0, lid, r);
+            if b < u.b {
+                forward_row(dir, t, b, j, gh[r]);
+            }
+        }
+    }
+}
+
+// Tile (wx, wy) of step s (the s-th processed backward) of direction dir:
+// what one workgroup of the per-step dispatch computes.
+fn backward_tile(dir: u32, s: u32, wx: u32, wy: u32, lid: vec3<u32>, li: u32) {
+    let GH = GATES * u.h;
+    let b0 = wy * TB * RB;
+    let j0 = wx * TJ * UB;
+    let t = bwd_step(s, dir);
+    var dh_w: array<f32, RBU_MAX>; // zero at the first step processed
+    if s > 0u {
+        let dgp = recurrent_dg(dir) + bwd_prev_step(t, dir) * u.b * GH;
+        dh_w = recurrent_tile_t(GH, pick(u.whh0, u.whh1, dir), dgp, b0, j0, lid, li);
+    }
+    // Slice 0 alone (see SK) runs the epilogue, for units j0 + lid.x + v*TJ (see UB).
+    if lid.z == 0u {
+        for (var v = 0u; v < UB; v++) {
+            let j = j0 + lid.x + v * TJ;
+            if j < u.h {
+                for (var r = 0u; r < RB; r++) {
+                    let b = tile_row(b0, lid, r);
+                    if b < u.b {
+                        backward_row(dir, t, b, j, dh_w[v * RB + r]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// The body of the step entry points (`{cell}_step_forward`): tile wid.xy
+// of step u.s, or with PERSIST every step and tile.
 fn run_forward(wid: vec3<u32>, lid: vec3<u32>, li: u32) {
     if PERSIST == 0u {
         forward_tile(wid.z, u.s, wid.x, wid.y, lid, li);
