@@ -797,6 +797,11 @@ impl Kernels {
         }
     }
 
+    /// The override constants a recorded dispatch's pipeline is built with.
+    pub(crate) fn constants_of(&self, d: &Dispatch) -> Vec<(String, f64)> {
+        self.constants(d.kernel, d.gemm, d.step, d.f16)
+    }
+
     /// The compiled pipeline of `k` with the tunables' constants (compiled on first use, then cached).
     pub fn pipeline(&self, device: &wgpu::Device, k: Kernel) -> Result<wgpu::ComputePipeline> {
         self.pipeline_with(device, k, None)

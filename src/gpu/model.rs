@@ -466,6 +466,62 @@ impl GpuModel {
         Ok(self.plan(b, t)?.program.dispatches.clone())
     }
 
+    /// The recorded training step of batch shape `(b, t)` as text, one line
+    /// per dispatch in program order (kernel, grid, override constants, f16
+    /// binding, label, uniform slot and its bytes), then the refresh of the
+    /// f16 copy of W_hh if the model has one. Builds the plan if needed. For
+    /// the dispatch-trace test (`tests/dispatch_trace.rs`), which keeps the
+    /// recording byte-identical across refactors.
+    #[doc(hidden)]
+    pub fn dispatch_trace(&mut self, b: usize, t: usize) -> Result<String> {
+        self.plan(b, t)?;
+        let ctx = self.ctx.clone();
+        let kernels = &ctx.kernels;
+        let tun = kernels.tunables;
+        let mut out = format!(
+            "tunables tile={} wg_small={} wg_reduce={} norm_groups={} step={}\n",
+            tun.tile, tun.wg_small, tun.wg_reduce, tun.norm_groups, tun.step
+        );
+        let trace = |out: &mut String, pg: &Program| {
+            for (i, d) in pg.dispatches.iter().enumerate() {
+                let consts: Vec<String> = kernels
+                    .constants_of(d)
+                    .iter()
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect();
+                let start = d.slot as usize * SLOT_BYTES as usize;
+                let mut bytes = &pg.uniforms[start..start + SLOT_BYTES as usize];
+                while let [rest @ .., 0] = bytes {
+                    bytes = rest;
+                }
+                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                out.push_str(&format!(
+                    "{i} {} groups={},{},{} consts={} f16={} label={} slot={} args={hex}\n",
+                    d.kernel.entry(),
+                    d.groups[0],
+                    d.groups[1],
+                    d.groups[2],
+                    consts.join(","),
+                    d.f16 as u8,
+                    d.label,
+                    d.slot
+                ));
+            }
+        };
+        let plan = &self.plans[&(b, t)];
+        let ph = plan.phases;
+        out.push_str(&format!(
+            "step b={b} t={t} forward={} loss_ce={} loss_mse={} backward={} optim={} norm_slot={} opt_slot={}\n",
+            ph.forward, ph.loss_ce, ph.loss_mse, ph.backward, ph.optim, plan.norm_slot, plan.opt_slot
+        ));
+        trace(&mut out, &plan.program);
+        if let Some(w) = &self.whh16 {
+            out.push_str("whh.f16 refresh\n");
+            trace(&mut out, &w.program);
+        }
+        Ok(out)
+    }
+
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
     }
