@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::config::{Cell, ModelConfig};
 use crate::model::params::{Init, Layout};
 use crate::rng::Rng;
+use crate::timing::median;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -227,12 +228,6 @@ pub fn check_size(s: &Size) -> Result<()> {
     Ok(())
 }
 
-/// Median of timings (at least one).
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 /// Times a size on the CPU path: `reps` timed runs after one warm-up.
 pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
     if reps == 0 {
@@ -284,13 +279,13 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
             train.push((t2 - t0).as_secs_f64() * 1e3);
         }
     }
-    let train_ms = median(train);
+    let train_ms = median(&train).unwrap_or(f64::NAN);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(Row::measured(
         s,
         "cpu",
         format!("{threads} threads"),
-        median(fwd),
+        median(&fwd).unwrap_or(f64::NAN),
         train_ms,
     ))
 }
@@ -422,7 +417,8 @@ pub fn run_gpu_with(
         }
         let mut rows = steps[0].clone();
         for (i, r) in rows.iter_mut().enumerate() {
-            r.total_us = median(steps.iter().map(|st| st[i].total_us).collect());
+            r.total_us = median(&steps.iter().map(|st| st[i].total_us).collect::<Vec<_>>())
+                .unwrap_or(f64::NAN);
         }
         rows.sort_by(|a, b| b.total_us.total_cmp(&a.total_us));
         row.profile = Some(rows);

@@ -49,12 +49,13 @@ pub mod error;
 pub mod gpu;
 pub mod io;
 pub mod model;
+pub mod optim;
 pub mod rng;
 pub mod tensor;
 pub mod text;
+pub(crate) mod timing;
 pub mod train;
 
-pub use cpu::optim::{Optimizer, OptimizerKind};
 pub use cpu::States;
 pub use data::{Dataset, Inputs, Targets};
 pub use device::{Device, DeviceChoice};
@@ -62,6 +63,7 @@ pub use error::{Error, Result};
 pub use model::config::{Cell, ModelConfig, Nonlinearity, OutputMode};
 pub use model::params::Init;
 pub use model::{Evaluation, Model, StepOptions, StepStats};
+pub use optim::{AdamStep, Optimizer, OptimizerKind};
 pub use tensor::Tensor;
 
 /// Training loss.

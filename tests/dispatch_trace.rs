@@ -142,7 +142,11 @@ fn the_dispatch_trace_is_unchanged() {
         return;
     }
     let want = std::fs::read_to_string(&path).unwrap();
-    let tunables = |s: &str| s.lines().find(|l| l.starts_with("tunables")).map(str::to_string);
+    let tunables = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("tunables"))
+            .map(str::to_string)
+    };
     let (head_now, head_want) = (tunables(&now), tunables(&want));
     if head_now != head_want {
         eprintln!(

@@ -212,7 +212,7 @@ pub fn gemm_batch(products: Vec<Product>) {
         .filter(|l| !l.is_empty())
         .collect();
     let shapes = &shapes;
-    crate::cpu::recur::for_parts(lists, |list| {
+    crate::cpu::threads::for_parts(lists, |list| {
         for x in list {
             let p = &shapes[x.p];
             if p.k == 0 {

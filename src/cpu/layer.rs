@@ -16,14 +16,14 @@
 //! the state of row `b` passes through unchanged, the output is 0 and the
 //! gradient passes straight back.
 
-use super::cell::{GRU_SAVED, LSTM_SAVED};
+use super::dims::Dims;
 use super::gemm::{add_column_sums, gemm, gemm_batch, Product};
 use super::recur::{
-    backward_part, for_parts, forward_part, row_blocks, split_slots, BackwardPart, ForwardPart,
-    Packed, StepInput, UnitsForward,
+    backward_part, forward_part, BackwardPart, ForwardPart, Packed, StepInput, UnitsForward,
 };
 use super::scratch;
-use crate::model::config::{Cell, Nonlinearity};
+use super::threads::{for_parts, row_blocks, split_slots};
+use crate::model::config::Cell;
 
 /// Largest packed `[W_ih | W_hh]ᵀ` for which LSTM and RNN fold the input
 /// projection into each step's product (a core's L2 cache on the machines measured).
@@ -40,82 +40,6 @@ fn units_split(d: &Dims, joint: bool, threads: usize) -> bool {
         && threads > 1
         && d.h >= 32
         && d.h * d.gh() * 4 > UNITS_SPLIT_MIN_BYTES
-}
-
-/// Sizes and options of one layer-direction.
-#[derive(Clone, Copy, Debug)]
-pub struct Dims {
-    pub cell: Cell,
-    pub act: Nonlinearity,
-    /// Steps.
-    pub t: usize,
-    /// Batch rows.
-    pub b: usize,
-    /// Input features.
-    pub i: usize,
-    /// Hidden units.
-    pub h: usize,
-    pub reverse: bool,
-}
-
-impl Dims {
-    pub fn gh(&self) -> usize {
-        self.cell.gates() * self.h
-    }
-    /// Values saved per row and step for backward.
-    pub fn saved(&self) -> usize {
-        match self.cell {
-            Cell::Lstm => LSTM_SAVED * self.h,
-            Cell::Gru => GRU_SAVED * self.h,
-            Cell::Rnn => 0,
-        }
-    }
-    /// State slot read by step `t`.
-    pub fn prev_slot(&self, t: usize) -> usize {
-        if self.reverse {
-            t + 1
-        } else {
-            t
-        }
-    }
-    /// State slot written by step `t`.
-    pub fn out_slot(&self, t: usize) -> usize {
-        if self.reverse {
-            t
-        } else {
-            t + 1
-        }
-    }
-    /// Slot of the initial state.
-    pub fn first_slot(&self) -> usize {
-        if self.reverse {
-            self.t
-        } else {
-            0
-        }
-    }
-    /// Slot of the final state (`h_n`).
-    pub fn last_slot(&self) -> usize {
-        if self.reverse {
-            0
-        } else {
-            self.t
-        }
-    }
-    /// Steps in processing order.
-    pub fn order(&self) -> Box<dyn Iterator<Item = usize>> {
-        if self.reverse {
-            Box::new((0..self.t).rev())
-        } else {
-            Box::new(0..self.t)
-        }
-    }
-}
-
-/// Is step `t` of row `b` part of its sequence?
-#[inline]
-pub fn valid(lengths: Option<&[usize]>, b: usize, t: usize) -> bool {
-    lengths.is_none_or(|l| t < l[b])
 }
 
 /// A layer-direction's weights, PyTorch layout.
@@ -428,6 +352,7 @@ pub struct GradsOut<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::config::Nonlinearity;
     use std::mem::take;
 
     /// Deterministic test values in `[-scale/2, scale/2)`, seeded by `seed`.

@@ -4,18 +4,21 @@
 //! [`cell`] (one step), [`loss`] and [`optim`].
 
 pub mod cell;
+pub mod dims;
 pub mod gemm;
 pub mod layer;
 pub mod loss;
 pub mod optim;
 pub mod recur;
 pub mod scratch;
+pub mod threads;
 
 use crate::data::Inputs;
 use crate::model::config::{Cell, ModelConfig, OutputMode};
 use crate::model::params::Layout;
+use dims::Dims;
 use gemm::{add_column_sums, gemm};
-use layer::{Dims, GradsOut, Saved, Weights};
+use layer::{GradsOut, Saved, Weights};
 
 impl Drop for StackCache {
     /// The layer inputs go back to the pool for the next step (see [`scratch`];
@@ -148,7 +151,7 @@ pub fn forward_stack(
             for ti in 0..t {
                 let hs = &s.hs[d.out_slot(ti) * bh..(d.out_slot(ti) + 1) * bh];
                 for bi in 0..b {
-                    if layer::valid(lengths, bi, ti) {
+                    if dims::valid(lengths, bi, ti) {
                         let o = (ti * b + bi) * d_top + dir * h;
                         y[o..o + h].copy_from_slice(&hs[bi * h..(bi + 1) * h]);
                     }

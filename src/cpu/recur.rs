@@ -30,7 +30,8 @@
 //! the cell's activations vectorise with the same instruction set.
 
 use super::cell::*;
-use super::layer::{valid, Dims};
+use super::dims::{valid, Dims};
+use super::threads::join_all;
 use crate::model::config::Cell;
 
 /// The body of a function that runs `$imp::<true>` compiled for AVX-512, or
@@ -324,56 +325,6 @@ unsafe fn block_avx512<const M: usize>(
     }
 }
 
-/// Row blocks for the threads: boundaries `[0, .., b]`, as even as can be; one
-/// block when the work is too small to split.
-pub fn row_blocks(b: usize, macs: usize) -> Vec<usize> {
-    // Below ~2 M multiply-adds for the whole sequence, waking a second thread
-    // costs more than it saves.
-    const PARALLEL_MIN_MACS: usize = 1 << 21;
-    let threads = rayon::current_num_threads();
-    let parts = if macs < PARALLEL_MIN_MACS {
-        1
-    } else {
-        threads.min(b).max(1)
-    };
-    (0..=parts).map(|p| p * b / parts).collect()
-}
-
-/// Splits every `slot`-long slot of `buf` into the row blocks of `bounds`
-/// (`width` values per row): `result[part][slot]`. An empty `buf` gives empty parts.
-pub fn split_slots<'a>(
-    buf: &'a mut [f32],
-    slot: usize,
-    bounds: &[usize],
-    width: usize,
-) -> Vec<Vec<&'a mut [f32]>> {
-    let slots = buf.len().checked_div(slot).unwrap_or(0);
-    let mut out: Vec<Vec<&'a mut [f32]>> = (1..bounds.len())
-        .map(|_| Vec::with_capacity(slots))
-        .collect();
-    if buf.is_empty() || slot == 0 {
-        return out;
-    }
-    for s in buf.chunks_exact_mut(slot) {
-        let mut rest = s;
-        for (p, w) in bounds.windows(2).enumerate() {
-            let (head, tail) = rest.split_at_mut((w[1] - w[0]) * width);
-            out[p].push(head);
-            rest = tail;
-        }
-    }
-    out
-}
-
-/// Runs `f` on every part, in parallel when there is more than one.
-pub fn for_parts<P: Send, R: Send>(parts: Vec<P>, f: impl Fn(P) -> R + Sync + Send) -> Vec<R> {
-    use rayon::prelude::*;
-    if parts.len() == 1 {
-        return parts.into_iter().map(f).collect();
-    }
-    parts.into_par_iter().map(f).collect()
-}
-
 /// What one thread's forward reads (shared) and writes (its own rows).
 pub struct ForwardPart<'a> {
     pub d: &'a Dims,
@@ -641,19 +592,6 @@ fn units_step(d: &Dims, gx: &[f32], lengths: Option<&[usize]>, p: &mut UnitsPart
     ))
 }
 
-/// Runs `f` on every item, in parallel, by halving joins (no allocation,
-/// unlike a parallel iterator's job list).
-fn join_all<T: Send>(items: &mut [T], f: &(impl Fn(&mut T) + Sync)) {
-    match items.len() {
-        0 => {}
-        1 => f(&mut items[0]),
-        len => {
-            let (lo, hi) = items.split_at_mut(len / 2);
-            rayon::join(|| join_all(lo, f), || join_all(hi, f));
-        }
-    }
-}
-
 impl UnitsForward<'_> {
     /// Runs the sequence with the units split over `parts` threads.
     pub fn run(self, parts: usize) {
@@ -841,6 +779,7 @@ pub fn backward_part(p: BackwardPart) -> PartGrads {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::threads::{row_blocks, split_slots};
 
     #[test]
     fn packed_product_matches_the_gemm_on_edge_shapes() {

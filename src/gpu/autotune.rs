@@ -625,13 +625,7 @@ impl GemmTimer for DeviceTimer {
         Ok(Some(
             samples
                 .into_iter()
-                .map(|mut v| {
-                    if v.is_empty() {
-                        return None;
-                    }
-                    v.sort_by(|a, b| a.total_cmp(b));
-                    Some(v[v.len() / 2])
-                })
+                .map(|v| crate::timing::median(&v))
                 .collect(),
         ))
     }

@@ -3,9 +3,9 @@
 use super::autotune::{GemmConfig, GemmRig, GemmShape};
 use super::context::GpuContext;
 use super::model::GpuModel;
-use crate::bench::median;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::timing::median;
 use crate::Loss;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,7 +35,10 @@ impl GpuModel {
                 }
             }
         }
-        Ok((median(fwd), median(train)))
+        Ok((
+            median(&fwd).unwrap_or(f64::NAN),
+            median(&train).unwrap_or(f64::NAN),
+        ))
     }
 }
 

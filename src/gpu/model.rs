@@ -40,12 +40,12 @@ use super::context::GpuContext;
 use super::kernels::*;
 use super::steptune::{step_candidates, StepDecision, StepKey, TunedStep, PRUNE_FACTOR};
 use super::workspace::{Region, Workspace};
-use crate::cpu::optim::{Optimizer, OptimizerKind};
 use crate::data::{Dataset, Inputs, Targets};
 use crate::error::{Error, Result};
 use crate::model::config::{Cell, ModelConfig, Nonlinearity, OutputMode};
 use crate::model::params::Layout;
 use crate::model::{Model, StepOptions, StepStats};
+use crate::optim::{AdamStep, Optimizer, OptimizerKind};
 use crate::tensor::Tensor;
 use crate::Loss;
 use std::collections::{HashMap, VecDeque};
@@ -729,7 +729,7 @@ impl GpuModel {
         let medians: Vec<Option<f64>> = times
             .into_iter()
             .zip(&plans)
-            .map(|(t, p)| (p.is_some() && !t.is_empty()).then(|| crate::bench::median(t)))
+            .map(|(t, p)| p.as_ref().and_then(|_| crate::timing::median(&t)))
             .collect();
         let decision = TunedStep::fastest(cands, &medians);
         let best = cands
@@ -1522,18 +1522,15 @@ impl GpuModel {
                 eps,
                 weight_decay,
             } => {
-                // Exactly as cpu/optim.rs computes them.
-                let t = opt.step as i32;
-                let bc1 = 1.0 - (beta1 as f64).powi(t);
-                let bc2 = 1.0 - (beta2 as f64).powi(t);
+                let c = AdamStep::at(lr, beta1, beta2, opt.step);
                 a.kind = 1;
                 a.lr = lr;
                 a.weight_decay = weight_decay;
-                a.step_size = (lr as f64 / bc1) as f32;
-                a.bc2_sqrt = bc2.sqrt() as f32;
-                a.w1 = 1.0 - beta1;
+                a.step_size = c.step_size;
+                a.bc2_sqrt = c.bc2_sqrt;
+                a.w1 = c.w1;
                 a.beta2 = beta2;
-                a.w2 = (1.0 - beta2 as f64) as f32;
+                a.w2 = c.w2;
                 a.eps = eps;
             }
         }

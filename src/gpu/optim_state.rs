@@ -3,8 +3,8 @@
 //! exactly on either path.
 
 use super::model::GpuModel;
-use crate::cpu::optim::{Optimizer, OptimizerKind};
 use crate::error::{Error, Result};
+use crate::optim::{Optimizer, OptimizerKind};
 
 impl GpuModel {
     /// Copies the device's moments into `opt.m` (SGD momentum buffer / Adam

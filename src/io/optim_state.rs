@@ -30,9 +30,9 @@
 
 use super::checkpoint;
 use super::st::{self, Write_};
-use crate::cpu::optim::{Optimizer, OptimizerKind};
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::optim::{Optimizer, OptimizerKind};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -3,9 +3,10 @@
 pub mod config;
 pub mod params;
 
-use crate::cpu::{self, loss, optim::Optimizer, ForwardCache, States};
+use crate::cpu::{self, loss, ForwardCache, States};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
+use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::Loss;
 use config::{ModelConfig, OutputMode};

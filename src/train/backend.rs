@@ -7,11 +7,11 @@
 //! [`Model`] when it needs them (checkpoints, best-weights snapshots) and to
 //! take them back (restoring the best weights).
 
-use crate::cpu::optim::Optimizer;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::config::ModelConfig;
 use crate::model::{Evaluation, Model, StepOptions, StepStats};
+use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::Loss;
 
