@@ -22,9 +22,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use recurrent::cpu::gemm::gemm;
-use recurrent::cpu::layer::{self, Dims, GradsOut, Weights};
+use recurrent::cpu::dims::Dims;
+use recurrent::cpu::layer::{self, GradsOut, Weights};
 use recurrent::cpu::recur::{product, Packed, Src};
-use recurrent::gpu::bench::GemmBench;
+use recurrent::gpu::internals::GemmBench;
 use recurrent::gpu::{GpuContext, GpuModel};
 use recurrent::rng::Rng;
 use recurrent::{

@@ -1,5 +1,6 @@
+// requires: half.wgsl step_common.wgsl
 // GRU steps (gates r, z, n; PyTorch formulation with b_hn inside r*(W_hn h + b_hn)),
-// mirroring cpu/cell.rs gru_step_forward / gru_step_backward. step_common.wgsl is prepended.
+// mirroring cpu/cell.rs gru_step_forward / gru_step_backward.
 // One invocation per (hidden unit j, RB batch rows b) owns all three gates of j.
 
 // What the shared step tiles (step_common.wgsl) need of this cell: its gates

@@ -1,5 +1,5 @@
-// IEEE binary16 by integer arithmetic: prepended to the cell shaders and to
-// whh_f16.wgsl by src/gpu/kernels.rs. The same operations as src/gpu/half.rs,
+// part: binary16 conversions for step_common.wgsl and whh_f16.wgsl
+// IEEE binary16 by integer arithmetic, the same operations as src/gpu/half.rs,
 // so the GPU's f16 copy of W_hh is bit for bit the host's rounding: nearest,
 // ties to even, subnormals kept. (pack2x16float would leave the rounding
 // direction to the implementation and unpack2x16float may flush subnormals.)

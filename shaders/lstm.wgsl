@@ -1,5 +1,6 @@
+// requires: half.wgsl step_common.wgsl
 // LSTM steps (gates i, f, g, o), mirroring cpu/cell.rs lstm_step_forward /
-// lstm_step_backward. step_common.wgsl is prepended.
+// lstm_step_backward.
 // One invocation per (hidden unit j, RB batch rows b) owns all four gates of j.
 
 // What the shared step tiles (step_common.wgsl) need of this cell: its gates

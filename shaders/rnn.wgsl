@@ -1,6 +1,7 @@
+// requires: half.wgsl step_common.wgsl
 // Plain RNN steps, h = act(gx + h_prev·W_hhᵀ + b_hh) with act = tanh (u.act = 0)
 // or relu (u.act = 1), mirroring cpu/cell.rs rnn_step_forward / rnn_step_backward.
-// step_common.wgsl is prepended. One invocation per (hidden unit j, RB batch rows b).
+// One invocation per (hidden unit j, RB batch rows b).
 
 // What the shared step tiles (step_common.wgsl) need of this cell: its gates
 // per unit, and the start of the gate gradients that W_hh multiplies backward.

@@ -1,4 +1,5 @@
-// Shared by lstm.wgsl, gru.wgsl and rnn.wgsl: prepended to each by src/gpu/kernels.rs.
+// part: the step tiles of lstm.wgsl, gru.wgsl and rnn.wgsl
+// requires: half.wgsl
 // Bindings, the per-step uniform and the step/slot helpers (mirrors cpu/layer.rs).
 
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;

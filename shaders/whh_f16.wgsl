@@ -1,6 +1,7 @@
-// The f16 copy of W_hh (opt-in, see src/gpu/model.rs): converts each
+// requires: half.wgsl
+// The f16 copy of W_hh (opt-in, see src/gpu/whh16.rs): converts each
 // layer-direction's W_hh in params to binary16, two per u32, into whh16.
-// half.wgsl is prepended. Runs after every upload of the parameters and after
+// Runs after every upload of the parameters and after
 // every optimizer step, in the step's command buffer.
 
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;

@@ -68,7 +68,7 @@ pub struct GemmTuning {
     /// `C[m×n] (+)= op(A)·op(B)`, `op(A)` `[m×k]`, over `batch` entries
     /// (in the JSON as the fields `m`, `n`, `k`, `a_t`, `b_t`, `batch`).
     #[serde(flatten)]
-    pub shape: crate::gpu::autotune::GemmShape,
+    pub shape: crate::gpu::GemmShape,
     /// The configuration, e.g. `gemm 16x16 rm4` or `gemm_small 16x16 split-k 4`.
     pub config: String,
     /// How it was chosen: `measured`, `single` (one valid candidate),
@@ -313,7 +313,7 @@ pub fn run_gpu_profiled(
 }
 
 /// Groups a profiled step's dispatches by (kernel, label), in program order.
-fn group(step: Vec<crate::gpu::model::DispatchTime>) -> Vec<KernelTime> {
+fn group(step: Vec<crate::gpu::DispatchTime>) -> Vec<KernelTime> {
     let mut out: Vec<KernelTime> = Vec::new();
     for d in step {
         let kernel = d.kernel.entry();
@@ -391,15 +391,15 @@ pub fn run_gpu_with(
                 .collect(),
         );
         row.step_tile = gpu.step_tile_for(s.batch).map(|t| StepTuning {
-            tile: t.tile.to_string(),
+            tile: t.choice.to_string(),
             decision: t.decision.name().into(),
-            ms: t.ms,
+            ms: t.us.map(|us| us / 1e3),
             candidates: t
                 .candidates
                 .iter()
-                .map(|(tile, ms)| StepCandidate {
+                .map(|(tile, us)| StepCandidate {
                     tile: tile.to_string(),
-                    ms: *ms,
+                    ms: us.map(|us| us / 1e3),
                 })
                 .collect(),
         });

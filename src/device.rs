@@ -87,7 +87,7 @@ impl Device {
 /// One line per adapter wgpu finds (name, backend, type, driver) with its key
 /// compute limits, for `recurrent info`.
 pub fn adapter_report() -> String {
-    let backends = match crate::gpu::context::backends_from_env() {
+    let backends = match crate::gpu::backends_from_env() {
         Ok(b) => b,
         Err(e) => return format!("{e}\n"),
     };

@@ -4,7 +4,8 @@
 //! Counted by a global allocator wrapping the system's, on a two-thread pool
 //! so that the threaded paths (batch split, units split) run.
 
-use recurrent::cpu::layer::{backward, forward, Dims, GradsOut, Weights};
+use recurrent::cpu::dims::Dims;
+use recurrent::cpu::layer::{backward, forward, GradsOut, Weights};
 use recurrent::{Cell, Nonlinearity};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,4 +1,4 @@
-//! Per-shape GEMM autotuning (`recurrent::gpu::autotune`): every candidate
+//! Per-shape GEMM autotuning (`recurrent::gpu::internals`): every candidate
 //! configuration computes the CPU path's GEMM at awkward shapes (tiles that do
 //! not divide the shape, each transpose, split-K, batches), the tuner picks the
 //! fastest candidate of an injected timing source, measures each shape once
@@ -10,8 +10,8 @@ mod common;
 
 use common::tolerance::{assert_close, Deviation, FORWARD, GEMM, GRADIENTS, LOSS};
 use common::{gpu, Case};
-use recurrent::gpu::autotune::{Decision, GemmConfig, GemmShape, GemmTimer};
-use recurrent::gpu::bench::GemmBench;
+use recurrent::gpu::{Decision, GemmConfig, GemmShape, GemmTimer, GpuDevice};
+use recurrent::gpu::internals::GemmBench;
 use recurrent::gpu::{DevicePreference, GpuContext, GpuModel};
 use recurrent::rng::Rng;
 use recurrent::{Cell, Loss};
@@ -104,7 +104,7 @@ fn every_candidate_configuration_matches_the_cpu_gemm() {
             ctx.gemm_fixed_config(&s),
             "{s}: fixed choice first"
         );
-        assert!(configs.len() <= recurrent::gpu::autotune::MAX_CANDIDATES);
+        assert!(configs.len() <= recurrent::gpu::internals::GEMM_MAX_CANDIDATES);
         for c in all_configs() {
             if c.valid_for(&s, &ctx.limits) && !configs.contains(&c) {
                 configs.push(c);
@@ -164,7 +164,7 @@ struct FakeTimer {
 impl GemmTimer for FakeTimer {
     fn time(
         &self,
-        _ctx: &GpuContext,
+        _gpu: &GpuDevice,
         shape: &GemmShape,
         configs: &[GemmConfig],
     ) -> recurrent::Result<Option<Vec<Option<f64>>>> {
@@ -220,7 +220,7 @@ fn the_tuner_keeps_the_fastest_candidate_and_measures_each_shape_once() {
     ctx.set_gemm_timer(timer.clone());
     assert_eq!(ctx.gemm_config(&s).unwrap(), cands[2]);
     let t = ctx.tuned_gemm(&s).expect("cached");
-    assert_eq!(t.config, cands[2]);
+    assert_eq!(t.choice, cands[2]);
     assert_eq!(t.us, Some(7.0));
     assert_eq!(t.decision, Decision::Measured);
     assert_eq!(
@@ -287,7 +287,7 @@ fn the_tuner_keeps_the_fastest_candidate_and_measures_each_shape_once() {
     for c in &choices {
         let t = ctx.tuned_gemm(&c.shape).unwrap();
         assert_eq!(
-            c.config, t.config,
+            c.config, t.choice,
             "{}: the plan runs the cached choice",
             c.label
         );
@@ -386,7 +386,7 @@ fn the_device_timer_measures_every_candidate() {
         let chosen = ctx.gemm_config(&s).unwrap();
         let t = ctx.tuned_gemm(&s).unwrap();
         assert_eq!(t.decision, Decision::Measured);
-        assert_eq!(t.config, chosen);
+        assert_eq!(t.choice, chosen);
         assert_eq!(t.candidates.len(), ctx.gemm_candidates(&s).len());
         for (c, us) in &t.candidates {
             let us = us.unwrap_or_else(|| panic!("{s}: {c} did not run"));

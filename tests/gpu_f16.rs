@@ -4,7 +4,7 @@
 //!
 //! The strong check: the GPU with the f16 copy against the CPU path run on
 //! the same model with W_hh rounded to f16 on the host (round to nearest
-//! even, `recurrent::gpu::half`) must agree to the ordinary f32 GPU
+//! even, `recurrent::gpu::internals`) must agree to the ordinary f32 GPU
 //! tolerances, forward and every gradient; against the unrounded model, to
 //! `F16_WEIGHTS`. Training: the copy follows the master weights after every
 //! optimizer step, bit for bit. Tolerances: `common::tolerance`.
@@ -18,7 +18,7 @@ use common::tolerance::{
     assert_close, deviation, Deviation, F16_WEIGHTS, FORWARD, GRADIENTS, LOSS, TRAINED_WEIGHTS,
 };
 use common::{gpu, Case};
-use recurrent::gpu::half::{f16_bits_to_f32, f32_to_f16_bits, round_to_f16};
+use recurrent::gpu::internals::{f16_bits_to_f32, f32_to_f16_bits, round_to_f16};
 use recurrent::gpu::GpuModel;
 use recurrent::{Cell, Loss, Model, Optimizer, OptimizerKind, OutputMode, StepOptions};
 

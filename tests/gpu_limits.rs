@@ -234,7 +234,7 @@ fn lowered_workgroup_limits_keep_gemm_candidates_within_them() {
     if gpu("lowered_workgroup_limits_keep_gemm_candidates_within_them").is_none() {
         return;
     }
-    use recurrent::gpu::autotune::{GemmConfig, GemmShape};
+    use recurrent::gpu::{GemmConfig, GemmShape};
     let shapes = [
         GemmShape {
             m: 12,
@@ -321,7 +321,7 @@ fn lowered_workgroup_limits_keep_gemm_candidates_within_them() {
         let measured: Vec<f64> = ctx
             .tuned_gemms()
             .iter()
-            .filter(|(_, t)| t.decision == recurrent::gpu::autotune::Decision::Measured)
+            .filter(|(_, t)| t.decision == recurrent::gpu::Decision::Measured)
             .map(|(_, t)| t.us.unwrap())
             .collect();
         assert!(!measured.is_empty() && measured.iter().all(|u| u.is_finite() && *u > 0.0));

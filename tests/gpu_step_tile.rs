@@ -15,9 +15,10 @@ mod common;
 
 use common::tolerance::{assert_close, FORWARD, GRADIENTS, LOSS, TRAINED_WEIGHTS};
 use common::{gpu, Case};
-use recurrent::gpu::half::round_to_f16;
-use recurrent::gpu::kernels::{step_constants, Kernel, StepTile};
-use recurrent::gpu::steptune::{step_candidates, StepDecision};
+use recurrent::gpu::internals::round_to_f16;
+use recurrent::gpu::internals::step_constants;
+use recurrent::gpu::{Decision, Kernel, StepTile};
+use recurrent::gpu::internals::step_candidates;
 use recurrent::gpu::{DevicePreference, GpuContext, GpuModel};
 use recurrent::{Cell, Dataset, Loss, Model, Optimizer, OutputMode, StepOptions};
 use std::sync::Arc;
@@ -105,15 +106,15 @@ fn check_dispatches(g: &mut GpuModel, case: &Case, tile: StepTile, f16: bool) {
         assert_eq!(d.f16, f16, "{}: f16 variant", d.label);
     }
     let c = step_constants(tile, f16);
-    let rb = c.iter().find(|(n, _)| n == "RB").map(|(_, v)| *v);
+    let rb = c.iter().find(|(n, _)| *n == "RB").map(|(_, v)| *v);
     if tile.rows_per_invocation == 1 {
         assert_eq!(rb, None, "RB = 1 keeps the default pipelines");
     } else {
         assert_eq!(rb, Some(tile.rows_per_invocation as f64), "{tile}: RB");
     }
-    assert!(c.contains(&("KC".to_string(), tile.chunk as f64)));
+    assert!(c.contains(&("KC", tile.chunk as f64)));
     assert_eq!(
-        c.contains(&("PERSIST".to_string(), 1.0)),
+        c.contains(&("PERSIST", 1.0)),
         tile.persistent,
         "{tile}: PERSIST"
     );
@@ -345,7 +346,7 @@ fn invalid_step_tiles_are_refused() {
     }
 }
 
-/// Step tile tuning (`recurrent::gpu::steptune`, on with the GEMM tuner):
+/// Step tile tuning (`recurrent::gpu::internals`, on with the GEMM tuner):
 /// a model's first plan of a new shape measures every candidate, runs the
 /// fastest (its step dispatches carry it), caches the decision on the context
 /// so that a second model of that shape does not measure again, and agrees
@@ -371,7 +372,7 @@ fn the_step_tile_is_tuned_once_per_model_shape_and_agrees_with_the_default() {
     assert!(cands.iter().any(|t| t.splits > 1), "{cands:?}");
     let (loss_a, grads_a) = a.loss_and_gradients(&data, loss).unwrap();
     let d = a.step_tile_for(case.batch).expect("decided with the plan");
-    assert_eq!(d.decision, StepDecision::Measured);
+    assert_eq!(d.decision, Decision::Measured);
     let measured: Vec<StepTile> = d.candidates.iter().map(|c| c.0).collect();
     assert_eq!(measured, cands, "every candidate measured, in order");
     // Every candidate ran here (none is refused by lavapipe or llvmpipe),
@@ -382,8 +383,8 @@ fn the_step_tile_is_tuned_once_per_model_shape_and_agrees_with_the_default() {
         .map(|c| c.1.expect("every candidate ran"))
         .collect();
     let best = (0..times.len()).fold(0, |b, i| if times[i] < times[b] { i } else { b });
-    assert_eq!((d.tile, d.ms), (cands[best], Some(times[best])));
-    check_dispatches(&mut a, &case, d.tile, false);
+    assert_eq!((d.choice, d.us), (cands[best], Some(times[best])));
+    check_dispatches(&mut a, &case, d.choice, false);
     assert_eq!(ctx.tuned_step_tiles().len(), 1);
 
     // Same shape, another model: the cached decision, times and all.
@@ -399,12 +400,12 @@ fn the_step_tile_is_tuned_once_per_model_shape_and_agrees_with_the_default() {
     let (loss_c, grads_c) = c.loss_and_gradients(&data, loss).unwrap();
     let dc = c.step_tile_for(case.batch).unwrap();
     assert_eq!(
-        (dc.tile, dc.decision),
-        (c.step_tile(), StepDecision::Pinned)
+        (dc.choice, dc.decision),
+        (c.step_tile(), Decision::Pinned)
     );
-    if d.tile.splits == 1 {
+    if d.choice.splits == 1 {
         assert_same_bits(
-            &format!("tuned {} vs default {}: loss", d.tile, dc.tile),
+            &format!("tuned {} vs default {}: loss", d.choice, dc.choice),
             &[loss_a],
             &[loss_c],
         );
@@ -431,16 +432,16 @@ fn the_step_tile_is_tuned_once_per_model_shape_and_agrees_with_the_default() {
     let mut e = GpuModel::new(ctx.clone(), &model).unwrap();
     e.loss_and_gradients(&small.data(loss, 431), loss).unwrap();
     let de = e.step_tile_for(5).unwrap();
-    assert_eq!((de.tile, de.decision), (e.step_tile(), StepDecision::Off));
+    assert_eq!((de.choice, de.decision), (e.step_tile(), Decision::Off));
     assert_eq!(ctx.tuned_step_tiles().len(), 1);
     eprintln!(
         "step tile tuning on {}: {} of {} candidates ({})",
         ctx.describe(),
-        d.tile,
+        d.choice,
         d.candidates.len(),
         d.candidates
             .iter()
-            .map(|(t, ms)| format!("{t} {:.2} ms", ms.unwrap_or(f64::NAN)))
+            .map(|(t, us)| format!("{t} {:.2} ms", us.unwrap_or(f64::NAN) / 1e3))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -472,7 +473,7 @@ fn k_split_tiles_match_the_cpu_and_repeat_their_bits() {
         let data = case.data(loss, 440 + i as u64);
         for t in tiles {
             let c = step_constants(t, false);
-            assert!(c.contains(&("SK".to_string(), t.splits as f64)), "{t}");
+            assert!(c.contains(&("SK", t.splits as f64)), "{t}");
             let what = format!("{} tile {t}", case.label(loss));
             let r = run(&ctx, &model, &case, &data, loss, t, false);
             assert_matches_cpu(&what, &r, &model, &data, loss, true);
@@ -508,7 +509,7 @@ fn direct_tiles_match_the_cpu_and_repeat_their_bits() {
         let model = case.model(350 + i as u64);
         let data = case.data(loss, 450 + i as u64);
         for t in tiles {
-            assert!(step_constants(t, false).contains(&("DIRECT".to_string(), 1.0)));
+            assert!(step_constants(t, false).contains(&("DIRECT", 1.0)));
             let what = format!("{} tile {t}", case.label(loss));
             let r = run(&ctx, &model, &case, &data, loss, t, false);
             assert_matches_cpu(&what, &r, &model, &data, loss, true);

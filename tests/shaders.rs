@@ -5,9 +5,8 @@
 
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use recurrent::gpu::kernels::{
-    blocked_gemm_kernel, gemm_constants, step_constants, Kernel, Shader, StepTile,
-};
+use recurrent::gpu::internals::{blocked_gemm_kernel, gemm_constants, step_constants, Shader};
+use recurrent::gpu::{Kernel, StepTile};
 
 fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let src = shader.source();
@@ -38,7 +37,7 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
 /// for the step kernels also what the runtime passes ([`step_constants`]) for
 /// tiles with 1 to 8 rows per invocation (`RB`), K split over slices (`SK`)
 /// and a direct tile (`DIRECT`), f32 and f16, and persistent tiles (`PERSIST`).
-fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
+fn constant_sets(k: Kernel) -> Vec<Vec<(&'static str, f64)>> {
     if k == Kernel::GemmWide {
         // Its workgroup edge WT only.
         return [16, 8].iter().map(|&t| gemm_constants(k, t, 8)).collect();
@@ -106,7 +105,6 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(String, f64)>> {
         vec![("WG", 64.0), ("WHH16", 1.0)],
     ]
     .into_iter()
-    .map(|set| set.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
     .chain(step_sets)
     .collect()
 }
@@ -122,7 +120,7 @@ fn register_blocks_pick_their_entry_point() {
     for tile in [8, 16] {
         assert_eq!(
             gemm_constants(Kernel::Gemm, tile, 4),
-            vec![("TILE".to_string(), tile as f64)]
+            vec![("TILE", tile as f64)]
         );
     }
     let src = Shader::Gemm.source();
@@ -174,9 +172,9 @@ fn every_entry_point_translates_to_spirv_msl_hlsl_glsl() {
                             || module
                                 .overrides
                                 .iter()
-                                .any(|(_, o)| o.name.as_deref() == Some(n.as_str()))
+                                .any(|(_, o)| o.name.as_deref() == Some(*n))
                     })
-                    .map(|(n, v)| (n.clone(), *v))
+                    .map(|(n, v)| (n.to_string(), *v))
                     .collect();
                 let ep = Some((naga::ShaderStage::Compute, k.entry()));
                 let (m, i) = naga::back::pipeline_constants::process_overrides(

@@ -1,6 +1,7 @@
 //! Timing support for `recurrent bench --device gpu`.
 
-use super::autotune::{GemmConfig, GemmRig, GemmShape};
+use super::gemm_config::{GemmConfig, GemmShape};
+use super::gemm_tune::GemmRig;
 use super::context::GpuContext;
 use super::model::GpuModel;
 use crate::data::Dataset;
@@ -45,7 +46,7 @@ impl GpuModel {
 /// One GEMM of the GPU path on its own, for `benches/kernels.rs` and the
 /// tests: `C[m×n] = beta·C + op(A)·op(B)` with `A` in `work`, `B` in `params`
 /// and `C` in `grads`, recorded through
-/// [`Program::gemm_with`](super::kernels::Program::gemm_with) with the
+/// [`Program::gemm_with`](super::program::Program::gemm_with) with the
 /// configuration a training step would use for the shape (the context's
 /// tuned one, measured now if the shape is new), or a given one
 /// ([`GemmBench::with_config`]). Not a stable API.
@@ -152,6 +153,7 @@ impl GemmBench {
     /// "gemm_split_reduce"]` for a split-K GEMM.
     pub fn kernels(&self) -> Vec<&'static str> {
         self.rig
+            .compiled
             .program
             .dispatches
             .iter()
@@ -163,17 +165,12 @@ impl GemmBench {
     /// finish: as a step runs its dispatches, in one compute pass (here of at
     /// most 1024 GEMMs, one pass and submission each).
     pub fn run(&self, iters: u64) -> Result<()> {
-        let dev = &self.ctx.device;
-        let all = 0..self.rig.program.dispatches.len();
+        let all = 0..self.rig.compiled.len();
         let mut left = iters;
         while left > 0 {
             let now = left.min(1024);
-            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("bench.gemm"),
-            });
             self.rig
-                .encode_pass(&self.ctx, &mut enc, std::slice::from_ref(&all), now, None)?;
-            self.ctx.queue.submit([enc.finish()]);
+                .submit(&self.ctx, std::slice::from_ref(&all), now)?;
             left -= now;
         }
         self.ctx.wait()

@@ -152,7 +152,7 @@ impl Workspace {
         let values = a.take(rows * o);
         let scalars = a.take(4);
         let partials = a.take(norm_groups);
-        let split = a.take(super::kernels::SPLIT_PARTIALS);
+        let split = a.take(super::gemm_config::SPLIT_PARTIALS);
         let zero_start = a.0;
         for l in &mut layers {
             l.carry = a.take(b * d);

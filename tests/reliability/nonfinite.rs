@@ -154,7 +154,7 @@ fn gpu_stop_and_skip_keep_the_good_weights() {
     assert!(matches!(err, Error::Diverged { step: 3, .. }), "{err:?}");
     let mut got = model();
     g.sync_to(&mut got).unwrap();
-    let ring = recurrent::gpu::model::STATS_RING;
+    let ring = recurrent::gpu::internals::STATS_RING;
     let k = (0..ring.min(4))
         .find(|&k| {
             let which: Vec<usize> = [0, 1].into_iter().chain(3..3 + k).collect();

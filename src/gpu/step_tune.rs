@@ -1,40 +1,30 @@
-//! The per-step kernels' tile chosen per model shape at first use, measured
-//! and cached (with the GEMM autotuner, [`super::autotune`]: both are on
-//! with `RECURRENT_AUTOTUNE=1` or [`GpuContext::set_autotune`](super::GpuContext::set_autotune)).
+//! The per-step kernels' tile chosen per model shape at first use: the
+//! second use of the tuner ([`super::tune`]).
 //!
-//! The step kernels (`lstm.wgsl`, `gru.wgsl`, `rnn.wgsl`) run once per time
-//! step and layer; their tile ([`StepTile`]: hidden units and batch rows per
-//! workgroup, inputs per staged chunk, batch rows per invocation) decides how
-//! often each W_hh value is read from memory per step, how much each value
-//! read from workgroup memory is reused, and how many workgroups there are
-//! to fill the GPU — trade-offs whose best point depends on the GPU, the
-//! hidden size and the batch. Every tile with one slice of K sums each row
-//! in the same order, so among those the choice never changes results
-//! (nor does running a tile persistently, one dispatch for all steps)
+//! The step kernels run once per time step and layer; their tile
+//! ([`StepTile`]) decides how often each W_hh value is read from memory per
+//! step, how much each value read from workgroup memory is reused, and how
+//! many workgroups there are to fill the GPU — trade-offs whose best point
+//! depends on the GPU, the hidden size and the batch. Every tile with one
+//! slice of K sums each row in the same order, so among those the choice
+//! never changes results (nor does running a tile persistently)
 //! (`tests/gpu_step_tile.rs`); tiles that split K over slices of the
 //! workgroup (candidates only where the default grid is small, see
-//! [`SMALL_GRID`]) add partial sums, which changes the bits by rounding
-//! (within the usual GPU tolerances), as split-K GEMMs do.
+//! [`SMALL_GRID`]) add partial sums, which changes the bits by rounding.
 //!
 //! When a model builds the plan of a batch shape whose [`StepKey`] is new on
-//! its context (and its tile was not pinned by `RECURRENT_STEP_TILE` or
-//! [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile)), it records
-//! the plan once per candidate ([`step_candidates`]: the default first, at
-//! most [`STEP_MAX_CANDIDATES`]), all on one workspace, and runs each
+//! its context (and its tile is not pinned), `plan.rs` records the plan once
+//! per candidate ([`step_candidates`]: the default first, at most
+//! [`STEP_MAX_CANDIDATES`]), all on one workspace, and times each
 //! candidate's forward and backward (no loss, no optimizer: parameters,
-//! gradients and optimizer state are left as they were, and the workspace is
-//! rewritten by the first real step) once to compile and warm up, then
-//! [`TIMED_RUNS`](super::autotune::TIMED_RUNS) times interleaved, on the wall clock around a submit and a
-//! wait — after the first round only those within [`PRUNE_FACTOR`] of the
-//! fastest. The median decides; ties keep the earlier candidate (the default
-//! first). The decision is cached on the context for every model of the
-//! same key. A new key costs at most `STEP_MAX_CANDIDATES x (1 + TIMED_RUNS)`
-//! forward+backward passes of that shape, before the first step.
+//! gradients and optimizer state are left as they were) on the wall clock
+//! around a submit and a wait, as [`tune::measure`](super::tune::measure)
+//! says, pruning at [`PRUNE_FACTOR`]. The decision is cached on the context
+//! for every model of the same key.
 
-use super::kernels::StepTile;
-use crate::model::config::Cell;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use super::step_tile::StepTile;
+use super::tune::Tuned;
+use crate::model::config::{Cell, ModelConfig};
 
 /// After the first timed round, candidates slower than this times the
 /// fastest are not run again (they cannot win; large shapes take seconds).
@@ -67,77 +57,22 @@ pub struct StepKey {
     pub f16: bool,
 }
 
-/// How a model's step tile for a batch shape was decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StepDecision {
-    /// Every candidate was timed; the fastest won.
-    Measured,
-    /// Only one candidate fits the adapter and the batch.
-    Single,
-    /// Set by `RECURRENT_STEP_TILE` or [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile): not tuned.
-    Pinned,
-    /// Tuning is off: the default tile.
-    Off,
-}
-
-impl StepDecision {
-    pub fn name(self) -> &'static str {
-        match self {
-            StepDecision::Measured => "measured",
-            StepDecision::Single => "single",
-            StepDecision::Pinned => "pinned",
-            StepDecision::Off => "fixed",
+impl StepKey {
+    /// The key of batches of `batch` rows of a model of `config`.
+    pub fn of(config: &ModelConfig, batch: usize, f16: bool) -> StepKey {
+        StepKey {
+            cell: config.cell,
+            hidden: config.hidden as u32,
+            layers: config.layers as u32,
+            directions: config.directions() as u32,
+            batch: batch as u32,
+            f16,
         }
     }
 }
 
-/// The step tile of one key and how it was chosen.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TunedStep {
-    pub tile: StepTile,
-    pub decision: StepDecision,
-    /// Median milliseconds of one forward+backward with `tile`, when measured.
-    pub ms: Option<f64>,
-    /// Every candidate with its median milliseconds, in candidate order
-    /// (the default first), `None` where it failed to build or run (a driver
-    /// refusing its pipeline); empty unless measured.
-    pub candidates: Vec<(StepTile, Option<f64>)>,
-}
-
-impl TunedStep {
-    /// A tile that was not measured.
-    pub fn unmeasured(tile: StepTile, decision: StepDecision) -> TunedStep {
-        TunedStep {
-            tile,
-            decision,
-            ms: None,
-            candidates: Vec::new(),
-        }
-    }
-
-    /// The decision from `times[i]`, the median ms of `cands[i]` (`None`:
-    /// it failed): the fastest, ties keeping the earlier candidate. The
-    /// first (the default) must have a time.
-    pub fn fastest(cands: &[StepTile], times: &[Option<f64>]) -> TunedStep {
-        assert!(!cands.is_empty() && cands.len() == times.len());
-        let mut best = 0;
-        let mut best_ms = times[0].expect("the default tile ran");
-        for (i, t) in times.iter().enumerate() {
-            if let Some(t) = *t {
-                if t < best_ms {
-                    best = i;
-                    best_ms = t;
-                }
-            }
-        }
-        TunedStep {
-            tile: cands[best],
-            decision: StepDecision::Measured,
-            ms: Some(best_ms),
-            candidates: cands.iter().copied().zip(times.iter().copied()).collect(),
-        }
-    }
-}
+/// The tuner's decision for one [`StepKey`].
+pub type TunedStep = Tuned<StepTile>;
 
 /// The tiles measured for `key`, `default` first; where a step is small
 /// (`B·H²` at most [`PERSIST_MAX_MACS`]) the default and three wider tiles run
@@ -219,41 +154,6 @@ pub fn step_candidates(default: StepTile, key: &StepKey, limits: &wgpu::Limits) 
         }
     }
     out
-}
-
-/// The context's cache of step-tile decisions.
-#[derive(Default)]
-pub(crate) struct StepTuner {
-    cache: Mutex<HashMap<StepKey, TunedStep>>,
-}
-
-impl StepTuner {
-    pub(crate) fn lookup(&self, k: &StepKey) -> Option<TunedStep> {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(k)
-            .cloned()
-    }
-
-    pub(crate) fn insert(&self, k: StepKey, t: TunedStep) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(k, t);
-    }
-
-    pub(crate) fn all(&self) -> Vec<(StepKey, TunedStep)> {
-        let mut v: Vec<_> = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, t)| (*k, t.clone()))
-            .collect();
-        v.sort_by_key(|e| e.0);
-        v
-    }
 }
 
 #[cfg(test)]
@@ -411,23 +311,5 @@ mod tests {
         // H = 256, B = 16 is the largest kind.
         assert!(step_candidates(d, &key(256, 16), &limits).contains(&d.persist()));
         assert!(!step_candidates(d, &key(256, 17), &limits).contains(&d.persist()));
-    }
-
-    #[test]
-    fn the_fastest_wins_and_ties_keep_the_earlier() {
-        let c = [tile(16, 16, 32, 1), tile(16, 16, 32, 4), tile(16, 8, 32, 8)];
-        let t = TunedStep::fastest(&c, &[Some(2.0), Some(1.5), Some(1.5)]);
-        assert_eq!(t.tile, c[1]);
-        assert_eq!(t.ms, Some(1.5));
-        assert_eq!(t.decision, StepDecision::Measured);
-        assert_eq!(t.candidates.len(), 3);
-        assert_eq!(
-            TunedStep::fastest(&c, &[Some(1.0), Some(1.0), Some(1.0)]).tile,
-            c[0]
-        );
-        // A candidate that failed cannot win.
-        let f = TunedStep::fastest(&c, &[Some(2.0), None, Some(3.0)]);
-        assert_eq!((f.tile, f.ms), (c[0], Some(2.0)));
-        assert_eq!(f.candidates[1], (c[1], None));
     }
 }

@@ -1,0 +1,88 @@
+//! [`GpuOptions`]: every setting of the GPU path that the environment can
+//! give, read in one place ([`GpuOptions::from_env`]) or given by the
+//! program ([`GpuContext::with_options`](super::GpuContext::with_options)),
+//! and passed down from the context. Nothing below the context reads the
+//! environment.
+//!
+//! | variable | field | values |
+//! | --- | --- | --- |
+//! | `RECURRENT_BACKEND` (else wgpu's `WGPU_BACKEND`) | [`GpuOptions::backends`] | `vulkan`, `gl`, `metal`, `dx12` (comma-separated) |
+//! | `RECURRENT_AUTOTUNE` | [`GpuOptions::autotune`] | `1`/`on`/`true`/`yes` |
+//! | `RECURRENT_STEP_TILE` | [`GpuOptions::step_tile`] | [`StepTile`]'s text form |
+//! | `RECURRENT_GPU_F16` | [`GpuOptions::f16_weights`] | `1`/`on`/`true`/`yes` |
+
+use super::step_tile::StepTile;
+use crate::error::{Error, Result};
+
+/// Settings of a GPU context (see the module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuOptions {
+    /// Backends searched for an adapter.
+    pub backends: wgpu::Backends,
+    /// Measure GEMM configurations per shape and step tiles per model shape
+    /// at first use ([`super::tune`]). Off by default: a timed choice can
+    /// change results from run to run, the fixed one cannot.
+    pub autotune: bool,
+    /// The step kernels' tile for every model on the context, pinned (not
+    /// tuned); `None`: the adapter's default. Checked against the adapter's
+    /// limits when the context is created.
+    pub step_tile: Option<StepTile>,
+    /// Models created on the context read W_hh from an f16 copy in the step kernels.
+    pub f16_weights: bool,
+}
+
+impl Default for GpuOptions {
+    /// Every backend, tuning off, the default step tile, f32 W_hh.
+    fn default() -> GpuOptions {
+        GpuOptions {
+            backends: wgpu::Backends::all(),
+            autotune: false,
+            step_tile: None,
+            f16_weights: false,
+        }
+    }
+}
+
+impl GpuOptions {
+    /// The options the environment gives (unset variables: the defaults).
+    pub fn from_env() -> Result<GpuOptions> {
+        let step_tile = match std::env::var("RECURRENT_STEP_TILE") {
+            Ok(v) => Some(v.parse::<StepTile>().map_err(|e| match e {
+                Error::Argument(m) => Error::Argument(format!("RECURRENT_STEP_TILE: {m}")),
+                e => e,
+            })?),
+            Err(_) => None,
+        };
+        Ok(GpuOptions {
+            backends: backends_from_env()?,
+            autotune: env_flag("RECURRENT_AUTOTUNE"),
+            step_tile,
+            f16_weights: env_flag("RECURRENT_GPU_F16"),
+        })
+    }
+}
+
+/// Backends to search: `RECURRENT_BACKEND`, else `WGPU_BACKEND`, else all.
+pub fn backends_from_env() -> Result<wgpu::Backends> {
+    if let Ok(v) = std::env::var("RECURRENT_BACKEND") {
+        let b = wgpu::Backends::from_comma_list(&v);
+        if b.is_empty() {
+            return Err(Error::Gpu(format!(
+                "RECURRENT_BACKEND='{v}' names no backend. HINT: use vulkan, gl, metal or dx12"
+            )));
+        }
+        return Ok(b);
+    }
+    Ok(wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()))
+}
+
+/// Is the environment variable `name` set to `1`, `on`, `true` or `yes`
+/// (any case, surrounding spaces ignored)? Unset or anything else: no.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "on" | "true" | "yes"
+        )
+    })
+}
