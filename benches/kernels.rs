@@ -21,8 +21,8 @@
 //! timings mean nothing, only the small shape runs, to keep the code path checked.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use recurrent::cpu::gemm::gemm;
 use recurrent::cpu::dims::Dims;
+use recurrent::cpu::gemm::gemm;
 use recurrent::cpu::layer::{self, GradsOut, Weights};
 use recurrent::cpu::recur::{product, Packed, Src};
 use recurrent::gpu::internals::GemmBench;

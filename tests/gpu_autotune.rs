@@ -10,8 +10,8 @@ mod common;
 
 use common::tolerance::{assert_close, Deviation, FORWARD, GEMM, GRADIENTS, LOSS};
 use common::{gpu, Case};
-use recurrent::gpu::{Decision, GemmConfig, GemmShape, GemmTimer, GpuDevice};
 use recurrent::gpu::internals::GemmBench;
+use recurrent::gpu::{Decision, GemmConfig, GemmShape, GemmTimer, GpuDevice};
 use recurrent::gpu::{DevicePreference, GpuContext, GpuModel};
 use recurrent::rng::Rng;
 use recurrent::{Cell, Loss};

@@ -16,9 +16,9 @@ mod common;
 use common::tolerance::{assert_close, FORWARD, GRADIENTS, LOSS, TRAINED_WEIGHTS};
 use common::{gpu, Case};
 use recurrent::gpu::internals::round_to_f16;
+use recurrent::gpu::internals::step_candidates;
 use recurrent::gpu::internals::step_constants;
 use recurrent::gpu::{Decision, Kernel, StepTile};
-use recurrent::gpu::internals::step_candidates;
 use recurrent::gpu::{DevicePreference, GpuContext, GpuModel};
 use recurrent::{Cell, Dataset, Loss, Model, Optimizer, OutputMode, StepOptions};
 use std::sync::Arc;
@@ -399,10 +399,7 @@ fn the_step_tile_is_tuned_once_per_model_shape_and_agrees_with_the_default() {
     c.set_step_tile(c.step_tile()).unwrap();
     let (loss_c, grads_c) = c.loss_and_gradients(&data, loss).unwrap();
     let dc = c.step_tile_for(case.batch).unwrap();
-    assert_eq!(
-        (dc.choice, dc.decision),
-        (c.step_tile(), Decision::Pinned)
-    );
+    assert_eq!((dc.choice, dc.decision), (c.step_tile(), Decision::Pinned));
     if d.choice.splits == 1 {
         assert_same_bits(
             &format!("tuned {} vs default {}: loss", d.choice, dc.choice),

@@ -145,15 +145,30 @@ pub struct Matrix {
 impl Matrix {
     /// In `params`, from element `off`, rows `ld` apart.
     pub fn params(off: u32, ld: u32) -> Matrix {
-        Matrix { buf: BUF_PARAMS, off, ld, z: 0 }
+        Matrix {
+            buf: BUF_PARAMS,
+            off,
+            ld,
+            z: 0,
+        }
     }
     /// In `grads`.
     pub fn grads(off: u32, ld: u32) -> Matrix {
-        Matrix { buf: BUF_GRADS, off, ld, z: 0 }
+        Matrix {
+            buf: BUF_GRADS,
+            off,
+            ld,
+            z: 0,
+        }
     }
     /// In `work`.
     pub fn work(off: u32, ld: u32) -> Matrix {
-        Matrix { buf: BUF_WORK, off, ld, z: 0 }
+        Matrix {
+            buf: BUF_WORK,
+            off,
+            ld,
+            z: 0,
+        }
     }
     /// The same operand, moving by `z` elements per batch entry.
     pub fn z(self, z: u32) -> Matrix {
@@ -204,19 +219,35 @@ impl Gemm {
     }
     /// `A` stored `[m×k]`.
     pub fn a(self, a: Matrix) -> Gemm {
-        Gemm { a, a_t: false, ..self }
+        Gemm {
+            a,
+            a_t: false,
+            ..self
+        }
     }
     /// `A` stored `[k×m]` (transposed).
     pub fn a_t(self, a: Matrix) -> Gemm {
-        Gemm { a, a_t: true, ..self }
+        Gemm {
+            a,
+            a_t: true,
+            ..self
+        }
     }
     /// `B` stored `[k×n]`.
     pub fn b(self, b: Matrix) -> Gemm {
-        Gemm { b, b_t: false, ..self }
+        Gemm {
+            b,
+            b_t: false,
+            ..self
+        }
     }
     /// `B` stored `[n×k]` (transposed).
     pub fn b_t(self, b: Matrix) -> Gemm {
-        Gemm { b, b_t: true, ..self }
+        Gemm {
+            b,
+            b_t: true,
+            ..self
+        }
     }
     pub fn c(self, c: Matrix) -> Gemm {
         Gemm { c, ..self }

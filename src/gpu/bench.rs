@@ -1,8 +1,8 @@
 //! Timing support for `recurrent bench --device gpu`.
 
+use super::context::GpuContext;
 use super::gemm_config::{GemmConfig, GemmShape};
 use super::gemm_tune::GemmRig;
-use super::context::GpuContext;
 use super::model::GpuModel;
 use crate::data::Dataset;
 use crate::error::{Error, Result};

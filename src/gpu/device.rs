@@ -70,33 +70,33 @@ async fn open_async(
     pref: DevicePreference,
     backends: wgpu::Backends,
 ) -> Result<(wgpu::Device, wgpu::Queue, wgpu::AdapterInfo)> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
-        desc.backends = backends;
-        let instance = wgpu::Instance::new(desc);
-        let mut adapters: Vec<wgpu::Adapter> = instance
-            .enumerate_adapters(backends)
-            .await
-            .into_iter()
-            .filter(|a| {
-                a.get_downlevel_capabilities()
-                    .flags
-                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-            })
-            .filter(|a| {
-                let t = a.get_info().device_type;
-                match pref {
-                    DevicePreference::Auto => true,
-                    DevicePreference::Hardware => matches!(
-                        t,
-                        wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu
-                    ),
-                    DevicePreference::Software => t == wgpu::DeviceType::Cpu,
-                }
-            })
-            .collect();
-        adapters.sort_by_key(|a| rank(a.get_info().device_type));
-        let Some(adapter) = adapters.into_iter().next() else {
-            return Err(Error::Gpu(format!(
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    let mut adapters: Vec<wgpu::Adapter> = instance
+        .enumerate_adapters(backends)
+        .await
+        .into_iter()
+        .filter(|a| {
+            a.get_downlevel_capabilities()
+                .flags
+                .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+        })
+        .filter(|a| {
+            let t = a.get_info().device_type;
+            match pref {
+                DevicePreference::Auto => true,
+                DevicePreference::Hardware => matches!(
+                    t,
+                    wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu
+                ),
+                DevicePreference::Software => t == wgpu::DeviceType::Cpu,
+            }
+        })
+        .collect();
+    adapters.sort_by_key(|a| rank(a.get_info().device_type));
+    let Some(adapter) = adapters.into_iter().next() else {
+        return Err(Error::Gpu(format!(
                 "no {} adapter with compute shaders found on backends {backends:?}. HINT: install a \
                  Vulkan driver (on Linux without a GPU: the Mesa package mesa-vulkan-drivers gives the \
                  lavapipe software adapter), try RECURRENT_BACKEND=gl, or use the CPU path",
@@ -106,12 +106,12 @@ async fn open_async(
                     DevicePreference::Software => "software",
                 }
             )));
-        };
-        let info = adapter.get_info();
-        let limits = adapter.limits();
-        // Optional: GPU timestamps for per-kernel profiles where the adapter has them.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        let (device, queue) = adapter
+    };
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    // Optional: GPU timestamps for per-kernel profiles where the adapter has them.
+    let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+    let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("recurrent"),
                 required_features: features,
@@ -125,9 +125,8 @@ async fn open_async(
                     info.name, info.backend
                 ))
             })?;
-        Ok((device, queue, info))
+    Ok((device, queue, info))
 }
-
 
 impl GpuDevice {
     /// Wraps a device (one of ours or an application's); its limits are the

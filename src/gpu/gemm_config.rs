@@ -29,8 +29,8 @@
 
 use super::args::GemmArgs;
 use super::registry::{Kernel, Shader};
-use super::tune::{Decision, Tuned};
 use super::tunables::Tunables;
+use super::tune::{Decision, Tuned};
 
 /// At most this many candidates are measured per shape.
 pub const GEMM_MAX_CANDIDATES: usize = 8;
@@ -283,7 +283,11 @@ pub fn fixed_config(s: &GemmShape, tunables: &Tunables) -> GemmConfig {
 /// [`GEMM_MAX_CANDIDATES`], each valid for `limits` (if the fixed choice is not —
 /// a grid over the limit — it is still first, alone, so that the plan reports
 /// the error as without tuning).
-pub fn gemm_candidates(s: &GemmShape, limits: &wgpu::Limits, tunables: &Tunables) -> Vec<GemmConfig> {
+pub fn gemm_candidates(
+    s: &GemmShape,
+    limits: &wgpu::Limits,
+    tunables: &Tunables,
+) -> Vec<GemmConfig> {
     use GemmConfig::{Blocked, Small, Wide};
     let fixed = fixed_config(s, tunables);
     let t = tunables.tile;

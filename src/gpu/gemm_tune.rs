@@ -25,8 +25,7 @@ use super::args::{Gemm, Matrix};
 use super::device::GpuDevice;
 use super::encode::{Binds, Compiled};
 use super::gemm_config::{
-    gemm_candidates, fixed_config, GemmConfig, GemmShape, TunedGemm,
-    SPLIT_PARTIALS,
+    fixed_config, gemm_candidates, GemmConfig, GemmShape, TunedGemm, SPLIT_PARTIALS,
 };
 use super::program::{Program, Resolved};
 use super::tune::{self, Decision, Tuned};
@@ -75,7 +74,10 @@ pub fn decide(
     match timer.time(gpu, s, &cands)? {
         None => Ok(Tuned::unmeasured(cands[0], Decision::TooLarge)),
         Some(times) => Tuned::fastest(&cands, &times).map_err(|e| {
-            Error::Gpu(format!("GEMM tuning of {s} (fixed choice {}): {e}", cands[0]))
+            Error::Gpu(format!(
+                "GEMM tuning of {s} (fixed choice {}): {e}",
+                cands[0]
+            ))
         }),
     }
 }

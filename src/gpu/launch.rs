@@ -102,7 +102,13 @@ impl Program {
                     }
                     _ => {
                         let s = self.slot(&a);
-                        self.push(Kernel::GemmSmall, consts(Kernel::GemmSmall), s, small, label)
+                        self.push(
+                            Kernel::GemmSmall,
+                            consts(Kernel::GemmSmall),
+                            s,
+                            small,
+                            label,
+                        )
                     }
                 }
             }
@@ -167,7 +173,13 @@ impl Program {
             .min(self.resolved.max_groups)
             .min(65535);
         let from = self.dispatches.len();
-        self.push(Kernel::WhhToF16, vec![("WG", wg as f64)], s, [groups, 1, dirs], label)?;
+        self.push(
+            Kernel::WhhToF16,
+            vec![("WG", wg as f64)],
+            s,
+            [groups, 1, dirs],
+            label,
+        )?;
         for d in self.since(from) {
             d.f16 = true;
         }
@@ -190,7 +202,13 @@ impl Program {
         let t = *self.tunables();
         let wg = vec![("WG", t.wg_reduce as f64)];
         let s = self.slot(&a);
-        self.push(Kernel::GradNormPartial, wg.clone(), s, [t.norm_groups, 1, 1], label)?;
+        self.push(
+            Kernel::GradNormPartial,
+            wg.clone(),
+            s,
+            [t.norm_groups, 1, 1],
+            label,
+        )?;
         self.push(Kernel::GradNormFinish, wg, s, [1, 1, 1], label)?;
         Ok(s)
     }
@@ -200,7 +218,13 @@ impl Program {
         let wg = self.tunables().wg_reduce;
         let s = self.slot(&a);
         let groups = a.n.div_ceil(wg).min(self.resolved.max_groups).min(4096);
-        self.push(Kernel::OptimizerStep, vec![("WG", wg as f64)], s, [groups, 1, 1], label)?;
+        self.push(
+            Kernel::OptimizerStep,
+            vec![("WG", wg as f64)],
+            s,
+            [groups, 1, 1],
+            label,
+        )?;
         Ok(s)
     }
 

@@ -52,8 +52,8 @@ mod registry;
 mod stats;
 mod step_tile;
 mod step_tune;
-mod tune;
 mod tunables;
+mod tune;
 mod weights;
 mod workspace;
 

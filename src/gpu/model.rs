@@ -16,11 +16,11 @@
 //!   [`GpuModel::poll_stats`] collects finished steps' losses without
 //!   blocking, [`GpuModel::finish`] waits.
 
+use super::args::OptArgs;
 use super::context::GpuContext;
 use super::gemm_config::GemmChoice;
 use super::plan::{self, Plan, PlanInputs};
 use super::program::Dispatch;
-use super::args::OptArgs;
 use super::registry::SLOT_BYTES;
 use super::stats::StatsRing;
 use super::step_tile::StepTile;
@@ -36,7 +36,6 @@ use crate::tensor::Tensor;
 use crate::Loss;
 use std::collections::HashMap;
 use std::sync::Arc;
-
 
 /// A model on the GPU.
 pub struct GpuModel {
@@ -264,8 +263,11 @@ impl GpuModel {
         );
         let trace = |out: &mut String, pg: &super::program::Program| {
             for (i, d) in pg.dispatches.iter().enumerate() {
-                let consts: Vec<String> =
-                    d.constants.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                let consts: Vec<String> = d
+                    .constants
+                    .iter()
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect();
                 let mut bytes = pg.slot_bytes(d.slot);
                 while let [rest @ .., 0] = bytes {
                     bytes = rest;
@@ -514,7 +516,12 @@ impl GpuModel {
     }
 
     /// Writes this step's optimizer arguments (clip, learning rate, bias corrections).
-    pub(crate) fn set_optimizer_args(&mut self, key: (usize, usize), opts: &StepOptions, opt: &mut Optimizer) {
+    pub(crate) fn set_optimizer_args(
+        &mut self,
+        key: (usize, usize),
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) {
         opt.step += 1;
         let plan = self.plans.get_mut(&key).expect("plan exists");
         let mut a = OptArgs {
@@ -564,11 +571,9 @@ impl GpuModel {
         program.set_slot(plan.opt_slot, &a);
         let start = plan.norm_slot.min(plan.opt_slot) as usize * SLOT_BYTES as usize;
         let end = (plan.norm_slot.max(plan.opt_slot) as usize + 1) * SLOT_BYTES as usize;
-        self.ctx.queue.write_buffer(
-            &plan.uniforms,
-            start as u64,
-            &program.uniforms[start..end],
-        );
+        self.ctx
+            .queue
+            .write_buffer(&plan.uniforms, start as u64, &program.uniforms[start..end]);
     }
 
     /// One training step (forward, loss, BPTT, clipping, optimizer) recorded

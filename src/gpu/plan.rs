@@ -63,9 +63,20 @@ pub struct Plan {
 /// The plan of `(b, t)` and the step tile it runs: decided as the module
 /// docs say (`known`: the decision this model already took for batches of
 /// `b` rows).
-pub fn build(inp: &PlanInputs, b: usize, t: usize, known: Option<TunedStep>) -> Result<(Plan, TunedStep)> {
+pub fn build(
+    inp: &PlanInputs,
+    b: usize,
+    t: usize,
+    known: Option<TunedStep>,
+) -> Result<(Plan, TunedStep)> {
     let ctx = inp.ctx;
-    let ws = Workspace::new(inp.config, b, t, ctx.tunables.norm_groups as usize, inp.input_grad);
+    let ws = Workspace::new(
+        inp.config,
+        b,
+        t,
+        ctx.tunables.norm_groups as usize,
+        inp.input_grad,
+    );
     let (work, ints) = workspace_buffers(ctx, &ws)?;
     // GEMM shapes do not depend on the step tile: the recording with the
     // fixed choices lists them.
@@ -116,7 +127,9 @@ fn workspace_buffers(ctx: &GpuContext, ws: &Workspace) -> Result<(wgpu::Buffer, 
     let work = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("work"),
         size: (ws.work_len * 4) as u64,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });
     let ints = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -209,7 +222,9 @@ impl Plan {
     ) -> Result<wgpu::CommandEncoder> {
         let mut enc = ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
         if optim.is_some_and(|o| o.step == 1) {
             // A fresh optimizer: moments start at zero, as on the CPU.
             enc.clear_buffer(&weights.state, 0, None);
@@ -223,11 +238,20 @@ impl Plan {
         s.encode(&mut enc, bg, &[0..ph.forward], 1, "forward", None)?;
         match loss {
             Some(Loss::Ce) => s.encode(&mut enc, bg, &[ph.forward..ph.loss_ce], 1, "loss", None)?,
-            Some(Loss::Mse) => s.encode(&mut enc, bg, &[ph.loss_ce..ph.loss_mse], 1, "loss", None)?,
+            Some(Loss::Mse) => {
+                s.encode(&mut enc, bg, &[ph.loss_ce..ph.loss_mse], 1, "loss", None)?
+            }
             None => {}
         }
         if backward {
-            s.encode(&mut enc, bg, &[ph.loss_mse..ph.backward], 1, "backward", None)?;
+            s.encode(
+                &mut enc,
+                bg,
+                &[ph.loss_mse..ph.backward],
+                1,
+                "backward",
+                None,
+            )?;
         }
         if optim.is_some() {
             s.encode(&mut enc, bg, &[ph.backward..ph.optim], 1, "optimizer", None)?;
@@ -242,7 +266,11 @@ impl Plan {
         enc.clear_buffer(&weights.grads, 0, None);
         let z = self.ws.zeroed;
         if z.len > 0 {
-            enc.clear_buffer(&self.work, z.off as u64 * 4, Some(z.len.div_ceil(4) as u64 * 16));
+            enc.clear_buffer(
+                &self.work,
+                z.off as u64 * 4,
+                Some(z.len.div_ceil(4) as u64 * 16),
+            );
         }
     }
 }
@@ -268,7 +296,16 @@ fn measure_step_tiles(
     );
     let others: Vec<Result<Plan>> = cands[1..]
         .iter()
-        .map(|&c| Plan::on(inp, first.ws.clone(), first.work.clone(), first.ints.clone(), c, gemms))
+        .map(|&c| {
+            Plan::on(
+                inp,
+                first.ws.clone(),
+                first.work.clone(),
+                first.ints.clone(),
+                c,
+                gemms,
+            )
+        })
         .collect();
     let mut plans: Vec<Result<Plan>> = std::iter::once(Ok(first)).chain(others).collect();
     let run = |plan: &Plan| -> Result<f64> {

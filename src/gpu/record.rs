@@ -419,7 +419,11 @@ impl<'a> Recorder<'a> {
         let stride = self.dir_stride(k);
         // The gate gradients of gx and (GRU: apart) of gh.
         let dg = lw.dg;
-        let dgh = if self.cfg.cell == Cell::Gru { lw.dgh } else { lw.dg };
+        let dgh = if self.cfg.cell == Cell::Gru {
+            lw.dgh
+        } else {
+            lw.dg
+        };
         let per_dir = dg.len / dirs;
         let dg_m = Matrix::work(dg.off, gh).z(per_dir);
         let dgh_m = Matrix::work(dgh.off, gh).z(per_dir);

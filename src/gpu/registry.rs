@@ -46,7 +46,10 @@ pub enum Shader {
 /// Every file under `shaders/` by name.
 const FILES: [(&str, &str); 10] = [
     ("half.wgsl", include_str!("../../shaders/half.wgsl")),
-    ("step_common.wgsl", include_str!("../../shaders/step_common.wgsl")),
+    (
+        "step_common.wgsl",
+        include_str!("../../shaders/step_common.wgsl"),
+    ),
     ("whh_f16.wgsl", include_str!("../../shaders/whh_f16.wgsl")),
     ("gemm.wgsl", include_str!("../../shaders/gemm.wgsl")),
     ("lstm.wgsl", include_str!("../../shaders/lstm.wgsl")),
@@ -116,7 +119,11 @@ impl Shader {
     pub fn source(self) -> String {
         self.files()
             .iter()
-            .map(|n| file(n).unwrap_or_else(|| panic!("{}: requires {n}, which is not in shaders/", self.name())))
+            .map(|n| {
+                file(n).unwrap_or_else(|| {
+                    panic!("{}: requires {n}, which is not in shaders/", self.name())
+                })
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -309,7 +316,10 @@ impl Registry {
     ) -> Result<wgpu::ComputePipeline> {
         let key = (
             k,
-            consts.iter().map(|(n, v)| (*n, v.to_bits())).collect::<Vec<_>>(),
+            consts
+                .iter()
+                .map(|(n, v)| (*n, v.to_bits()))
+                .collect::<Vec<_>>(),
         );
         if let Some(p) = self.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
             return Ok(p.clone());
@@ -384,7 +394,11 @@ mod tests {
                     assert!(text.starts_with("// part:"), "{f} says it is a part");
                 }
                 for r in requires(text) {
-                    assert!(files[..i].contains(&r), "{}: {f} needs {r} before it", s.name());
+                    assert!(
+                        files[..i].contains(&r),
+                        "{}: {f} needs {r} before it",
+                        s.name()
+                    );
                 }
             }
             assert!(

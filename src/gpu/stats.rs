@@ -71,7 +71,13 @@ impl StatsRing {
 
     /// Records the copy of a step's statistics (`STATS_BYTES` at byte `offset`
     /// of `src`) into `slot`.
-    pub fn copy_into(&self, enc: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, offset: u64, slot: usize) {
+    pub fn copy_into(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        offset: u64,
+        slot: usize,
+    ) {
         enc.copy_buffer_to_buffer(src, offset, &self.slots[slot].buffer, 0, STATS_BYTES);
     }
 

@@ -143,10 +143,7 @@ pub fn measure(
             live.retain(|&i| i == 0 || samples[i][0] <= prune * best);
         }
     }
-    Ok(samples
-        .iter()
-        .map(|v| crate::timing::median(v))
-        .collect())
+    Ok(samples.iter().map(|v| crate::timing::median(v)).collect())
 }
 
 /// Decisions per key, shared by every model on a context.
@@ -216,10 +213,15 @@ mod tests {
     fn the_fastest_wins_ties_keep_the_earlier_the_fallback_must_run() {
         let c = ['a', 'b', 'c'];
         let t = Tuned::fastest(&c, &[Some(2.0), Some(1.5), Some(1.5)]).unwrap();
-        assert_eq!((t.choice, t.us, t.decision), ('b', Some(1.5), Decision::Measured));
+        assert_eq!(
+            (t.choice, t.us, t.decision),
+            ('b', Some(1.5), Decision::Measured)
+        );
         assert_eq!(t.candidates.len(), 3);
         assert_eq!(
-            Tuned::fastest(&c, &[Some(1.0), Some(1.0), Some(1.0)]).unwrap().choice,
+            Tuned::fastest(&c, &[Some(1.0), Some(1.0), Some(1.0)])
+                .unwrap()
+                .choice,
             'a'
         );
         let f = Tuned::fastest(&c, &[Some(2.0), None, Some(3.0)]).unwrap();
@@ -256,7 +258,11 @@ mod tests {
         // The fallback's failure is the error.
         assert!(measure(2, 1.5, |live| Ok(live
             .iter()
-            .map(|&i| if i == 0 { Err(Error::Gpu("x".into())) } else { Ok(1.0) })
+            .map(|&i| if i == 0 {
+                Err(Error::Gpu("x".into()))
+            } else {
+                Ok(1.0)
+            })
             .collect()))
         .is_err());
     }

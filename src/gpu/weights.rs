@@ -124,12 +124,7 @@ pub struct WhhF16 {
 }
 
 impl WhhF16 {
-    fn new(
-        gpu: &GpuDevice,
-        config: &ModelConfig,
-        layout: &Layout,
-        w: &Weights,
-    ) -> Result<WhhF16> {
+    fn new(gpu: &GpuDevice, config: &ModelConfig, layout: &Layout, w: &Weights) -> Result<WhhF16> {
         let len = config.cell.gates() * config.hidden * config.hidden;
         let mut offsets = Vec::with_capacity(layout.layers.len());
         let mut words = 0usize;
