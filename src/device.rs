@@ -91,9 +91,7 @@ pub fn adapter_report() -> String {
         Ok(b) => b,
         Err(e) => return format!("{e}\n"),
     };
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
-    desc.backends = backends;
-    let instance = wgpu::Instance::new(desc);
+    let instance = crate::gpu::instance(backends);
     let adapters = pollster::block_on(instance.enumerate_adapters(backends));
     let mut out = format!("backends searched: {backends:?}\n");
     if adapters.is_empty() {

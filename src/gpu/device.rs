@@ -66,14 +66,32 @@ pub fn open_adapter(
     pollster::block_on(open_async(pref, backends))
 }
 
+/// A wgpu instance over `backends`. Before the first one, with no Wayland
+/// session (`WAYLAND_DISPLAY` and `XDG_RUNTIME_DIR` unset, as on a server or
+/// in CI), sets `NODEVICE_SELECT=1`: Mesa's device-select Vulkan layer
+/// otherwise connects to Wayland to find the display's GPU, and libwayland
+/// prints `error: XDG_RUNTIME_DIR is invalid or not set` for every instance.
+/// The layer only reorders adapters, which [`open_adapter`] ranks itself.
+/// (Set once, before this crate creates any instance.)
+pub fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let unset = |v: &str| std::env::var_os(v).is_none();
+        if unset("WAYLAND_DISPLAY") && unset("XDG_RUNTIME_DIR") && unset("NODEVICE_SELECT") {
+            std::env::set_var("NODEVICE_SELECT", "1");
+        }
+    });
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
 async fn open_async(
     pref: DevicePreference,
     backends: wgpu::Backends,
 ) -> Result<(wgpu::Device, wgpu::Queue, wgpu::AdapterInfo)> {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
-    desc.backends = backends;
-    let instance = wgpu::Instance::new(desc);
-    let mut adapters: Vec<wgpu::Adapter> = instance
+    let instance = instance(backends);
+    let found: Vec<wgpu::Adapter> = instance
         .enumerate_adapters(backends)
         .await
         .into_iter()
@@ -82,6 +100,15 @@ async fn open_async(
                 .flags
                 .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
         })
+        .collect();
+    let software: Vec<String> = found
+        .iter()
+        .map(|a| a.get_info())
+        .filter(|i| i.device_type == wgpu::DeviceType::Cpu)
+        .map(|i| format!("{} ({:?})", i.name, i.backend))
+        .collect();
+    let mut adapters: Vec<wgpu::Adapter> = found
+        .into_iter()
         .filter(|a| {
             let t = a.get_info().device_type;
             match pref {
@@ -96,16 +123,23 @@ async fn open_async(
         .collect();
     adapters.sort_by_key(|a| rank(a.get_info().device_type));
     let Some(adapter) = adapters.into_iter().next() else {
-        return Err(Error::Gpu(format!(
-                "no {} adapter with compute shaders found on backends {backends:?}. HINT: install a \
-                 Vulkan driver (on Linux without a GPU: the Mesa package mesa-vulkan-drivers gives the \
-                 lavapipe software adapter), try RECURRENT_BACKEND=gl, or use the CPU path",
-                match pref {
-                    DevicePreference::Auto => "usable",
-                    DevicePreference::Hardware => "hardware",
-                    DevicePreference::Software => "software",
-                }
+        if pref == DevicePreference::Hardware && !software.is_empty() {
+            return Err(Error::Gpu(format!(
+                "found only software adapters ({}), which `auto` skips: they are slower than the CPU path. \
+                 HINT: --device gpu (DevicePreference::Auto) takes them",
+                software.join(", ")
             )));
+        }
+        return Err(Error::Gpu(format!(
+            "no {} adapter with compute shaders found on backends {backends:?}. HINT: install a \
+             Vulkan driver (on Linux without a GPU: the Mesa package mesa-vulkan-drivers gives the \
+             lavapipe software adapter), try RECURRENT_BACKEND=gl, or use the CPU path",
+            match pref {
+                DevicePreference::Auto => "usable",
+                DevicePreference::Hardware => "hardware",
+                DevicePreference::Software => "software",
+            }
+        )));
     };
     let info = adapter.get_info();
     let limits = adapter.limits();

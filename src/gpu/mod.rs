@@ -74,6 +74,7 @@ pub use registry::Kernel;
 pub use step_tune::{StepKey, TunedStep};
 pub use tune::{Decision, Tuned};
 
+pub(crate) use device::instance;
 pub(crate) use options::backends_from_env;
 
 /// The GPU host's internals, for the kernel-level tests and benches (shader
