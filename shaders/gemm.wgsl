@@ -58,7 +58,7 @@ struct Gemm {
 // block of C and walks K in steps of TILE, staging op(A) and op(B) blocks in
 // workgroup memory with coalesced loads for either transpose.
 // TILE (8 or 16) is chosen per GEMM shape by the host's autotuner
-// (src/gpu/autotune.rs); every value is a separate pipeline.
+// (src/gpu/gemm_config.rs, src/gpu/gemm_tune.rs); every value is a separate pipeline.
 //
 // Two register-blocked entry points (the host picks by RM, see Kernel::GemmRm):
 //   gemm:    RM fixed at 4, its 4x4 block written out on vec4s with constant

@@ -115,7 +115,7 @@ const RBU_MAX: u32 = RB_MAX * UB_MAX;
 // results are the same bits as PERSIST = 0 with the same tile), with a
 // storage barrier between steps. One dispatch per layer and pass instead of
 // one per step, for sizes where launching a step costs more than computing
-// it (small H; DESIGN 4, "a persistent single-workgroup kernel").
+// it (small H: a persistent single-workgroup kernel).
 override PERSIST: u32 = 0u;
 
 // Each cell shader (lstm.wgsl, gru.wgsl, rnn.wgsl) defines, under these

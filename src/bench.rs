@@ -80,7 +80,7 @@ pub struct GemmTuning {
     pub candidates: usize,
 }
 
-/// The step kernels' tile of a GPU plan (`crate::gpu::steptune`).
+/// The step kernels' tile of a GPU plan (`crate::gpu::step_tune`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepTuning {
     /// `units,rows,chunk,rb` (as `RECURRENT_STEP_TILE` takes it).

@@ -355,7 +355,7 @@ pub fn gemm_candidates(
 
 /// The register-blocked GEMM entry point for `rm` x `rm` outputs per
 /// invocation: `gemm` (the vec4 kernel measured on an H200, RM fixed at 4)
-/// for 4, `gemm_rm` (generic loops, unmeasured on real GPUs) otherwise.
+/// for 4, `gemm_rm` (generic loops) otherwise.
 pub fn blocked_gemm_kernel(rm: u32) -> Kernel {
     if rm == 4 {
         Kernel::Gemm

@@ -94,7 +94,7 @@ impl Tunables {
             // H1024 B64 T25 (33.5 vs 57.0) and GRU H256 B32 T50 (17.1 vs 25.7).
             // (The chunk was not passed to the shaders then: every one of those
             // ran KC = 32, the shader's default; it is passed since.)
-            // Rows per invocation unmeasured on real GPUs: 1 until a sweep says otherwise.
+            // Rows per invocation: 1 until a measurement says otherwise (BENCHMARKS.md).
             step: StepTile::new(16, if inv >= 256 { 16 } else { 4 }, 32, 1),
             step_tile_pinned: false,
         };
