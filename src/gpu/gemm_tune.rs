@@ -246,8 +246,12 @@ impl GemmRig {
             .copied()
             .filter(|&i| self.compiled.check(self.ranges[i].clone()).is_ok())
             .collect();
+        if ok.is_empty() {
+            // Nothing to time.
+            return Ok(live.iter().map(|&i| Err(self.why(i))).collect());
+        }
         let dev = &gpu.device;
-        let count = (2 * ok.len()).max(2) as u32;
+        let count = 2 * ok.len() as u32;
         let qs = dev.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("autotune.timestamps"),
             ty: wgpu::QueryType::Timestamp,
@@ -268,13 +272,9 @@ impl GemmRig {
             self.compiled
                 .encode(&mut enc, binds, r, 1, "gemm", Some((&qs, 2 * p as u32)))?;
         }
-        if ok.is_empty() {
-            // Nothing to time: resolve nothing, keep the shape of the reply.
-            return Ok(live.iter().map(|&i| Err(self.why(i))).collect());
-        }
-        enc.resolve_query_set(&qs, 0..2 * ok.len() as u32, &resolve, 0);
+        enc.resolve_query_set(&qs, 0..count, &resolve, 0);
         gpu.queue.submit([enc.finish()]);
-        let raw = gpu.read_bytes(&resolve, 2 * ok.len() as u64 * 8)?;
+        let raw = gpu.read_bytes(&resolve, count as u64 * 8)?;
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
         let period = gpu.queue.get_timestamp_period() as f64;
         let mut us = ticks

@@ -107,10 +107,7 @@ impl Shader {
     /// lists, then itself.
     pub fn files(self) -> Vec<&'static str> {
         let own = file(self.name()).expect("every shader is in FILES");
-        let mut v: Vec<&'static str> = requires(own)
-            .into_iter()
-            .map(|n| FILES.iter().find(|f| f.0 == n).map_or(n, |f| f.0))
-            .collect();
+        let mut v = requires(own);
         v.push(self.name());
         v
     }

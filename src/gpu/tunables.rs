@@ -34,11 +34,6 @@ pub struct Tunables {
 }
 
 impl Tunables {
-    /// The step kernels' tile.
-    pub fn step_tile(&self) -> StepTile {
-        self.step
-    }
-
     /// These tunables with the step kernels' tile `tile`.
     pub fn with_step_tile(mut self, tile: StepTile) -> Tunables {
         self.step = tile;
