@@ -1,5 +1,5 @@
 // requires: half.wgsl
-// The f16 copy of W_hh (opt-in, see src/gpu/whh16.rs): converts each
+// The f16 copy of W_hh (opt-in, see src/gpu/weights.rs): converts each
 // layer-direction's W_hh in params to binary16, two per u32, into whh16.
 // Runs after every upload of the parameters and after
 // every optimizer step, in the step's command buffer.

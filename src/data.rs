@@ -1,7 +1,9 @@
-//! In-memory data: inputs `x` (batch-first), optional targets `y` and `lengths`.
+//! In-memory data: inputs `x` (batch-first), optional targets `y`, `lengths`
+//! and initial states `h0`/`c0`.
 
 use crate::error::{Error, Result};
-use crate::model::config::{ModelConfig, OutputMode};
+use crate::model::config::{Cell, ModelConfig, OutputMode};
+use crate::tensor::Tensor;
 
 /// Model inputs, batch-first.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,18 +152,106 @@ impl Targets {
     }
 }
 
-/// A set of sequences: inputs, optional targets, optional lengths.
+/// Each sequence's initial states, laid out as `nn.LSTM`'s `(h0, c0)`:
+/// `[L*D, N, H]` each (layer-major, then direction; batch-first inputs do
+/// not change it). `c0` is for LSTM models only, which need both.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InitialStates {
+    pub h0: Tensor,
+    pub c0: Option<Tensor>,
+}
+
+impl InitialStates {
+    /// Sequences `idx` (dimension 1), in that order.
+    pub fn gather(&self, idx: &[usize]) -> InitialStates {
+        let pick = |t: &Tensor| {
+            let (ld, n, h) = (t.shape[0], t.shape[1], t.shape[2]);
+            let mut out = Vec::with_capacity(ld * idx.len() * h);
+            for l in 0..ld {
+                for &i in idx {
+                    out.extend_from_slice(&t.data[(l * n + i) * h..(l * n + i + 1) * h]);
+                }
+            }
+            Tensor::new(vec![ld, idx.len(), h], out)
+        };
+        InitialStates {
+            h0: pick(&self.h0),
+            c0: self.c0.as_ref().map(pick),
+        }
+    }
+
+    /// As the CPU path takes them.
+    pub fn to_states(&self) -> crate::cpu::States {
+        crate::cpu::States {
+            h: Some(self.h0.data.clone()),
+            c: self.c0.as_ref().map(|c| c.data.clone()),
+        }
+    }
+
+    /// Checks shapes `[L*D, n, H]`, finiteness, and `c0` against the cell.
+    pub fn check(&self, cfg: &ModelConfig, n: usize) -> Result<()> {
+        let want = [cfg.layers * cfg.directions(), n, cfg.hidden];
+        let expect = format!(
+            "[{}, {n}, {}] (layers x directions, sequences, hidden size)",
+            want[0], want[2]
+        );
+        let lstm = cfg.cell == Cell::Lstm;
+        match (&self.c0, lstm) {
+            (Some(_), false) => {
+                return Err(Error::Argument(format!(
+                    "c0 was given, but only LSTM models have a cell state; this model is a {}: give h0 alone",
+                    cfg.cell.name()
+                )))
+            }
+            (None, true) => {
+                return Err(Error::Argument(
+                    "h0 was given without c0: an LSTM starts from both (h0, c0), as nn.LSTM takes them; give c0 too (zeros for none)".into(),
+                ))
+            }
+            _ => {}
+        }
+        for (name, t) in [("h0", Some(&self.h0)), ("c0", self.c0.as_ref())] {
+            let Some(t) = t else { continue };
+            if t.shape != want {
+                return Err(Error::shape(name, expect.clone(), &t.shape));
+            }
+            if let Some((i, v)) = t.data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(Error::NonFinite {
+                    what: name.into(),
+                    index: i,
+                    value: *v,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A set of sequences: inputs, optional targets, lengths and initial states.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     pub x: Inputs,
     pub y: Option<Targets>,
     /// Valid steps per sequence, each in `1..=t` (packed-sequence semantics).
     pub lengths: Option<Vec<usize>>,
+    /// Initial states of each sequence; without them the states start at zero.
+    pub states: Option<InitialStates>,
 }
 
 impl Dataset {
     pub fn new(x: Inputs, y: Option<Targets>, lengths: Option<Vec<usize>>) -> Dataset {
-        Dataset { x, y, lengths }
+        Dataset {
+            x,
+            y,
+            lengths,
+            states: None,
+        }
+    }
+    /// The same data, each sequence starting from the given states
+    /// (`h0`, and `c0` for LSTM: `[L*D, N, H]`; checked against a model with the inputs).
+    pub fn with_states(mut self, h0: Tensor, c0: Option<Tensor>) -> Dataset {
+        self.states = Some(InitialStates { h0, c0 });
+        self
     }
     pub fn len(&self) -> usize {
         self.x.n()
@@ -181,6 +271,7 @@ impl Dataset {
                 .lengths
                 .as_ref()
                 .map(|l| idx.iter().map(|&i| l[i]).collect()),
+            states: self.states.as_ref().map(|s| s.gather(idx)),
         }
     }
     /// The same sequences cut to their longest length, `[N, max(lengths)]`:
@@ -227,6 +318,7 @@ impl Dataset {
             x: self.x.first_steps(longest),
             y,
             lengths: self.lengths,
+            states: self.states,
         }
     }
     /// Rows `start..end`.
@@ -235,7 +327,14 @@ impl Dataset {
         self.gather(&idx)
     }
 
-    /// Checks the inputs (and lengths) against a model: shapes, finiteness, token range.
+    /// The initial states as the CPU path takes them (none: zeros).
+    pub fn cpu_states(&self) -> crate::cpu::States {
+        self.states
+            .as_ref()
+            .map_or_else(Default::default, InitialStates::to_states)
+    }
+
+    /// Checks the inputs (lengths, initial states) against a model: shapes, finiteness, token range.
     pub fn check_inputs(&self, cfg: &ModelConfig) -> Result<()> {
         let n = self.len();
         if n == 0 {
@@ -301,6 +400,9 @@ impl Dataset {
                     steps: t,
                 });
             }
+        }
+        if let Some(s) = &self.states {
+            s.check(cfg, n)?;
         }
         Ok(())
     }

@@ -57,7 +57,7 @@ pub(crate) mod timing;
 pub mod train;
 
 pub use cpu::States;
-pub use data::{Dataset, Inputs, Targets};
+pub use data::{Dataset, InitialStates, Inputs, Targets};
 pub use device::{Device, DeviceChoice};
 pub use error::{Error, Result};
 pub use model::config::{Cell, ModelConfig, Nonlinearity, OutputMode};

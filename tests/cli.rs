@@ -27,6 +27,8 @@ fn predict_reproduces_pytorch_outputs() {
         "lstm-2layer-bidir-seq-ce",
         "gru-bidir-lengths-seq-ce",
         "embed-lstm-lengths-last-ce",
+        "lstm-states-2layer-bidir-lengths-seq-mse",
+        "gru-states-last-ce",
     ] {
         let dir = golden_dir().join(case);
         let out = tmp.join(format!("{case}.safetensors"));
@@ -44,6 +46,29 @@ fn predict_reproduces_pytorch_outputs() {
             case,
             &got.tensors["output"].floats("", "output").unwrap(),
             &want.tensors["output"].floats("", "output").unwrap(),
+            GOLDEN_OUTPUT,
+        );
+        final_states_match(case, &got, &want);
+    }
+}
+
+/// `predict` wrote `h_n` (and `c_n` for LSTM) as the case expects, where the
+/// case has them (those with initial states).
+fn final_states_match(case: &str, got: &st::File, want: &st::File) {
+    assert!(
+        got.tensors.contains_key("h_n"),
+        "{case}: predict wrote no h_n"
+    );
+    for name in ["h_n", "c_n"] {
+        let Some(w) = want.tensors.get(name) else {
+            continue;
+        };
+        let g = &got.tensors[name];
+        assert_eq!(g.shape, w.shape, "{case}: {name} shape");
+        assert_close(
+            &format!("{case} {name}"),
+            &g.floats("", name).unwrap(),
+            &w.floats("", name).unwrap(),
             GOLDEN_OUTPUT,
         );
     }
@@ -104,6 +129,8 @@ fn train_one_epoch_in_file_order_reproduces_pytorch_weights() {
         ("lstm-last-ce", "sgd"),
         ("rnn-tanh-seq-mse", "adam"),
         ("gru-bidir-lengths-seq-ce", "sgd"),
+        ("lstm-states-2layer-bidir-lengths-seq-mse", "adam"),
+        ("gru-states-last-ce", "sgd"),
     ] {
         golden_epoch_matches_pytorch(case, "cpu", opt, &tmp);
     }
@@ -291,6 +318,8 @@ fn golden_cases_through_the_cli_on_the_gpu() {
         "gru-bidir-lengths-seq-ce",
         "rnn-tanh-seq-mse",
         "embed-lstm-lengths-last-ce",
+        "lstm-states-2layer-bidir-lengths-seq-mse",
+        "gru-states-last-ce",
     ] {
         let dir = golden_dir().join(case);
         let out = tmp.join(format!("{case}.safetensors"));
@@ -310,6 +339,7 @@ fn golden_cases_through_the_cli_on_the_gpu() {
             &want.tensors["output"].floats("", "output").unwrap(),
             GOLDEN_OUTPUT,
         );
+        final_states_match(&format!("gpu {case}"), &got, &want);
         let c: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
         // evaluate prints the same loss on both paths (printed to 6 decimals).

@@ -422,9 +422,21 @@ fn predict(a: PredictArgs) -> Result<()> {
     let device = pick_device(a.device)?;
     let model = checkpoint::load(&a.model)?;
     let data = dataset::load(data_path)?;
-    let t = device.backend(&model)?.predict(&data, a.batch_size)?;
-    dataset::save_tensors(output, &[("output", &t)])?;
-    println!("wrote output {:?} to {}", t.shape, output.display());
+    let p = device
+        .backend(&model)?
+        .predict_states(&data, a.batch_size)?;
+    let mut tensors = vec![("output", &p.output), ("h_n", &p.h_n)];
+    if let Some(c) = &p.c_n {
+        tensors.push(("c_n", c));
+    }
+    dataset::save_tensors(output, &tensors)?;
+    println!(
+        "wrote output {:?} and the final states{} {:?} to {}",
+        p.output.shape,
+        if p.c_n.is_some() { " h_n, c_n" } else { " h_n" },
+        p.h_n.shape,
+        output.display()
+    );
     Ok(())
 }
 

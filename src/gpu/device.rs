@@ -239,12 +239,23 @@ impl GpuDevice {
         offset: u64,
         bytes: u64,
     ) -> Result<Vec<u8>> {
-        if bytes == 0 {
-            return Ok(Vec::new());
+        Ok(self.read_ranges(buf, &[(offset, bytes)])?.remove(0))
+    }
+
+    /// Several `(offset, bytes)` ranges of `buf` (multiples of 4) read back
+    /// through one staging buffer, one submission and one wait.
+    pub(crate) fn read_ranges(
+        &self,
+        buf: &wgpu::Buffer,
+        ranges: &[(u64, u64)],
+    ) -> Result<Vec<Vec<u8>>> {
+        let total: u64 = ranges.iter().map(|r| r.1).sum();
+        if total == 0 {
+            return Ok(vec![Vec::new(); ranges.len()]);
         }
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("staging.read"),
-            size: bytes,
+            size: total,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -253,7 +264,13 @@ impl GpuDevice {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("read"),
             });
-        enc.copy_buffer_to_buffer(buf, offset, &staging, 0, bytes);
+        let mut at = 0;
+        for &(offset, bytes) in ranges {
+            if bytes > 0 {
+                enc.copy_buffer_to_buffer(buf, offset, &staging, at, bytes);
+            }
+            at += bytes;
+        }
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
@@ -266,7 +283,12 @@ impl GpuDevice {
         let view = staging
             .get_mapped_range(..)
             .map_err(|e| Error::Gpu(format!("reading back from the GPU failed: {e:?}")))?;
-        let out = view.to_vec();
+        let mut out = Vec::with_capacity(ranges.len());
+        let mut at = 0usize;
+        for &(_, bytes) in ranges {
+            out.push(view[at..at + bytes as usize].to_vec());
+            at += bytes as usize;
+        }
         drop(view);
         staging.unmap();
         Ok(out)

@@ -49,6 +49,7 @@ mod profile;
 mod program;
 mod record;
 mod registry;
+mod states;
 mod stats;
 mod step_tile;
 mod step_tune;

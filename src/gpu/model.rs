@@ -57,6 +57,12 @@ pub struct GpuModel {
     /// Every backward also computes the gradient of the bottom layer's
     /// input ([`GpuModel::set_input_gradient`]).
     input_grad: bool,
+    /// Every backward also completes the gradients of the initial states
+    /// ([`GpuModel::set_state_gradient`]).
+    pub(crate) state_grad: bool,
+    /// Plans whose initial-state slots hold a batch's given states (not
+    /// zeros): the next batch without states zeroes them.
+    pub(crate) states_written: std::collections::HashSet<(usize, usize)>,
     /// Submissions made (for the tests that count them).
     pub submissions: u64,
 }
@@ -90,6 +96,8 @@ impl GpuModel {
             plans: HashMap::new(),
             step_tiles: HashMap::new(),
             input_grad: false,
+            state_grad: false,
+            states_written: Default::default(),
             submissions: 0,
         };
         g.refresh_whh16()?;
@@ -218,6 +226,7 @@ impl GpuModel {
                 step_tile: self.step_tile,
                 step_tile_pinned: self.step_tile_pinned,
                 input_grad: self.input_grad,
+                state_grad: self.state_grad,
             };
             let (plan, decision) = plan::build(&inputs, b, t, self.step_tiles.get(&b).cloned())?;
             self.step_tiles.insert(b, decision);
@@ -365,7 +374,8 @@ impl GpuModel {
 
     // ---------------------------------------------------------------- running
 
-    /// Uploads a batch's inputs, lengths and (if `loss`) targets into the plan of its shape.
+    /// Uploads a batch's inputs, lengths, initial states and (if `loss`)
+    /// targets into the plan of its shape.
     pub(crate) fn upload_batch(
         &mut self,
         data: &Dataset,
@@ -435,6 +445,7 @@ impl GpuModel {
             }
             None => {}
         }
+        self.write_initial_states((b, t), data.states.as_ref());
         Ok((b, t))
     }
 

@@ -39,6 +39,8 @@ pub struct PlanInputs<'a> {
     pub step_tile_pinned: bool,
     /// Every backward also computes the gradient of layer 0's input.
     pub input_grad: bool,
+    /// Every backward also completes the gradients of the initial states.
+    pub state_grad: bool,
 }
 
 /// Everything for one batch shape.
@@ -155,6 +157,7 @@ impl PlanInputs<'_> {
             config: self.config,
             layout: self.layout,
             whh: &whh,
+            state_grad: self.state_grad,
         };
         let resolved = Resolved {
             gemms,

@@ -56,6 +56,9 @@ pub struct StepModel<'a> {
     /// The start of each layer-direction's W_hh as the step kernels read it
     /// (in params, or in halves into the f16 copy).
     pub whh: &'a [u32],
+    /// Backward also completes the gradients of the initial states
+    /// ([`Recorder::initial_state_grad`]).
+    pub state_grad: bool,
 }
 
 /// Records the training step of `model` over workspace `ws`.
@@ -93,6 +96,7 @@ pub struct Recorder<'a> {
     lay: &'a Layout,
     ws: &'a Workspace,
     whh: &'a [u32],
+    state_grad: bool,
     pg: Program,
     /// Batch rows, steps.
     b: u32,
@@ -123,6 +127,7 @@ impl<'a> Recorder<'a> {
             lay: model.layout,
             ws,
             whh: model.whh,
+            state_grad: model.state_grad,
             pg: Program::new(Resolved {
                 split_partials: Some(ws.split.off),
                 ..resolved
@@ -465,6 +470,36 @@ impl<'a> Recorder<'a> {
                     .c(Matrix::work(lw.dx.off, i_k));
                 self.pg.gemm(&g, &self.label(k, "input_grad"))?;
             }
+        }
+        if self.state_grad {
+            self.initial_state_grad(k)?;
+        }
+        Ok(())
+    }
+
+    /// The gradient of layer `k`'s initial hidden states, into its carry
+    /// `[B, dirs*H]`: after the last step backward the carry holds all of it
+    /// but the W_hh part, the product the step before would have taken:
+    /// `carry(dir) += dG(t_last)·W_hh(dir)`, `t_last` = 0 forward, T-1
+    /// reverse (`cpu::layer::backward`'s `dh0`). The cell state's gradient
+    /// is complete in `dc` already.
+    fn initial_state_grad(&mut self, k: usize) -> Result<()> {
+        let (b, h, gh, d) = (self.b, self.h, self.gh, self.d);
+        let lw = &self.ws.layers[k];
+        let rec = if self.cfg.cell == Cell::Gru {
+            lw.dgh
+        } else {
+            lw.dg
+        };
+        for dir in 0..self.nd() {
+            let t_last = if dir == 1 { self.t - 1 } else { 0 };
+            let w = &self.lay.layers[k * self.nd() + dir];
+            let g = Gemm::new(b, h, gh)
+                .accumulate(true)
+                .a(Matrix::work(rec.dir(dir, self.nd()) + t_last * b * gh, gh))
+                .b(Matrix::params(w.w_hh.start as u32, h))
+                .c(Matrix::work(lw.carry.off + dir as u32 * h, d));
+            self.pg.gemm(&g, &self.label(k, "initial_state_grad"))?;
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! Data sets in safetensors: `x` f32 `[N,T,F]` or token ids (i64/i32) `[N,T]`,
-//! `y` class indices (i64/i32/u8) `[N]`/`[N,T]` or f32 values, optional `lengths` i64 `[N]`.
+//! `y` class indices (i64/i32/u8) `[N]`/`[N,T]` or f32 values, optional `lengths` i64 `[N]`,
+//! optional initial states `h0` (and `c0`, LSTM) f32 `[L*D, N, H]`.
 
 use super::st::{self, Values, Write_};
-use crate::data::{Dataset, Inputs, Targets};
+use crate::data::{Dataset, InitialStates, Inputs, Targets};
 use crate::error::{Error, Result};
+use crate::tensor::Tensor;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -89,10 +91,42 @@ pub fn from_file(f: st::File, p: &str) -> Result<Dataset> {
             }
         },
     };
-    Ok(Dataset { x, y, lengths })
+    let state = |name: &str| -> Result<Option<Tensor>> {
+        let Some(s) = f.tensors.get(name) else {
+            return Ok(None);
+        };
+        match &s.values {
+            Values::F32(v) if s.shape.len() == 3 && s.shape[1] == n => {
+                Ok(Some(Tensor::new(s.shape.clone(), v.clone())))
+            }
+            Values::F32(_) => Err(bad(format!(
+                "`{name}` has shape {:?}: initial states are [layers x directions, N, hidden] with N = {n}, the sequences of `x`",
+                s.shape
+            ))),
+            Values::I64(_) => Err(bad(format!(
+                "`{name}` holds {:?} integers: initial states are f32 [layers x directions, N, hidden]",
+                s.dtype
+            ))),
+        }
+    };
+    let states = match (state("h0")?, state("c0")?) {
+        (Some(h0), c0) => Some(InitialStates { h0, c0 }),
+        (None, Some(_)) => {
+            return Err(bad(
+                "`c0` without `h0`: an LSTM's initial states are the pair (h0, c0); add h0 (zeros for none)".into(),
+            ))
+        }
+        (None, None) => None,
+    };
+    Ok(Dataset {
+        x,
+        y,
+        lengths,
+        states,
+    })
 }
 
-/// Writes a data set file atomically (`x` f32 or i64, `y` i64 or f32, `lengths` i64).
+/// Writes a data set file atomically (`x` f32 or i64, `y` i64 or f32, `lengths` i64, `h0`/`c0` f32).
 pub fn save(data: &Dataset, path: impl AsRef<Path>) -> Result<()> {
     let lengths: Option<Vec<i64>> = data
         .lengths
@@ -114,6 +148,12 @@ pub fn save(data: &Dataset, path: impl AsRef<Path>) -> Result<()> {
     }
     if let Some(l) = &lengths {
         t.push(("lengths".into(), vec![l.len()], Write_::I64(l)));
+    }
+    if let Some(s) = &data.states {
+        t.push(("h0".into(), s.h0.shape.clone(), Write_::F32(&s.h0.data)));
+        if let Some(c0) = &s.c0 {
+            t.push(("c0".into(), c0.shape.clone(), Write_::F32(&c0.data)));
+        }
     }
     st::write_atomic(path.as_ref(), &st::serialize(&t, HashMap::new())?)
 }

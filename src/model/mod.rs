@@ -101,23 +101,32 @@ impl Model {
         }
     }
 
-    /// Raw output (logits for `ce`) of `data.x`: `[N, out]` or `[N, T, out]`.
+    /// Raw output (logits for `ce`) of `data.x`: `[N, out]` or `[N, T, out]`,
+    /// each sequence starting from `data.states` (zeros without them).
     pub fn forward(&self, data: &Dataset) -> Result<Tensor> {
-        Ok(self.forward_with_states(data, &States::default())?.0)
+        Ok(self.forward_states(data)?.0)
     }
 
-    /// Forward with initial states `h0`/`c0 [L*dirs, N, H]`; returns the
-    /// output and the final states `h_n`/`c_n` (same shape).
+    /// The output and the final states `h_n` (and `c_n` for LSTM), `[L*D, N, H]`
+    /// laid out as `nn.LSTM` returns them; with lengths, each sequence's state
+    /// after its own last step.
+    pub fn forward_states(&self, data: &Dataset) -> Result<(Tensor, States)> {
+        self.forward_with_states(data, &States::default())
+    }
+
+    /// Forward with initial states `h0`/`c0 [L*dirs, N, H]` given apart from
+    /// the data (which then must carry none); returns the output and the
+    /// final states (same shape).
     pub fn forward_with_states(&self, data: &Dataset, init: &States) -> Result<(Tensor, States)> {
         data.check_inputs(&self.config)?;
-        self.check_states(init, data.len())?;
+        let init = self.initial_states(data, init)?;
         let fc = cpu::forward(
             &self.config,
             &self.layout,
             &self.params,
             &data.x,
             data.lengths.as_deref(),
-            init,
+            &init,
         );
         let shape = self.output_shape(data.len(), data.steps());
         let mut fc = fc;
@@ -135,6 +144,22 @@ impl Model {
         ))
     }
 
+    /// The states a forward over `data` starts from: the data's own, or
+    /// `explicit` (checked), never both.
+    fn initial_states(&self, data: &Dataset, explicit: &States) -> Result<States> {
+        let given = explicit.h.is_some() || explicit.c.is_some();
+        match (&data.states, given) {
+            (Some(_), true) => Err(Error::Argument(
+                "initial states were given twice: in the data (h0/c0) and as an argument; give them once".into(),
+            )),
+            (Some(_), false) => Ok(data.cpu_states()),
+            (None, _) => {
+                self.check_states(explicit, data.len())?;
+                Ok(explicit.clone())
+            }
+        }
+    }
+
     fn check_states(&self, s: &States, n: usize) -> Result<()> {
         let want = self.config.layers * self.config.directions() * n * self.config.hidden;
         let shape = format!(
@@ -142,37 +167,49 @@ impl Model {
             self.config.layers * self.config.directions(),
             self.config.hidden
         );
-        if let Some(h) = &s.h {
-            if h.len() != want {
-                return Err(Error::shape("h0", shape, &[h.len()]));
+        if s.c.is_some() && s.h.is_none() {
+            return Err(Error::Argument(
+                "c0 without h0: give the pair (h0, c0)".into(),
+            ));
+        }
+        for (name, v) in [("h0", &s.h), ("c0", &s.c)] {
+            let Some(v) = v else { continue };
+            if v.len() != want {
+                return Err(Error::shape(name, shape.clone(), &[v.len()]));
+            }
+            if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+                return Err(Error::NonFinite {
+                    what: name.into(),
+                    index: i,
+                    value: *x,
+                });
             }
         }
-        if let Some(c) = &s.c {
-            if self.config.cell != config::Cell::Lstm {
-                return Err(Error::Argument("c0 is only for LSTM models".into()));
-            }
-            if c.len() != want {
-                return Err(Error::shape("c0", shape, &[c.len()]));
-            }
+        if s.c.is_some() && self.config.cell != config::Cell::Lstm {
+            return Err(Error::Argument("c0 is only for LSTM models".into()));
         }
         Ok(())
     }
 
-    /// Loss and gradient of every parameter (flat, [`Layout`] order) on a batch.
+    /// Loss and gradient of every parameter (flat, [`Layout`] order) on a
+    /// batch (starting from its initial states, if it has them).
     pub fn loss_and_gradients(&self, batch: &Dataset, loss: Loss) -> Result<(f32, Vec<f32>)> {
-        let (l, g, _) = self.gradients_inner(batch, loss, &States::default())?;
+        let (l, g, _) = self.gradients_with_states(batch, loss, &States::default())?;
         Ok((l, g))
     }
 
-    /// Like [`Model::loss_and_gradients`] with initial states; also returns the gradients of `h0`/`c0`.
+    /// Like [`Model::loss_and_gradients`]; also returns the gradients of the
+    /// initial states `h0`/`c0` (`[L*D, N, H]`). The states are the batch's
+    /// own or `init` (not both).
     pub fn gradients_with_states(
         &self,
         batch: &Dataset,
         loss: Loss,
         init: &States,
     ) -> Result<(f32, Vec<f32>, States)> {
-        self.check_states(init, batch.len())?;
-        self.gradients_inner(batch, loss, init)
+        batch.check_inputs(&self.config)?;
+        let init = self.initial_states(batch, init)?;
+        self.gradients_inner(batch, loss, &init)
     }
 
     fn gradients_inner(
@@ -181,7 +218,6 @@ impl Model {
         loss: Loss,
         init: &States,
     ) -> Result<(f32, Vec<f32>, States)> {
-        batch.check_inputs(&self.config)?;
         let y = batch.check_targets(&self.config, loss)?;
         let fc: ForwardCache = cpu::forward(
             &self.config,

@@ -46,6 +46,9 @@ pub trait Backend {
     /// Raw outputs for `data`, `[N, out]` or `[N, T, out]`, in batches of `batch_size`.
     fn predict(&mut self, data: &Dataset, batch_size: usize) -> Result<Tensor>;
 
+    /// [`Backend::predict`] with the final states `h_n` (and `c_n`) of every sequence.
+    fn predict_states(&mut self, data: &Dataset, batch_size: usize) -> Result<Prediction>;
+
     /// Copies the current weights into `model` (same architecture).
     fn sync_to(&mut self, model: &mut Model) -> Result<()>;
 
@@ -94,6 +97,10 @@ impl Backend for crate::gpu::GpuModel {
         let cfg = crate::gpu::GpuModel::config(self).clone();
         predict_by(&cfg, data, batch_size, |b| self.forward(b))
     }
+    fn predict_states(&mut self, data: &Dataset, batch_size: usize) -> Result<Prediction> {
+        let cfg = crate::gpu::GpuModel::config(self).clone();
+        predict_states_by(&cfg, data, batch_size, |b| self.forward_states(b))
+    }
     fn sync_to(&mut self, model: &mut Model) -> Result<()> {
         same_architecture(crate::gpu::GpuModel::config(self), model.config())?;
         self.download_into(model)
@@ -132,6 +139,11 @@ impl Backend for Model {
     fn predict(&mut self, data: &Dataset, batch_size: usize) -> Result<Tensor> {
         predict_batched(self, data, batch_size)
     }
+    fn predict_states(&mut self, data: &Dataset, batch_size: usize) -> Result<Prediction> {
+        predict_states_by(Model::config(self), data, batch_size, |b| {
+            self.forward_states(b)
+        })
+    }
     fn sync_to(&mut self, model: &mut Model) -> Result<()> {
         same_architecture(Model::config(self), model.config())?;
         model.params_mut().copy_from_slice(self.params());
@@ -157,24 +169,92 @@ pub fn predict_by(
     batch_size: usize,
     mut forward: impl FnMut(&Dataset) -> Result<Tensor>,
 ) -> Result<Tensor> {
+    let mut out = Vec::new();
+    for_batches(cfg, data, batch_size, |batch| {
+        out.extend_from_slice(&forward(batch)?.data);
+        Ok(())
+    })?;
+    Ok(Tensor::new(output_shape(cfg, data), out))
+}
+
+/// A prediction with the final states: `output` as [`Backend::predict`]
+/// gives it; `h_n` (and `c_n` for LSTM) `[L*D, N, H]` laid out as `nn.LSTM`
+/// returns them (with lengths, each sequence's state after its own last step).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    pub output: Tensor,
+    pub h_n: Tensor,
+    pub c_n: Option<Tensor>,
+}
+
+/// Outputs and final states of `forward` (any path) over `data` in batches
+/// of `batch_size`, the states joined along their sequence axis.
+pub fn predict_states_by(
+    cfg: &ModelConfig,
+    data: &Dataset,
+    batch_size: usize,
+    mut forward: impl FnMut(&Dataset) -> Result<(Tensor, crate::States)>,
+) -> Result<Prediction> {
+    let (ld, n, h) = (cfg.layers * cfg.directions(), data.len(), cfg.hidden);
+    let lstm = cfg.cell == crate::Cell::Lstm;
+    let mut out = Vec::new();
+    let mut h_n = vec![0.0; ld * n * h];
+    let mut c_n = vec![0.0; if lstm { ld * n * h } else { 0 }];
+    let mut start = 0;
+    for_batches(cfg, data, batch_size, |batch| {
+        let (o, s) = forward(batch)?;
+        out.extend_from_slice(&o.data);
+        let b = batch.len();
+        // [L*D, b, H] into rows start..start+b of [L*D, N, H].
+        let put = |dst: &mut [f32], src: &[f32]| {
+            for l in 0..ld {
+                dst[(l * n + start) * h..(l * n + start + b) * h]
+                    .copy_from_slice(&src[l * b * h..(l + 1) * b * h]);
+            }
+        };
+        put(&mut h_n, s.h.as_deref().unwrap_or_default());
+        if lstm {
+            put(&mut c_n, s.c.as_deref().unwrap_or_default());
+        }
+        start += b;
+        Ok(())
+    })?;
+    Ok(Prediction {
+        output: Tensor::new(output_shape(cfg, data), out),
+        h_n: Tensor::new(vec![ld, n, h], h_n),
+        c_n: lstm.then(|| Tensor::new(vec![ld, n, h], c_n)),
+    })
+}
+
+/// `f` on every batch of `batch_size` rows of `data`, in order (output
+/// `last`: each cut to its longest sequence, which changes neither the
+/// output nor the final states).
+fn for_batches(
+    cfg: &ModelConfig,
+    data: &Dataset,
+    batch_size: usize,
+    mut f: impl FnMut(&Dataset) -> Result<()>,
+) -> Result<()> {
     if batch_size == 0 {
         return Err(Error::Argument("batch size must be at least 1".into()));
     }
     data.check_inputs(cfg)?;
-    let mut out = Vec::new();
     for start in (0..data.len()).step_by(batch_size) {
         let mut batch = data.slice(start, (start + batch_size).min(data.len()));
         if cfg.output == crate::OutputMode::Last {
             // Output `last` does not depend on steps past every length: cut them.
             batch = batch.trim_to_longest();
         }
-        out.extend_from_slice(&forward(&batch)?.data);
+        f(&batch)?;
     }
-    let shape = match cfg.output {
+    Ok(())
+}
+
+fn output_shape(cfg: &ModelConfig, data: &Dataset) -> Vec<usize> {
+    match cfg.output {
         crate::OutputMode::Last => vec![data.len(), cfg.out_features],
         crate::OutputMode::Sequence => vec![data.len(), data.steps(), cfg.out_features],
-    };
-    Ok(Tensor::new(shape, out))
+    }
 }
 
 fn same_architecture(a: &ModelConfig, b: &ModelConfig) -> Result<()> {

@@ -13,7 +13,7 @@ use crate::model::{Model, StepOptions};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::Loss;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -308,37 +308,9 @@ impl<'a> Trainer<'a> {
         val: Option<&Dataset>,
     ) -> Result<History> {
         let cfg = self.config.clone();
-        cfg.validate()?;
-        if let Some(c) = &cfg.checkpoint {
-            // Found now, not after the first epoch's work.
-            let dir = c
-                .path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            if c.path.file_name().is_none() || !dir.is_dir() {
-                return Err(Error::Argument(format!(
-                    "checkpoint path {}: the folder does not exist or the path names no file; create the folder or choose another path",
-                    c.path.display()
-                )));
-            }
-        }
-        opt.validate()?;
+        check_fit(&cfg, backend, opt, train, val)?;
         let mcfg = backend.config().clone();
-        if train.is_empty() {
-            return Err(Error::Empty("the training data".into()));
-        }
-        train.check_inputs(&mcfg)?;
-        train.check_targets(&mcfg, cfg.loss)?;
-        if let Some(v) = val {
-            v.check_inputs(&mcfg)?;
-            v.check_targets(&mcfg, cfg.loss)?;
-        }
-        if cfg.monitor == Monitor::ValAccuracy && (val.is_none() || cfg.loss != Loss::Ce) {
-            return Err(Error::Argument("monitoring validation accuracy needs validation data and loss ce; monitor the validation loss instead".into()));
-        }
-        let mut best: Option<f32> = None;
-        let mut since_best = 0usize;
+        let mut watch = Watch::default();
         let mut history = History::default();
         let mut rng = Rng::new(cfg.seed);
         let mut start_epoch = 0;
@@ -346,8 +318,10 @@ impl<'a> Trainer<'a> {
             let state = resume(backend, opt, path, cfg.epochs)?;
             rng = Rng::from_state(state.rng_state);
             start_epoch = state.epoch;
-            best = state.monitor.best;
-            since_best = state.monitor.since_best;
+            watch = Watch {
+                best: state.monitor.best,
+                since_best: state.monitor.since_best,
+            };
             history.best_epoch = state.monitor.best_epoch;
             if cfg.verbose {
                 eprintln!(
@@ -359,109 +333,16 @@ impl<'a> Trainer<'a> {
             }
         }
         let base_lr = opt.lr();
-        let opts = StepOptions {
-            loss: cfg.loss,
-            clip: cfg.clip,
-        };
         // Host copies of the weights, made only when something needs them.
         let mut host: Option<Model> = None;
         let mut best_weights: Option<Model> = None;
         let keep_best = cfg.early_stopping.is_some_and(|e| e.restore_best);
-        let skip = cfg.on_nonfinite == OnNonFinite::Skip;
 
         let result = (|| -> Result<()> {
             for epoch in start_epoch..cfg.epochs {
                 let lr = cfg.schedule.lr(base_lr, epoch, cfg.epochs);
                 opt.set_lr(lr);
-                let batches = batch_indices(
-                    train.len(),
-                    cfg.batch_size,
-                    if cfg.shuffle { Some(&mut rng) } else { None },
-                    cfg.drop_last,
-                );
-                if batches.is_empty() {
-                    return Err(Error::Argument(format!(
-                        "drop_last leaves no batch: {} sequences is fewer than the batch size {}",
-                        train.len(),
-                        cfg.batch_size
-                    )));
-                }
-                let mut bar = EpochBar::new(cfg.progress, epoch + 1, cfg.epochs, batches.len());
-                let start = Instant::now();
-                let (mut loss_sum, mut norm_sum, mut seen) = (0.0f64, 0.0f64, 0usize);
-                // Batch sizes of submitted steps whose statistics have not come back yet.
-                let mut pending: std::collections::VecDeque<usize> = Default::default();
-                let mut take = |stats: Vec<crate::StepStats>,
-                                pending: &mut std::collections::VecDeque<usize>,
-                                bar: &mut EpochBar| {
-                    for s in stats {
-                        let n = pending.pop_front().unwrap_or(0);
-                        loss_sum += s.loss as f64 * n as f64;
-                        norm_sum += s.grad_norm as f64;
-                        seen += n;
-                        bar.step(n, loss_sum / seen.max(1) as f64);
-                    }
-                };
-                let mut skipped = 0usize;
-                // A diverged step: with Skip, its update was not applied; count it and go on.
-                let mut bad_step =
-                    |e: Error, pending: &mut std::collections::VecDeque<usize>| match e {
-                        Error::Diverged { step, loss } if skip => {
-                            pending.pop_front();
-                            skipped += 1;
-                            if cfg.verbose {
-                                eprintln!("step {step}: loss or gradient {loss}; step skipped");
-                            }
-                            Ok(())
-                        }
-                        e => Err(e),
-                    };
-                for idx in &batches {
-                    let mut batch = train.gather(idx);
-                    if cfg.trim_to_longest {
-                        batch = batch.trim_to_longest();
-                    }
-                    pending.push_back(idx.len());
-                    loop {
-                        let before = opt.step;
-                        match backend.train_step(&batch, &opts, opt) {
-                            Ok(stats) => take(stats, &mut pending, &mut bar),
-                            Err(e) => {
-                                // An asynchronous backend (the GPU path) may report an
-                                // earlier step's divergence while waiting for room,
-                                // before it submits this batch: the error names a step
-                                // already counted and the count did not move. Then this
-                                // batch is still to do.
-                                let earlier = matches!(e, Error::Diverged { step, .. } if step as u64 <= before)
-                                    && opt.step == before;
-                                bad_step(e, &mut pending)?;
-                                if earlier {
-                                    continue;
-                                }
-                            }
-                        }
-                        break;
-                    }
-                }
-                // `finish` stops at a diverged step; call it again for the steps behind it.
-                loop {
-                    match backend.finish() {
-                        Ok(stats) => {
-                            take(stats, &mut pending, &mut bar);
-                            break;
-                        }
-                        Err(e) => bad_step(e, &mut pending)?,
-                    }
-                }
-                bar.finish();
-                if seen == 0 {
-                    return Err(Error::Argument(format!(
-                        "every step of epoch {} had a non-finite loss or gradient and was skipped, so nothing was learned; lower the learning rate or enable gradient clipping",
-                        epoch + 1
-                    )));
-                }
-                let train_seconds = start.elapsed().as_secs_f64();
-                let train_loss = (loss_sum / seen as f64) as f32;
+                let run = train_epoch(&cfg, backend, opt, train, &mut rng, epoch)?;
 
                 let vstart = Instant::now();
                 let eval = match val {
@@ -470,58 +351,45 @@ impl<'a> Trainer<'a> {
                 };
                 let val_seconds = vstart.elapsed().as_secs_f64();
                 let watched = match cfg.monitor {
-                    Monitor::ValLoss => eval.map_or(train_loss, |e| e.loss),
+                    Monitor::ValLoss => eval.map_or(run.loss, |e| e.loss),
                     // Checked above: validation data with ce targets, so accuracy is there.
                     Monitor::ValAccuracy => -eval.and_then(|e| e.accuracy).unwrap_or(0.0),
                 };
-                let min_delta = cfg.early_stopping.map_or(0.0, |e| e.min_delta);
-                let improved = best.is_none_or(|b| watched < b - min_delta);
+                let improved =
+                    watch.update(watched, cfg.early_stopping.map_or(0.0, |e| e.min_delta));
                 if improved {
-                    best = Some(watched);
                     history.best_epoch = Some(epoch + 1);
-                    since_best = 0;
                     if keep_best {
                         let m = best_weights.get_or_insert_with(|| blank(&mcfg));
                         backend.sync_to(m)?;
                     }
-                } else {
-                    since_best += 1;
                 }
 
                 let metrics = EpochMetrics {
                     epoch: epoch + 1,
                     lr,
-                    train_loss,
-                    grad_norm: (norm_sum / batches.len() as f64) as f32,
+                    train_loss: run.loss,
+                    grad_norm: run.grad_norm,
                     val_loss: eval.map(|e| e.loss),
                     val_accuracy: eval.and_then(|e| e.accuracy),
-                    train_seconds,
+                    train_seconds: run.seconds,
                     val_seconds,
-                    sequences_per_second: seen as f64 / train_seconds.max(1e-9),
+                    sequences_per_second: run.seen as f64 / run.seconds.max(1e-9),
                     improved,
-                    skipped_steps: skipped,
+                    skipped_steps: run.skipped,
                 };
 
                 if let Some(c) = &cfg.checkpoint {
                     if (epoch + 1) % c.every == 0 && (!c.best_only || improved) {
                         let m = host.get_or_insert_with(|| blank(&mcfg));
-                        backend.sync_to(m)?;
-                        let bytes = checkpoint::to_bytes(m, &checkpoint_meta(&metrics))?;
-                        backend.moments_to_host(opt)?;
-                        let mut saved = opt.clone();
-                        saved.set_lr(base_lr);
-                        let state = TrainState {
-                            optimizer: saved,
-                            moments_saved: true,
-                            epoch: epoch + 1,
-                            rng_state: rng.state(),
-                            monitor: MonitorState {
-                                best,
-                                best_epoch: history.best_epoch,
-                                since_best,
-                            },
+                        let monitor = MonitorState {
+                            best: watch.best,
+                            best_epoch: history.best_epoch,
+                            since_best: watch.since_best,
                         };
-                        optim_state::save_pair(&c.path, &bytes, &state)?;
+                        save_checkpoint(
+                            backend, opt, m, &c.path, &metrics, base_lr, &rng, monitor,
+                        )?;
                     }
                 }
                 if cfg.verbose {
@@ -532,15 +400,12 @@ impl<'a> Trainer<'a> {
                     None => Control::Continue,
                 };
                 history.epochs.push(metrics);
-                if control == Control::Stop {
+                let patience_out = cfg
+                    .early_stopping
+                    .is_some_and(|es| watch.since_best >= es.patience);
+                if control == Control::Stop || patience_out {
                     history.stopped_early = epoch + 1 < cfg.epochs;
                     break;
-                }
-                if let Some(es) = &cfg.early_stopping {
-                    if since_best >= es.patience {
-                        history.stopped_early = epoch + 1 < cfg.epochs;
-                        break;
-                    }
                 }
             }
             Ok(())
@@ -559,6 +424,217 @@ impl<'a> Trainer<'a> {
         }
         Ok(history)
     }
+}
+
+/// The monitored quantity's best value and the epochs since it.
+#[derive(Default)]
+struct Watch {
+    best: Option<f32>,
+    since_best: usize,
+}
+
+impl Watch {
+    /// Takes an epoch's value (lower is better); true if it improved on the best by more than `min_delta`.
+    fn update(&mut self, value: f32, min_delta: f32) -> bool {
+        let improved = self.best.is_none_or(|b| value < b - min_delta);
+        if improved {
+            self.best = Some(value);
+            self.since_best = 0;
+        } else {
+            self.since_best += 1;
+        }
+        improved
+    }
+}
+
+/// Everything about a fit's arguments that can be checked before any work.
+fn check_fit<B: Backend + ?Sized>(
+    cfg: &FitConfig,
+    backend: &B,
+    opt: &Optimizer,
+    train: &Dataset,
+    val: Option<&Dataset>,
+) -> Result<()> {
+    cfg.validate()?;
+    if let Some(c) = &cfg.checkpoint {
+        // Found now, not after the first epoch's work.
+        let dir = c
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if c.path.file_name().is_none() || !dir.is_dir() {
+            return Err(Error::Argument(format!(
+                "checkpoint path {}: the folder does not exist or the path names no file; create the folder or choose another path",
+                c.path.display()
+            )));
+        }
+    }
+    opt.validate()?;
+    let mcfg = backend.config();
+    if train.is_empty() {
+        return Err(Error::Empty("the training data".into()));
+    }
+    train.check_inputs(mcfg)?;
+    train.check_targets(mcfg, cfg.loss)?;
+    if let Some(v) = val {
+        v.check_inputs(mcfg)?;
+        v.check_targets(mcfg, cfg.loss)?;
+    }
+    if cfg.monitor == Monitor::ValAccuracy && (val.is_none() || cfg.loss != Loss::Ce) {
+        return Err(Error::Argument("monitoring validation accuracy needs validation data and loss ce; monitor the validation loss instead".into()));
+    }
+    Ok(())
+}
+
+/// What one epoch of training did.
+struct EpochRun {
+    /// Mean loss over the sequences of the steps that counted.
+    loss: f32,
+    /// Mean gradient norm over the epoch's batches.
+    grad_norm: f32,
+    /// Sequences in the steps that counted.
+    seen: usize,
+    /// Steps skipped for a non-finite loss or gradient.
+    skipped: usize,
+    seconds: f64,
+}
+
+/// One epoch over `train`: batches in order (or shuffled by `rng`), one
+/// backend step each, the statistics gathered as they come back.
+fn train_epoch<B: Backend + ?Sized>(
+    cfg: &FitConfig,
+    backend: &mut B,
+    opt: &mut Optimizer,
+    train: &Dataset,
+    rng: &mut Rng,
+    epoch: usize,
+) -> Result<EpochRun> {
+    let opts = StepOptions {
+        loss: cfg.loss,
+        clip: cfg.clip,
+    };
+    let skip = cfg.on_nonfinite == OnNonFinite::Skip;
+    let batches = batch_indices(
+        train.len(),
+        cfg.batch_size,
+        if cfg.shuffle { Some(rng) } else { None },
+        cfg.drop_last,
+    );
+    if batches.is_empty() {
+        return Err(Error::Argument(format!(
+            "drop_last leaves no batch: {} sequences is fewer than the batch size {}",
+            train.len(),
+            cfg.batch_size
+        )));
+    }
+    let mut bar = EpochBar::new(cfg.progress, epoch + 1, cfg.epochs, batches.len());
+    let start = Instant::now();
+    let (mut loss_sum, mut norm_sum, mut seen) = (0.0f64, 0.0f64, 0usize);
+    // Batch sizes of submitted steps whose statistics have not come back yet.
+    let mut pending: VecDeque<usize> = Default::default();
+    let mut take =
+        |stats: Vec<crate::StepStats>, pending: &mut VecDeque<usize>, bar: &mut EpochBar| {
+            for s in stats {
+                let n = pending.pop_front().unwrap_or(0);
+                loss_sum += s.loss as f64 * n as f64;
+                norm_sum += s.grad_norm as f64;
+                seen += n;
+                bar.step(n, loss_sum / seen.max(1) as f64);
+            }
+        };
+    let mut skipped = 0usize;
+    // A diverged step: with Skip, its update was not applied; count it and go on.
+    let mut bad_step = |e: Error, pending: &mut VecDeque<usize>| match e {
+        Error::Diverged { step, loss } if skip => {
+            pending.pop_front();
+            skipped += 1;
+            if cfg.verbose {
+                eprintln!("step {step}: loss or gradient {loss}; step skipped");
+            }
+            Ok(())
+        }
+        e => Err(e),
+    };
+    for idx in &batches {
+        let mut batch = train.gather(idx);
+        if cfg.trim_to_longest {
+            batch = batch.trim_to_longest();
+        }
+        pending.push_back(idx.len());
+        loop {
+            let before = opt.step;
+            match backend.train_step(&batch, &opts, opt) {
+                Ok(stats) => take(stats, &mut pending, &mut bar),
+                Err(e) => {
+                    // An asynchronous backend (the GPU path) may report an
+                    // earlier step's divergence while waiting for room,
+                    // before it submits this batch: the error names a step
+                    // already counted and the count did not move. Then this
+                    // batch is still to do.
+                    let earlier = matches!(e, Error::Diverged { step, .. } if step as u64 <= before)
+                        && opt.step == before;
+                    bad_step(e, &mut pending)?;
+                    if earlier {
+                        continue;
+                    }
+                }
+            }
+            break;
+        }
+    }
+    // `finish` stops at a diverged step; call it again for the steps behind it.
+    loop {
+        match backend.finish() {
+            Ok(stats) => {
+                take(stats, &mut pending, &mut bar);
+                break;
+            }
+            Err(e) => bad_step(e, &mut pending)?,
+        }
+    }
+    bar.finish();
+    if seen == 0 {
+        return Err(Error::Argument(format!(
+            "every step of epoch {} had a non-finite loss or gradient and was skipped, so nothing was learned; lower the learning rate or enable gradient clipping",
+            epoch + 1
+        )));
+    }
+    Ok(EpochRun {
+        loss: (loss_sum / seen as f64) as f32,
+        grad_norm: (norm_sum / batches.len() as f64) as f32,
+        seen,
+        skipped,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Writes the checkpoint and its training-state sidecar after an epoch
+/// (weights from the backend into `host`, the optimizer's moments to the host).
+#[allow(clippy::too_many_arguments)]
+fn save_checkpoint<B: Backend + ?Sized>(
+    backend: &mut B,
+    opt: &mut Optimizer,
+    host: &mut Model,
+    path: &std::path::Path,
+    metrics: &EpochMetrics,
+    base_lr: f32,
+    rng: &Rng,
+    monitor: MonitorState,
+) -> Result<()> {
+    backend.sync_to(host)?;
+    let bytes = checkpoint::to_bytes(host, &checkpoint_meta(metrics))?;
+    backend.moments_to_host(opt)?;
+    let mut saved = opt.clone();
+    saved.set_lr(base_lr);
+    let state = TrainState {
+        optimizer: saved,
+        moments_saved: true,
+        epoch: metrics.epoch,
+        rng_state: rng.state(),
+        monitor,
+    };
+    optim_state::save_pair(path, &bytes, &state)
 }
 
 /// Restores a fit from checkpoint `path` and its sidecar into `backend` and `opt`.

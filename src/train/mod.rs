@@ -42,7 +42,7 @@ pub mod predict;
 pub mod progress;
 pub mod schedule;
 
-pub use backend::Backend;
+pub use backend::{Backend, Prediction};
 pub use batches::batch_indices;
 pub use fit::{
     CheckpointConfig, Control, EarlyStopping, EpochMetrics, FitConfig, History, Monitor,
