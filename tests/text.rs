@@ -247,6 +247,13 @@ impl Backend for StepsSeen {
     fn predict(&mut self, d: &Dataset, b: usize) -> recurrent::Result<Tensor> {
         Backend::predict(&mut self.inner, d, b)
     }
+    fn predict_states(
+        &mut self,
+        d: &Dataset,
+        b: usize,
+    ) -> recurrent::Result<recurrent::train::Prediction> {
+        Backend::predict_states(&mut self.inner, d, b)
+    }
     fn sync_to(&mut self, m: &mut Model) -> recurrent::Result<()> {
         self.inner.sync_to(m)
     }

@@ -366,6 +366,13 @@ impl Backend for Recording {
     fn predict(&mut self, data: &Dataset, batch_size: usize) -> recurrent::Result<Tensor> {
         Backend::predict(&mut self.inner, data, batch_size)
     }
+    fn predict_states(
+        &mut self,
+        data: &Dataset,
+        batch_size: usize,
+    ) -> recurrent::Result<recurrent::train::Prediction> {
+        Backend::predict_states(&mut self.inner, data, batch_size)
+    }
     fn sync_to(&mut self, model: &mut Model) -> recurrent::Result<()> {
         self.inner.sync_to(model)
     }

@@ -53,6 +53,7 @@ mod states;
 mod stats;
 mod step_tile;
 mod step_tune;
+mod stream;
 mod tunables;
 mod tune;
 mod weights;
@@ -67,6 +68,7 @@ pub use model::GpuModel;
 pub use options::GpuOptions;
 pub use profile::DispatchTime;
 pub use step_tile::StepTile;
+pub use stream::GpuStream;
 // What the tuner decided, for reports (`recurrent bench --show-tuning`).
 pub use gemm_config::{GemmChoice, GemmConfig, GemmShape, TunedGemm};
 pub use gemm_tune::GemmTimer;

@@ -464,10 +464,25 @@ impl GpuModel {
     /// Raw output of `data.x` (same semantics as [`Model::forward`]): `[N, out]` or `[N, T, out]`.
     pub fn forward(&mut self, data: &Dataset) -> Result<Tensor> {
         let key = self.upload_batch(data, None)?;
-        let enc = self.encode(key, None, false, None)?;
-        self.ctx.queue.submit([enc.finish()]);
-        self.submissions += 1;
+        self.forward_uploaded(key, None, |_, _| {})
+    }
+
+    /// The forward of the batch uploaded into plan `key`, after the commands
+    /// `before` (if any) and followed by what `after` records, in one
+    /// submission; returns the output read back.
+    pub(crate) fn forward_uploaded(
+        &mut self,
+        key: (usize, usize),
+        before: Option<wgpu::CommandBuffer>,
+        after: impl FnOnce(&Plan, &mut wgpu::CommandEncoder),
+    ) -> Result<Tensor> {
+        let mut enc = self.encode(key, None, false, None)?;
         let plan = &self.plans[&key];
+        after(plan, &mut enc);
+        self.ctx
+            .queue
+            .submit(before.into_iter().chain([enc.finish()]));
+        self.submissions += 1;
         let out = self.read(
             &plan.work,
             plan.ws.out.off as usize,

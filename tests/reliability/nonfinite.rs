@@ -249,6 +249,13 @@ impl Backend for Lagging {
     ) -> recurrent::Result<recurrent::Tensor> {
         Backend::predict(&mut self.model, data, batch_size)
     }
+    fn predict_states(
+        &mut self,
+        data: &Dataset,
+        batch_size: usize,
+    ) -> recurrent::Result<recurrent::train::Prediction> {
+        Backend::predict_states(&mut self.model, data, batch_size)
+    }
     fn sync_to(&mut self, model: &mut Model) -> recurrent::Result<()> {
         self.model.sync_to(model)
     }
