@@ -124,22 +124,26 @@ fn on_two_threads(f: impl FnOnce() + Send) {
 /// The large buffers of a step (input projections, saved gates, states, gate
 /// gradients, packed weights) come from `cpu::scratch`'s pool from the second
 /// step on, so no new pages fault in (BENCHMARKS.md). What is still allocated
-/// is the `gemm` crate's own packing space: two blocks in the LSTM case here
-/// (the input projection's packed `W_ih` and the `dW_hh` product's packed
-/// `dGᵀ`), none in the GRU case; against 20-odd in the first step.
+/// is the `gemm` crate's own packing space, which it takes per call when its
+/// blocking (derived from the machine's cache sizes) says to pack: at most
+/// one block per GEMM of the layer-direction's step — the input projection,
+/// `dW_ih`, `dW_hh` and `dX`, four here. Measured with the same code: 2 (LSTM)
+/// and 0 (GRU) on an Intel CI machine, 4 and 4 on a 2-core AMD EPYC (64 KiB
+/// L1d, 1 MiB L2). A step whose own buffers were not pooled allocates 13
+/// (LSTM) or 8 (GRU), above the bound.
 #[test]
 fn a_repeated_step_allocates_no_large_buffer_of_its_own() {
     on_two_threads(|| {
         // Sizes no other test here uses (the tests share the process's pool).
         for (cell, i, h, b, t, most) in [
-            (Cell::Lstm, 64, 400, 32, 12, 2),
-            (Cell::Gru, 64, 136, 64, 20, 2),
+            (Cell::Lstm, 64, 400, 32, 12, 4),
+            (Cell::Gru, 64, 136, 64, 20, 4),
         ] {
             let d = dims(cell, i, h, b, t, false);
             let (_, first) = counts(&d, true);
             let (_, second) = counts(&d, true);
             assert!(
-                first > 2 * most,
+                first > most,
                 "{cell:?}: {first} large buffers in the first step: the test proves nothing"
             );
             assert!(
