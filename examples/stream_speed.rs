@@ -66,15 +66,15 @@ fn main() -> Result<(), Error> {
     let model = Model::new(cfg, &Init::seed(7))?;
     let chunk = |b: usize| {
         Inputs::features(
-            (0..b * a.input).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect(),
+            (0..b * a.input)
+                .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+                .collect(),
             b,
             1,
             a.input,
         )
     };
-    println!(
-        "| path | adapter | cell | I | H | layers | streams | calls/s | stream-steps/s |"
-    );
+    println!("| path | adapter | cell | I | H | layers | streams | calls/s | stream-steps/s |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let row = |path: &str, adapter: &str, b: usize, secs: f64| {
         let per = a.calls as f64 / secs;

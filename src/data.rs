@@ -152,6 +152,14 @@ impl Targets {
     }
 }
 
+/// States of the stack, flat, PyTorch shapes: `h`, `c` `[layers*directions, B, H]`
+/// (initial states given to a forward, the final states it returns, or their gradients).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct States {
+    pub h: Option<Vec<f32>>,
+    pub c: Option<Vec<f32>>,
+}
+
 /// Each sequence's initial states, laid out as `nn.LSTM`'s `(h0, c0)`:
 /// `[L*D, N, H]` each (layer-major, then direction; batch-first inputs do
 /// not change it). `c0` is for LSTM models only, which need both.
@@ -181,8 +189,8 @@ impl InitialStates {
     }
 
     /// As the CPU path takes them.
-    pub fn to_states(&self) -> crate::cpu::States {
-        crate::cpu::States {
+    pub fn to_states(&self) -> States {
+        States {
             h: Some(self.h0.data.clone()),
             c: self.c0.as_ref().map(|c| c.data.clone()),
         }
@@ -328,7 +336,7 @@ impl Dataset {
     }
 
     /// The initial states as the CPU path takes them (none: zeros).
-    pub fn cpu_states(&self) -> crate::cpu::States {
+    pub fn cpu_states(&self) -> States {
         self.states
             .as_ref()
             .map_or_else(Default::default, InitialStates::to_states)

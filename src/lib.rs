@@ -51,6 +51,7 @@ pub mod io;
 pub mod model;
 pub mod optim;
 pub mod rng;
+pub mod stack;
 pub mod stream;
 pub mod tensor;
 pub mod text;
@@ -65,6 +66,7 @@ pub use model::config::{Cell, ModelConfig, Nonlinearity, OutputMode};
 pub use model::params::Init;
 pub use model::{Evaluation, Model, StepOptions, StepStats};
 pub use optim::{AdamStep, Optimizer, OptimizerKind};
+pub use stack::{RecurrentStack, StackForward, StackGradients};
 pub use stream::Stream;
 pub use tensor::Tensor;
 

@@ -30,12 +30,7 @@ impl Drop for StackCache {
     }
 }
 
-/// Initial states for the stack, PyTorch shapes: `h0`, `c0` `[layers*directions, B, H]`.
-#[derive(Clone, Debug, Default)]
-pub struct States {
-    pub h: Option<Vec<f32>>,
-    pub c: Option<Vec<f32>>,
-}
+pub use crate::data::States;
 
 /// What the recurrent stack's forward keeps for backward.
 pub struct StackCache {

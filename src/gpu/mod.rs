@@ -49,6 +49,7 @@ mod profile;
 mod program;
 mod record;
 mod registry;
+mod stack;
 mod states;
 mod stats;
 mod step_tile;
@@ -67,6 +68,7 @@ pub use device::{DevicePreference, GpuDevice};
 pub use model::GpuModel;
 pub use options::GpuOptions;
 pub use profile::DispatchTime;
+pub use stack::{BufferSlice, GpuStack, StackBackward, StackHandle, StackInputs, StackOutputs};
 pub use step_tile::StepTile;
 pub use stream::GpuStream;
 // What the tuner decided, for reports (`recurrent bench --show-tuning`).

@@ -60,6 +60,8 @@ pub struct GpuModel {
     /// Every backward also completes the gradients of the initial states
     /// ([`GpuModel::set_state_gradient`]).
     pub(crate) state_grad: bool,
+    /// The plans record the recurrent stack alone (the op [`super::GpuStack`]).
+    pub(crate) stack_only: bool,
     /// Plans whose initial-state slots hold a batch's given states (not
     /// zeros): the next batch without states zeroes them.
     pub(crate) states_written: std::collections::HashSet<(usize, usize)>,
@@ -97,6 +99,7 @@ impl GpuModel {
             step_tiles: HashMap::new(),
             input_grad: false,
             state_grad: false,
+            stack_only: false,
             states_written: Default::default(),
             submissions: 0,
         };
@@ -201,6 +204,7 @@ impl GpuModel {
     /// cover what PyTorch's (`x.grad`) and the CPU path's do. The plans of
     /// every batch shape are rebuilt at their next use.
     pub fn set_input_gradient(&mut self, on: bool) {
+        debug_assert!(on || !self.stack_only, "the stack op always needs dx");
         if on != self.input_grad {
             self.input_grad = on;
             self.plans.clear();
@@ -227,6 +231,7 @@ impl GpuModel {
                 step_tile_pinned: self.step_tile_pinned,
                 input_grad: self.input_grad,
                 state_grad: self.state_grad,
+                stack_only: self.stack_only,
             };
             let (plan, decision) = plan::build(&inputs, b, t, self.step_tiles.get(&b).cloned())?;
             self.step_tiles.insert(b, decision);

@@ -41,6 +41,9 @@ pub struct PlanInputs<'a> {
     pub input_grad: bool,
     /// Every backward also completes the gradients of the initial states.
     pub state_grad: bool,
+    /// Record the recurrent stack alone ([`record::stack_step`]) rather
+    /// than a training step.
+    pub stack_only: bool,
 }
 
 /// Everything for one batch shape.
@@ -164,7 +167,11 @@ impl PlanInputs<'_> {
             whh_f16: self.weights.whh16.is_some(),
             ..Resolved::fixed(self.ctx.tunables.with_step_tile(tile), &self.ctx.limits)
         };
-        record::training_step(&model, ws, resolved)
+        if self.stack_only {
+            record::stack_step(&model, ws, resolved)
+        } else {
+            record::training_step(&model, ws, resolved)
+        }
     }
 }
 

@@ -90,6 +90,30 @@ pub fn training_step(model: &StepModel, ws: &Workspace, resolved: Resolved) -> R
     })
 }
 
+/// Records the recurrent stack alone, as the op [`super::GpuStack`] runs it:
+/// `forward_stack`, then `backward_stack` (its gradient comes in `dy_top`
+/// and the carries, from the application), no head, loss or optimizer.
+/// The loss and optimizer phases are empty.
+pub fn stack_step(model: &StepModel, ws: &Workspace, resolved: Resolved) -> Result<Recording> {
+    let mut r = Recorder::new(model, ws, resolved);
+    r.forward_stack()?;
+    let forward = r.pg.dispatches.len();
+    r.backward_stack()?;
+    let backward = r.pg.dispatches.len();
+    Ok(Recording {
+        program: r.pg,
+        phases: Phases {
+            forward,
+            loss_ce: forward,
+            loss_mse: forward,
+            backward,
+            optim: backward,
+        },
+        norm_slot: 0,
+        opt_slot: 0,
+    })
+}
+
 /// The recording in progress and the sizes every part of it uses.
 pub struct Recorder<'a> {
     cfg: &'a ModelConfig,
