@@ -35,3 +35,109 @@ fn readme_library_example_runs() -> recurrent::Result<()> {
     assert_eq!(history.epochs.len(), 3);
     Ok(())
 }
+
+// The examples of the README's "States, streaming and your own model", as
+// written there: `the_readme_examples_are_these_tests` checks that every
+// Rust block of that section appears verbatim in this file.
+
+#[test]
+fn readme_states_example_runs() -> recurrent::Result<()> {
+    use recurrent::{Cell, Dataset, Init, Inputs, Model, ModelConfig, Tensor};
+    // README begin
+    let (x, h0) = (vec![0.5f32; 2 * 4 * 3], vec![0.1f32; 1 * 2 * 8]); // N=2, T=4, F=3; H=8
+    let model = Model::new(ModelConfig::new(Cell::Gru, 3, 8, 2), &Init::seed(1))?;
+    let data = Dataset::new(Inputs::features(x, 2, 4, 3)?, None, None)
+        .with_states(Tensor::new(vec![1, 2, 8], h0), None); // a GRU has no c0
+    let (out, finals) = model.forward_states(&data)?; // out [2, 2]; finals.h: h_n [1, 2, 8]
+    assert_eq!((out.shape, finals.h.unwrap().len()), (vec![2, 2], 16));
+    // README end
+    Ok(())
+}
+
+#[test]
+fn readme_streaming_example_runs() -> recurrent::Result<()> {
+    use recurrent::{Cell, Init, Inputs, Model, ModelConfig, OutputMode, Stream};
+    // README begin
+    let model = Model::new(
+        ModelConfig::new(Cell::Lstm, 3, 16, 2).output(OutputMode::Sequence),
+        &Init::seed(2),
+    )?;
+    let mut stream = Stream::new(&model)?;
+    for _ in 0..10 {
+        let sample = Inputs::features(vec![0.2; 4 * 3], 4, 1, 3)?; // 4 streams, one step each
+        let y = stream.step(sample)?; // [4, 1, 2]
+        assert_eq!(y.shape, vec![4, 1, 2]);
+    }
+    stream.reset_stream(3)?; // stream 3 starts again from zero states
+
+    // README end
+    Ok(())
+}
+
+#[test]
+fn readme_stack_op_example_runs() -> recurrent::Result<()> {
+    use recurrent::{Cell, RecurrentStack, Tensor};
+    // README begin
+    let op = RecurrentStack::new(Cell::Lstm, 3, 8).layers(2);
+    let params = op.init(7);
+    let x = Tensor::new(vec![6, 4, 3], vec![0.3; 6 * 4 * 3]); // T=6, B=4, I=3
+    let f = op.forward(&params, &x, None, None, None)?;
+    // A loss of your own: the mean of the last step's outputs.
+    let (t, b, d) = (6, 4, op.output_width());
+    let mut dy = vec![0.0; t * b * d];
+    dy[(t - 1) * b * d..].fill(1.0 / (b * d) as f32);
+    let g = op.backward(&params, &f, &Tensor::new(vec![t, b, d], dy), None, None)?;
+    assert_eq!((g.dx.shape, g.dparams.len()), (vec![6, 4, 3], params.len()));
+    // README end
+    Ok(())
+}
+
+/// Every Rust block of the README's section "States, streaming and your own
+/// model" is, line for line (indentation aside), the body between
+/// `README begin` and `README end` of one test above.
+#[test]
+fn the_readme_examples_are_these_tests() {
+    let readme = include_str!("../README.md");
+    let me = include_str!("readme.rs");
+    let section = readme
+        .split("## States, streaming and your own model")
+        .nth(1)
+        .expect("the README has the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let blocks: Vec<Vec<&str>> = section
+        .split("```rust\n")
+        .skip(1)
+        .map(|b| {
+            b.split("```")
+                .next()
+                .unwrap()
+                .lines()
+                .map(str::trim)
+                .collect()
+        })
+        .collect();
+    let bodies: Vec<Vec<&str>> = me
+        .split("// README begin\n")
+        .skip(1)
+        .map(|b| {
+            b.split("// README end")
+                .next()
+                .unwrap()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(blocks.len(), 3, "three examples in the section");
+    for b in &blocks {
+        let b: Vec<&str> = b.iter().copied().filter(|l| !l.is_empty()).collect();
+        assert!(
+            bodies.contains(&b),
+            "a README block is not a test here:\n{}",
+            b.join("\n")
+        );
+    }
+}
