@@ -688,3 +688,30 @@ fn bench_f16_marks_its_rows_and_needs_the_gpu() {
         assert!(r["train_ms"].as_f64().unwrap() > 0.0, "{r}");
     }
 }
+
+/// `predict` on a data file whose states do not fit the model: a clear
+/// message, a failed exit, no output file.
+#[test]
+fn predict_refuses_states_that_do_not_fit() {
+    let tmp = temp_dir("cli-bad-states");
+    let dir = golden_dir().join("lstm-states-2layer-bidir-lengths-seq-mse");
+    let data = recurrent::io::dataset::load(dir.join("data.safetensors")).unwrap();
+    let mut bad = data.clone();
+    bad.states.as_mut().unwrap().c0 = None; // an LSTM needs both
+    let path = tmp.join("bad.safetensors");
+    recurrent::io::dataset::save(&bad, &path).unwrap();
+    let out = tmp.join("out.safetensors");
+    let r = bin()
+        .args(["predict", "--device", "cpu", "--model"])
+        .arg(dir.join("model.safetensors"))
+        .arg("--data")
+        .arg(&path)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(err.contains("without c0"), "{err}");
+    assert!(!out.exists(), "nothing is written");
+}

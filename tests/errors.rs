@@ -407,3 +407,89 @@ fn optimizer_state_that_does_not_fit_its_optimizer_is_refused() {
     let e = from_bytes(&to_bytes(&state(adam), b"model").unwrap(), "s", b"model", 8).unwrap_err();
     assert!(e.to_string().contains("2^31"), "{e}");
 }
+
+/// Initial states that do not fit the model, on both paths, in memory and
+/// in files: each a clear error naming what is wrong.
+#[test]
+fn bad_initial_states_are_refused() {
+    let lstm = model(); // LSTM, H=4, one layer
+    let gru = Model::new(ModelConfig::new(Cell::Gru, 3, 4, 2), &Init::seed(1)).unwrap();
+    let s = |shape: Vec<usize>, v: f32| {
+        recurrent::Tensor::new(shape.clone(), vec![v; shape.iter().product()])
+    };
+    let d = data(3, vec![0, 1]); // N = 2
+    let msg = |m: &Model, d: Dataset| m.forward(&d).unwrap_err().to_string();
+    let e = msg(
+        &lstm,
+        d.clone()
+            .with_states(s(vec![1, 3, 4], 0.0), Some(s(vec![1, 3, 4], 0.0))),
+    );
+    assert!(e.contains("h0") && e.contains("[1, 2, 4]"), "{e}");
+    let e = msg(
+        &gru,
+        d.clone()
+            .with_states(s(vec![1, 2, 4], 0.0), Some(s(vec![1, 2, 4], 0.0))),
+    );
+    assert!(e.contains("c0") && e.contains("only LSTM"), "{e}");
+    let e = msg(&lstm, d.clone().with_states(s(vec![1, 2, 4], 0.0), None));
+    assert!(e.contains("without c0"), "{e}");
+    let e = msg(
+        &gru,
+        d.clone().with_states(s(vec![1, 2, 4], f32::INFINITY), None),
+    );
+    assert!(e.contains("h0"), "{e}");
+    let e = gru
+        .forward_with_states(
+            &d.clone().with_states(s(vec![1, 2, 4], 0.0), None),
+            &recurrent::States {
+                h: Some(vec![0.0; 8]),
+                c: None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("twice"), "{e}");
+    if let Some(ctx) = gpu("bad_initial_states_are_refused") {
+        let mut g = recurrent::gpu::GpuModel::new(ctx.clone(), &lstm).unwrap();
+        let e = g
+            .forward(&d.clone().with_states(s(vec![1, 2, 4], 0.0), None))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without c0"), "gpu: {e}");
+    }
+    // In files: dtype, rank, N, and c0 without h0.
+    let x = vec![0.5f32; 2 * 5 * 3];
+    let file = |extra: Vec<(String, Vec<usize>, st::Write_)>| {
+        let mut t = vec![("x".to_string(), vec![2, 5, 3], st::Write_::F32(&x))];
+        t.extend(extra);
+        st::serialize(&t, HashMap::new()).unwrap()
+    };
+    let load = |bytes: Vec<u8>| {
+        dataset::from_file(st::parse(&bytes, "d.safetensors").unwrap(), "d.safetensors")
+            .unwrap_err()
+            .to_string()
+    };
+    let ints = vec![0i64; 8];
+    let z8 = vec![0.0f32; 8];
+    let z12 = vec![0.0f32; 12];
+    let e = load(file(vec![(
+        "h0".into(),
+        vec![1, 2, 4],
+        st::Write_::I64(&ints),
+    )]));
+    assert!(e.contains("h0") && e.contains("f32"), "{e}");
+    let e = load(file(vec![("h0".into(), vec![2, 4], st::Write_::F32(&z8))]));
+    assert!(e.contains("h0") && e.contains("[2, 4]"), "{e}");
+    let e = load(file(vec![(
+        "h0".into(),
+        vec![1, 3, 4],
+        st::Write_::F32(&z12),
+    )]));
+    assert!(e.contains("N = 2"), "{e}");
+    let e = load(file(vec![(
+        "c0".into(),
+        vec![1, 2, 4],
+        st::Write_::F32(&z8),
+    )]));
+    assert!(e.contains("c0") && e.contains("without"), "{e}");
+}

@@ -250,3 +250,55 @@ fn every_golden_case_matches_pytorch_on_gpu() {
         );
     }
 }
+
+/// The cases with states under the step tiles that read and write the state
+/// slots their own way — persistent (every step in one dispatch), direct,
+/// K split — and with the f16 copy of W_hh: the final states and the
+/// gradients of the initial states still match PyTorch's (the f16 copy
+/// within its own tolerance).
+#[test]
+fn the_state_cases_hold_under_every_kind_of_step_tile_on_gpu() {
+    use recurrent::gpu::StepTile;
+    let Some(ctx) = gpu("the_state_cases_hold_under_every_kind_of_step_tile_on_gpu") else {
+        return;
+    };
+    let tiles = [
+        StepTile::new(8, 4, 8, 1).persist(),
+        StepTile::direct(8, 2, 7, 4, 4),
+        StepTile {
+            splits: 2,
+            ..StepTile::new(8, 4, 16, 2)
+        },
+    ];
+    for c in cases().iter().filter(|c| c.name.contains("states")) {
+        let dir = golden_dir().join(&c.name);
+        let model = checkpoint::load(dir.join("model.safetensors")).unwrap();
+        let data = dataset::load(dir.join("data.safetensors")).unwrap();
+        let expected = st::read(&dir.join("expected.safetensors")).unwrap();
+        for (tile, f16) in tiles.iter().map(|&t| (t, false)).chain([(tiles[0], true)]) {
+            let mut g = GpuModel::with_f16_weights(ctx.clone(), &model, f16).unwrap();
+            g.set_step_tile(tile).unwrap();
+            let (out, finals) = g.forward_states(&data).unwrap();
+            let (_, _, grads) = g.gradients_with_states(&data, c.loss).unwrap();
+            let path = format!("gpu tile {tile} f16={f16}");
+            if f16 {
+                // W_hh rounded to f16 moves every value by ~1e-3 relative.
+                assert_close(&path, &out.data, &tensor(&expected, "output"), F16_WEIGHTS);
+                assert_close(
+                    &format!("{path} h_n"),
+                    finals.h.as_ref().unwrap(),
+                    &tensor(&expected, "h_n"),
+                    F16_WEIGHTS,
+                );
+                continue;
+            }
+            assert_close(
+                &path,
+                &out.data,
+                &tensor(&expected, "output"),
+                GOLDEN_OUTPUT,
+            );
+            check_states(c, &path, &expected, &finals, &grads);
+        }
+    }
+}
