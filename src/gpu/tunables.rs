@@ -97,7 +97,9 @@ impl Tunables {
         // the default, checked against the adapter's limits.
         if let Some(tile) = pinned {
             tile.check(limits).map_err(|e| match e {
-                Error::Argument(m) => Error::Argument(format!("RECURRENT_STEP_TILE: {m}")),
+                Error::Argument(m) => Error::Argument(format!(
+                    "the pinned step tile {tile} (GpuOptions::step_tile: from RECURRENT_STEP_TILE or the program): {m}"
+                )),
                 e => e,
             })?;
             tunables = tunables.with_step_tile(tile);
