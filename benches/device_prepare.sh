@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
-# Builds what benches/device_run.sh carries to the GPU machine into .devrun/
-# (ignored by git; name it and .gl in the run's `carry`).
+# Builds what the device runs (benches/device_run4.sh, the 5-minute one) carry
+# to the GPU machine into .devrun/, and the Vulkan loader into .gl/ (both
+# ignored by git; name them in the run's `carry`). With BURN=path to a built
+# `burn-lstm-bench` (../shared/peers/burn-lstm, `cargo build --release`
+# outside the project), the peer is carried too, stripped and packed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.devrun/' .git/info/exclude || echo /.devrun/ >> .git/info/exclude
+grep -qx '/.gl/' .git/info/exclude || echo /.gl/ >> .git/info/exclude
+if ! ls .gl/*.deb >/dev/null 2>&1; then
+  mkdir -p .gl /tmp/amd64/partial
+  o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  # shellcheck disable=SC2086
+  apt-get $o update -qq && (cd .gl && apt-get $o download libvulkan1)
+fi
 cargo build --release --bins --examples
 cargo test --release --test gpu_parity --test gpu_step_tile --no-run 2>&1 | tail -2
 rm -rf .devrun && mkdir -p .devrun/interop
-cp target/release/recurrent target/release/examples/mnist .devrun/
+cp target/release/recurrent target/release/examples/mnist target/release/examples/stream_speed .devrun/
+strip .devrun/recurrent .devrun/mnist .devrun/stream_speed
+if [ -n "${BURN:-}" ]; then
+  cp "$BURN" .devrun/burn-lstm-bench && strip .devrun/burn-lstm-bench && xz -f -T2 .devrun/burn-lstm-bench
+fi
 for t in gpu_parity gpu_step_tile; do
   cp "$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)" .devrun/$t
 done

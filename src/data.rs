@@ -171,9 +171,16 @@ pub struct InitialStates {
 
 impl InitialStates {
     /// Sequences `idx` (dimension 1), in that order.
+    /// A state that is not `[L*D, N, H]` is kept as it is, for
+    /// [`InitialStates::check`] to report.
     pub fn gather(&self, idx: &[usize]) -> InitialStates {
         let pick = |t: &Tensor| {
-            let (ld, n, h) = (t.shape[0], t.shape[1], t.shape[2]);
+            let [ld, n, h] = t.shape[..] else {
+                return t.clone();
+            };
+            if t.data.len() != ld * n * h || idx.iter().any(|&i| i >= n) {
+                return t.clone();
+            }
             let mut out = Vec::with_capacity(ld * idx.len() * h);
             for l in 0..ld {
                 for &i in idx {

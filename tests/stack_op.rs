@@ -1,5 +1,5 @@
-//! The recurrent stack as an op: the CPU op is the model path's stack (same
-//! bits), its gradients pass central differences, the GPU op matches the CPU
+//! The recurrent stack as an op: the CPU op gives the model path's stack
+//! output and final states (same bits), its gradients pass central differences, the GPU op matches the CPU
 //! op on the same inputs (host API and the application's own buffers with
 //! offsets, in its own encoder), the composed example (`examples/compose.rs`)
 //! passes a gradient check through the composition on both paths and trains,
@@ -90,7 +90,7 @@ fn probe(
 }
 
 #[test]
-fn the_cpu_op_is_the_model_path_stack() {
+fn the_cpu_op_gives_the_model_paths_output_and_states() {
     for op in stacks() {
         let cfg = ModelConfig {
             out_features: 2,
@@ -116,9 +116,24 @@ fn the_cpu_op_is_the_model_path_stack() {
         )
         .with_states(v.h0.clone(), v.c0.clone());
         let (_, finals) = model.forward_states(&data).unwrap();
+        // The model's own stack output (time-major, before its head).
+        let cache = recurrent::cpu::forward_stack(
+            model.config(),
+            model.layout(),
+            model.params(),
+            &data.x,
+            data.lengths.as_deref(),
+            &data.cpu_states(),
+        );
         let f = op
             .forward(p, &v.x, v.lengths.as_deref(), Some(&v.h0), v.c0.as_ref())
             .unwrap();
+        assert_eq!(
+            f.y.data,
+            cache.inputs[op.config().layers],
+            "{:?}: y",
+            op.config().cell
+        );
         assert_eq!(Some(f.h_n.data), finals.h, "{:?}: h_n", op.config().cell);
         assert_eq!(
             f.c_n.map(|c| c.data),

@@ -256,6 +256,18 @@ fn block<const M: usize, const FMA: bool>(
         // SAFETY: the CPU has AVX2 and FMA; row and panel lengths are checked inside.
         return unsafe { block_avx2::<M>(r0, p0, r1, p1, out) };
     }
+    block_generic::<M, FMA>(r0, p0, r1, p1, out)
+}
+
+/// [`block`] in plain code (the baseline, and the reference of the register kernels).
+#[inline(always)]
+fn block_generic<const M: usize, const FMA: bool>(
+    r0: [&[f32]; M],
+    p0: &[f32],
+    r1: [&[f32]; M],
+    p1: &[f32],
+    out: [&mut [f32]; M],
+) {
     let mut acc = [[0.0f32; NR]; M];
     for (rows, panel) in [(r0, p0), (r1, p1)] {
         for (p, brow) in panel.chunks_exact(NR).enumerate() {
@@ -1028,6 +1040,63 @@ mod tests {
                     "{m}x{n}x{ka}+{kb} [{i}]: {x} vs {y}"
                 );
             }
+        }
+    }
+
+    /// The AVX2 kernel against the plain FMA block directly (whatever the
+    /// host's widest kernel is), every row count 1-12 and every column tail
+    /// 1-32 of a panel: the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_kernel_gives_the_plain_blocks_bits() {
+        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        fn one<const M: usize>(nr: usize) {
+            let (k0, k1) = (7, 5);
+            let val = |len: usize, s: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| (((i * 7 + s) % 13) as f32 - 6.0) * 0.173)
+                    .collect()
+            };
+            let (a0, a1) = (val(M * k0, 1), val(M * k1, 2));
+            let (p0, p1) = (val(k0 * NR, 3), val(k1 * NR, 4));
+            let rows = |a: &[f32], k: usize| -> Vec<Vec<f32>> {
+                (0..M).map(|i| a[i * k..(i + 1) * k].to_vec()).collect()
+            };
+            let (r0, r1) = (rows(&a0, k0), rows(&a1, k1));
+            let r0: [&[f32]; M] = std::array::from_fn(|i| &r0[i][..]);
+            let r1: [&[f32]; M] = std::array::from_fn(|i| &r1[i][..]);
+            let mut want = vec![vec![0.5f32; nr]; M];
+            let mut got = want.clone();
+            {
+                let mut it = want.iter_mut();
+                let out: [&mut [f32]; M] = std::array::from_fn(|_| &mut it.next().unwrap()[..]);
+                block_generic::<M, true>(r0, &p0, r1, &p1, out);
+            }
+            {
+                let mut it = got.iter_mut();
+                let out: [&mut [f32]; M] = std::array::from_fn(|_| &mut it.next().unwrap()[..]);
+                // SAFETY: the host has AVX2 and FMA (checked above).
+                unsafe { block_avx2::<M>(r0, &p0, r1, &p1, out) };
+            }
+            for (i, (g, w)) in got.iter().flatten().zip(want.iter().flatten()).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "M={M} nr={nr} [{i}]: {g} vs {w}");
+            }
+        }
+        for nr in 1..=NR {
+            one::<1>(nr);
+            one::<2>(nr);
+            one::<3>(nr);
+            one::<4>(nr);
+            one::<5>(nr);
+            one::<6>(nr);
+            one::<7>(nr);
+            one::<8>(nr);
+            one::<9>(nr);
+            one::<10>(nr);
+            one::<11>(nr);
+            one::<12>(nr);
         }
     }
 

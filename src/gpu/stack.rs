@@ -15,9 +15,11 @@
 //! `nn.LSTM` without `batch_first`), states `[L·D, B, H]`, f32; every offset
 //! in bytes, a multiple of 4. Each batch shape `(B, T)` has one workspace:
 //! a second forward of the same shape invalidates the first's handle (its
-//! backward is refused), and the lengths of a shape are those of its latest
-//! forward — submit a forward's backward before recording the next forward
-//! of that shape.
+//! backward is refused) — record a forward's backward before the next
+//! forward of its shape. The first forward of a new shape builds its plan,
+//! and with tuning on ([`super::GpuOptions::autotune`]) the plan is timed on
+//! the device then, which overwrites [`GpuStack::param_grads_buffer`]: read
+//! the gradients of a backward before the first forward of a new shape.
 
 use super::context::GpuContext;
 use super::model::GpuModel;
@@ -266,11 +268,31 @@ impl GpuStack {
             Some(l) => l.iter().map(|&v| v as i32).collect(),
             None => vec![t as i32; b],
         };
-        let q = &self.model.ctx.queue;
-        q.write_buffer(
+        // The lengths go in through the encoder too, at this point of it: a
+        // queue write would land at the next submission, before everything
+        // recorded, and give an earlier forward of this shape these lengths.
+        let staged = self
+            .model
+            .ctx
+            .device
+            .create_buffer(&wgpu::BufferDescriptor {
+                label: Some("stack.lengths"),
+                size: (b * 4) as u64,
+                usage: wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            });
+        staged
+            .slice(..)
+            .get_mapped_range_mut()
+            .map_err(|e| Error::Gpu(format!("staging the lengths: {e:?}")))?
+            .copy_from_slice(bytemuck::cast_slice(&lens));
+        staged.unmap();
+        enc.copy_buffer_to_buffer(
+            &staged,
+            0,
             &plan.ints,
             plan.ws.lengths.off as u64 * 4,
-            bytemuck::cast_slice(&lens),
+            (b * 4) as u64,
         );
         enc.copy_buffer_to_buffer(
             inp.x.buffer,

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The prepared device run (issue 20, item 1): at most ~5 minutes on a lent
+# NVIDIA GPU, most telling first, a timeout on every part. Prepare with
+# `benches/device_prepare.sh` here, then `run` this with carry [".devrun", ".gl"].
+# Writes into $OUT: log.txt, clocks.csv, recurrent-gpu.json, pytorch-gpu.json,
+# burn-gpu.json (if the peer was carried), profiles, stream.md.
+#
+# What it answers (BENCHMARKS.md and issue 20's suspects):
+#  1. correctness of every step-tile kind on this driver (a memory-ordering bug
+#     shows on real GPUs, not on lavapipe);
+#  2. per-kernel profiles at the MNIST size and H1024 B64 T25: where a step's time goes;
+#  3. the DeepBench suite + MNIST layer against cuDNN FP32 (TF32 off), one sitting;
+#  4. Burn's LSTM on the same card and sizes (if carried);
+#  5. streaming, one step a call, 1 and 64 streams (issue 16's figures);
+#  6. GPU clocks and utilisation every 200 ms throughout.
+# Not yet measured here (not built): checked against unchecked shader modules,
+# µs per dispatch of a trivial kernel, GEMM TFLOP/s alone at 4096^3.
+set -u
+cd "$(dirname "$0")/.."
+for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
+ldconfig
+export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json} PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/devout}; mkdir -p "$OUT"
+r=.devrun/recurrent
+for f in .devrun/*.xz; do [ -e "$f" ] && xz -d -f "$f"; done
+chmod +x .devrun/* 2>/dev/null
+# lim N: N seconds, or what is left of the run's 290 s if less (at least 5).
+budget=${BUDGET:-290}
+lim() { local l=$((budget - SECONDS)); [ "$l" -lt 5 ] && l=5; [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }
+clocks=""
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv > "$OUT/gpu.csv"
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,utilization.gpu,power.draw --format=csv -lms 200 > "$OUT/clocks.csv" &
+  clocks=$!
+fi
+{
+  cat "$OUT/gpu.csv" 2>/dev/null
+  $r info 2>&1 | head -20
+  echo "=== 1. step tile correctness on this GPU, at ${SECONDS}s"
+  RECURRENT_REQUIRE_GPU=1 timeout $(lim 45) .devrun/gpu_step_tile --test-threads 1 2>&1 | grep -vE '^test .* ok$' | tail -6
+  echo "=== 2. profiles (mnist, then H1024 B64 T25), at ${SECONDS}s"
+  timeout $(lim 25) $r bench --device gpu --suite mnist --reps 3 --profile --json "$OUT/gpu-profile-mnist.json"
+  timeout $(lim 25) $r bench --device gpu --cell lstm --input 1024 --hidden 1024 --batch 64 --steps 25 --reps 3 --profile --json "$OUT/gpu-profile-h1024.json"
+  echo "=== 3a. ours, deepbench + mnist (defaults), at ${SECONDS}s"
+  timeout $(lim 75) $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/recurrent-gpu.json"
+  echo "=== 3b. cuDNN FP32, same sizes, at ${SECONDS}s"
+  timeout $(lim 60) python3 benches/pytorch_lstm.py --device cuda --suite deepbench,mnist --reps 5 --json "$OUT/pytorch-gpu.json"
+  echo "=== 4. Burn's LSTM (wgpu), at ${SECONDS}s"
+  if [ -x .devrun/burn-lstm-bench ]; then
+    rm -f "$OUT/burn-gpu.jsonl"
+    for s in "28 128 32 28" "512 512 64 25" "1024 1024 64 25"; do
+      # shellcheck disable=SC2086
+      timeout $(lim 20) .devrun/burn-lstm-bench wgpu $s 5 "$OUT/burn-gpu.jsonl"
+    done
+    python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; json.dump({'results': rows}, open(sys.argv[2], 'w'), indent=1)" "$OUT/burn-gpu.jsonl" "$OUT/burn-gpu.json"
+  else
+    echo "burn-lstm-bench not carried"
+  fi
+  echo "=== 5. streaming, one step a call, at ${SECONDS}s"
+  timeout $(lim 30) .devrun/stream_speed --calls 500 --no-cpu | tee "$OUT/stream.md"
+  echo "=== tables, at ${SECONDS}s"
+  python3 benches/compare.py "$OUT/recurrent-gpu.json" "$OUT/pytorch-gpu.json" --label-ours recurrent --label-theirs cuDNN
+  [ -e "$OUT/burn-gpu.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu.json" "$OUT/burn-gpu.json" --label-ours recurrent --label-theirs Burn
+  echo "=== done at ${SECONDS}s"
+} 2>&1 | tee "$OUT/log.txt"
+[ -n "$clocks" ] && kill "$clocks"
+exit 0
