@@ -37,12 +37,12 @@ fi
   cat "$OUT/gpu.csv" 2>/dev/null
   $r info 2>&1 | head -20
   echo "=== 1. step tile correctness on this GPU, at ${SECONDS}s"
-  RECURRENT_REQUIRE_GPU=1 timeout $(lim 45) .devrun/gpu_step_tile --test-threads 1 2>&1 | grep -vE '^test .* ok$' | tail -6
+  RECURRENT_REQUIRE_GPU=1 timeout $(lim 40) .devrun/gpu_step_tile --test-threads 1 2>&1 | grep -vE '^test .* ok$' | tail -6
   echo "=== 2. profiles (mnist, then H1024 B64 T25), at ${SECONDS}s"
   timeout $(lim 25) $r bench --device gpu --suite mnist --reps 3 --profile --json "$OUT/gpu-profile-mnist.json"
   timeout $(lim 25) $r bench --device gpu --cell lstm --input 1024 --hidden 1024 --batch 64 --steps 25 --reps 3 --profile --json "$OUT/gpu-profile-h1024.json"
   echo "=== 3a. ours, deepbench + mnist (defaults), at ${SECONDS}s"
-  timeout $(lim 75) $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/recurrent-gpu.json"
+  timeout $(lim 100) $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/recurrent-gpu.json"
   echo "=== 3b. cuDNN FP32, same sizes, at ${SECONDS}s"
   timeout $(lim 60) python3 benches/pytorch_lstm.py --device cuda --suite deepbench,mnist --reps 5 --json "$OUT/pytorch-gpu.json"
   echo "=== 4. Burn's LSTM (wgpu), at ${SECONDS}s"
