@@ -230,13 +230,7 @@ impl InitialStates {
             if t.shape != want {
                 return Err(Error::shape(name, expect.clone(), &t.shape));
             }
-            if let Some((i, v)) = t.data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                return Err(Error::NonFinite {
-                    what: name.into(),
-                    index: i,
-                    value: *v,
-                });
-            }
+            Error::check_finite(name, &t.data)?;
         }
         Ok(())
     }
@@ -368,13 +362,7 @@ impl Dataset {
                         &self.x.shape(),
                     ));
                 }
-                if let Some((i, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                    return Err(Error::NonFinite {
-                        what: "x".into(),
-                        index: i,
-                        value: *v,
-                    });
-                }
+                Error::check_finite("x", data)?;
             }
             (Inputs::Tokens { ids, .. }, Some(vocab)) => {
                 if let Some((i, &id)) = ids
@@ -464,13 +452,7 @@ impl Dataset {
                 if *shape != want {
                     return Err(Error::shape("y (mse targets)", format!("{want:?}"), shape));
                 }
-                if let Some((i, v)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                    return Err(Error::NonFinite {
-                        what: "y".into(),
-                        index: i,
-                        value: *v,
-                    });
-                }
+                Error::check_finite("y", data)?;
             }
             (crate::Loss::Ce, Targets::Values { .. }) => {
                 return Err(Error::Dtype {

@@ -95,6 +95,17 @@ impl Error {
             source,
         }
     }
+    /// [`Error::NonFinite`] at the first NaN or infinity of `values`, named `what`.
+    pub(crate) fn check_finite(what: &str, values: &[f32]) -> Result<()> {
+        match values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            Some((index, &value)) => Err(Error::NonFinite {
+                what: what.into(),
+                index,
+                value,
+            }),
+            None => Ok(()),
+        }
+    }
     pub(crate) fn shape(
         what: impl Into<String>,
         expected: impl Into<String>,

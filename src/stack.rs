@@ -149,13 +149,7 @@ impl RecurrentStack {
                 &[p.len()],
             ));
         }
-        if let Some((i, v)) = p.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "stack parameters".into(),
-                index: i,
-                value: *v,
-            });
-        }
+        Error::check_finite("stack parameters", p)?;
         Ok(())
     }
 
@@ -166,13 +160,7 @@ impl RecurrentStack {
         if s.shape != want {
             return Err(Error::shape(what, format!("{want:?}"), &s.shape));
         }
-        if let Some((i, v)) = s.data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: what.into(),
-                index: i,
-                value: *v,
-            });
-        }
+        Error::check_finite(what, &s.data)?;
         Ok(Some(s.data.clone()))
     }
 
@@ -254,13 +242,7 @@ impl RecurrentStack {
                 &dy.shape,
             ));
         }
-        if let Some((i, v)) = dy.data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "dy".into(),
-                index: i,
-                value: *v,
-            });
-        }
+        Error::check_finite("dy", &dy.data)?;
         if dc_n.is_some() && self.cfg.cell != Cell::Lstm {
             return Err(Error::Argument(
                 "dc_n was given, but only an LSTM has a cell state".into(),

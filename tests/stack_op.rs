@@ -560,7 +560,7 @@ fn train_composed(net: &compose::Net, mut path: compose::Path) -> (f32, f32) {
     let ps = net.stack.num_params();
     let mut opt = recurrent::Optimizer::adam(1e-2);
     let (vx, vy) = compose::waves(64, 20, 99);
-    let mut sync = |path: &mut compose::Path, p: &[f32]| {
+    let sync = |path: &mut compose::Path, p: &[f32]| {
         if let compose::Path::Gpu(op) = path {
             op.set_params(&p[..ps]).unwrap();
         }

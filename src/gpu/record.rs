@@ -20,7 +20,7 @@
 use super::args::{EmbedArgs, Gemm, HeadArgs, Matrix, OptArgs, StepArgs};
 use super::program::{Program, Resolved};
 use super::registry::Kernel;
-use super::workspace::{Region, Workspace};
+use super::workspace::{Region, Slot, Workspace};
 use crate::error::Result;
 use crate::model::config::{Cell, ModelConfig, Nonlinearity, OutputMode};
 use crate::model::params::Layout;
@@ -327,8 +327,9 @@ impl<'a> Recorder<'a> {
     /// last slot forward, the first slot reverse.
     fn final_state(&self, dir: usize) -> u32 {
         let top = &self.ws.layers[self.cfg.layers - 1];
-        let slot = if dir == 1 { 0 } else { self.t };
-        top.hs.dir(dir, self.nd()) + slot * self.b * self.h
+        let bh = (self.b * self.h) as usize;
+        top.hs
+            .state_slot(dir, self.nd(), Slot::Last, self.t as usize, bh)
     }
 
     // ---------------------------------------------------------------- loss

@@ -24,6 +24,7 @@
 use super::context::GpuContext;
 use super::model::GpuModel;
 use super::plan::Plan;
+use super::workspace::Slot;
 use crate::error::{Error, Result};
 use crate::model::config::Cell;
 use crate::model::Model;
@@ -307,9 +308,9 @@ impl GpuStack {
         for (k, lw) in plan.ws.layers.iter().enumerate() {
             for dir in 0..cfg.directions() {
                 let idx = (k * cfg.directions() + dir) as u64;
-                let slot = if dir == 1 { t } else { 0 };
-                let hs = (lw.hs.dir(dir, cfg.directions()) as u64 + (slot * b * h) as u64) * 4;
-                let cs = (lw.cs.dir(dir, cfg.directions()) as u64 + (slot * b * h) as u64) * 4;
+                let nd = cfg.directions();
+                let hs = lw.hs.state_slot(dir, nd, Slot::First, t, b * h) as u64 * 4;
+                let cs = lw.cs.state_slot(dir, nd, Slot::First, t, b * h) as u64 * 4;
                 match inp.h0 {
                     Some(s) => {
                         enc.copy_buffer_to_buffer(s.buffer, s.offset + idx * bh, &plan.work, hs, bh)
@@ -352,10 +353,9 @@ impl GpuStack {
             for (k, lw) in plan.ws.layers.iter().enumerate() {
                 for dir in 0..cfg.directions() {
                     let idx = (k * cfg.directions() + dir) as u64;
-                    let slot = if dir == 1 { 0 } else { t };
                     let region = if kind == 0 { lw.hs } else { lw.cs };
                     let src =
-                        (region.dir(dir, cfg.directions()) as u64 + (slot * b * h) as u64) * 4;
+                        region.state_slot(dir, cfg.directions(), Slot::Last, t, b * h) as u64 * 4;
                     enc.copy_buffer_to_buffer(
                         &plan.work,
                         src,
@@ -521,60 +521,33 @@ impl GpuStack {
         c0: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor, Option<Tensor>, StackHandle)> {
         let cfg = self.stack.config().clone();
+        let time_major = || format!("[T, B, {}] (time-major)", cfg.input);
         let [t, b, i] = x.shape[..] else {
-            return Err(Error::shape(
-                "x",
-                format!("[T, B, {}] (time-major)", cfg.input),
-                &x.shape,
-            ));
+            return Err(Error::shape("x", time_major(), &x.shape));
         };
         if i != cfg.input {
-            return Err(Error::shape(
-                "x",
-                format!("[T, B, {}] (time-major)", cfg.input),
-                &x.shape,
-            ));
+            return Err(Error::shape("x", time_major(), &x.shape));
         }
-        let want = [self.stack.state_rows(), b, cfg.hidden];
-        for (name, s) in [("h0", h0), ("c0", c0)] {
-            if let Some(s) = s {
-                if s.shape != want {
-                    return Err(Error::shape(name, format!("{want:?}"), &s.shape));
-                }
-            }
-        }
-        for (name, v) in [("x", Some(x)), ("h0", h0), ("c0", c0)] {
-            if let Some((j, v)) =
-                v.and_then(|v| v.data.iter().enumerate().find(|(_, v)| !v.is_finite()))
-            {
-                return Err(Error::NonFinite {
-                    what: name.into(),
-                    index: j,
-                    value: *v,
-                });
-            }
-        }
+        let state = vec![self.stack.state_rows(), b, cfg.hidden];
+        check_host(&[
+            ("x", Some(x), &x.shape),
+            ("h0", h0, &state),
+            ("c0", c0, &state),
+        ])?;
         let ctx = self.model.ctx.clone();
-        let upload = |label: &str, v: &[f32]| {
-            let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: (v.len() * 4).max(4) as u64,
-                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            ctx.queue.write_buffer(&buf, 0, bytemuck::cast_slice(v));
-            buf
-        };
-        let output = |label: &str, n: usize| upload(label, &vec![0.0; n]);
-        let d = self.stack.output_width();
-        let sn = want.iter().product::<usize>();
-        let xb = upload("stack.x", &x.data);
-        let h0b = h0.map(|v| upload("stack.h0", &v.data));
-        let c0b = c0.map(|v| upload("stack.c0", &v.data));
-        let yb = output("stack.y", t * b * d);
-        let hnb = output("stack.h_n", sn);
+        let xb = upload(&ctx, "stack.x", &x.data);
+        let h0b = h0.map(|v| upload(&ctx, "stack.h0", &v.data));
+        let c0b = c0.map(|v| upload(&ctx, "stack.c0", &v.data));
         let lstm = cfg.cell == Cell::Lstm;
-        let cnb = lstm.then(|| output("stack.c_n", sn));
+        let out = HostOutputs::new(
+            &ctx,
+            "stack.outputs",
+            &[
+                Some(vec![t, b, self.stack.output_width()]),
+                Some(state.clone()),
+                lstm.then(|| state.clone()),
+            ],
+        );
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         let handle = self.record_forward(
             &mut enc,
@@ -587,20 +560,19 @@ impl GpuStack {
                 c0: c0b.as_ref().map(|v| BufferSlice::new(v, 0)),
             },
             StackOutputs {
-                y: BufferSlice::new(&yb, 0),
-                h_n: Some(BufferSlice::new(&hnb, 0)),
-                c_n: cnb.as_ref().map(|v| BufferSlice::new(v, 0)),
+                y: out.slice(0).expect("always"),
+                h_n: out.slice(1),
+                c_n: out.slice(2),
             },
         )?;
         ctx.queue.submit([enc.finish()]);
-        let read = |buf: &wgpu::Buffer, shape: Vec<usize>| -> Result<Tensor> {
-            let bytes = ctx.read_bytes(buf, (shape.iter().product::<usize>() * 4) as u64)?;
-            Ok(Tensor::new(shape, bytemuck::pod_collect_to_vec(&bytes)))
-        };
-        let y = read(&yb, vec![t, b, d])?;
-        let h_n = read(&hnb, want.to_vec())?;
-        let c_n = cnb.as_ref().map(|v| read(v, want.to_vec())).transpose()?;
-        Ok((y, h_n, c_n, handle))
+        let mut got = out.read(&ctx)?.into_iter();
+        let (y, h_n, c_n) = (
+            got.next().flatten(),
+            got.next().flatten(),
+            got.next().flatten(),
+        );
+        Ok((y.expect("always"), h_n.expect("always"), c_n, handle))
     }
 
     /// [`crate::RecurrentStack::backward`] on the GPU, from host tensors.
@@ -613,55 +585,27 @@ impl GpuStack {
     ) -> Result<StackGradients> {
         let cfg = self.stack.config().clone();
         let (t, b) = (handle.t, handle.b);
-        let (i, d, ld, h) = (
-            cfg.input,
-            self.stack.output_width(),
-            self.stack.state_rows(),
-            cfg.hidden,
-        );
-        if dy.shape != [t, b, d] {
-            return Err(Error::shape(
-                "dy",
-                format!("[{t}, {b}, {d}] (the output's shape)"),
-                &dy.shape,
-            ));
-        }
-        for (name, s) in [("dh_n", dh_n), ("dc_n", dc_n)] {
-            if let Some(s) = s {
-                if s.shape != [ld, b, h] {
-                    return Err(Error::shape(name, format!("[{ld}, {b}, {h}]"), &s.shape));
-                }
-            }
-        }
-        for (name, v) in [("dy", Some(dy)), ("dh_n", dh_n), ("dc_n", dc_n)] {
-            if let Some((j, v)) =
-                v.and_then(|v| v.data.iter().enumerate().find(|(_, v)| !v.is_finite()))
-            {
-                return Err(Error::NonFinite {
-                    what: name.into(),
-                    index: j,
-                    value: *v,
-                });
-            }
-        }
+        let output = [t, b, self.stack.output_width()];
+        let state = vec![self.stack.state_rows(), b, cfg.hidden];
+        check_host(&[
+            ("dy", Some(dy), &output),
+            ("dh_n", dh_n, &state),
+            ("dc_n", dc_n, &state),
+        ])?;
         let ctx = self.model.ctx.clone();
-        let upload = |label: &str, v: &[f32]| {
-            let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: (v.len() * 4).max(4) as u64,
-                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            ctx.queue.write_buffer(&buf, 0, bytemuck::cast_slice(v));
-            buf
-        };
+        let dyb = upload(&ctx, "stack.dy", &dy.data);
+        let dhnb = dh_n.map(|v| upload(&ctx, "stack.dh_n", &v.data));
+        let dcnb = dc_n.map(|v| upload(&ctx, "stack.dc_n", &v.data));
         let lstm = cfg.cell == Cell::Lstm;
-        let dyb = upload("stack.dy", &dy.data);
-        let dhnb = dh_n.map(|v| upload("stack.dh_n", &v.data));
-        let dcnb = dc_n.map(|v| upload("stack.dc_n", &v.data));
-        let dxb = upload("stack.dx", &vec![0.0; t * b * i]);
-        let dh0b = upload("stack.dh0", &vec![0.0; ld * b * h]);
-        let dc0b = lstm.then(|| upload("stack.dc0", &vec![0.0; ld * b * h]));
+        let out = HostOutputs::new(
+            &ctx,
+            "stack.gradients",
+            &[
+                Some(vec![t, b, cfg.input]),
+                Some(state.clone()),
+                lstm.then(|| state.clone()),
+            ],
+        );
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         self.record_backward(
             &mut enc,
@@ -670,21 +614,107 @@ impl GpuStack {
                 dy: BufferSlice::new(&dyb, 0),
                 dh_n: dhnb.as_ref().map(|v| BufferSlice::new(v, 0)),
                 dc_n: dcnb.as_ref().map(|v| BufferSlice::new(v, 0)),
-                dx: Some(BufferSlice::new(&dxb, 0)),
-                dh0: Some(BufferSlice::new(&dh0b, 0)),
-                dc0: dc0b.as_ref().map(|v| BufferSlice::new(v, 0)),
+                dx: out.slice(0),
+                dh0: out.slice(1),
+                dc0: out.slice(2),
             },
         )?;
         ctx.queue.submit([enc.finish()]);
-        let read = |buf: &wgpu::Buffer, shape: Vec<usize>| -> Result<Tensor> {
-            let bytes = ctx.read_bytes(buf, (shape.iter().product::<usize>() * 4) as u64)?;
-            Ok(Tensor::new(shape, bytemuck::pod_collect_to_vec(&bytes)))
-        };
+        let mut got = out.read(&ctx)?.into_iter();
+        let (dx, dh0, dc0) = (
+            got.next().flatten(),
+            got.next().flatten(),
+            got.next().flatten(),
+        );
         Ok(StackGradients {
-            dx: read(&dxb, vec![t, b, i])?,
-            dh0: read(&dh0b, vec![ld, b, h])?,
-            dc0: dc0b.as_ref().map(|v| read(v, vec![ld, b, h])).transpose()?,
+            dx: dx.expect("always"),
+            dh0: dh0.expect("always"),
+            dc0,
             dparams: self.param_grads()?,
         })
+    }
+}
+
+/// Host tensors given to the host API, each `(name, tensor, the shape it
+/// must have)`: the shape, then no NaN or infinity.
+fn check_host(parts: &[(&str, Option<&Tensor>, &[usize])]) -> Result<()> {
+    for &(name, t, want) in parts {
+        let Some(t) = t else { continue };
+        if t.shape != want {
+            return Err(Error::shape(name, format!("{want:?}"), &t.shape));
+        }
+        Error::check_finite(name, &t.data)?;
+    }
+    Ok(())
+}
+
+/// A buffer holding `v`, for the host API to copy from.
+fn upload(ctx: &GpuContext, label: &str, v: &[f32]) -> wgpu::Buffer {
+    let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (v.len() * 4).max(4) as u64,
+        usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    ctx.queue.write_buffer(&buf, 0, bytemuck::cast_slice(v));
+    buf
+}
+
+/// The host API's results: one buffer, each wanted tensor at its own
+/// offset, read back together (one wait).
+struct HostOutputs {
+    buf: wgpu::Buffer,
+    /// Per result, its byte offset and shape, if wanted.
+    parts: Vec<Option<(u64, Vec<usize>)>>,
+}
+
+impl HostOutputs {
+    fn new(ctx: &GpuContext, label: &str, shapes: &[Option<Vec<usize>>]) -> HostOutputs {
+        let mut at = 0u64;
+        let parts = shapes
+            .iter()
+            .map(|s| {
+                s.clone().map(|s| {
+                    let off = at;
+                    at += (s.iter().product::<usize>() * 4) as u64;
+                    (off, s)
+                })
+            })
+            .collect();
+        let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: at.max(4),
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        HostOutputs { buf, parts }
+    }
+
+    /// Where result `k` goes, if it is wanted.
+    fn slice(&self, k: usize) -> Option<BufferSlice<'_>> {
+        self.parts[k]
+            .as_ref()
+            .map(|(off, _)| BufferSlice::new(&self.buf, *off))
+    }
+
+    /// Every wanted result (blocking), in order.
+    fn read(&self, ctx: &GpuContext) -> Result<Vec<Option<Tensor>>> {
+        let ranges: Vec<(u64, u64)> = self
+            .parts
+            .iter()
+            .flatten()
+            .map(|(off, s)| (*off, (s.iter().product::<usize>() * 4) as u64))
+            .collect();
+        let mut bytes = ctx.read_ranges(&self.buf, &ranges)?.into_iter();
+        Ok(self
+            .parts
+            .iter()
+            .map(|p| {
+                p.as_ref().map(|(_, s)| {
+                    let v = bytemuck::pod_collect_to_vec(&bytes.next().expect("one per part"));
+                    Tensor::new(s.clone(), v)
+                })
+            })
+            .collect())
     }
 }

@@ -5,29 +5,13 @@
 //! `nn.LSTM`'s `(h0, c0)`: `[L*D, B, H]`, layer-major, then direction.
 
 use super::model::GpuModel;
+use super::workspace::Slot;
 use crate::cpu::States;
 use crate::data::{Dataset, InitialStates};
 use crate::error::Result;
 use crate::model::config::Cell;
 use crate::tensor::Tensor;
 use crate::Loss;
-
-/// The state slot a layer-direction starts from (`cpu::dims::Dims::prev_slot`
-/// of its first step) and the one it ends in (`last_slot`).
-fn first_slot(dir: usize, t: usize) -> usize {
-    if dir == 1 {
-        t
-    } else {
-        0
-    }
-}
-fn last_slot(dir: usize, t: usize) -> usize {
-    if dir == 1 {
-        0
-    } else {
-        t
-    }
-}
 
 impl GpuModel {
     /// Every backward also completes the gradients of the initial states
@@ -63,17 +47,17 @@ impl GpuModel {
         for (k, lw) in plan.ws.layers.iter().enumerate() {
             for dir in 0..nd {
                 let idx = k * nd + dir;
-                let slot = (first_slot(dir, t) * bh) as u64;
+
                 fn part<'a>(v: Option<&'a Tensor>, zeros: &'a [f32], idx: usize) -> &'a [f32] {
                     let n = zeros.len();
                     v.map_or(zeros, |v| &v.data[idx * n..(idx + 1) * n])
                 }
                 let h0 = part(states.map(|s| &s.h0), &zeros, idx);
-                let at = (lw.hs.dir(dir, nd) as u64 + slot) * 4;
+                let at = lw.hs.state_slot(dir, nd, Slot::First, t, bh) as u64 * 4;
                 q.write_buffer(&plan.work, at, bytemuck::cast_slice(h0));
                 if lstm {
                     let c0 = part(states.and_then(|s| s.c0.as_ref()), &zeros, idx);
-                    let at = (lw.cs.dir(dir, nd) as u64 + slot) * 4;
+                    let at = lw.cs.state_slot(dir, nd, Slot::First, t, bh) as u64 * 4;
                     q.write_buffer(&plan.work, at, bytemuck::cast_slice(c0));
                 }
             }
@@ -93,24 +77,15 @@ impl GpuModel {
         let (h, nd) = (cfg.hidden, cfg.directions());
         let bh = b * h;
         let plan = &self.plans[&key];
+        // Every h_n, then every c_n (LSTM), each [B, H].
+        let lstm = cfg.cell == Cell::Lstm;
         let mut ranges = Vec::new();
-        for lw in &plan.ws.layers {
-            for dir in 0..nd {
-                let slot = last_slot(dir, t) * bh;
-                ranges.push((
-                    (lw.hs.dir(dir, nd) as usize + slot) as u64 * 4,
-                    bh as u64 * 4,
-                ));
-            }
-        }
-        if cfg.cell == Cell::Lstm {
+        for cells in [false, true].into_iter().filter(|&c| !c || lstm) {
             for lw in &plan.ws.layers {
+                let region = if cells { lw.cs } else { lw.hs };
                 for dir in 0..nd {
-                    let slot = last_slot(dir, t) * bh;
-                    ranges.push((
-                        (lw.cs.dir(dir, nd) as usize + slot) as u64 * 4,
-                        bh as u64 * 4,
-                    ));
+                    let at = region.state_slot(dir, nd, Slot::Last, t, bh);
+                    ranges.push((at as u64 * 4, bh as u64 * 4));
                 }
             }
         }
@@ -122,7 +97,7 @@ impl GpuModel {
         let n = cfg.layers * nd * bh;
         Ok(States {
             h: Some(flat[..n].to_vec()),
-            c: (cfg.cell == Cell::Lstm).then(|| flat[n..].to_vec()),
+            c: lstm.then(|| flat[n..].to_vec()),
         })
     }
 

@@ -7,6 +7,7 @@
 
 use super::model::GpuModel;
 use super::plan::Plan;
+use super::workspace::Slot;
 use crate::data::{Dataset, Inputs};
 use crate::error::{Error, Result};
 use crate::model::config::Cell;
@@ -60,11 +61,12 @@ impl<'m> GpuStream<'m> {
             });
             (b, buf)
         });
-        // Slot `slot` of layer k's h (kind 0) or c (kind 1) in the plan's work.
-        let at = |plan: &Plan, k: usize, kind: u64, slot: usize| -> u64 {
+        // The first or last state slot of layer k's h (kind 0) or c (kind 1)
+        // in the plan's work (one direction: streams are unidirectional).
+        let at = |plan: &Plan, k: usize, kind: u64, slot: Slot| -> u64 {
             let lw = &plan.ws.layers[k];
             let region = if kind == 0 { lw.hs } else { lw.cs };
-            (region.off as u64 + (slot * b * h) as u64) * 4
+            region.state_slot(0, 1, slot, t, b * h) as u64 * 4
         };
         let before = (!fresh).then(|| {
             let plan = &self.model.plans[&key];
@@ -76,7 +78,13 @@ impl<'m> GpuStream<'m> {
             for kind in 0..kinds {
                 for k in 0..layers {
                     let src = (kind * layers as u64 + k as u64) * bh;
-                    enc.copy_buffer_to_buffer(buf, src, &plan.work, at(plan, k, kind, 0), bh);
+                    enc.copy_buffer_to_buffer(
+                        buf,
+                        src,
+                        &plan.work,
+                        at(plan, k, kind, Slot::First),
+                        bh,
+                    );
                 }
             }
             enc.finish()
@@ -86,7 +94,13 @@ impl<'m> GpuStream<'m> {
             for kind in 0..kinds {
                 for k in 0..layers {
                     let dst = (kind * layers as u64 + k as u64) * bh;
-                    enc.copy_buffer_to_buffer(&plan.work, at(plan, k, kind, t), buf, dst, bh);
+                    enc.copy_buffer_to_buffer(
+                        &plan.work,
+                        at(plan, k, kind, Slot::Last),
+                        buf,
+                        dst,
+                        bh,
+                    );
                 }
             }
         });

@@ -17,6 +17,26 @@ impl Region {
     pub fn dir(&self, dir: usize, dirs: usize) -> u32 {
         self.off + (self.len / dirs as u32) * dir as u32
     }
+
+    /// Start of the first or last `[B, H]` state slot (`bh` = B·H) of
+    /// direction `dir` in a `[dirs][T+1, B, H]` state region (`hs`, `cs`): a
+    /// direction starts from slot 0 forward and slot T reverse, and ends in
+    /// the other (`cpu::dims::Dims::prev_slot` of its first step, `last_slot`).
+    pub fn state_slot(&self, dir: usize, dirs: usize, slot: Slot, t: usize, bh: usize) -> u32 {
+        let reverse = dir == 1;
+        let index = match (slot, reverse) {
+            (Slot::First, false) | (Slot::Last, true) => 0,
+            (Slot::First, true) | (Slot::Last, false) => t,
+        };
+        self.dir(dir, dirs) + (index * bh) as u32
+    }
+}
+
+/// Which state slot of a layer-direction: the one it starts from, or the one it ends in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    First,
+    Last,
 }
 
 /// Regions of one recurrent layer (both directions).

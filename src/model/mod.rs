@@ -177,13 +177,7 @@ impl Model {
             if v.len() != want {
                 return Err(Error::shape(name, shape.clone(), &[v.len()]));
             }
-            if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-                return Err(Error::NonFinite {
-                    what: name.into(),
-                    index: i,
-                    value: *x,
-                });
-            }
+            Error::check_finite(name, v)?;
         }
         if s.c.is_some() && self.config.cell != config::Cell::Lstm {
             return Err(Error::Argument("c0 is only for LSTM models".into()));
