@@ -37,6 +37,7 @@
 //!   time built on GEMMs, losses, optimizers exactly as `torch.optim`.
 //! - [`io`]: checkpoints and data files (safetensors).
 //! - [`data`]: in-memory batches.
+//! - [`onnx`]: export to ONNX (ONNX Runtime, tract, OpenVINO).
 //! - [`text`]: vocabularies (characters, words), class names, data sets from raw text.
 //! - [`train`]: the training loop ([`train::Trainer`]): batching, validation, early
 //!   stopping, checkpoints, schedules, progress bar; and the [`train::Backend`] seam.
@@ -49,6 +50,7 @@ pub mod error;
 pub mod gpu;
 pub mod io;
 pub mod model;
+pub mod onnx;
 pub mod optim;
 pub mod rng;
 pub mod stack;

@@ -1,4 +1,4 @@
-//! The `recurrent` command line: train, predict, evaluate, info.
+//! The `recurrent` command line: train, predict, evaluate, bench, export, info.
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use recurrent::io::{checkpoint, dataset};
@@ -33,8 +33,33 @@ enum Cmd {
     Evaluate(EvaluateArgs),
     /// Time the recurrent stack forward and forward+backward (see BENCHMARKS.md).
     Bench(BenchArgs),
+    /// Write a model as ONNX, for ONNX Runtime, tract, OpenVINO (see README, "Deploying with ONNX").
+    Export(ExportArgs),
     /// The GPU adapters wgpu finds, their backends and limits, and what `auto` picks.
     Info,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// The .onnx file to write (atomically; its folder must exist).
+    #[arg(long)]
+    output: PathBuf,
+    /// A `lengths` i64 [N] input (PyTorch packed semantics, as `lengths` in a data file).
+    #[arg(long)]
+    with_lengths: bool,
+    /// `h0` (and `c0`) f32 [L*D, N, H] inputs and `h_n` (and `c_n`) outputs.
+    #[arg(long)]
+    with_states: bool,
+    /// ONNX opset (13 to 21).
+    #[arg(long, default_value_t = recurrent::onnx::DEFAULT_OPSET)]
+    opset: i64,
+    /// How the recurrent layers are written: `operators` (ONNX's LSTM/GRU/RNN, what
+    /// PyTorch writes; ONNX Runtime, OpenVINO) or `scan` (Scan loops over the cell;
+    /// also for tract, which lacks sequence_lens and ReLU RNNs in its operators).
+    #[arg(long, default_value = "operators")]
+    recurrence: String,
 }
 
 #[derive(Args)]
@@ -717,6 +742,23 @@ fn cell_of(c: CellArg) -> Cell {
     }
 }
 
+fn export(a: ExportArgs) -> Result<()> {
+    let opts = recurrent::onnx::ExportOptions {
+        lengths: a.with_lengths,
+        states: a.with_states,
+        opset: a.opset,
+        recurrence: recurrent::onnx::Recurrence::parse(&a.recurrence)?,
+    };
+    let model = checkpoint::load(&a.model)?;
+    recurrent::onnx::save(&model, &a.output, &opts)?;
+    println!(
+        "wrote {}: {}",
+        a.output.display(),
+        recurrent::onnx::describe(&model, &opts)
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -724,6 +766,7 @@ fn main() -> ExitCode {
         Cmd::Predict(a) => predict(a),
         Cmd::Evaluate(a) => evaluate(a),
         Cmd::Bench(a) => bench(a),
+        Cmd::Export(a) => export(a),
         Cmd::Info => info(),
     };
     match r {
