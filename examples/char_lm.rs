@@ -20,12 +20,10 @@
 mod common;
 
 use clap::Parser;
+use recurrent::generate::{generate_text, Sampling};
 use recurrent::io::text::{self, Encoding, Vocab, VOCAB_KEY};
-use recurrent::rng::Rng;
 use recurrent::train::{Control, FitConfig, LrSchedule, Trainer};
-use recurrent::{
-    Cell, Dataset, Init, Inputs, Loss, Model, ModelConfig, Optimizer, OutputMode, States,
-};
+use recurrent::{Cell, Init, Loss, Model, ModelConfig, Optimizer, OutputMode, Stream};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -158,14 +156,21 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         start.elapsed().as_secs_f64()
     );
 
-    let mut rng = Rng::new(args.seed);
-    let sample = sample(
-        &model,
+    // Sampling on the streaming API: the prime once, then one character at a
+    // time, the states kept between calls (on the GPU with a GpuStream).
+    let sampling = Sampling {
+        temperature: args.temperature,
+        seed: args.seed,
+        ..Sampling::default()
+    };
+    let mut stream = Stream::new(&model)?;
+    let sample = generate_text(
+        &mut stream,
+        model.config(),
         &vocab,
         &args.prime,
         args.sample_len,
-        args.temperature,
-        &mut rng,
+        &sampling,
     )?;
     println!(
         "--- sample (temperature {}) ---\n{}{}\n---",
@@ -177,48 +182,4 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("saved {}", path.display());
     }
     Ok(())
-}
-
-/// Runs the prime through the model, then draws `len` characters one at a
-/// time from `softmax(logits / temperature)`, carrying the LSTM state along.
-fn sample(
-    model: &Model,
-    vocab: &Vocab,
-    prime: &str,
-    len: usize,
-    temperature: f32,
-    rng: &mut Rng,
-) -> recurrent::Result<String> {
-    let mut ids = vocab.encode(prime)?;
-    if ids.is_empty() {
-        ids.push(rng.below(vocab.len()) as i64);
-    }
-    let v = vocab.len();
-    let mut states = States::default();
-    let mut input = ids;
-    let mut out = Vec::with_capacity(len);
-    for _ in 0..len {
-        let t = input.len();
-        let step = Dataset::new(Inputs::tokens(input, 1, t)?, None, None);
-        let (logits, next) = model.forward_with_states(&step, &states)?;
-        states = next;
-        let last = &logits.data[(t - 1) * v..t * v];
-        let mx = last.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let weights: Vec<f64> = last
-            .iter()
-            .map(|&l| (((l - mx) / temperature) as f64).exp())
-            .collect();
-        let mut r = rng.next_f64() * weights.iter().sum::<f64>();
-        let mut pick = v - 1;
-        for (j, w) in weights.iter().enumerate() {
-            if r < *w {
-                pick = j;
-                break;
-            }
-            r -= w;
-        }
-        out.push(pick as i64);
-        input = vec![pick as i64];
-    }
-    vocab.decode(&out)
 }

@@ -38,6 +38,7 @@
 //! - [`io`]: checkpoints and data files (safetensors).
 //! - [`data`]: in-memory batches.
 //! - [`onnx`]: export to ONNX (ONNX Runtime, tract, OpenVINO).
+//! - [`generate`]: sampling text from a language model on the streaming API (both paths).
 //! - [`text`]: vocabularies (characters, words), class names, data sets from raw text.
 //! - [`train`]: the training loop ([`train::Trainer`]): batching, validation, early
 //!   stopping, checkpoints, schedules, progress bar; and the [`train::Backend`] seam.
@@ -47,6 +48,7 @@ pub mod cpu;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod generate;
 pub mod gpu;
 pub mod io;
 pub mod model;

@@ -1,4 +1,4 @@
-//! The `recurrent` command line: train, predict, evaluate, bench, export, info.
+//! The `recurrent` command line: train, predict, evaluate, bench, generate, export, info.
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use recurrent::io::{checkpoint, dataset};
@@ -33,10 +33,38 @@ enum Cmd {
     Evaluate(EvaluateArgs),
     /// Time the recurrent stack forward and forward+backward (see BENCHMARKS.md).
     Bench(BenchArgs),
+    /// Sample text from a language model saved with its vocabulary (an embedding and a
+    /// head over the same tokens), one token at a time on the streaming API.
+    Generate(GenerateArgs),
     /// Write a model as ONNX, for ONNX Runtime, tract, OpenVINO (see README, "Deploying with ONNX").
     Export(ExportArgs),
     /// The GPU adapters wgpu finds, their backends and limits, and what `auto` picks.
     Info,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// The text generation starts from (every token must be in the model's vocabulary).
+    #[arg(long)]
+    prime: String,
+    /// Tokens to generate after the prime.
+    #[arg(long)]
+    length: usize,
+    /// Logits are divided by it before the softmax (lower is more conservative).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Draw from the K most likely tokens only (1 = greedy).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Draw from the most likely tokens whose probabilities sum to P, in (0, 1].
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
 }
 
 #[derive(Args)]
@@ -742,6 +770,54 @@ fn cell_of(c: CellArg) -> Cell {
     }
 }
 
+fn generate(a: GenerateArgs) -> Result<()> {
+    use recurrent::generate::{check_language_model, generate_text, Sampling};
+    let sampling = Sampling {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        seed: a.seed,
+    };
+    sampling.check()?;
+    let (model, meta) = checkpoint::load_with_metadata(&a.model)?;
+    check_language_model(model.config())?;
+    let vocab = text::vocab_from_metadata(&meta)?.ok_or_else(|| {
+        Error::Argument(format!(
+            "{} has no vocabulary (metadata `{}`): generation turns tokens into text with the vocabulary the model was trained with; save the model with it (examples/char_lm.rs --save does)",
+            a.model.display(),
+            text::VOCAB_KEY
+        ))
+    })?;
+    let device = pick_device(a.device)?;
+    let text = match &device {
+        Device::Cpu => {
+            let mut stream = recurrent::Stream::new(&model)?;
+            generate_text(
+                &mut stream,
+                model.config(),
+                &vocab,
+                &a.prime,
+                a.length,
+                &sampling,
+            )?
+        }
+        Device::Gpu(ctx) => {
+            let mut gpu = recurrent::gpu::GpuModel::new(ctx.clone(), &model)?;
+            let mut stream = recurrent::gpu::GpuStream::new(&mut gpu)?;
+            generate_text(
+                &mut stream,
+                model.config(),
+                &vocab,
+                &a.prime,
+                a.length,
+                &sampling,
+            )?
+        }
+    };
+    println!("{}{}", a.prime, text);
+    Ok(())
+}
+
 fn export(a: ExportArgs) -> Result<()> {
     let opts = recurrent::onnx::ExportOptions {
         lengths: a.with_lengths,
@@ -767,6 +843,7 @@ fn main() -> ExitCode {
         Cmd::Evaluate(a) => evaluate(a),
         Cmd::Bench(a) => bench(a),
         Cmd::Export(a) => export(a),
+        Cmd::Generate(a) => generate(a),
         Cmd::Info => info(),
     };
     match r {

@@ -156,3 +156,9 @@ impl<'m> GpuStream<'m> {
         Ok(())
     }
 }
+
+impl crate::generate::Steps for GpuStream<'_> {
+    fn step(&mut self, chunk: Inputs) -> Result<Tensor> {
+        GpuStream::step(self, chunk)
+    }
+}
