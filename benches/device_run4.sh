@@ -9,12 +9,15 @@
 #  1. correctness of every step-tile kind on this driver (a memory-ordering bug
 #     shows on real GPUs, not on lavapipe);
 #  2. per-kernel profiles at the MNIST size and H1024 B64 T25: where a step's time goes;
+#     2b. the same with unchecked shader modules (RECURRENT_SHADER_CHECKS=unchecked:
+#     no loop bounding, no index clamping), the first suspect;
 #  3. the DeepBench suite + MNIST layer against cuDNN FP32 (TF32 off), one sitting;
 #  4. Burn's LSTM on the same card and sizes (if carried);
 #  5. streaming, one step a call, 1 and 64 streams (issue 16's figures);
 #  6. GPU clocks and utilisation every 200 ms throughout.
-# Not yet measured here (not built): checked against unchecked shader modules,
-# µs per dispatch of a trivial kernel, GEMM TFLOP/s alone at 4096^3.
+#  7. (if time is left) the suite again with unchecked shaders.
+# Not yet measured here (not built): µs per dispatch of a trivial kernel, GEMM
+# TFLOP/s alone at 4096^3.
 set -u
 cd "$(dirname "$0")/.."
 for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
@@ -41,6 +44,9 @@ fi
   echo "=== 2. profiles (mnist, then H1024 B64 T25), at ${SECONDS}s"
   timeout $(lim 25) $r bench --device gpu --suite mnist --reps 3 --profile --json "$OUT/gpu-profile-mnist.json"
   timeout $(lim 25) $r bench --device gpu --cell lstm --input 1024 --hidden 1024 --batch 64 --steps 25 --reps 3 --profile --json "$OUT/gpu-profile-h1024.json"
+  echo "=== 2b. the same profiles, unchecked shaders, at ${SECONDS}s"
+  RECURRENT_SHADER_CHECKS=unchecked timeout $(lim 20) $r bench --device gpu --suite mnist --reps 3 --profile --json "$OUT/gpu-profile-mnist-unchecked.json"
+  RECURRENT_SHADER_CHECKS=unchecked timeout $(lim 20) $r bench --device gpu --cell lstm --input 1024 --hidden 1024 --batch 64 --steps 25 --reps 3 --profile --json "$OUT/gpu-profile-h1024-unchecked.json"
   echo "=== 3a. ours, deepbench + mnist (defaults), at ${SECONDS}s"
   timeout $(lim 100) $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/recurrent-gpu.json"
   echo "=== 3b. cuDNN FP32, same sizes, at ${SECONDS}s"
@@ -58,8 +64,11 @@ fi
   fi
   echo "=== 5. streaming, one step a call, at ${SECONDS}s"
   timeout $(lim 30) .devrun/stream_speed --calls 500 --no-cpu | tee "$OUT/stream.md"
+  echo "=== 7. ours, unchecked shaders, deepbench + mnist, at ${SECONDS}s"
+  RECURRENT_SHADER_CHECKS=unchecked timeout $(lim 60) $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/recurrent-gpu-unchecked.json"
   echo "=== tables, at ${SECONDS}s"
   python3 benches/compare.py "$OUT/recurrent-gpu.json" "$OUT/pytorch-gpu.json" --label-ours recurrent --label-theirs cuDNN
+  [ -e "$OUT/recurrent-gpu-unchecked.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-unchecked.json" "$OUT/recurrent-gpu.json" --label-ours unchecked --label-theirs checked
   [ -e "$OUT/burn-gpu.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu.json" "$OUT/burn-gpu.json" --label-ours recurrent --label-theirs Burn
   echo "=== done at ${SECONDS}s"
 } 2>&1 | tee "$OUT/log.txt"

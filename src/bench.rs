@@ -57,6 +57,10 @@ pub struct Row {
     /// `RECURRENT_GPU_F16=1`); absent (false) otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub f16_weights: bool,
+    /// GPU: the shaders ran without wgpu's runtime checks
+    /// (`RECURRENT_SHADER_CHECKS=unchecked`); absent (false) otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchecked_shaders: bool,
 }
 
 /// One GEMM of a GPU training step and the tile configuration it runs with
@@ -135,6 +139,7 @@ impl Row {
             tuning: None,
             step_tile: None,
             f16_weights: false,
+            unchecked_shaders: false,
         }
     }
 }
@@ -375,6 +380,7 @@ pub fn run_gpu_with(
     let (forward_ms, train_ms) = gpu.time_forward_backward(&data, crate::Loss::Mse, reps)?;
     let mut row = Row::measured(s, "gpu", ctx.describe(), forward_ms, train_ms);
     row.f16_weights = gpu.f16_weights();
+    row.unchecked_shaders = ctx.shader_checks() == crate::gpu::ShaderChecks::Unchecked;
     if tuning {
         let choices = gpu.gemm_choices(s.batch, s.steps)?;
         row.tuning = Some(

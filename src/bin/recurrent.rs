@@ -631,11 +631,13 @@ fn bench(a: BenchArgs) -> Result<()> {
             Device::Cpu => bench::run_cpu(s, a.reps)?,
             Device::Gpu(ctx) => bench::run_gpu_with(s, a.reps, ctx, a.profile, a.show_tuning)?,
         };
-        let dev = if r.f16_weights {
-            format!("{}+f16", r.device)
-        } else {
-            r.device.clone()
-        };
+        let mut dev = r.device.clone();
+        if r.f16_weights {
+            dev.push_str("+f16");
+        }
+        if r.unchecked_shaders {
+            dev.push_str("+unchecked");
+        }
         println!(
             "{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12.3} {:>12.3} {:>9.1}",
             dev,

@@ -73,7 +73,13 @@ impl GpuContext {
         info: wgpu::AdapterInfo,
         options: GpuOptions,
     ) -> Result<Arc<GpuContext>> {
-        let gpu = GpuDevice::new(device, queue, info, options.step_tile)?;
+        let gpu = GpuDevice::new(
+            device,
+            queue,
+            info,
+            options.step_tile,
+            options.shader_checks,
+        )?;
         Ok(Arc::new(GpuContext {
             gpu,
             autotune: AtomicBool::new(options.autotune),
@@ -87,6 +93,12 @@ impl GpuContext {
     /// The device this context runs on.
     pub fn device(&self) -> &GpuDevice {
         &self.gpu
+    }
+
+    /// The runtime checks our shaders are compiled with ([`GpuOptions::shader_checks`],
+    /// `RECURRENT_SHADER_CHECKS`).
+    pub fn shader_checks(&self) -> super::ShaderChecks {
+        self.gpu.registry.shader_checks()
     }
 
     /// Is tuning on (GEMM configurations and step tiles measured at first use)?

@@ -10,6 +10,7 @@
 //! limits (usually far above WebGPU's defaults); models check their buffers
 //! against them and say what to shrink when a shape does not fit.
 
+use super::options::ShaderChecks;
 use super::registry::{Registry, SLOT_BYTES};
 use super::step_tile::StepTile;
 use super::tunables::Tunables;
@@ -171,6 +172,7 @@ impl GpuDevice {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         step_tile: Option<StepTile>,
+        checks: ShaderChecks,
     ) -> Result<GpuDevice> {
         let limits = device.limits();
         let features = device.features();
@@ -186,7 +188,7 @@ impl GpuDevice {
             slot.get_or_insert_with(|| format!("the device was lost ({reason:?}): {msg}"));
         });
         let tunables = Tunables::new(&limits, step_tile)?;
-        let registry = Registry::new(&device);
+        let registry = Registry::new(&device, checks);
         Ok(GpuDevice {
             device,
             queue,

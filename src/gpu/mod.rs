@@ -66,7 +66,7 @@ mod optim_state;
 pub use context::{gpu_available, try_context, GpuContext};
 pub use device::{DevicePreference, GpuDevice};
 pub use model::GpuModel;
-pub use options::GpuOptions;
+pub use options::{GpuOptions, ShaderChecks};
 pub use profile::DispatchTime;
 pub use stack::{BufferSlice, GpuStack, StackBackward, StackHandle, StackInputs, StackOutputs};
 pub use step_tile::StepTile;

@@ -29,16 +29,63 @@ pub struct GpuOptions {
     pub step_tile: Option<StepTile>,
     /// Models created on the context read W_hh from an f16 copy in the step kernels.
     pub f16_weights: bool,
+    /// The runtime checks wgpu compiles into our shaders ([`ShaderChecks`]).
+    pub shader_checks: ShaderChecks,
+}
+
+/// Whether wgpu adds its runtime checks to our shaders: on Vulkan, Metal and
+/// DX12, wgpu 30 bounds every loop with a 64-bit counter
+/// (`force_loop_bounding`) and clamps every dynamic index into buffers and
+/// into workgroup and private arrays. Our shaders are our own and keep their
+/// loops and indices in range by construction (loop bounds and sizes come
+/// from uniforms the host checks against the buffers it binds; array indices
+/// are loop variables under constant bounds), so they can run without them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ShaderChecks {
+    /// `create_shader_module`: every check on (the default until the device
+    /// measurements decide).
+    #[default]
+    Checked,
+    /// `create_shader_module_trusted` with `ShaderRuntimeChecks::unchecked()`:
+    /// no loop bounding, no index clamping (buffer accesses stay bounded
+    /// wherever the platform bounds them itself, as Vulkan's robustBufferAccess).
+    Unchecked,
+}
+
+impl ShaderChecks {
+    pub fn name(self) -> &'static str {
+        match self {
+            ShaderChecks::Checked => "checked",
+            ShaderChecks::Unchecked => "unchecked",
+        }
+    }
+    pub fn parse(s: &str) -> Result<ShaderChecks> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "checked" => Ok(ShaderChecks::Checked),
+            "unchecked" => Ok(ShaderChecks::Unchecked),
+            other => Err(Error::Argument(format!(
+                "RECURRENT_SHADER_CHECKS='{other}': use checked (wgpu's runtime checks, the default) or unchecked"
+            ))),
+        }
+    }
+    /// wgpu's settings for this choice.
+    pub fn runtime_checks(self) -> wgpu::ShaderRuntimeChecks {
+        match self {
+            ShaderChecks::Checked => wgpu::ShaderRuntimeChecks::checked(),
+            ShaderChecks::Unchecked => wgpu::ShaderRuntimeChecks::unchecked(),
+        }
+    }
 }
 
 impl Default for GpuOptions {
-    /// Every backend, tuning off, the default step tile, f32 W_hh.
+    /// Every backend, tuning off, the default step tile, f32 W_hh, checked shaders.
     fn default() -> GpuOptions {
         GpuOptions {
             backends: wgpu::Backends::all(),
             autotune: false,
             step_tile: None,
             f16_weights: false,
+            shader_checks: ShaderChecks::Checked,
         }
     }
 }
@@ -58,6 +105,10 @@ impl GpuOptions {
             autotune: env_flag("RECURRENT_AUTOTUNE"),
             step_tile,
             f16_weights: env_flag("RECURRENT_GPU_F16"),
+            shader_checks: match std::env::var("RECURRENT_SHADER_CHECKS") {
+                Ok(v) => ShaderChecks::parse(&v)?,
+                Err(_) => ShaderChecks::Checked,
+            },
         })
     }
 }

@@ -24,6 +24,7 @@
 //! offsets (storage binding offsets must be 256-byte aligned; element
 //! offsets need not be).
 
+use super::options::ShaderChecks;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -253,6 +254,7 @@ pub struct Registry {
     pipeline_layout: wgpu::PipelineLayout,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    checks: ShaderChecks,
 }
 
 fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -269,7 +271,7 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
 }
 
 impl Registry {
-    pub fn new(device: &wgpu::Device) -> Registry {
+    pub fn new(device: &wgpu::Device, checks: ShaderChecks) -> Registry {
         let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("recurrent.bind_group_layout"),
             entries: &[
@@ -300,7 +302,13 @@ impl Registry {
             pipeline_layout,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            checks,
         }
+    }
+
+    /// The runtime checks the modules are compiled with.
+    pub fn shader_checks(&self) -> ShaderChecks {
+        self.checks
     }
 
     /// The pipeline of kernel `k` with override constants `consts`
@@ -355,10 +363,23 @@ impl Registry {
             return Ok(m.clone());
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(shader.name()),
             source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-        });
+        };
+        let m = match self.checks {
+            ShaderChecks::Checked => device.create_shader_module(desc),
+            // SAFETY: the module is one of ours (`Shader::ALL`, built from the
+            // files in shaders/), never user input. Every loop is bounded by a
+            // uniform or a constant, every array index is a loop variable
+            // under its array's constant size, and every buffer index is
+            // guarded by the sizes in the uniforms, which the host checks
+            // against the buffers it binds (see `ShaderChecks`). The GPU tests
+            // run the unchecked modules against the checked ones bit for bit.
+            ShaderChecks::Unchecked => unsafe {
+                device.create_shader_module_trusted(desc, self.checks.runtime_checks())
+            },
+        };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!(
                 "shader {} does not compile: {e}",
