@@ -3,7 +3,9 @@
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use recurrent::io::{checkpoint, dataset};
 use recurrent::text;
-use recurrent::train::{CheckpointConfig, Control, EarlyStopping, FitConfig, LrSchedule, Trainer};
+use recurrent::train::{
+    CheckpointConfig, Control, EarlyStopping, FitConfig, LrSchedule, Stateful, Trainer,
+};
 use recurrent::{
     Cell, Dataset, Device, DeviceChoice, Error, Init, Inputs, Loss, Model, ModelConfig,
     Nonlinearity, Optimizer, OptimizerKind, OutputMode, Result,
@@ -221,6 +223,17 @@ struct TrainArgs {
     /// Batches in file order, the last one partial (as a PyTorch DataLoader).
     #[arg(long)]
     no_shuffle: bool,
+    /// Stateful (truncated-BPTT) training of a language model, as PyTorch's
+    /// word_language_model: --data (and --validation) hold one token stream, x i64 [1, L];
+    /// it is cut into --batch-size parallel streams and batches of --seq-len steps in
+    /// order, each starting from the last one's final states; the targets are the next
+    /// tokens. Batches go in stream order (no shuffling). Needs an embedding, output
+    /// sequence, a head over the vocabulary and loss ce.
+    #[arg(long)]
+    stateful: bool,
+    /// Steps per batch with --stateful (PyTorch's --bptt).
+    #[arg(long, default_value_t = 35, requires = "stateful")]
+    seq_len: usize,
     /// Seed for initialisation and shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -390,12 +403,17 @@ fn train(a: TrainArgs) -> Result<()> {
         (None, None) => new_model(&a, &data)?,
     };
     data.check_inputs(model.config())?;
-    data.check_targets(model.config(), loss)?;
+    // Stateful data has no y: the fit checks the stream and takes the targets from it.
+    if !a.stateful {
+        data.check_targets(model.config(), loss)?;
+    }
     let validation = match &a.validation {
         Some(p) => {
             let v = dataset::load(p)?;
             v.check_inputs(model.config())?;
-            v.check_targets(model.config(), loss)?;
+            if !a.stateful {
+                v.check_targets(model.config(), loss)?;
+            }
             Some(v)
         }
         None => None,
@@ -434,7 +452,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let fit = FitConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
-        shuffle: !a.no_shuffle,
+        shuffle: !a.no_shuffle && !a.stateful,
         seed: a.seed,
         loss,
         clip: a.clip,
@@ -448,6 +466,13 @@ fn train(a: TrainArgs) -> Result<()> {
         progress: true,
         verbose: false,
         resume: a.resume.clone(),
+        stateful: a.stateful.then_some(Stateful { seq_len: a.seq_len }),
+        // Stateful validation runs as many parallel streams as training.
+        eval_batch_size: if a.stateful {
+            a.batch_size
+        } else {
+            FitConfig::default().eval_batch_size
+        },
         ..FitConfig::default()
     };
     let mut backend = device.backend(&model)?;

@@ -5,6 +5,7 @@ use super::backend::Backend;
 use super::batches::batch_indices;
 use super::progress::EpochBar;
 use super::schedule::LrSchedule;
+use super::stateful::{self, Stateful};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::io::checkpoint;
@@ -118,6 +119,12 @@ pub struct FitConfig {
     /// ([`Dataset::trim_to_longest`]): the same losses and gradients for less
     /// work when lengths vary. On by default; off runs every batch at the full `T`.
     pub trim_to_longest: bool,
+    /// Stateful (truncated-BPTT) training of a language model
+    /// ([`super::stateful`]): `train` and `val` are token streams `[1, L]`,
+    /// cut into `batch_size` (`eval_batch_size`) parallel streams and
+    /// batches of `seq_len` steps in order, each batch starting from the
+    /// previous one's final states. Needs `shuffle: false`.
+    pub stateful: Option<Stateful>,
 }
 
 impl Default for FitConfig {
@@ -140,6 +147,7 @@ impl Default for FitConfig {
             on_nonfinite: OnNonFinite::Stop,
             resume: None,
             trim_to_longest: true,
+            stateful: None,
         }
     }
 }
@@ -332,6 +340,17 @@ impl<'a> Trainer<'a> {
                 );
             }
         }
+        // Stateful training: the streams' batches, cut once.
+        let streams = match &cfg.stateful {
+            Some(st) => Some((
+                stateful::stream_batches(train, cfg.batch_size, st.seq_len, "training")?,
+                val.map(|v| {
+                    stateful::stream_batches(v, cfg.eval_batch_size, st.seq_len, "validation")
+                })
+                .transpose()?,
+            )),
+            None => None,
+        };
         let base_lr = opt.lr();
         // Host copies of the weights, made only when something needs them.
         let mut host: Option<Model> = None;
@@ -342,12 +361,14 @@ impl<'a> Trainer<'a> {
             for epoch in start_epoch..cfg.epochs {
                 let lr = cfg.schedule.lr(base_lr, epoch, cfg.epochs);
                 opt.set_lr(lr);
-                let run = train_epoch(&cfg, backend, opt, train, &mut rng, epoch)?;
+                let stream = streams.as_ref().map(|s| s.0.as_slice());
+                let run = train_epoch(&cfg, backend, opt, train, stream, &mut rng, epoch)?;
 
                 let vstart = Instant::now();
-                let eval = match val {
-                    Some(v) => Some(backend.evaluate(v, cfg.loss, cfg.eval_batch_size)?),
-                    None => None,
+                let eval = match (val, &streams) {
+                    (Some(_), Some((_, Some(vb)))) => Some(stateful::evaluate(backend, vb)?),
+                    (Some(v), _) => Some(backend.evaluate(v, cfg.loss, cfg.eval_batch_size)?),
+                    (None, _) => None,
                 };
                 let val_seconds = vstart.elapsed().as_secs_f64();
                 let watched = match cfg.monitor {
@@ -475,11 +496,23 @@ fn check_fit<B: Backend + ?Sized>(
     if train.is_empty() {
         return Err(Error::Empty("the training data".into()));
     }
-    train.check_inputs(mcfg)?;
-    train.check_targets(mcfg, cfg.loss)?;
-    if let Some(v) = val {
-        v.check_inputs(mcfg)?;
-        v.check_targets(mcfg, cfg.loss)?;
+    if let Some(st) = &cfg.stateful {
+        stateful::check(
+            st,
+            cfg.shuffle,
+            cfg.loss,
+            (cfg.batch_size, cfg.eval_batch_size),
+            mcfg,
+            train,
+            val,
+        )?;
+    } else {
+        train.check_inputs(mcfg)?;
+        train.check_targets(mcfg, cfg.loss)?;
+        if let Some(v) = val {
+            v.check_inputs(mcfg)?;
+            v.check_targets(mcfg, cfg.loss)?;
+        }
     }
     if cfg.monitor == Monitor::ValAccuracy && (val.is_none() || cfg.loss != Loss::Ce) {
         return Err(Error::Argument("monitoring validation accuracy needs validation data and loss ce; monitor the validation loss instead".into()));
@@ -501,12 +534,15 @@ struct EpochRun {
 }
 
 /// One epoch over `train`: batches in order (or shuffled by `rng`), one
-/// backend step each, the statistics gathered as they come back.
+/// backend step each, the statistics gathered as they come back. With
+/// `stream` (stateful training) the batches are those, in order, each
+/// starting from the states the one before left.
 fn train_epoch<B: Backend + ?Sized>(
     cfg: &FitConfig,
     backend: &mut B,
     opt: &mut Optimizer,
     train: &Dataset,
+    stream: Option<&[Dataset]>,
     rng: &mut Rng,
     epoch: usize,
 ) -> Result<EpochRun> {
@@ -515,12 +551,16 @@ fn train_epoch<B: Backend + ?Sized>(
         clip: cfg.clip,
     };
     let skip = cfg.on_nonfinite == OnNonFinite::Skip;
-    let batches = batch_indices(
-        train.len(),
-        cfg.batch_size,
-        if cfg.shuffle { Some(rng) } else { None },
-        cfg.drop_last,
-    );
+    let batches = match stream {
+        // Stream batches are taken whole, in order: indices stand for them.
+        Some(s) => (0..s.len()).map(|i| vec![i]).collect(),
+        None => batch_indices(
+            train.len(),
+            cfg.batch_size,
+            if cfg.shuffle { Some(rng) } else { None },
+            cfg.drop_last,
+        ),
+    };
     if batches.is_empty() {
         return Err(Error::Argument(format!(
             "drop_last leaves no batch: {} sequences is fewer than the batch size {}",
@@ -556,12 +596,23 @@ fn train_epoch<B: Backend + ?Sized>(
         }
         e => Err(e),
     };
+    // Stateful: the states the last batch left (none at the epoch's start).
+    let mut carried = None;
     for idx in &batches {
-        let mut batch = train.gather(idx);
-        if cfg.trim_to_longest {
-            batch = batch.trim_to_longest();
-        }
-        pending.push_back(idx.len());
+        let batch = match stream {
+            Some(s) => {
+                let b = stateful::with_states(&s[idx[0]], &carried);
+                carried = Some(stateful::next_states(backend, &b)?);
+                b
+            }
+            None if cfg.trim_to_longest => train.gather(idx).trim_to_longest(),
+            None => train.gather(idx),
+        };
+        // Each step's loss is weighted by its sequences (stateful: its tokens).
+        pending.push_back(match stream {
+            Some(_) => batch.len() * batch.steps(),
+            None => idx.len(),
+        });
         loop {
             let before = opt.step;
             match backend.train_step(&batch, &opts, opt) {

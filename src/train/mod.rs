@@ -34,6 +34,7 @@
 //! - [`fit`]: the loop, early stopping, checkpoints, history.
 //! - [`progress`]: the per-epoch progress bar (quiet when stderr is not a terminal).
 //! - [`predict`]: batched evaluation and prediction helpers.
+//! - [`stateful`]: truncated-BPTT training of language models (`FitConfig::stateful`).
 
 pub mod backend;
 pub mod batches;
@@ -41,6 +42,7 @@ pub mod fit;
 pub mod predict;
 pub mod progress;
 pub mod schedule;
+pub mod stateful;
 
 pub use backend::{Backend, Prediction};
 pub use batches::batch_indices;
@@ -50,3 +52,4 @@ pub use fit::{
 };
 pub use predict::{evaluate, predict, predict_classes};
 pub use schedule::LrSchedule;
+pub use stateful::Stateful;
