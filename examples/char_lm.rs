@@ -21,9 +21,11 @@ mod common;
 
 use clap::Parser;
 use recurrent::generate::{generate_text, Sampling};
-use recurrent::io::text::{self, Encoding, Vocab, VOCAB_KEY};
-use recurrent::train::{Control, FitConfig, LrSchedule, Trainer};
-use recurrent::{Cell, Init, Loss, Model, ModelConfig, Optimizer, OutputMode, Stream};
+use recurrent::io::text::{self, Vocab, VOCAB_KEY};
+use recurrent::train::{Control, FitConfig, LrSchedule, Stateful, Trainer};
+use recurrent::{
+    Cell, Dataset, Init, Inputs, Loss, Model, ModelConfig, Optimizer, OutputMode, Stream,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -85,27 +87,25 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let vocab = Vocab::from_text(&corpus)?;
     let ids = vocab.encode(&corpus)?;
     let cut = ids.len() * 9 / 10;
-    let train = text::sequences(
-        &ids[..cut],
-        vocab.len(),
-        args.seq_len,
-        args.seq_len,
-        Encoding::Ids,
-    )?;
-    let val = text::sequences(
-        &ids[cut..],
-        vocab.len(),
-        args.seq_len,
-        args.seq_len,
-        Encoding::Ids,
-    )?;
+    // Stateful training (as PyTorch's word_language_model): each part is one
+    // token stream, cut into parallel streams; batches of --seq-len steps go
+    // in order, each starting from the states the last one left.
+    let stream = |part: &[i64]| -> recurrent::Result<Dataset> {
+        Ok(Dataset::new(
+            Inputs::tokens(part.to_vec(), 1, part.len())?,
+            None,
+            None,
+        ))
+    };
+    let (train, val) = (stream(&ids[..cut])?, stream(&ids[cut..])?);
     println!("device: {}", device.describe());
     println!(
-        "data: {} characters, vocabulary {}, {} training and {} validation sequences of {}",
+        "data: {} characters, vocabulary {}, {} training and {} validation characters, {} parallel streams, batches of {} steps",
         ids.len(),
         vocab.len(),
-        train.len(),
-        val.len(),
+        cut,
+        ids.len() - cut,
+        args.batch_size,
         args.seq_len
     );
 
@@ -130,7 +130,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         schedule: LrSchedule::Cosine {
             eta_min: args.lr / 10.0,
         },
-        eval_batch_size: 64,
+        eval_batch_size: 10,
+        shuffle: false,
+        stateful: Some(Stateful {
+            seq_len: args.seq_len,
+        }),
         verbose: true,
         ..FitConfig::default()
     };

@@ -188,7 +188,7 @@ impl Model {
     /// Loss and gradient of every parameter (flat, [`Layout`] order) on a
     /// batch (starting from its initial states, if it has them).
     pub fn loss_and_gradients(&self, batch: &Dataset, loss: Loss) -> Result<(f32, Vec<f32>)> {
-        let (l, g, _) = self.gradients_with_states(batch, loss, &States::default())?;
+        let (l, g, _, _) = self.gradients_and_finals(batch, loss, &States::default())?;
         Ok((l, g))
     }
 
@@ -201,17 +201,20 @@ impl Model {
         loss: Loss,
         init: &States,
     ) -> Result<(f32, Vec<f32>, States)> {
-        batch.check_inputs(&self.config)?;
-        let init = self.initial_states(batch, init)?;
-        self.gradients_inner(batch, loss, &init)
+        let (l, g, ds, _) = self.gradients_and_finals(batch, loss, init)?;
+        Ok((l, g, ds))
     }
 
-    fn gradients_inner(
+    /// [`Model::gradients_with_states`], and the final states of the forward
+    /// pass (`h_n`, `c_n` `[L*D, N, H]`) as fourth.
+    fn gradients_and_finals(
         &self,
         batch: &Dataset,
         loss: Loss,
         init: &States,
-    ) -> Result<(f32, Vec<f32>, States)> {
+    ) -> Result<(f32, Vec<f32>, States, States)> {
+        batch.check_inputs(&self.config)?;
+        let init = self.initial_states(batch, init)?;
         let y = batch.check_targets(&self.config, loss)?;
         let fc: ForwardCache = cpu::forward(
             &self.config,
@@ -219,9 +222,13 @@ impl Model {
             &self.params,
             &batch.x,
             batch.lengths.as_deref(),
-            init,
+            &init,
         );
         let (l, dout) = loss_of(&self.config, &fc.out, batch, y, loss);
+        let finals = States {
+            h: Some(fc.stack.h_n.clone()),
+            c: (!fc.stack.c_n.is_empty()).then(|| fc.stack.c_n.clone()),
+        };
         let mut grads = vec![0.0; self.layout.total];
         let ds = cpu::backward(
             &self.config,
@@ -232,7 +239,7 @@ impl Model {
             &mut grads,
             &States::default(),
         );
-        Ok((l, grads, ds))
+        Ok((l, grads, ds, finals))
     }
 
     /// One training step on a batch: forward, loss, backward, clipping, update.
@@ -244,8 +251,21 @@ impl Model {
         opts: &StepOptions,
         opt: &mut Optimizer,
     ) -> Result<StepStats> {
+        Ok(self.train_step_states(batch, opts, opt)?.0)
+    }
+
+    /// [`Model::train_step`], and the final states `h_n` (`c_n`) `[L*D, N, H]`
+    /// of its forward pass (before the update): what stateful training
+    /// carries to the next batch.
+    pub fn train_step_states(
+        &mut self,
+        batch: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<(StepStats, States)> {
         opt.validate()?;
-        let (l, mut grads) = self.loss_and_gradients(batch, opts.loss)?;
+        let (l, mut grads, _, finals) =
+            self.gradients_and_finals(batch, opts.loss, &States::default())?;
         let grad_norm = match opts.clip {
             Some(c) => cpu::optim::clip_grad_norm(&mut grads, c),
             None => grads
@@ -261,7 +281,7 @@ impl Model {
             });
         }
         opt.update(&mut self.params, &grads);
-        Ok(StepStats { loss: l, grad_norm })
+        Ok((StepStats { loss: l, grad_norm }, finals))
     }
 
     /// Mean loss and, for `ce`, accuracy over `data`, in batches of `batch_size`.

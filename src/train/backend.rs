@@ -35,6 +35,27 @@ pub trait Backend {
         opt: &mut Optimizer,
     ) -> Result<Vec<StepStats>>;
 
+    /// [`Backend::train_step`], and the final states its forward pass leaves
+    /// on `batch` (before the update), for stateful training. By default a
+    /// forward pass of its own before the step; the CPU path takes them from
+    /// the step's forward.
+    fn train_step_states(
+        &mut self,
+        batch: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<(Vec<StepStats>, FinalStates)> {
+        let p = self.predict_states(batch, batch.len())?;
+        let stats = self.train_step(batch, opts, opt)?;
+        Ok((
+            stats,
+            FinalStates {
+                h_n: p.h_n,
+                c_n: p.c_n,
+            },
+        ))
+    }
+
     /// Waits for every submitted step; returns the statistics not returned yet.
     fn finish(&mut self) -> Result<Vec<StepStats>> {
         Ok(Vec::new())
@@ -133,6 +154,19 @@ impl Backend for Model {
     ) -> Result<Vec<StepStats>> {
         Ok(vec![Model::train_step(self, batch, opts, opt)?])
     }
+    fn train_step_states(
+        &mut self,
+        batch: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<(Vec<StepStats>, FinalStates)> {
+        let (stats, finals) = Model::train_step_states(self, batch, opts, opt)?;
+        let cfg = Model::config(self);
+        let shape = vec![cfg.layers * cfg.directions(), batch.len(), cfg.hidden];
+        let h_n = Tensor::new(shape.clone(), finals.h.unwrap_or_default());
+        let c_n = finals.c.map(|c| Tensor::new(shape, c));
+        Ok((vec![stats], FinalStates { h_n, c_n }))
+    }
     fn evaluate(&mut self, data: &Dataset, loss: Loss, batch_size: usize) -> Result<Evaluation> {
         Model::evaluate(self, data, loss, batch_size)
     }
@@ -175,6 +209,14 @@ pub fn predict_by(
         Ok(())
     })?;
     Ok(Tensor::new(output_shape(cfg, data), out))
+}
+
+/// The final states of a forward pass: `h_n` (and `c_n` for LSTM)
+/// `[L*D, N, H]` laid out as `nn.LSTM` returns them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinalStates {
+    pub h_n: Tensor,
+    pub c_n: Option<Tensor>,
 }
 
 /// A prediction with the final states: `output` as [`Backend::predict`]

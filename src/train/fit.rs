@@ -600,11 +600,7 @@ fn train_epoch<B: Backend + ?Sized>(
     let mut carried = None;
     for idx in &batches {
         let batch = match stream {
-            Some(s) => {
-                let b = stateful::with_states(&s[idx[0]], &carried);
-                carried = Some(stateful::next_states(backend, &b)?);
-                b
-            }
+            Some(s) => stateful::with_states(&s[idx[0]], &carried),
             None if cfg.trim_to_longest => train.gather(idx).trim_to_longest(),
             None => train.gather(idx),
         };
@@ -615,7 +611,17 @@ fn train_epoch<B: Backend + ?Sized>(
         });
         loop {
             let before = opt.step;
-            match backend.train_step(&batch, &opts, opt) {
+            let step = match stream {
+                // Stateful: the next batch starts from this one's final states.
+                Some(_) => backend
+                    .train_step_states(&batch, &opts, opt)
+                    .map(|(stats, finals)| {
+                        carried = Some(finals);
+                        stats
+                    }),
+                None => backend.train_step(&batch, &opts, opt),
+            };
+            match step {
                 Ok(stats) => take(stats, &mut pending, &mut bar),
                 Err(e) => {
                     // An asynchronous backend (the GPU path) may report an

@@ -44,7 +44,7 @@ pub mod progress;
 pub mod schedule;
 pub mod stateful;
 
-pub use backend::{Backend, Prediction};
+pub use backend::{Backend, FinalStates, Prediction};
 pub use batches::batch_indices;
 pub use fit::{
     CheckpointConfig, Control, EarlyStopping, EpochMetrics, FitConfig, History, Monitor,

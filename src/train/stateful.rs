@@ -9,10 +9,11 @@
 //!
 //! The states a batch leaves are those of its forward pass before the
 //! update, as in PyTorch's loop (`output, hidden = model(data, hidden)`,
-//! then the step); a backend gives them by `predict_states` on the batch
-//! before its step, which costs one more forward pass per batch.
+//! then the step): [`Backend::train_step_states`] gives them, from the
+//! step's own forward on the CPU path, from a forward pass before the step
+//! on the GPU path (one more forward per batch there, for now).
 
-use super::backend::{Backend, Prediction};
+use super::backend::{Backend, FinalStates};
 use crate::data::{Dataset, Inputs, Targets};
 use crate::error::{Error, Result};
 use crate::model::config::{ModelConfig, OutputMode};
@@ -145,7 +146,7 @@ pub(super) fn stream_batches(
 }
 
 /// `batch` starting from the states `prev` left (none: zeros).
-pub(super) fn with_states(batch: &Dataset, prev: &Option<Prediction>) -> Dataset {
+pub(super) fn with_states(batch: &Dataset, prev: &Option<FinalStates>) -> Dataset {
     let b = batch.clone();
     match prev {
         Some(p) => b.with_states(p.h_n.clone(), p.c_n.clone()),
@@ -153,31 +154,32 @@ pub(super) fn with_states(batch: &Dataset, prev: &Option<Prediction>) -> Dataset
     }
 }
 
-/// The final states `batch` leaves (its forward pass on the current weights).
-pub(super) fn next_states<B: Backend + ?Sized>(
-    backend: &mut B,
-    batch: &Dataset,
-) -> Result<Prediction> {
-    let n = batch.len();
-    backend.predict_states(batch, n)
-}
-
 /// Loss and accuracy over every predicted token of `batches`, the states
-/// carried from each batch to the next (PyTorch's `evaluate`).
+/// carried from each batch to the next (PyTorch's `evaluate`): one forward
+/// pass a batch, which gives the outputs and the states.
 pub(super) fn evaluate<B: Backend + ?Sized>(
     backend: &mut B,
     batches: &[Dataset],
 ) -> Result<Evaluation> {
+    let cfg = backend.config().clone();
     let (mut loss, mut correct, mut tokens) = (0.0f64, 0.0f64, 0usize);
     let mut prev = None;
     for batch in batches {
         let b = with_states(batch, &prev);
-        let e = backend.evaluate(&b, Loss::Ce, b.len())?;
+        let mut finals = None;
+        let e = crate::model::evaluate_by(&cfg, &b, Loss::Ce, b.len(), |part| {
+            let p = backend.predict_states(part, part.len())?;
+            finals = Some(FinalStates {
+                h_n: p.h_n,
+                c_n: p.c_n,
+            });
+            Ok(p.output)
+        })?;
         let n = b.len() * b.steps();
         loss += e.loss as f64 * n as f64;
         correct += e.accuracy.unwrap_or(0.0) as f64 * n as f64;
         tokens += n;
-        prev = Some(next_states(backend, &b)?);
+        prev = finals;
     }
     Ok(Evaluation {
         loss: (loss / tokens as f64) as f32,
