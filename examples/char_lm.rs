@@ -7,14 +7,20 @@
 //! cargo run --release --example char_lm -- --epochs 5 --temperature 0.8
 //! ```
 //!
-//! The first 90% of the corpus trains, the last 10% validates. Training
-//! sequences are cut every `--seq-len` characters (no overlap), each step's
-//! target is the next character. The saved model keeps its vocabulary in the
-//! checkpoint metadata under `recurrent.vocab`.
+//! The first 90% of the corpus trains, the last 10% validates, each as one
+//! token stream trained statefully as PyTorch's `word_language_model` does
+//! (`FitConfig::stateful`): cut into `--batch-size` parallel streams, batches
+//! of `--seq-len` steps in order, each starting from the states the last one
+//! left; each step's target is the next character. Text is then sampled on
+//! the streaming API (`recurrent::generate`). The saved model keeps its
+//! vocabulary in the checkpoint metadata under `recurrent.vocab`, so
+//! `recurrent generate --model ... --prime ...` samples from it too.
 //!
 //! Measured (release, CPU path, 2 shared cores, defaults: LSTM(256), 5 epochs,
-//! seed 7): validation perplexity 8.21, 6.77, 6.19, 5.96, 5.82 after each epoch
-//! (1.76 nats/char), about 260 s in all.
+//! seed 7; 2026-12-02): validation perplexity 8.21, 6.65, 6.04, 5.73, 5.58
+//! after each epoch (1.72 nats/char), 13-15 s of training an epoch, 74 s in
+//! all. `benches/char_lm_pytorch.py`, the same model and loop in PyTorch 2.15
+//! on the same cores: 5.82 after 5 epochs, 14 s an epoch (BENCHMARKS.md).
 
 #[path = "common/mod.rs"]
 mod common;
