@@ -167,7 +167,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Sampling on the streaming API: the prime once, then one character at a
-    // time, the states kept between calls (on the GPU with a GpuStream).
+    // time, the states kept between calls (here the CPU path's Stream; a
+    // GpuStream keeps them on the device).
     let sampling = Sampling {
         temperature: args.temperature,
         seed: args.seed,

@@ -237,6 +237,7 @@ fn random_shapes_run_in_tract_as_the_cpu_path_computes_them() {
                 );
                 let run = run_tract(&model, &data, &opts);
                 assert_eq!(run.output.0, want.shape, "{what}: output shape");
+                assert_eq!(run.h_n.is_some(), states, "{what}: h_n exported iff asked");
                 assert_close(
                     &format!("{what} output"),
                     &run.output.1,

@@ -148,34 +148,40 @@ fn the_states_carried_between_batches_change_the_result() {
     let Inputs::Tokens { ids, t, .. } = &train.x else {
         unreachable!()
     };
-    // The same batches as rows of a plain data set, each starting from zeros.
+    // Every batch of the epoch, the last shorter one included, in order,
+    // each starting from zero states: the loop without the carry.
     let per = t / c.batch;
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    let mut i = 0;
-    let mut rows = 0;
-    while i + c.bptt < per {
-        for b in 0..c.batch {
-            x.extend_from_slice(&ids[b * per + i..b * per + i + c.bptt]);
-            y.extend_from_slice(&ids[b * per + i + 1..b * per + i + 1 + c.bptt]);
-            rows += 1;
-        }
-        i += c.bptt;
-    }
-    let plain = Dataset::new(
-        Inputs::tokens(x, rows, c.bptt).unwrap(),
-        Some(recurrent::Targets::Classes {
-            data: y,
-            shape: vec![rows, c.bptt],
-        }),
-        None,
-    );
-    let cfg = FitConfig {
-        stateful: None,
-        ..config(c)
+    let opts = recurrent::StepOptions {
+        loss: Loss::Ce,
+        clip: Some(c.clip),
     };
-    Trainer::new(cfg)
-        .fit(&mut model, &mut Optimizer::sgd(c.lr), &plain, None)
-        .unwrap();
+    let mut opt = Optimizer::sgd(c.lr);
+    let mut i = 0;
+    let mut steps = 0;
+    while i + 1 < per {
+        let s = c.bptt.min(per - 1 - i);
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for b in 0..c.batch {
+            x.extend_from_slice(&ids[b * per + i..b * per + i + s]);
+            y.extend_from_slice(&ids[b * per + i + 1..b * per + i + 1 + s]);
+        }
+        let batch = Dataset::new(
+            Inputs::tokens(x, c.batch, s).unwrap(),
+            Some(recurrent::Targets::Classes {
+                data: y,
+                shape: vec![c.batch, s],
+            }),
+            None,
+        );
+        model.train_step(&batch, &opts, &mut opt).unwrap();
+        i += c.bptt;
+        steps += 1;
+    }
+    let after_file = st::read(&dir.join("after.safetensors")).unwrap();
+    assert_eq!(
+        steps, after_file.tensors["loss"].shape[0],
+        "the same number of steps as PyTorch"
+    );
     let after = st::read(&dir.join("after.safetensors")).unwrap();
     let w = after.tensors["rnn.weight_hh_l0"]
         .floats("stateful", "w")
@@ -378,4 +384,27 @@ fn the_cli_trains_statefully_as_pytorch_does() {
         !r.status.success() && err.contains("not one token stream"),
         "{err}"
     );
+}
+
+/// Diverging steps under `OnNonFinite::Skip`: the fit goes on to the end
+/// of the stream (each batch after a skipped one from zero states) and
+/// counts what it skipped.
+#[test]
+fn skipped_steps_do_not_stop_a_stateful_fit() {
+    let c = &cases()[0];
+    let dir = folder(c);
+    let mut model = checkpoint::load(dir.join("model.safetensors")).unwrap();
+    let train = dataset::load(dir.join("train.safetensors")).unwrap();
+    let cfg = FitConfig {
+        clip: None,
+        on_nonfinite: recurrent::train::OnNonFinite::Skip,
+        ..config(c)
+    };
+    // A step this large sends the loss to infinity after the first update.
+    let history = Trainer::new(cfg)
+        .fit(&mut model, &mut Optimizer::sgd(1e30), &train, None)
+        .unwrap();
+    let m = &history.epochs[0];
+    assert!(m.skipped_steps > 0, "nothing skipped: {m:?}");
+    assert!(m.skipped_steps < 19, "every step skipped: {m:?}");
 }

@@ -841,7 +841,12 @@ fn generate(a: GenerateArgs) -> Result<()> {
             )?
         }
     };
-    println!("{}{}", a.prime, text);
+    // Words are joined by spaces; characters as they are.
+    let gap = match vocab.level() {
+        text::Level::Word if !a.prime.is_empty() && !text.is_empty() => " ",
+        _ => "",
+    };
+    println!("{}{gap}{}", a.prime, text);
     Ok(())
 }
 

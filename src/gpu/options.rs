@@ -38,8 +38,10 @@ pub struct GpuOptions {
 /// (`force_loop_bounding`) and clamps every dynamic index into buffers and
 /// into workgroup and private arrays. Our shaders are our own and keep their
 /// loops and indices in range by construction (loop bounds and sizes come
-/// from uniforms the host checks against the buffers it binds; array indices
-/// are loop variables under constant bounds), so they can run without them.
+/// from uniforms the host checks against the buffers it binds; workgroup and
+/// private arrays are indexed by local invocation ids and loop counters within
+/// their constant or override-constant sizes; no loop spins without a bound),
+/// so they can run without them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ShaderChecks {
     /// `create_shader_module`: every check on (the default until the device

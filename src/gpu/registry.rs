@@ -371,8 +371,9 @@ impl Registry {
             ShaderChecks::Checked => device.create_shader_module(desc),
             // SAFETY: the module is one of ours (`Shader::ALL`, built from the
             // files in shaders/), never user input. Every loop is bounded by a
-            // uniform or a constant, every array index is a loop variable
-            // under its array's constant size, and every buffer index is
+            // uniform or a constant, every workgroup or private array index (a
+            // local invocation id or a loop counter) stays within the array's
+            // constant or override-constant size, and every buffer index is
             // guarded by the sizes in the uniforms, which the host checks
             // against the buffers it binds (see `ShaderChecks`). The GPU tests
             // run the unchecked modules against the checked ones bit for bit.

@@ -67,7 +67,11 @@ pub(super) fn build(model: &Model, opts: &ExportOptions) -> ModelProto {
         None => g.op("Transpose", &["x"], vec![attr::ints("perm", &[1, 0, 2])]),
     };
     let shape = g.op("Shape", &[&x], vec![]);
-    let mask = opts.lengths.then(|| {
+    // Masks are read by the Scan loops and, with the operators, by a
+    // `sequence` output; nothing else needs them.
+    let masked =
+        opts.lengths && (opts.recurrence == Recurrence::Scan || cfg.output == OutputMode::Sequence);
+    let mask = masked.then(|| {
         // t < lengths[n], for t in 0..T: [T, 1] against [N] broadcasts to [T, N].
         let zero = g.int(0);
         let steps = g.op("Gather", &[&shape, &zero], vec![attr::int("axis", 0)]);

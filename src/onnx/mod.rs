@@ -114,15 +114,26 @@ impl ExportOptions {
     }
 }
 
+/// Protobuf messages, and so ONNX files with their weights inside, stop at 2 GiB.
+const MAX_WEIGHT_BYTES: usize = (1 << 31) - (64 << 20);
+
 /// The model as ONNX protobuf bytes.
 pub fn to_bytes(model: &Model, opts: &ExportOptions) -> Result<Vec<u8>> {
     opts.check()?;
+    let bytes = model.num_params() * 4;
+    if bytes > MAX_WEIGHT_BYTES {
+        return Err(Error::Argument(format!(
+            "the model's weights take {} MiB, and an ONNX file holding its weights stops at 2 GiB (protobuf's limit); weights in external data files are not written yet",
+            bytes >> 20
+        )));
+    }
     Ok(export::build(model, opts).encode_to_vec())
 }
 
 /// The model as an ONNX message, for inspection.
 pub fn to_proto(model: &Model, opts: &ExportOptions) -> Result<proto::ModelProto> {
     opts.check()?;
+    // (No size limit here: the message is not encoded.)
     Ok(export::build(model, opts))
 }
 

@@ -499,7 +499,7 @@ fn check_fit<B: Backend + ?Sized>(
     if let Some(st) = &cfg.stateful {
         stateful::check(
             st,
-            cfg.shuffle,
+            (cfg.shuffle, cfg.drop_last),
             cfg.loss,
             (cfg.batch_size, cfg.eval_batch_size),
             mcfg,
@@ -612,13 +612,20 @@ fn train_epoch<B: Backend + ?Sized>(
         loop {
             let before = opt.step;
             let step = match stream {
-                // Stateful: the next batch starts from this one's final states.
-                Some(_) => backend
-                    .train_step_states(&batch, &opts, opt)
-                    .map(|(stats, finals)| {
+                // Stateful: the next batch starts from this one's final
+                // states; after a failed (or skipped) step from zeros: its
+                // states may not be finite, and an asynchronous backend may
+                // report an earlier step's failure instead.
+                Some(_) => match backend.train_step_states(&batch, &opts, opt) {
+                    Ok((stats, finals)) => {
                         carried = Some(finals);
-                        stats
-                    }),
+                        Ok(stats)
+                    }
+                    Err(e) => {
+                        carried = None;
+                        Err(e)
+                    }
+                },
                 None => backend.train_step(&batch, &opts, opt),
             };
             match step {

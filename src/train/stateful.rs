@@ -7,6 +7,9 @@
 //! batches); the states start at zero each epoch. Validation runs the same
 //! way over its own stream, the loss a mean over every predicted token.
 //!
+//! After a step that failed or was skipped ([`super::fit::OnNonFinite::Skip`])
+//! the next batch starts from zero states.
+//!
 //! The states a batch leaves are those of its forward pass before the
 //! update, as in PyTorch's loop (`output, hidden = model(data, hidden)`,
 //! then the step): [`Backend::train_step_states`] gives them, from the
@@ -31,7 +34,7 @@ pub struct Stateful {
 /// `streams` are the training and validation batch sizes.
 pub(super) fn check(
     s: &Stateful,
-    shuffle: bool,
+    (shuffle, drop_last): (bool, bool),
     loss: Loss,
     streams: (usize, usize),
     model: &ModelConfig,
@@ -41,6 +44,11 @@ pub(super) fn check(
     if s.seq_len == 0 {
         return Err(Error::Argument(
             "stateful training: seq_len must be at least 1".into(),
+        ));
+    }
+    if drop_last {
+        return Err(Error::Argument(
+            "stateful training takes every batch of the stream (the last one shorter): drop_last does not apply; turn it off".into(),
         ));
     }
     if shuffle {
