@@ -141,6 +141,20 @@ impl GpuModel {
         Ok((out, states))
     }
 
+    /// [`GpuModel::train_step`], and the final states of the step's own
+    /// forward pass (before the update), read from its workspace after the
+    /// step: what stateful training carries to the next batch. One wait for
+    /// the step; no second forward.
+    pub fn train_step_states(
+        &mut self,
+        data: &Dataset,
+        opts: &crate::StepOptions,
+        opt: &mut crate::Optimizer,
+    ) -> Result<States> {
+        self.train_step(data, opts, opt)?;
+        self.final_states((data.len(), data.steps()))
+    }
+
     /// Loss, the gradient of every parameter and the gradients of the
     /// initial states `h0`/`c0` (`[L*D, N, H]`), as
     /// [`crate::Model::gradients_with_states`] with the batch's own states.

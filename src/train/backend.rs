@@ -107,6 +107,20 @@ impl Backend for crate::gpu::GpuModel {
         crate::gpu::GpuModel::train_step(self, batch, opts, opt)?;
         self.poll_stats()
     }
+    fn train_step_states(
+        &mut self,
+        batch: &Dataset,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<(Vec<StepStats>, FinalStates)> {
+        let finals = crate::gpu::GpuModel::train_step_states(self, batch, opts, opt)?;
+        let stats = self.poll_stats()?;
+        let cfg = crate::gpu::GpuModel::config(self);
+        let shape = vec![cfg.layers * cfg.directions(), batch.len(), cfg.hidden];
+        let h_n = Tensor::new(shape.clone(), finals.h.unwrap_or_default());
+        let c_n = finals.c.map(|c| Tensor::new(shape, c));
+        Ok((stats, FinalStates { h_n, c_n }))
+    }
     fn finish(&mut self) -> Result<Vec<StepStats>> {
         crate::gpu::GpuModel::finish(self)
     }

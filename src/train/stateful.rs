@@ -12,9 +12,9 @@
 //!
 //! The states a batch leaves are those of its forward pass before the
 //! update, as in PyTorch's loop (`output, hidden = model(data, hidden)`,
-//! then the step): [`Backend::train_step_states`] gives them, from the
-//! step's own forward on the CPU path, from a forward pass before the step
-//! on the GPU path (one more forward per batch there, for now).
+//! then the step): [`Backend::train_step_states`] gives them from the
+//! step's own forward, on both paths (the GPU path reads them from the
+//! step's workspace, one wait a batch).
 
 use super::backend::{Backend, FinalStates};
 use crate::data::{Dataset, Inputs, Targets};
