@@ -260,31 +260,23 @@ mod tests {
     #[test]
     fn top_k_and_top_p_keep_only_the_most_likely() {
         let logits = [3.0, 2.0, 1.0, 0.0, -1.0];
-        let c = counts(
-            &logits,
-            &Sampling {
+        // softmax: 0.636, 0.234, 0.086, ...: top-k 2 and p = 0.8 both keep the first two.
+        for s in [
+            Sampling {
                 top_k: Some(2),
                 ..Sampling::default()
             },
-            4000,
-        );
-        assert!(
-            c[0] > 0 && c[1] > 0 && c[2..].iter().all(|&n| n == 0),
-            "{c:?}"
-        );
-        // softmax: 0.636, 0.234, 0.086, ...: p = 0.8 keeps the first two.
-        let c = counts(
-            &logits,
-            &Sampling {
+            Sampling {
                 top_p: Some(0.8),
                 ..Sampling::default()
             },
-            4000,
-        );
-        assert!(
-            c[0] > 0 && c[1] > 0 && c[2..].iter().all(|&n| n == 0),
-            "{c:?}"
-        );
+        ] {
+            let c = counts(&logits, &s, 4000);
+            assert!(
+                c[0] > 0 && c[1] > 0 && c[2..].iter().all(|&n| n == 0),
+                "{s:?}: {c:?}"
+            );
+        }
         // p small keeps the most likely only.
         let c = counts(
             &logits,

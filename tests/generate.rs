@@ -182,13 +182,6 @@ fn models_and_settings_generation_cannot_use_are_refused() {
     assert!(e.to_string().contains("\"z\" at position 2"), "{e}");
 }
 
-fn recurrent_cli(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_recurrent"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn the_cli_generates_text_on_both_paths_and_refuses_bad_input() {
     let dir = temp_dir("generate-cli");

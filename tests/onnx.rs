@@ -451,13 +451,6 @@ fn an_unsupported_opset_or_a_missing_folder_is_refused_and_nothing_is_written() 
     assert_eq!(names, ["m.onnx"]);
 }
 
-fn recurrent_cli(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_recurrent"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn the_cli_exports_what_tract_runs_and_refuses_bad_input() {
     let dir = temp_dir("onnx-cli");

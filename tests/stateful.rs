@@ -356,10 +356,7 @@ fn the_cli_trains_statefully_as_pytorch_does() {
     ] {
         args.push(a.to_string());
     }
-    let r = std::process::Command::new(env!("CARGO_BIN_EXE_recurrent"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let r = recurrent_cli(&args);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let model = checkpoint::load(&out).unwrap();
     let after = st::read(&dir.join("after.safetensors")).unwrap();
@@ -375,10 +372,7 @@ fn the_cli_trains_statefully_as_pytorch_does() {
     // A data file that is not one token stream is refused.
     let golden = golden_dir().join("embed-lstm-lengths-last-ce/data.safetensors");
     args[2] = golden.to_str().unwrap().to_string();
-    let r = std::process::Command::new(env!("CARGO_BIN_EXE_recurrent"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let r = recurrent_cli(&args);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(
         !r.status.success() && err.contains("not one token stream"),

@@ -816,31 +816,27 @@ fn generate(a: GenerateArgs) -> Result<()> {
         ))
     })?;
     let device = pick_device(a.device)?;
-    let text = match &device {
+    // The stream of the device: its states stay there between tokens.
+    let (mut cpu, mut gpu_model, mut gpu);
+    let stream: &mut dyn recurrent::generate::Steps = match &device {
         Device::Cpu => {
-            let mut stream = recurrent::Stream::new(&model)?;
-            generate_text(
-                &mut stream,
-                model.config(),
-                &vocab,
-                &a.prime,
-                a.length,
-                &sampling,
-            )?
+            cpu = recurrent::Stream::new(&model)?;
+            &mut cpu
         }
         Device::Gpu(ctx) => {
-            let mut gpu = recurrent::gpu::GpuModel::new(ctx.clone(), &model)?;
-            let mut stream = recurrent::gpu::GpuStream::new(&mut gpu)?;
-            generate_text(
-                &mut stream,
-                model.config(),
-                &vocab,
-                &a.prime,
-                a.length,
-                &sampling,
-            )?
+            gpu_model = recurrent::gpu::GpuModel::new(ctx.clone(), &model)?;
+            gpu = recurrent::gpu::GpuStream::new(&mut gpu_model)?;
+            &mut gpu
         }
     };
+    let text = generate_text(
+        stream,
+        model.config(),
+        &vocab,
+        &a.prime,
+        a.length,
+        &sampling,
+    )?;
     // Words are joined by spaces; characters as they are.
     let gap = match vocab.level() {
         text::Level::Word if !a.prime.is_empty() && !text.is_empty() => " ",

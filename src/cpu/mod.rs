@@ -49,6 +49,17 @@ pub struct StackCache {
     pub c_n: Vec<f32>,
 }
 
+impl StackCache {
+    /// Moves the final states out (`c` only for LSTM); backward does not read them.
+    pub fn take_final_states(&mut self) -> States {
+        let c = std::mem::take(&mut self.c_n);
+        States {
+            h: Some(std::mem::take(&mut self.h_n)),
+            c: (!c.is_empty()).then_some(c),
+        }
+    }
+}
+
 /// Everything the model's forward computed that backward needs.
 pub struct ForwardCache {
     pub stack: StackCache,

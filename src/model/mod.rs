@@ -130,18 +130,8 @@ impl Model {
         );
         let shape = self.output_shape(data.len(), data.steps());
         let mut fc = fc;
-        let c = if fc.stack.c_n.is_empty() {
-            None
-        } else {
-            Some(std::mem::take(&mut fc.stack.c_n))
-        };
-        Ok((
-            Tensor::new(shape, std::mem::take(&mut fc.out)),
-            States {
-                h: Some(std::mem::take(&mut fc.stack.h_n)),
-                c,
-            },
-        ))
+        let finals = fc.stack.take_final_states();
+        Ok((Tensor::new(shape, std::mem::take(&mut fc.out)), finals))
     }
 
     /// The states a forward over `data` starts from: the data's own, or
@@ -216,7 +206,7 @@ impl Model {
         batch.check_inputs(&self.config)?;
         let init = self.initial_states(batch, init)?;
         let y = batch.check_targets(&self.config, loss)?;
-        let fc: ForwardCache = cpu::forward(
+        let mut fc: ForwardCache = cpu::forward(
             &self.config,
             &self.layout,
             &self.params,
@@ -225,10 +215,7 @@ impl Model {
             &init,
         );
         let (l, dout) = loss_of(&self.config, &fc.out, batch, y, loss);
-        let finals = States {
-            h: Some(fc.stack.h_n.clone()),
-            c: (!fc.stack.c_n.is_empty()).then(|| fc.stack.c_n.clone()),
-        };
+        let finals = fc.stack.take_final_states();
         let mut grads = vec![0.0; self.layout.total];
         let ds = cpu::backward(
             &self.config,

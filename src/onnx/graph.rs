@@ -87,27 +87,25 @@ impl Graph {
 
     /// An f32 initializer (a constant tensor stored in the file).
     pub fn f32_init(&mut self, hint: &str, dims: &[usize], data: &[f32]) -> String {
-        debug_assert_eq!(dims.iter().product::<usize>(), data.len());
-        let name = self.fresh(hint);
-        self.initializers.push(tensor(
-            &name,
-            DataType::Float,
-            dims,
-            bytemuck::cast_slice(data),
-        ));
-        name
+        self.init(hint, DataType::Float, dims, data)
     }
 
     /// An i64 initializer.
     pub fn i64_init(&mut self, hint: &str, dims: &[usize], data: &[i64]) -> String {
+        self.init(hint, DataType::Int64, dims, data)
+    }
+
+    fn init<T: bytemuck::Pod>(
+        &mut self,
+        hint: &str,
+        elem: DataType,
+        dims: &[usize],
+        data: &[T],
+    ) -> String {
         debug_assert_eq!(dims.iter().product::<usize>(), data.len());
         let name = self.fresh(hint);
-        self.initializers.push(tensor(
-            &name,
-            DataType::Int64,
-            dims,
-            bytemuck::cast_slice(data),
-        ));
+        self.initializers
+            .push(tensor(&name, elem, dims, bytemuck::cast_slice(data)));
         name
     }
 

@@ -37,23 +37,17 @@ pub trait Backend {
 
     /// [`Backend::train_step`], and the final states its forward pass leaves
     /// on `batch` (before the update), for stateful training. By default a
-    /// forward pass of its own before the step; the CPU path takes them from
-    /// the step's forward.
+    /// forward pass of its own before the step; the CPU and GPU paths take
+    /// them from the step's own forward.
     fn train_step_states(
         &mut self,
         batch: &Dataset,
         opts: &StepOptions,
         opt: &mut Optimizer,
     ) -> Result<(Vec<StepStats>, FinalStates)> {
-        let p = self.predict_states(batch, batch.len())?;
+        let finals = self.predict_states(batch, batch.len())?.into_parts().1;
         let stats = self.train_step(batch, opts, opt)?;
-        Ok((
-            stats,
-            FinalStates {
-                h_n: p.h_n,
-                c_n: p.c_n,
-            },
-        ))
+        Ok((stats, finals))
     }
 
     /// Waits for every submitted step; returns the statistics not returned yet.
@@ -116,10 +110,7 @@ impl Backend for crate::gpu::GpuModel {
         let finals = crate::gpu::GpuModel::train_step_states(self, batch, opts, opt)?;
         let stats = self.poll_stats()?;
         let cfg = crate::gpu::GpuModel::config(self);
-        let shape = vec![cfg.layers * cfg.directions(), batch.len(), cfg.hidden];
-        let h_n = Tensor::new(shape.clone(), finals.h.unwrap_or_default());
-        let c_n = finals.c.map(|c| Tensor::new(shape, c));
-        Ok((stats, FinalStates { h_n, c_n }))
+        Ok((stats, FinalStates::from_host(cfg, batch.len(), finals)))
     }
     fn finish(&mut self) -> Result<Vec<StepStats>> {
         crate::gpu::GpuModel::finish(self)
@@ -176,10 +167,10 @@ impl Backend for Model {
     ) -> Result<(Vec<StepStats>, FinalStates)> {
         let (stats, finals) = Model::train_step_states(self, batch, opts, opt)?;
         let cfg = Model::config(self);
-        let shape = vec![cfg.layers * cfg.directions(), batch.len(), cfg.hidden];
-        let h_n = Tensor::new(shape.clone(), finals.h.unwrap_or_default());
-        let c_n = finals.c.map(|c| Tensor::new(shape, c));
-        Ok((vec![stats], FinalStates { h_n, c_n }))
+        Ok((
+            vec![stats],
+            FinalStates::from_host(cfg, batch.len(), finals),
+        ))
     }
     fn evaluate(&mut self, data: &Dataset, loss: Loss, batch_size: usize) -> Result<Evaluation> {
         Model::evaluate(self, data, loss, batch_size)
@@ -233,6 +224,17 @@ pub struct FinalStates {
     pub c_n: Option<Tensor>,
 }
 
+impl FinalStates {
+    /// Flat host states of `n` sequences of a `cfg` model, as tensors.
+    fn from_host(cfg: &ModelConfig, n: usize, s: crate::States) -> FinalStates {
+        let shape = vec![cfg.layers * cfg.directions(), n, cfg.hidden];
+        FinalStates {
+            h_n: Tensor::new(shape.clone(), s.h.unwrap_or_default()),
+            c_n: s.c.map(|c| Tensor::new(shape, c)),
+        }
+    }
+}
+
 /// A prediction with the final states: `output` as [`Backend::predict`]
 /// gives it; `h_n` (and `c_n` for LSTM) `[L*D, N, H]` laid out as `nn.LSTM`
 /// returns them (with lengths, each sequence's state after its own last step).
@@ -241,6 +243,17 @@ pub struct Prediction {
     pub output: Tensor,
     pub h_n: Tensor,
     pub c_n: Option<Tensor>,
+}
+
+impl Prediction {
+    /// The outputs and the final states apart.
+    pub fn into_parts(self) -> (Tensor, FinalStates) {
+        let states = FinalStates {
+            h_n: self.h_n,
+            c_n: self.c_n,
+        };
+        (self.output, states)
+    }
 }
 
 /// Outputs and final states of `forward` (any path) over `data` in batches

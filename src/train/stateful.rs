@@ -77,9 +77,9 @@ pub(super) fn check(
         check_stream(what, d)?;
         d.check_inputs(model)?;
     }
-    stream_batches(train, streams.0, s.seq_len, "training")?;
+    stream_rows(train, streams.0, "training")?;
     if let Some(v) = val {
-        stream_batches(v, streams.1, s.seq_len, "validation")?;
+        stream_rows(v, streams.1, "validation")?;
     }
     Ok(())
 }
@@ -108,14 +108,8 @@ fn check_stream(what: &str, d: &Dataset) -> Result<()> {
     Ok(())
 }
 
-/// The stream cut into `streams` rows and batches of `seq_len` steps, in
-/// order: `x [B, s]` ids and `y [B, s]` the next ids.
-pub(super) fn stream_batches(
-    data: &Dataset,
-    streams: usize,
-    seq_len: usize,
-    what: &str,
-) -> Result<Vec<Dataset>> {
+/// The stream's ids and the length of each of its `streams` rows (at least 2).
+fn stream_rows<'d>(data: &'d Dataset, streams: usize, what: &str) -> Result<(&'d [i64], usize)> {
     let Inputs::Tokens { ids, .. } = &data.x else {
         return Err(Error::Argument(format!(
             "stateful training: the {what} data is not token ids"
@@ -128,6 +122,18 @@ pub(super) fn stream_batches(
             ids.len()
         )));
     }
+    Ok((ids, per))
+}
+
+/// The stream cut into `streams` rows and batches of `seq_len` steps, in
+/// order: `x [B, s]` ids and `y [B, s]` the next ids.
+pub(super) fn stream_batches(
+    data: &Dataset,
+    streams: usize,
+    seq_len: usize,
+    what: &str,
+) -> Result<Vec<Dataset>> {
+    let (ids, per) = stream_rows(data, streams, what)?;
     let mut out = Vec::new();
     let mut i = 0;
     while i < per - 1 {
@@ -176,12 +182,9 @@ pub(super) fn evaluate<B: Backend + ?Sized>(
         let b = with_states(batch, &prev);
         let mut finals = None;
         let e = crate::model::evaluate_by(&cfg, &b, Loss::Ce, b.len(), |part| {
-            let p = backend.predict_states(part, part.len())?;
-            finals = Some(FinalStates {
-                h_n: p.h_n,
-                c_n: p.c_n,
-            });
-            Ok(p.output)
+            let (output, states) = backend.predict_states(part, part.len())?.into_parts();
+            finals = Some(states);
+            Ok(output)
         })?;
         let n = b.len() * b.steps();
         loss += e.loss as f64 * n as f64;

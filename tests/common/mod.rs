@@ -206,6 +206,14 @@ impl Case {
     }
 }
 
+/// Runs the `recurrent` binary with `args`; returns what it did.
+pub fn recurrent_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_recurrent"))
+        .args(args)
+        .output()
+        .expect("the recurrent binary runs")
+}
+
 /// The golden cases folder.
 pub fn golden_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
