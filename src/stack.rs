@@ -95,6 +95,8 @@ impl RecurrentStack {
                 vocab: None,
                 output: OutputMode::Sequence,
                 out_features: 1,
+                // The op is the stack alone; dropout is the trainer's.
+                dropout: Default::default(),
                 ..model.clone()
             },
         }

@@ -234,7 +234,18 @@ struct TrainArgs {
     /// Steps per batch with --stateful (PyTorch's --bptt).
     #[arg(long, default_value_t = 35, requires = "stateful")]
     seq_len: usize,
-    /// Seed for initialisation and shuffling.
+    /// Dropout on the output of every recurrent layer but the last (nn.LSTM's
+    /// dropout), in [0, 1); training only. With --model or --resume it replaces the
+    /// model's. CPU path only so far.
+    #[arg(long)]
+    dropout: Option<f32>,
+    /// Dropout on the stack's input (the features or the embedding's output), in [0, 1).
+    #[arg(long)]
+    input_dropout: Option<f32>,
+    /// Dropout on the top layer's output before the head, in [0, 1).
+    #[arg(long)]
+    output_dropout: Option<f32>,
+    /// Seed for initialisation, shuffling and the dropout masks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Orthogonal recurrent weights and forget-gate bias 1 for a new model (Keras' defaults).
@@ -385,6 +396,25 @@ fn new_model(a: &TrainArgs, data: &Dataset) -> Result<Model> {
     Model::new(cfg, &init)
 }
 
+/// The model with the dropout the flags give (the others as the model has
+/// them, the seed `--seed`); unchanged without dropout flags.
+fn with_dropout(model: Model, a: &TrainArgs) -> Result<Model> {
+    if a.dropout.is_none() && a.input_dropout.is_none() && a.output_dropout.is_none() {
+        return Ok(model);
+    }
+    let was = model.config().dropout;
+    let d = recurrent::Dropout {
+        dropout: a.dropout.unwrap_or(was.dropout),
+        input: a.input_dropout.unwrap_or(was.input),
+        output: a.output_dropout.unwrap_or(was.output),
+        seed: a.seed,
+    };
+    d.validate()?;
+    let cfg = model.config().clone().dropout(d);
+    let params = model.params().to_vec();
+    Model::from_params(cfg, params)
+}
+
 fn train(a: TrainArgs) -> Result<()> {
     let loss = loss_of(a.loss);
     if a.batch_size == 0 {
@@ -398,10 +428,11 @@ fn train(a: TrainArgs) -> Result<()> {
         use_f16_weights(&device, "train --f16")?;
     }
     let data = dataset::load(&a.data)?;
-    let mut model = match (&a.resume, &a.model) {
+    let model = match (&a.resume, &a.model) {
         (Some(p), _) | (None, Some(p)) => checkpoint::load(p)?,
         (None, None) => new_model(&a, &data)?,
     };
+    let mut model = with_dropout(model, &a)?;
     data.check_inputs(model.config())?;
     // Stateful data has no y: the fit checks the stream and takes the targets from it.
     if !a.stateful {

@@ -14,6 +14,7 @@ pub mod scratch;
 pub mod threads;
 
 use crate::data::Inputs;
+use crate::dropout::{Site, StepDropout};
 use crate::model::config::{Cell, ModelConfig, OutputMode};
 use crate::model::params::Layout;
 use dims::Dims;
@@ -47,6 +48,8 @@ pub struct StackCache {
     /// Final states `[L*dirs, B, H]` (`c_n` empty unless LSTM).
     pub h_n: Vec<f32>,
     pub c_n: Vec<f32>,
+    /// The step's dropout, if it trains with some: backward draws the same masks.
+    pub dropout: Option<StepDropout>,
 }
 
 impl StackCache {
@@ -115,6 +118,20 @@ pub fn forward_stack(
     lengths: Option<&[usize]>,
     init: &States,
 ) -> StackCache {
+    forward_stack_with(cfg, layout, p, x, lengths, init, None)
+}
+
+/// [`forward_stack`] with a training step's dropout: the input and each
+/// layer's input above the first multiplied by their masks (see [`crate::dropout`]).
+pub fn forward_stack_with(
+    cfg: &ModelConfig,
+    layout: &Layout,
+    p: &[f32],
+    x: &Inputs,
+    lengths: Option<&[usize]>,
+    init: &States,
+    dropout: Option<StepDropout>,
+) -> StackCache {
     let (b, t) = (x.n(), x.steps());
     let (h, dirs, d_top) = (cfg.hidden, cfg.directions(), cfg.top_width());
     let bh = b * h;
@@ -138,6 +155,10 @@ pub fn forward_stack(
             (x0, Some(ids.clone()))
         }
     };
+    let mut x0 = x0;
+    if let Some(d) = &dropout {
+        d.apply(Site::Input, &mut x0);
+    }
     let mut inputs = vec![x0];
     let mut saved = Vec::with_capacity(cfg.layers * dirs);
     let mut h_n = vec![0.0; cfg.layers * dirs * bh];
@@ -170,6 +191,9 @@ pub fn forward_stack(
             }
             saved.push(s);
         }
+        if let (Some(d), true) = (&dropout, k + 1 < cfg.layers) {
+            d.apply(Site::Between(k + 1), &mut y);
+        }
         inputs.push(y);
     }
     StackCache {
@@ -181,6 +205,7 @@ pub fn forward_stack(
         saved,
         h_n,
         c_n,
+        dropout,
     }
 }
 
@@ -193,7 +218,26 @@ pub fn forward(
     lengths: Option<&[usize]>,
     init: &States,
 ) -> ForwardCache {
-    let stack = forward_stack(cfg, layout, p, x, lengths, init);
+    forward_with(cfg, layout, p, x, lengths, init, None)
+}
+
+/// [`forward`] with a training step's dropout (the stack's, then the
+/// output's on the head's input); backward reads it from the cache.
+pub fn forward_with(
+    cfg: &ModelConfig,
+    layout: &Layout,
+    p: &[f32],
+    x: &Inputs,
+    lengths: Option<&[usize]>,
+    init: &States,
+    dropout: Option<StepDropout>,
+) -> ForwardCache {
+    let mut stack = forward_stack_with(cfg, layout, p, x, lengths, init, dropout);
+    if let Some(d) = &dropout {
+        if cfg.output == OutputMode::Sequence {
+            d.apply(Site::Output, &mut stack.inputs[cfg.layers]);
+        }
+    }
     let (b, t) = (stack.b, stack.t);
     let (h, dirs, d_top) = (cfg.hidden, cfg.directions(), cfg.top_width());
     let bh = b * h;
@@ -213,6 +257,9 @@ pub fn forward(
                     feat[bi * d_top + dir * h..bi * d_top + (dir + 1) * h]
                         .copy_from_slice(&hn[bi * h..(bi + 1) * h]);
                 }
+            }
+            if let Some(d) = &dropout {
+                d.apply(Site::Output, &mut feat);
             }
             let mut out = vec![0.0; b * o];
             for row in out.chunks_exact_mut(o) {
@@ -288,6 +335,9 @@ pub fn backward(
             add_column_sums(dout, o, &mut grads[layout.head_b.clone()]);
             let mut dfeat = vec![0.0; b * d_top];
             gemm(b, d_top, o, dout, false, w, false, &mut dfeat, 0.0);
+            if let Some(d) = &fc.stack.dropout {
+                d.apply(Site::Output, &mut dfeat);
+            }
             let top = (cfg.layers - 1) * dirs;
             for dir in 0..dirs {
                 for bi in 0..b {
@@ -314,6 +364,9 @@ pub fn backward(
             add_column_sums(&dout_tm, o, &mut grads[layout.head_b.clone()]);
             gemm(t * b, d_top, o, &dout_tm, false, w, false, &mut dy, 0.0);
             mask_steps(&mut dy, lengths, t, b, d_top);
+            if let Some(d) = &fc.stack.dropout {
+                d.apply(Site::Output, &mut dy);
+            }
         }
     }
     let (ds, _) = backward_stack(
@@ -400,6 +453,11 @@ pub fn backward_stack(
             dh0[idx * bh..(idx + 1) * bh].copy_from_slice(&r.dh0);
             if cfg.cell == Cell::Lstm {
                 dc0[idx * bh..(idx + 1) * bh].copy_from_slice(&r.dc0);
+            }
+        }
+        if let Some(d) = &fc.dropout {
+            if need_dx {
+                d.apply(if k > 0 { Site::Between(k) } else { Site::Input }, &mut dx);
             }
         }
         if k > 0 {

@@ -6,6 +6,7 @@
 //! state_dict inside a model with `head.`) are accepted.
 
 use super::st::{self, Write_};
+use crate::dropout::Dropout;
 use crate::error::{Error, Result};
 use crate::model::config::{Cell, ModelConfig, Nonlinearity, OutputMode};
 use crate::model::Model;
@@ -26,6 +27,9 @@ struct Meta {
     /// Library version that wrote the file (informational).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     version: Option<String>,
+    /// The dropout the model trains with (absent: none).
+    #[serde(default, skip_serializing_if = "Dropout::is_off")]
+    dropout: Dropout,
 }
 fn tanh() -> String {
     "tanh".into()
@@ -42,6 +46,7 @@ pub fn to_bytes(model: &Model, extra: &HashMap<String, String>) -> Result<Vec<u8
         nonlinearity: cfg.nonlinearity.name().into(),
         output: cfg.output.name().into(),
         version: Some(env!("CARGO_PKG_VERSION").into()),
+        dropout: cfg.dropout,
     };
     let mut metadata = extra.clone();
     metadata.insert(
@@ -131,7 +136,7 @@ pub fn from_bytes(bytes: &[u8], path: &str) -> Result<(Model, HashMap<String, St
         1 if rows == hidden => Cell::Rnn,
         _ => return Err(bad(format!("rnn.weight_hh_l0 has shape {:?}: rows must be 4H (lstm), 3H (gru) or H (rnn) for H = {hidden}", w_hh0.shape))),
     };
-    let (cell, nonlinearity, output) = match file.metadata.get(META_KEY) {
+    let (cell, nonlinearity, output, dropout) = match file.metadata.get(META_KEY) {
         Some(json) => {
             let m: Meta = serde_json::from_str(json).map_err(|e| {
                 bad(format!(
@@ -154,9 +159,14 @@ pub fn from_bytes(bytes: &[u8], path: &str) -> Result<(Model, HashMap<String, St
             }
             let nl = Nonlinearity::parse(&m.nonlinearity).map_err(|e| bad(e.to_string()))?;
             let out = OutputMode::parse(&m.output).map_err(|e| bad(e.to_string()))?;
-            (cell, nl, out)
+            (cell, nl, out, m.dropout)
         }
-        None => (inferred, Nonlinearity::Tanh, OutputMode::Last),
+        None => (
+            inferred,
+            Nonlinearity::Tanh,
+            OutputMode::Last,
+            Dropout::default(),
+        ),
     };
     let layers = (0..)
         .take_while(|k| tensors.contains_key(&format!("rnn.weight_ih_l{k}")))
@@ -189,6 +199,7 @@ pub fn from_bytes(bytes: &[u8], path: &str) -> Result<(Model, HashMap<String, St
         output,
         out_features: head.shape[0],
         vocab,
+        dropout,
     };
     cfg.validate().map_err(|e| bad(e.to_string()))?;
     let layout = crate::model::params::Layout::new(&cfg);

@@ -1,5 +1,6 @@
 //! What a model is: cell, sizes, layers, directions, output mode and head.
 
+use crate::dropout::Dropout;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +122,9 @@ pub struct ModelConfig {
     /// Vocabulary size of an `nn.Embedding` in front of the stack; inputs are then token ids.
     #[serde(default)]
     pub vocab: Option<usize>,
+    /// Dropout while training (none by default); evaluation and prediction never drop.
+    #[serde(default, skip_serializing_if = "Dropout::is_off")]
+    pub dropout: Dropout,
 }
 
 /// Most parameters a model may have: 2^31 f32 values (8 GiB), far above any
@@ -141,6 +145,7 @@ impl ModelConfig {
             output: OutputMode::Last,
             out_features,
             vocab: None,
+            dropout: Dropout::default(),
         }
     }
     pub fn layers(mut self, layers: usize) -> Self {
@@ -162,6 +167,11 @@ impl ModelConfig {
     /// Put an embedding of `vocab` rows of width `input` in front of the stack.
     pub fn embedding(mut self, vocab: usize) -> Self {
         self.vocab = Some(vocab);
+        self
+    }
+    /// Train with these dropout probabilities (see [`Dropout`]).
+    pub fn dropout(mut self, d: Dropout) -> Self {
+        self.dropout = d;
         self
     }
     /// 2 for bidirectional models, else 1.
@@ -205,6 +215,7 @@ impl ModelConfig {
         if self.cell != Cell::Rnn && self.nonlinearity != Nonlinearity::Tanh {
             return bad("nonlinearity relu only applies to the rnn cell");
         }
+        self.dropout.validate()?;
         match self.checked_num_params() {
             Some(n) if n <= MAX_PARAMS => Ok(()),
             n => Err(Error::Config(format!(

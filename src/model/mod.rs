@@ -5,6 +5,7 @@ pub mod params;
 
 use crate::cpu::{self, loss, ForwardCache, States};
 use crate::data::{Dataset, Targets};
+use crate::dropout::{StepDropout, StepKey};
 use crate::error::{Error, Result};
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
@@ -178,8 +179,31 @@ impl Model {
     /// Loss and gradient of every parameter (flat, [`Layout`] order) on a
     /// batch (starting from its initial states, if it has them).
     pub fn loss_and_gradients(&self, batch: &Dataset, loss: Loss) -> Result<(f32, Vec<f32>)> {
-        let (l, g, _, _) = self.gradients_and_finals(batch, loss, &States::default())?;
+        let (l, g, _, _) = self.gradients_and_finals(batch, loss, &States::default(), None)?;
         Ok((l, g))
+    }
+
+    /// [`Model::loss_and_gradients`] under the dropout masks of training step
+    /// `step` (the optimizer's count after it, from 1) of this model's
+    /// [`crate::Dropout`]: what [`Model::train_step`] computes at that step.
+    pub fn gradients_with_dropout(
+        &self,
+        batch: &Dataset,
+        loss: Loss,
+        step: u64,
+    ) -> Result<(f32, Vec<f32>)> {
+        let d = self.step_dropout(step);
+        let (l, g, _, _) = self.gradients_and_finals(batch, loss, &States::default(), d)?;
+        Ok((l, g))
+    }
+
+    /// The dropout of training step `step`, if the model trains with any.
+    fn step_dropout(&self, step: u64) -> Option<StepDropout> {
+        let rates = self.config.dropout;
+        (!rates.is_off()).then(|| StepDropout {
+            rates,
+            key: StepKey::new(rates.seed, step),
+        })
     }
 
     /// Like [`Model::loss_and_gradients`]; also returns the gradients of the
@@ -191,28 +215,30 @@ impl Model {
         loss: Loss,
         init: &States,
     ) -> Result<(f32, Vec<f32>, States)> {
-        let (l, g, ds, _) = self.gradients_and_finals(batch, loss, init)?;
+        let (l, g, ds, _) = self.gradients_and_finals(batch, loss, init, None)?;
         Ok((l, g, ds))
     }
 
     /// [`Model::gradients_with_states`], and the final states of the forward
-    /// pass (`h_n`, `c_n` `[L*D, N, H]`) as fourth.
+    /// pass (`h_n`, `c_n` `[L*D, N, H]`) as fourth; under `dropout`'s masks if given.
     fn gradients_and_finals(
         &self,
         batch: &Dataset,
         loss: Loss,
         init: &States,
+        dropout: Option<StepDropout>,
     ) -> Result<(f32, Vec<f32>, States, States)> {
         batch.check_inputs(&self.config)?;
         let init = self.initial_states(batch, init)?;
         let y = batch.check_targets(&self.config, loss)?;
-        let mut fc: ForwardCache = cpu::forward(
+        let mut fc: ForwardCache = cpu::forward_with(
             &self.config,
             &self.layout,
             &self.params,
             &batch.x,
             batch.lengths.as_deref(),
             &init,
+            dropout,
         );
         let (l, dout) = loss_of(&self.config, &fc.out, batch, y, loss);
         let finals = fc.stack.take_final_states();
@@ -251,8 +277,9 @@ impl Model {
         opt: &mut Optimizer,
     ) -> Result<(StepStats, States)> {
         opt.validate()?;
+        let dropout = self.step_dropout(opt.step + 1);
         let (l, mut grads, _, finals) =
-            self.gradients_and_finals(batch, opts.loss, &States::default())?;
+            self.gradients_and_finals(batch, opts.loss, &States::default(), dropout)?;
         let grad_norm = match opts.clip {
             Some(c) => cpu::optim::clip_grad_norm(&mut grads, c),
             None => grads

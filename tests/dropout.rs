@@ -1,0 +1,268 @@
+//! Dropout on the CPU path: PyTorch's gradients under our masks (the cases in
+//! `tests/dropout`, made by `tests/dropout/generate.py`, which draws the masks
+//! with its own copy of the hash), the training step using the masks of its
+//! step, evaluation untouched, the checkpoint keeping it, the CLI's flags and
+//! bad probabilities refused.
+
+mod common;
+use common::*;
+use recurrent::io::{checkpoint, dataset, st};
+use recurrent::{
+    Cell, Dropout, Init, Loss, Model, ModelConfig, Optimizer, OutputMode, StepOptions,
+};
+use std::path::PathBuf;
+
+fn cases_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dropout")
+}
+
+const CASES: [&str; 3] = [
+    "lstm-2layer-embed-seq-ce",
+    "gru-bidir-2layer-last-mse",
+    "rnn-3layer-last-ce",
+];
+
+/// Loss and every gradient of one step under the masks, against PyTorch
+/// with the same masks applied by hand (input, between layers, output;
+/// embedding, bidirectional, both outputs, both losses, every cell).
+#[test]
+fn gradients_under_our_masks_match_pytorch_with_the_same_masks() {
+    for name in CASES {
+        let dir = cases_dir().join(name);
+        let case: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+        let model = checkpoint::load(dir.join("model.safetensors")).unwrap();
+        let d = model.config().dropout;
+        assert!(
+            !d.is_off(),
+            "{name}: the checkpoint's metadata keeps the dropout"
+        );
+        assert_eq!(d.seed, case["seed"].as_u64().unwrap(), "{name}: seed");
+        let data = dataset::load(dir.join("data.safetensors")).unwrap();
+        let loss = Loss::parse(case["loss"].as_str().unwrap()).unwrap();
+        let step = case["step"].as_u64().unwrap();
+        let expected = st::read(&dir.join("expected.safetensors")).unwrap();
+        let want = |n: &str| expected.tensors[n].floats("expected", n).unwrap();
+        let (l, g) = model.gradients_with_dropout(&data, loss, step).unwrap();
+        assert_close(&format!("{name}: loss"), &[l], &want("loss"), GOLDEN_OUTPUT);
+        for e in &model.layout().entries {
+            assert_close(
+                &format!("{name}: grad of {}", e.name),
+                &g[e.range()],
+                &want(&format!("grad.{}", e.name)),
+                GOLDEN_OUTPUT,
+            );
+        }
+        // The masks matter: without them, or at another step, the gradients differ.
+        let (_, plain) = model.loss_and_gradients(&data, loss).unwrap();
+        let (_, other) = model.gradients_with_dropout(&data, loss, step + 1).unwrap();
+        for v in [plain, other] {
+            assert!(
+                deviation(&v, &g).max_abs > 1e-3,
+                "{name}: masks have no effect"
+            );
+        }
+    }
+}
+
+fn small(d: Dropout) -> (Model, recurrent::Dataset) {
+    let case = Case {
+        layers: 2,
+        ..Case::new(Cell::Lstm)
+    };
+    let m = case.model(3);
+    let cfg = m.config().clone().dropout(d);
+    (
+        Model::from_params(cfg, m.params().to_vec()).unwrap(),
+        case.data(Loss::Ce, 4),
+    )
+}
+
+const SOME: Dropout = Dropout {
+    dropout: 0.3,
+    input: 0.2,
+    output: 0.4,
+    seed: 5,
+};
+
+/// A training step computes the gradients of its own step's masks (the
+/// optimizer's count after it), and SGD applies them; forward and evaluation
+/// never drop; probabilities of 0 train bit for bit as no dropout.
+#[test]
+fn a_training_step_uses_its_steps_masks_and_evaluation_none() {
+    let (m, data) = small(SOME);
+    let (plain, _) = small(Dropout::default());
+    let opts = StepOptions {
+        loss: Loss::Ce,
+        clip: None,
+    };
+    // Two steps: the second uses step 2's masks.
+    let lr = 0.5;
+    let mut a = m.clone();
+    let mut opt = Optimizer::sgd(lr);
+    a.train_step(&data, &opts, &mut opt).unwrap();
+    let (_, g2) = a.gradients_with_dropout(&data, Loss::Ce, 2).unwrap();
+    let before = a.params().to_vec();
+    a.train_step(&data, &opts, &mut opt).unwrap();
+    let want: Vec<f32> = before.iter().zip(&g2).map(|(p, g)| p - lr * g).collect();
+    assert_close("SGD under step 2's masks", a.params(), &want, GOLDEN_OUTPUT);
+    // Forward and evaluation: the same bits as the model without dropout.
+    let (f, p) = (m.forward(&data).unwrap(), plain.forward(&data).unwrap());
+    assert!(f
+        .data
+        .iter()
+        .zip(&p.data)
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    let (e, q) = (
+        m.evaluate(&data, Loss::Ce, 3).unwrap(),
+        plain.evaluate(&data, Loss::Ce, 3).unwrap(),
+    );
+    assert_eq!(e, q);
+    // p = 0 everywhere (a seed alone): bit-identical training.
+    let (zero, _) = small(Dropout {
+        seed: 9,
+        ..Dropout::default()
+    });
+    let (mut x, mut y) = (zero.clone(), plain.clone());
+    let (mut ox, mut oy) = (Optimizer::adam(0.01), Optimizer::adam(0.01));
+    for _ in 0..3 {
+        x.train_step(&data, &opts, &mut ox).unwrap();
+        y.train_step(&data, &opts, &mut oy).unwrap();
+    }
+    assert!(x
+        .params()
+        .iter()
+        .zip(y.params())
+        .all(|(p, q)| p.to_bits() == q.to_bits()));
+}
+
+/// The dropout travels in the checkpoint's metadata; a model without any
+/// writes none (files as before).
+#[test]
+fn the_checkpoint_keeps_the_dropout() {
+    let dir = temp_dir("dropout-ckpt");
+    let (m, _) = small(SOME);
+    checkpoint::save(&m, dir.join("m.safetensors")).unwrap();
+    assert_eq!(
+        checkpoint::load(dir.join("m.safetensors"))
+            .unwrap()
+            .config()
+            .dropout,
+        SOME
+    );
+    let (plain, _) = small(Dropout::default());
+    let bytes = checkpoint::to_bytes(&plain, &Default::default()).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains("dropout"));
+}
+
+/// Probabilities outside [0, 1) are refused by the config, the library and the CLI.
+#[test]
+fn bad_probabilities_are_refused() {
+    for p in [1.0, -0.5, f32::NAN] {
+        let cfg = ModelConfig::new(Cell::Gru, 2, 3, 2).dropout(Dropout {
+            dropout: p,
+            ..Dropout::default()
+        });
+        let e = Model::new(cfg, &Init::seed(0)).unwrap_err().to_string();
+        assert!(e.contains("[0, 1)"), "{e}");
+    }
+}
+
+/// `recurrent train --dropout --input-dropout --output-dropout` trains a
+/// 2-layer model with dropout and saves it in the checkpoint; `--dropout 1`
+/// is refused and writes nothing.
+#[test]
+fn the_cli_trains_with_dropout_and_refuses_bad_probabilities() {
+    let dir = temp_dir("dropout-cli");
+    let case = Case {
+        layers: 2,
+        output: OutputMode::Sequence,
+        ..Case::new(Cell::Lstm)
+    };
+    let data = dir.join("d.safetensors");
+    dataset::save(&case.data(Loss::Ce, 1), &data).unwrap();
+    let out = dir.join("m.safetensors");
+    let run = |p: &str| {
+        recurrent_cli(&[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--cell",
+            "lstm",
+            "--hidden",
+            "5",
+            "--layers",
+            "2",
+            "--output",
+            "sequence",
+            "--out-features",
+            &case.out.to_string(),
+            "--loss",
+            "ce",
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--dropout",
+            p,
+            "--input-dropout",
+            "0.1",
+            "--output-dropout",
+            "0.2",
+            "--seed",
+            "4",
+            "--save",
+            out.to_str().unwrap(),
+        ])
+    };
+    let bad = run("1");
+    assert!(!bad.status.success());
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(e.contains("[0, 1)"), "{e}");
+    assert!(!out.exists(), "nothing written");
+    let ok = run("0.3");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let d = checkpoint::load(&out).unwrap().config().dropout;
+    assert_eq!(
+        d,
+        Dropout {
+            dropout: 0.3,
+            input: 0.1,
+            output: 0.2,
+            seed: 4
+        }
+    );
+}
+
+/// The GPU path has no dropout kernels yet: its training step refuses a
+/// model with dropout (leaving the weights as they were) rather than train
+/// it without; its forward, which never drops, runs.
+#[test]
+fn the_gpu_path_refuses_to_train_with_dropout() {
+    let Some(gpu) = gpu("the_gpu_path_refuses_to_train_with_dropout") else {
+        return;
+    };
+    let (m, data) = small(SOME);
+    let mut g = recurrent::gpu::GpuModel::new(gpu.clone(), &m).unwrap();
+    let opts = StepOptions {
+        loss: Loss::Ce,
+        clip: None,
+    };
+    let e = g
+        .train_step(&data, &opts, &mut Optimizer::sgd(0.1))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dropout") && e.contains("--device cpu"), "{e}");
+    assert_eq!(g.download().unwrap(), m.params());
+    let out = g.forward(&data).unwrap();
+    assert_close(
+        "GPU forward",
+        &out.data,
+        &m.forward(&data).unwrap().data,
+        FORWARD,
+    );
+}
