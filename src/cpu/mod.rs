@@ -136,7 +136,7 @@ pub fn forward_stack_with(
     let (h, dirs, d_top) = (cfg.hidden, cfg.directions(), cfg.top_width());
     let bh = b * h;
     // Layer 0 input, time-major.
-    let (x0, tokens) = match x {
+    let (mut x0, tokens) = match x {
         Inputs::Features { data, f, .. } => (transpose_bt(data, b, t, *f), None),
         Inputs::Tokens { ids, .. } => {
             let e = &p[layout
@@ -155,7 +155,6 @@ pub fn forward_stack_with(
             (x0, Some(ids.clone()))
         }
     };
-    let mut x0 = x0;
     if let Some(d) = &dropout {
         d.apply(Site::Input, &mut x0);
     }
