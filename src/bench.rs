@@ -258,7 +258,7 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
     let (mut fwd, mut train) = (Vec::new(), Vec::new());
     for rep in 0..=reps {
         let t0 = Instant::now();
-        let cache = cpu::forward_stack(&cfg, &layout, &p, &x, None, &States::default());
+        let cache = cpu::forward_stack(&cfg, &layout, &p, &x, None, &States::default(), None);
         let t1 = Instant::now();
         let (_, dx) = cpu::backward_stack(
             &cfg,

@@ -213,7 +213,15 @@ impl RecurrentStack {
         let inputs = Inputs::features(xb, b, t, i)?;
         let data = crate::data::Dataset::new(inputs, None, lengths.map(|l| l.to_vec()));
         data.check_inputs(&self.cfg)?;
-        let cache = cpu::forward_stack(&self.cfg, &self.layout(), params, &data.x, lengths, &init);
+        let cache = cpu::forward_stack(
+            &self.cfg,
+            &self.layout(),
+            params,
+            &data.x,
+            lengths,
+            &init,
+            None,
+        );
         let (ld, h, d) = (self.state_rows(), self.cfg.hidden, self.output_width());
         Ok(StackForward {
             y: Tensor::new(vec![t, b, d], cache.inputs[self.cfg.layers].clone()),

@@ -124,6 +124,7 @@ fn the_cpu_op_gives_the_model_paths_output_and_states() {
             &data.x,
             data.lengths.as_deref(),
             &data.cpu_states(),
+            None,
         );
         let f = op
             .forward(p, &v.x, v.lengths.as_deref(), Some(&v.h0), v.c0.as_ref())

@@ -409,7 +409,7 @@ fn with_dropout(model: Model, a: &TrainArgs) -> Result<Model> {
         output: a.output_dropout.unwrap_or(was.output),
         seed: a.seed,
     };
-    d.validate()?;
+    // from_params validates the probabilities with the rest of the config.
     let cfg = model.config().clone().dropout(d);
     let params = model.params().to_vec();
     Model::from_params(cfg, params)

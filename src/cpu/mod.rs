@@ -108,22 +108,11 @@ pub fn transpose_bt(x: &[f32], b: usize, t: usize, f: usize) -> Vec<f32> {
     out
 }
 
-/// The recurrent stack alone (embedding included, no head) over a batch.
+/// The recurrent stack alone (embedding included, no head) over a batch,
+/// with a training step's dropout if given: the input and each layer's input
+/// above the first multiplied by their masks (see [`crate::dropout`]).
 /// Inputs must have been checked against the model.
 pub fn forward_stack(
-    cfg: &ModelConfig,
-    layout: &Layout,
-    p: &[f32],
-    x: &Inputs,
-    lengths: Option<&[usize]>,
-    init: &States,
-) -> StackCache {
-    forward_stack_with(cfg, layout, p, x, lengths, init, None)
-}
-
-/// [`forward_stack`] with a training step's dropout: the input and each
-/// layer's input above the first multiplied by their masks (see [`crate::dropout`]).
-pub fn forward_stack_with(
     cfg: &ModelConfig,
     layout: &Layout,
     p: &[f32],
@@ -208,21 +197,10 @@ pub fn forward_stack_with(
     }
 }
 
-/// Forward over a batch. Inputs must have been checked against the model.
+/// Forward over a batch, with a training step's dropout if given (the
+/// stack's, then the output's on the head's input; backward reads it from
+/// the cache). Inputs must have been checked against the model.
 pub fn forward(
-    cfg: &ModelConfig,
-    layout: &Layout,
-    p: &[f32],
-    x: &Inputs,
-    lengths: Option<&[usize]>,
-    init: &States,
-) -> ForwardCache {
-    forward_with(cfg, layout, p, x, lengths, init, None)
-}
-
-/// [`forward`] with a training step's dropout (the stack's, then the
-/// output's on the head's input); backward reads it from the cache.
-pub fn forward_with(
     cfg: &ModelConfig,
     layout: &Layout,
     p: &[f32],
@@ -231,7 +209,7 @@ pub fn forward_with(
     init: &States,
     dropout: Option<StepDropout>,
 ) -> ForwardCache {
-    let mut stack = forward_stack_with(cfg, layout, p, x, lengths, init, dropout);
+    let mut stack = forward_stack(cfg, layout, p, x, lengths, init, dropout);
     if let Some(d) = &dropout {
         if cfg.output == OutputMode::Sequence {
             d.apply(Site::Output, &mut stack.inputs[cfg.layers]);

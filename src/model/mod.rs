@@ -128,6 +128,7 @@ impl Model {
             &data.x,
             data.lengths.as_deref(),
             &init,
+            None,
         );
         let shape = self.output_shape(data.len(), data.steps());
         let mut fc = fc;
@@ -231,7 +232,7 @@ impl Model {
         batch.check_inputs(&self.config)?;
         let init = self.initial_states(batch, init)?;
         let y = batch.check_targets(&self.config, loss)?;
-        let mut fc: ForwardCache = cpu::forward_with(
+        let mut fc: ForwardCache = cpu::forward(
             &self.config,
             &self.layout,
             &self.params,
