@@ -13,7 +13,8 @@
 //! - `output`: the top layer's output before the head (its final states for
 //!   `last`, every step for `sequence`).
 //!
-//! Recurrent (variational) dropout on the state feeding `W_hh` is not here yet.
+//! The GPU path draws the same masks (`shaders/dropout.wgsl`). Recurrent
+//! (variational) dropout on the state feeding `W_hh` is not here yet.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,15 @@ impl Dropout {
     /// No dropout anywhere.
     pub fn is_off(&self) -> bool {
         self.dropout == 0.0 && self.input == 0.0 && self.output == 0.0
+    }
+
+    /// The probability at `site`.
+    pub fn p(&self, site: Site) -> f32 {
+        match site {
+            Site::Input => self.input,
+            Site::Between(_) => self.dropout,
+            Site::Output => self.output,
+        }
     }
 
     /// Each probability in `[0, 1)`: 1 would drop everything and scale by infinity.
@@ -70,7 +80,8 @@ pub enum Site {
 }
 
 impl Site {
-    fn code(self) -> u32 {
+    /// The number that keys the site's mask (the GPU kernel's `site`).
+    pub fn code(self) -> u32 {
         match self {
             Site::Input => 1,
             Site::Output => 2,
@@ -143,11 +154,7 @@ pub struct StepDropout {
 impl StepDropout {
     /// The probability at `site`.
     pub fn p(&self, site: Site) -> f32 {
-        match site {
-            Site::Input => self.rates.input,
-            Site::Between(_) => self.rates.dropout,
-            Site::Output => self.rates.output,
-        }
+        self.rates.p(site)
     }
 
     /// Multiplies `v` (a site's activations or their gradient, element `i`

@@ -3,6 +3,7 @@
 //! uniform slot and argument bytes, in program order — for a handful of
 //! models (each cell; two bidirectional layers with lengths; an embedding;
 //! f16 W_hh; pinned step tiles, persistent among them; the input gradient;
+//! dropout at every site;
 //! tuning off, the default) must equal `tests/dispatch_trace.txt` byte for
 //! byte. A refactor of the recording code leaves it unchanged; a change that
 //! means to alter what runs regenerates it in its own commit
@@ -20,7 +21,7 @@ mod common;
 
 use common::{gpu, Case};
 use recurrent::gpu::{GpuModel, StepTile};
-use recurrent::{Cell, OutputMode};
+use recurrent::{Cell, Dropout, Model, OutputMode};
 
 const TRACE: &str = "tests/dispatch_trace.txt";
 
@@ -31,6 +32,7 @@ struct Traced {
     f16: bool,
     tile: Option<StepTile>,
     input_grad: bool,
+    dropout: Dropout,
 }
 
 fn traced(name: &'static str, case: Case) -> Traced {
@@ -40,6 +42,7 @@ fn traced(name: &'static str, case: Case) -> Traced {
         f16: false,
         tile: None,
         input_grad: false,
+        dropout: Dropout::default(),
     }
 }
 
@@ -107,6 +110,21 @@ fn models() -> Vec<Traced> {
             input_grad: true,
             ..traced("lstm input gradient", layered(Cell::Lstm))
         },
+        Traced {
+            dropout: Dropout {
+                dropout: 0.3,
+                input: 0.2,
+                output: 0.4,
+                seed: 1,
+            },
+            ..traced(
+                "gru 2 layers bidirectional last dropout",
+                Case {
+                    output: OutputMode::Last,
+                    ..layered(Cell::Gru)
+                },
+            )
+        },
     ]
 }
 
@@ -114,6 +132,8 @@ fn trace(ctx: &std::sync::Arc<recurrent::gpu::GpuContext>) -> String {
     let mut out = String::new();
     for m in models() {
         let model = m.case.model(1);
+        let cfg = model.config().clone().dropout(m.dropout);
+        let model = Model::from_params(cfg, model.params().to_vec()).unwrap();
         let mut g = GpuModel::with_f16_weights(ctx.clone(), &model, m.f16).unwrap();
         if let Some(t) = m.tile {
             g.set_step_tile(t).unwrap();

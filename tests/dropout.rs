@@ -1,8 +1,8 @@
-//! Dropout on the CPU path: PyTorch's gradients under our masks (the cases in
+//! Dropout: PyTorch's gradients under our masks (the cases in
 //! `tests/dropout`, made by `tests/dropout/generate.py`, which draws the masks
-//! with its own copy of the hash), the training step using the masks of its
-//! step, evaluation untouched, the checkpoint keeping it, the CLI's flags and
-//! bad probabilities refused.
+//! with its own copy of the hash) on the CPU and the GPU path, the training
+//! step using the masks of its step on both, evaluation untouched, the
+//! checkpoint keeping it, the CLI's flags and bad probabilities refused.
 
 mod common;
 use common::*;
@@ -238,31 +238,114 @@ fn the_cli_trains_with_dropout_and_refuses_bad_probabilities() {
     );
 }
 
-/// The GPU path has no dropout kernels yet: its training step refuses a
-/// model with dropout (leaving the weights as they were) rather than train
-/// it without; its forward, which never drops, runs.
+/// The GPU path's masks (`dropout.wgsl`) are the CPU path's: on every
+/// PyTorch case its gradients under a step's masks match PyTorch's and the
+/// CPU path's, and change with the step.
 #[test]
-fn the_gpu_path_refuses_to_train_with_dropout() {
-    let Some(gpu) = gpu("the_gpu_path_refuses_to_train_with_dropout") else {
+fn gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path() {
+    let Some(gpu) = gpu("gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path") else {
         return;
     };
-    let (m, data) = small(SOME);
-    let mut g = recurrent::gpu::GpuModel::new(gpu.clone(), &m).unwrap();
-    let opts = StepOptions {
-        loss: Loss::Ce,
-        clip: None,
+    for name in CASES {
+        let dir = cases_dir().join(name);
+        let case: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+        let model = checkpoint::load(dir.join("model.safetensors")).unwrap();
+        let data = dataset::load(dir.join("data.safetensors")).unwrap();
+        let loss = Loss::parse(case["loss"].as_str().unwrap()).unwrap();
+        let step = case["step"].as_u64().unwrap();
+        let expected = st::read(&dir.join("expected.safetensors")).unwrap();
+        let want = |n: &str| expected.tensors[n].floats("expected", n).unwrap();
+        let mut g = recurrent::gpu::GpuModel::new(gpu.clone(), &model).unwrap();
+        let (l, grads) = g.gradients_with_dropout(&data, loss, step).unwrap();
+        let (cl, cpu) = model.gradients_with_dropout(&data, loss, step).unwrap();
+        assert_close(
+            &format!("{name}: GPU loss"),
+            &[l],
+            &want("loss"),
+            GOLDEN_OUTPUT,
+        );
+        assert_close(&format!("{name}: GPU vs CPU loss"), &[l], &[cl], LOSS);
+        for e in &model.layout().entries {
+            let r = e.range();
+            assert_close(
+                &format!("{name}: GPU grad of {}", e.name),
+                &grads[r.clone()],
+                &want(&format!("grad.{}", e.name)),
+                GOLDEN_OUTPUT,
+            );
+            assert_close(
+                &format!("{name}: GPU vs CPU grad of {}", e.name),
+                &grads[r.clone()],
+                &cpu[r],
+                GRADIENTS,
+            );
+        }
+        let (_, other) = g.gradients_with_dropout(&data, loss, step + 1).unwrap();
+        assert!(
+            deviation(&other, &grads).max_abs > 1e-3,
+            "{name}: the GPU's masks do not change with the step"
+        );
+        // Plain gradients afterwards: the masks are off again.
+        let (_, plain) = g.loss_and_gradients(&data, loss).unwrap();
+        let (_, cpu_plain) = model.loss_and_gradients(&data, loss).unwrap();
+        assert_close(&format!("{name}: GPU plain"), &plain, &cpu_plain, GRADIENTS);
+    }
+}
+
+/// Training steps with dropout on the GPU (both outputs, so the head's
+/// masked copy of the final states and the masked sequence) follow the CPU
+/// path's steps; the GPU's forward afterwards never drops: the same bits as
+/// the same weights without dropout.
+#[test]
+fn gpu_training_with_dropout_follows_the_cpu_path_and_evaluation_never_drops() {
+    let Some(gpu) =
+        gpu("gpu_training_with_dropout_follows_the_cpu_path_and_evaluation_never_drops")
+    else {
+        return;
     };
-    let e = g
-        .train_step(&data, &opts, &mut Optimizer::sgd(0.1))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("dropout") && e.contains("--device cpu"), "{e}");
-    assert_eq!(g.download().unwrap(), m.params());
-    let out = g.forward(&data).unwrap();
-    assert_close(
-        "GPU forward",
-        &out.data,
-        &m.forward(&data).unwrap().data,
-        FORWARD,
-    );
+    for output in [OutputMode::Last, OutputMode::Sequence] {
+        let case = Case {
+            layers: 2,
+            output,
+            ..Case::new(Cell::Lstm)
+        };
+        let base = case.model(3);
+        let cfg = base.config().clone().dropout(SOME);
+        let m = Model::from_params(cfg, base.params().to_vec()).unwrap();
+        let data = case.data(Loss::Ce, 4);
+        let opts = StepOptions {
+            loss: Loss::Ce,
+            clip: None,
+        };
+        let mut g = recurrent::gpu::GpuModel::new(gpu.clone(), &m).unwrap();
+        let mut c = m.clone();
+        let (mut og, mut oc) = (Optimizer::adam(0.01), Optimizer::adam(0.01));
+        for _ in 0..3 {
+            g.train_step_sync(&data, &opts, &mut og).unwrap();
+            c.train_step(&data, &opts, &mut oc).unwrap();
+        }
+        let trained = g.download().unwrap();
+        assert_close(
+            &format!("{output:?}: GPU vs CPU after 3 steps with dropout"),
+            &trained,
+            c.params(),
+            TRAINED_WEIGHTS,
+        );
+        assert!(
+            deviation(&trained, m.params()).max_abs > 1e-3,
+            "{output:?}: nothing trained"
+        );
+        let out = g.forward(&data).unwrap();
+        let plain = Model::from_params(base.config().clone(), trained).unwrap();
+        let mut gp = recurrent::gpu::GpuModel::new(gpu.clone(), &plain).unwrap();
+        let want = gp.forward(&data).unwrap();
+        assert!(
+            out.data
+                .iter()
+                .zip(&want.data)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{output:?}: the GPU forward of a model with dropout differs from the same weights without"
+        );
+    }
 }

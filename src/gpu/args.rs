@@ -121,6 +121,27 @@ pub struct EmbedArgs {
     pub dx_off: u32,
 }
 
+/// Arguments of `dropout_apply` (`struct Drop` in dropout.wgsl): the block
+/// `[rows, cols]` from `src` to `dst` (row strides `*_ld`, elements of work),
+/// element (r, c) times the mask of `site` (a `dropout::Site` code) at
+/// `mask_base + r·mask_ld + c`; the step's key and on flag at ints `key_off`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DropArgs {
+    pub rows: u32,
+    pub cols: u32,
+    pub src_off: u32,
+    pub src_ld: u32,
+    pub dst_off: u32,
+    pub dst_ld: u32,
+    pub mask_base: u32,
+    pub mask_ld: u32,
+    pub site: u32,
+    pub threshold: u32,
+    pub scale: f32,
+    pub key_off: u32,
+}
+
 /// Arguments of `whh_to_f16` (`struct Convert` in whh_f16.wgsl): `len`
 /// elements of W_hh per direction from params at `src` to the copy at word `dst`.
 #[repr(C)]

@@ -12,10 +12,13 @@
 //! | losses | `head.wgsl` | [`Program::loss`] |
 //! | optimizer | `optim.wgsl` | [`Program::grad_norm`], [`Program::optimizer`] |
 //! | embedding | `embed.wgsl` | [`Program::embed`] |
+//! | dropout | `dropout.wgsl` | [`Program::dropout`] |
 //!
 //! [`Resolved`]: super::program::Resolved
 
-use super::args::{ConvertArgs, EmbedArgs, Gemm, GemmArgs, HeadArgs, OptArgs, StepArgs, BUF_WORK};
+use super::args::{
+    ConvertArgs, DropArgs, EmbedArgs, Gemm, GemmArgs, HeadArgs, OptArgs, StepArgs, BUF_WORK,
+};
 use super::gemm_config::{
     blocked_gemm_kernel, fixed_config, gemm_constants, GemmChoice, GemmConfig, GemmShape,
 };
@@ -240,5 +243,24 @@ impl Program {
         let s = self.slot(&a);
         let groups = total.div_ceil(wg).min(self.resolved.max_groups).min(65535);
         self.push(kernel, vec![("WG", wg as f64)], s, [groups, 1, 1], label)
+    }
+
+    // ------------------------------------------------------------ dropout
+
+    /// A dropout mask on a block of work (see [`DropArgs`]).
+    pub fn dropout(&mut self, a: DropArgs, label: &str) -> Result<()> {
+        let wg = self.tunables().wg_small;
+        let s = self.slot(&a);
+        let groups = (a.rows * a.cols)
+            .div_ceil(wg)
+            .min(self.resolved.max_groups)
+            .min(65535);
+        self.push(
+            Kernel::DropoutApply,
+            vec![("WG", wg as f64)],
+            s,
+            [groups, 1, 1],
+            label,
+        )
     }
 }

@@ -450,8 +450,33 @@ impl GpuModel {
             }
             None => {}
         }
+        if ws.dropout.len > 0 {
+            // Off until a training step turns it on (`set_dropout_step`).
+            q.write_buffer(
+                &plan.ints,
+                ws.dropout.off as u64 * 4,
+                bytemuck::cast_slice(&[0i32, 0]),
+            );
+        }
         self.write_initial_states((b, t), data.states.as_ref());
         Ok((b, t))
+    }
+
+    /// Turns the dropout of the batch uploaded into plan `key` on, with the
+    /// masks of training step `step` (the optimizer's count after it, from
+    /// 1: [`crate::dropout::StepKey`]); nothing for a model without dropout.
+    fn set_dropout_step(&self, key: (usize, usize), step: u64) {
+        let plan = &self.plans[&key];
+        let region = plan.ws.dropout;
+        if region.len == 0 {
+            return;
+        }
+        let k = crate::dropout::StepKey::new(self.config.dropout.seed, step).0;
+        self.ctx.queue.write_buffer(
+            &plan.ints,
+            region.off as u64 * 4,
+            bytemuck::cast_slice(&[k as i32, 1]),
+        );
     }
 
     /// Records the dispatches of the given phases (and the clears backward
@@ -506,7 +531,21 @@ impl GpuModel {
     /// Loss and the gradient of every parameter (flat, [`Layout`] order), as
     /// [`Model::loss_and_gradients`]. Blocks until both are read back.
     pub fn loss_and_gradients(&mut self, data: &Dataset, loss: Loss) -> Result<(f32, Vec<f32>)> {
+        self.gradients_at(data, loss, None)
+    }
+
+    /// The loss and gradients of `data`, under the dropout masks of training
+    /// step `step` if given (else without dropout).
+    fn gradients_at(
+        &mut self,
+        data: &Dataset,
+        loss: Loss,
+        step: Option<u64>,
+    ) -> Result<(f32, Vec<f32>)> {
         let key = self.upload_batch(data, Some(loss))?;
+        if let Some(step) = step {
+            self.set_dropout_step(key, step);
+        }
         let enc = self.encode(key, Some(loss), true, None)?;
         self.ctx.queue.submit([enc.finish()]);
         self.submissions += 1;
@@ -514,6 +553,18 @@ impl GpuModel {
         let l = self.read(&plan.work, plan.ws.scalars.off as usize, 1)?[0];
         let g = self.read(&self.weights.grads, 0, self.layout.total)?;
         Ok((l, g))
+    }
+
+    /// [`GpuModel::loss_and_gradients`] under the dropout masks of training
+    /// step `step`, as [`Model::gradients_with_dropout`]: what
+    /// [`GpuModel::train_step`] computes at that step.
+    pub fn gradients_with_dropout(
+        &mut self,
+        data: &Dataset,
+        loss: Loss,
+        step: u64,
+    ) -> Result<(f32, Vec<f32>)> {
+        self.gradients_at(data, loss, Some(step))
     }
 
     /// The gradient of the loss with respect to the input features of the
@@ -618,13 +669,9 @@ impl GpuModel {
         opt: &mut Optimizer,
     ) -> Result<()> {
         opt.validate()?;
-        if !self.config().dropout.is_off() {
-            return Err(Error::Config(
-                "dropout trains on the CPU path only so far (the GPU kernels for its masks are not written yet): train with --device cpu, or without dropout".into(),
-            ));
-        }
         let slot = self.stats.free_slot(&self.ctx)?;
         let key = self.upload_batch(data, Some(opts.loss))?;
+        self.set_dropout_step(key, opt.step + 1);
         self.set_optimizer_args(key, opts, opt);
         let mut enc = self.encode(key, Some(opts.loss), true, Some(opt))?;
         let plan = &self.plans[&key];

@@ -17,10 +17,11 @@
 //! and the f16 copy come in [`Resolved`]; where everything lives comes from
 //! the [`Workspace`]. The recording needs no device.
 
-use super::args::{EmbedArgs, Gemm, HeadArgs, Matrix, OptArgs, StepArgs};
+use super::args::{DropArgs, EmbedArgs, Gemm, HeadArgs, Matrix, OptArgs, StepArgs};
 use super::program::{Program, Resolved};
 use super::registry::Kernel;
 use super::workspace::{Region, Slot, Workspace};
+use crate::dropout::{Rate, Site};
 use crate::error::Result;
 use crate::model::config::{Cell, ModelConfig, Nonlinearity, OutputMode};
 use crate::model::params::Layout;
@@ -263,10 +264,60 @@ impl<'a> Recorder<'a> {
         if let Some(a) = self.embed_args() {
             self.pg.embed(Kernel::EmbedForward, a, "embed.forward")?;
         }
+        let (tb, i) = (self.t * self.b, self.cfg.input as u32);
+        self.dropout_in_place(Site::Input, self.ws.x0.off, tb, i, "dropout.input")?;
         for k in 0..self.cfg.layers {
             self.forward_layer(k)?;
+            if k + 1 < self.cfg.layers {
+                let y = self.ws.layers[k].y.off;
+                let label = self.label(k, "output_dropout");
+                self.dropout_in_place(Site::Between(k + 1), y, tb, self.d, &label)?;
+            }
         }
         Ok(())
+    }
+
+    /// Dropout's mask of `site` on the block `[rows, cols]` at `dst` (row
+    /// stride `cols`, the mask's element index), in place; nothing when the
+    /// model's probability there is 0.
+    fn dropout_in_place(
+        &mut self,
+        site: Site,
+        dst: u32,
+        rows: u32,
+        cols: u32,
+        label: &str,
+    ) -> Result<()> {
+        let a = DropArgs {
+            rows,
+            cols,
+            src_off: dst,
+            src_ld: cols,
+            dst_off: dst,
+            dst_ld: cols,
+            mask_base: 0,
+            mask_ld: cols,
+            ..Default::default()
+        };
+        self.dropout(site, a, label)
+    }
+
+    /// Dropout's mask of `site` on the block `a` describes (its site, rate
+    /// and key filled in here); nothing when the model's probability there is 0.
+    fn dropout(&mut self, site: Site, a: DropArgs, label: &str) -> Result<()> {
+        let p = self.cfg.dropout.p(site);
+        if p == 0.0 {
+            return Ok(());
+        }
+        let rate = Rate::new(p);
+        let a = DropArgs {
+            site: site.code(),
+            threshold: rate.threshold,
+            scale: rate.scale,
+            key_off: self.ws.dropout.off,
+            ..a
+        };
+        self.pg.dropout(a, label)
     }
 
     /// Layer `k`, both directions: `Gx = X·W_ihᵀ + b_ih` for all steps in one
@@ -300,11 +351,29 @@ impl<'a> Recorder<'a> {
         let (hw, hb) = (self.lay.head_w.start as u32, self.lay.head_b.start as u32);
         match self.cfg.output {
             OutputMode::Last => {
+                // Under output dropout the head reads the final states with
+                // their mask, [B, D] in feat (the mask's index b·D + dir·H + j).
+                if self.ws.feat.len > 0 {
+                    for dir in 0..self.nd() as u32 {
+                        let a = DropArgs {
+                            rows: b,
+                            cols: h,
+                            src_off: self.final_state(dir as usize),
+                            src_ld: h,
+                            dst_off: self.ws.feat.off + dir * h,
+                            dst_ld: d,
+                            mask_base: dir * h,
+                            mask_ld: d,
+                            ..Default::default()
+                        };
+                        self.dropout(Site::Output, a, "head.dropout")?;
+                    }
+                }
                 // out = Σ_dir h_n(dir)·W[:, dir*H..]ᵀ + bias
                 for dir in 0..self.nd() {
                     let g = Gemm::new(b, o, h)
                         .accumulate(dir > 0)
-                        .a(Matrix::work(self.final_state(dir), h))
+                        .a(self.head_input(dir))
                         .b_t(Matrix::params(hw + dir as u32 * h, d))
                         .c(Matrix::work(self.ws.out.off, o))
                         .bias(Matrix::params(hb, 0), dir == 0);
@@ -312,8 +381,10 @@ impl<'a> Recorder<'a> {
                 }
             }
             OutputMode::Sequence => {
+                let y = top.y.off;
+                self.dropout_in_place(Site::Output, y, self.t * b, d, "head.dropout")?;
                 let g = Gemm::new(self.t * b, o, d)
-                    .a(Matrix::work(top.y.off, d))
+                    .a(Matrix::work(y, d))
                     .b_t(Matrix::params(hw, d))
                     .c(Matrix::work(self.ws.out.off, o))
                     .bias(Matrix::params(hb, 0), true);
@@ -321,6 +392,16 @@ impl<'a> Recorder<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The head's input of direction `dir` (`last`): the top layer's final
+    /// hidden state, or its copy with output dropout's mask.
+    fn head_input(&self, dir: usize) -> Matrix {
+        if self.ws.feat.len > 0 {
+            Matrix::work(self.ws.feat.off + dir as u32 * self.h, self.d)
+        } else {
+            Matrix::work(self.final_state(dir), self.h)
+        }
     }
 
     /// Where the top layer's final hidden state of direction `dir` is: the
@@ -373,7 +454,7 @@ impl<'a> Recorder<'a> {
                     let g = Gemm::new(o, h, b)
                         .accumulate(true)
                         .a_t(dout)
-                        .b(Matrix::work(self.final_state(dir), h))
+                        .b(self.head_input(dir))
                         .c(Matrix::grads(hw + dir as u32 * h, d));
                     self.pg.gemm(&g, "head.backward.weight")?;
                 }
@@ -383,6 +464,8 @@ impl<'a> Recorder<'a> {
                     .b(Matrix::params(hw, d))
                     .c(Matrix::work(top.carry.off, d));
                 self.pg.gemm(&g, "head.backward.input")?;
+                let carry = top.carry.off;
+                self.dropout_in_place(Site::Output, carry, b, d, "head.backward.dropout")?;
             }
             OutputMode::Sequence => {
                 let tb = self.t * b;
@@ -397,6 +480,8 @@ impl<'a> Recorder<'a> {
                     .b(Matrix::params(hw, d))
                     .c(Matrix::work(ws.dy_top.off, d));
                 self.pg.gemm(&g, "head.backward.input")?;
+                let dy = ws.dy_top.off;
+                self.dropout_in_place(Site::Output, dy, tb, d, "head.backward.dropout")?;
             }
         }
         let bias = Gemm::new(ws.rows as u32, o, 0)
@@ -495,6 +580,10 @@ impl<'a> Recorder<'a> {
                     .c(Matrix::work(lw.dx.off, i_k));
                 self.pg.gemm(&g, &self.label(k, "input_grad"))?;
             }
+            // The mask this layer's input got forward (`forward_stack`).
+            let site = if k > 0 { Site::Between(k) } else { Site::Input };
+            let label = self.label(k, "input_grad_dropout");
+            self.dropout_in_place(site, lw.dx.off, tb, i_k, &label)?;
         }
         if self.state_grad {
             self.initial_state_grad(k)?;

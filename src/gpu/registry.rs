@@ -42,10 +42,11 @@ pub enum Shader {
     Embed,
     /// `whh_f16.wgsl`: the f16 copy of W_hh.
     WhhF16,
+    Dropout,
 }
 
 /// Every file under `shaders/` by name.
-const FILES: [(&str, &str); 10] = [
+const FILES: [(&str, &str); 11] = [
     ("half.wgsl", include_str!("../../shaders/half.wgsl")),
     (
         "step_common.wgsl",
@@ -59,6 +60,7 @@ const FILES: [(&str, &str); 10] = [
     ("head.wgsl", include_str!("../../shaders/head.wgsl")),
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
     ("embed.wgsl", include_str!("../../shaders/embed.wgsl")),
+    ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
 ];
 
 /// The files that are parts of other modules (`// part:`), not modules.
@@ -80,7 +82,7 @@ pub fn requires(text: &str) -> Vec<&str> {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 9] = [
         Shader::Gemm,
         Shader::Lstm,
         Shader::Gru,
@@ -89,6 +91,7 @@ impl Shader {
         Shader::Optim,
         Shader::Embed,
         Shader::WhhF16,
+        Shader::Dropout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +104,7 @@ impl Shader {
             Shader::Optim => "optim.wgsl",
             Shader::Embed => "embed.wgsl",
             Shader::WhhF16 => "whh_f16.wgsl",
+            Shader::Dropout => "dropout.wgsl",
         }
     }
 
@@ -166,10 +170,12 @@ pub enum Kernel {
     EmbedBackward,
     /// W_hh of a layer (both directions) to its f16 copy.
     WhhToF16,
+    /// A dropout mask applied to (or, off, a copy of) a block of `work`.
+    DropoutApply,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::Gemm,
         Kernel::GemmRm,
         Kernel::GemmWide,
@@ -190,6 +196,7 @@ impl Kernel {
         Kernel::EmbedForward,
         Kernel::EmbedBackward,
         Kernel::WhhToF16,
+        Kernel::DropoutApply,
     ];
 
     pub fn shader(self) -> Shader {
@@ -203,6 +210,7 @@ impl Kernel {
             GradNormPartial | GradNormFinish | OptimizerStep => Shader::Optim,
             EmbedForward | EmbedBackward => Shader::Embed,
             WhhToF16 => Shader::WhhF16,
+            DropoutApply => Shader::Dropout,
         }
     }
 
@@ -237,6 +245,7 @@ impl Kernel {
             EmbedForward => "embed_forward",
             EmbedBackward => "embed_backward",
             WhhToF16 => "whh_to_f16",
+            DropoutApply => "dropout_apply",
         }
     }
 }

@@ -77,6 +77,10 @@ pub struct Workspace {
     pub layers: Vec<LayerWork>,
     /// `[T, B, D]` gradient of the top layer's output (output `sequence`).
     pub dy_top: Region,
+    /// `[B, D]` the head's input under output dropout (`last`; else empty):
+    /// the final states with their mask (without dropout the head reads the
+    /// state slots).
+    pub feat: Region,
     /// `[rows, O]` head output, time-major rows.
     pub out: Region,
     /// `[rows, O]` gradient of the loss w.r.t. the output.
@@ -99,6 +103,8 @@ pub struct Workspace {
     pub ids: Region,
     /// ints: `[rows]` class targets, time-major rows.
     pub classes: Region,
+    /// ints: `[2]` the training step's dropout key and on flag (models with dropout; else empty).
+    pub dropout: Region,
     /// Total i32 elements of `ints`.
     pub ints_len: usize,
 }
@@ -167,6 +173,14 @@ impl Workspace {
         } else {
             0
         });
+        let drops = !cfg.dropout.is_off();
+        let feat = a.take(
+            if cfg.output == OutputMode::Last && cfg.dropout.output > 0.0 {
+                b * d
+            } else {
+                0
+            },
+        );
         let out = a.take(rows * o);
         let dout = a.take(rows * o);
         let values = a.take(rows * o);
@@ -191,6 +205,7 @@ impl Workspace {
         let lengths = i.take(b);
         let ids = i.take(if cfg.vocab.is_some() { b * t } else { 0 });
         let classes = i.take(rows);
+        let dropout = i.take(if drops { 2 } else { 0 });
         Workspace {
             b,
             t,
@@ -198,6 +213,7 @@ impl Workspace {
             x0,
             layers,
             dy_top,
+            feat,
             out,
             dout,
             values,
@@ -209,6 +225,7 @@ impl Workspace {
             lengths,
             ids,
             classes,
+            dropout,
             ints_len: i.0.max(4),
         }
     }
