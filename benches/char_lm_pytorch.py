@@ -5,9 +5,12 @@ trains, the rest validates, characters sorted as the vocabulary), the same model
 (Embedding(V, 32) -> LSTM(32, 256) -> Linear(256, V) at every step), PyTorch's
 word_language_model loop (batchify into 32 streams, batches of 64 steps in order,
 hidden states carried detached, validation in 10 streams), Adam(2e-3), clip_grad_norm_
-5.0, cosine annealing to lr/10 stepped per epoch, 5 epochs.
+5.0, cosine annealing to lr/10 stepped per epoch, 5 epochs; optionally more layers and word_language_model's
+dropouts (nn.Dropout on the embedding's output and before the head, nn.LSTM's between
+layers), as the example's flags of the same names.
 
 Usage: python3 benches/char_lm_pytorch.py [--epochs 5] [--threads 2] [--max-chars N]
+       [--layers L] [--dropout P] [--input-dropout P] [--output-dropout P]
 Prints validation perplexity and seconds per epoch.
 """
 import argparse, math, time
@@ -23,6 +26,10 @@ ap.add_argument("--seq-len", type=int, default=64)
 ap.add_argument("--batch-size", type=int, default=32)
 ap.add_argument("--lr", type=float, default=2e-3)
 ap.add_argument("--seed", type=int, default=7)
+ap.add_argument("--layers", type=int, default=1)
+ap.add_argument("--dropout", type=float, default=0.0)
+ap.add_argument("--input-dropout", type=float, default=0.0)
+ap.add_argument("--output-dropout", type=float, default=0.0)
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(a.seed)
@@ -46,14 +53,16 @@ class LM(torch.nn.Module):
     def __init__(s):
         super().__init__()
         s.embed = torch.nn.Embedding(V, a.embed)
-        s.rnn = torch.nn.LSTM(a.embed, a.hidden)
+        s.drop_in = torch.nn.Dropout(a.input_dropout)
+        s.rnn = torch.nn.LSTM(a.embed, a.hidden, a.layers, dropout=a.dropout)
+        s.drop_out = torch.nn.Dropout(a.output_dropout)
         s.head = torch.nn.Linear(a.hidden, V)
     def forward(s, x, h):
-        y, h = s.rnn(s.embed(x), h)
-        return s.head(y), h
+        y, h = s.rnn(s.drop_in(s.embed(x)), h)
+        return s.head(s.drop_out(y)), h
 
 def zeros(b):
-    z = torch.zeros(1, b, a.hidden)
+    z = torch.zeros(a.layers, b, a.hidden)
     return (z, z.clone())
 
 model = LM()
