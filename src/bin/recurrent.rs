@@ -235,8 +235,8 @@ struct TrainArgs {
     #[arg(long, default_value_t = 35, requires = "stateful")]
     seq_len: usize,
     /// Dropout on the output of every recurrent layer but the last (nn.LSTM's
-    /// dropout), in [0, 1); training only. With --model or --resume it replaces the
-    /// model's. CPU path only so far.
+    /// dropout), in [0, 1); training only, on either device (the same masks). With
+    /// --model or --resume it replaces the model's.
     #[arg(long)]
     dropout: Option<f32>,
     /// Dropout on the stack's input (the features or the embedding's output), in [0, 1).
