@@ -22,40 +22,86 @@ const CASES: [&str; 3] = [
     "rnn-3layer-last-ce",
 ];
 
+/// One case of `tests/dropout`: the model (with its dropout), the batch, the
+/// loss, the training step whose masks PyTorch applied, and its results.
+struct MaskCase {
+    name: &'static str,
+    seed: u64,
+    model: Model,
+    data: recurrent::Dataset,
+    loss: Loss,
+    step: u64,
+    expected: st::File,
+}
+
+impl MaskCase {
+    fn load(name: &'static str) -> MaskCase {
+        let dir = cases_dir().join(name);
+        let case: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+        MaskCase {
+            name,
+            seed: case["seed"].as_u64().unwrap(),
+            model: checkpoint::load(dir.join("model.safetensors")).unwrap(),
+            data: dataset::load(dir.join("data.safetensors")).unwrap(),
+            loss: Loss::parse(case["loss"].as_str().unwrap()).unwrap(),
+            step: case["step"].as_u64().unwrap(),
+            expected: st::read(&dir.join("expected.safetensors")).unwrap(),
+        }
+    }
+
+    /// PyTorch's value of `name` (`loss`, `grad.<parameter>`).
+    fn want(&self, name: &str) -> Vec<f32> {
+        self.expected.tensors[name]
+            .floats("expected", name)
+            .unwrap()
+    }
+
+    /// `loss` and `grads` (one step's, under its masks) against PyTorch's,
+    /// within GOLDEN_OUTPUT; `path` names them in a failure.
+    fn check(&self, path: &str, loss: f32, grads: &[f32]) {
+        let name = self.name;
+        assert_close(
+            &format!("{name}: {path} loss"),
+            &[loss],
+            &self.want("loss"),
+            GOLDEN_OUTPUT,
+        );
+        for e in &self.model.layout().entries {
+            assert_close(
+                &format!("{name}: {path} grad of {}", e.name),
+                &grads[e.range()],
+                &self.want(&format!("grad.{}", e.name)),
+                GOLDEN_OUTPUT,
+            );
+        }
+    }
+}
+
 /// Loss and every gradient of one step under the masks, against PyTorch
 /// with the same masks applied by hand (input, between layers, output;
 /// embedding, bidirectional, both outputs, both losses, every cell).
 #[test]
 fn gradients_under_our_masks_match_pytorch_with_the_same_masks() {
     for name in CASES {
-        let dir = cases_dir().join(name);
-        let case: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
-        let model = checkpoint::load(dir.join("model.safetensors")).unwrap();
-        let d = model.config().dropout;
+        let c = MaskCase::load(name);
+        let d = c.model.config().dropout;
         assert!(
             !d.is_off(),
             "{name}: the checkpoint's metadata keeps the dropout"
         );
-        assert_eq!(d.seed, case["seed"].as_u64().unwrap(), "{name}: seed");
-        let data = dataset::load(dir.join("data.safetensors")).unwrap();
-        let loss = Loss::parse(case["loss"].as_str().unwrap()).unwrap();
-        let step = case["step"].as_u64().unwrap();
-        let expected = st::read(&dir.join("expected.safetensors")).unwrap();
-        let want = |n: &str| expected.tensors[n].floats("expected", n).unwrap();
-        let (l, g) = model.gradients_with_dropout(&data, loss, step).unwrap();
-        assert_close(&format!("{name}: loss"), &[l], &want("loss"), GOLDEN_OUTPUT);
-        for e in &model.layout().entries {
-            assert_close(
-                &format!("{name}: grad of {}", e.name),
-                &g[e.range()],
-                &want(&format!("grad.{}", e.name)),
-                GOLDEN_OUTPUT,
-            );
-        }
+        assert_eq!(d.seed, c.seed, "{name}: seed");
+        let (l, g) = c
+            .model
+            .gradients_with_dropout(&c.data, c.loss, c.step)
+            .unwrap();
+        c.check("CPU", l, &g);
         // The masks matter: without them, or at another step, the gradients differ.
-        let (_, plain) = model.loss_and_gradients(&data, loss).unwrap();
-        let (_, other) = model.gradients_with_dropout(&data, loss, step + 1).unwrap();
+        let (_, plain) = c.model.loss_and_gradients(&c.data, c.loss).unwrap();
+        let (_, other) = c
+            .model
+            .gradients_with_dropout(&c.data, c.loss, c.step + 1)
+            .unwrap();
         for v in [plain, other] {
             assert!(
                 deviation(&v, &g).max_abs > 1e-3,
@@ -65,9 +111,11 @@ fn gradients_under_our_masks_match_pytorch_with_the_same_masks() {
     }
 }
 
-fn small(d: Dropout) -> (Model, recurrent::Dataset) {
+/// A 2-layer LSTM case with output `output` and dropout `d`, and its batch.
+fn small_with(output: OutputMode, d: Dropout) -> (Model, recurrent::Dataset) {
     let case = Case {
         layers: 2,
+        output,
         ..Case::new(Cell::Lstm)
     };
     let m = case.model(3);
@@ -76,6 +124,10 @@ fn small(d: Dropout) -> (Model, recurrent::Dataset) {
         Model::from_params(cfg, m.params().to_vec()).unwrap(),
         case.data(Loss::Ce, 4),
     )
+}
+
+fn small(d: Dropout) -> (Model, recurrent::Dataset) {
+    small_with(OutputMode::Last, d)
 }
 
 const SOME: Dropout = Dropout {
@@ -247,48 +299,29 @@ fn gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path() {
         return;
     };
     for name in CASES {
-        let dir = cases_dir().join(name);
-        let case: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
-        let model = checkpoint::load(dir.join("model.safetensors")).unwrap();
-        let data = dataset::load(dir.join("data.safetensors")).unwrap();
-        let loss = Loss::parse(case["loss"].as_str().unwrap()).unwrap();
-        let step = case["step"].as_u64().unwrap();
-        let expected = st::read(&dir.join("expected.safetensors")).unwrap();
-        let want = |n: &str| expected.tensors[n].floats("expected", n).unwrap();
-        let mut g = recurrent::gpu::GpuModel::new(gpu.clone(), &model).unwrap();
-        let (l, grads) = g.gradients_with_dropout(&data, loss, step).unwrap();
-        let (cl, cpu) = model.gradients_with_dropout(&data, loss, step).unwrap();
-        assert_close(
-            &format!("{name}: GPU loss"),
-            &[l],
-            &want("loss"),
-            GOLDEN_OUTPUT,
-        );
+        let c = MaskCase::load(name);
+        let (model, data, loss, step) = (&c.model, &c.data, c.loss, c.step);
+        let mut g = recurrent::gpu::GpuModel::new(gpu.clone(), model).unwrap();
+        let (l, grads) = g.gradients_with_dropout(data, loss, step).unwrap();
+        c.check("GPU", l, &grads);
+        let (cl, cpu) = model.gradients_with_dropout(data, loss, step).unwrap();
         assert_close(&format!("{name}: GPU vs CPU loss"), &[l], &[cl], LOSS);
         for e in &model.layout().entries {
-            let r = e.range();
-            assert_close(
-                &format!("{name}: GPU grad of {}", e.name),
-                &grads[r.clone()],
-                &want(&format!("grad.{}", e.name)),
-                GOLDEN_OUTPUT,
-            );
             assert_close(
                 &format!("{name}: GPU vs CPU grad of {}", e.name),
-                &grads[r.clone()],
-                &cpu[r],
+                &grads[e.range()],
+                &cpu[e.range()],
                 GRADIENTS,
             );
         }
-        let (_, other) = g.gradients_with_dropout(&data, loss, step + 1).unwrap();
+        let (_, other) = g.gradients_with_dropout(data, loss, step + 1).unwrap();
         assert!(
             deviation(&other, &grads).max_abs > 1e-3,
             "{name}: the GPU's masks do not change with the step"
         );
         // Plain gradients afterwards: the masks are off again.
-        let (_, plain) = g.loss_and_gradients(&data, loss).unwrap();
-        let (_, cpu_plain) = model.loss_and_gradients(&data, loss).unwrap();
+        let (_, plain) = g.loss_and_gradients(data, loss).unwrap();
+        let (_, cpu_plain) = model.loss_and_gradients(data, loss).unwrap();
         assert_close(&format!("{name}: GPU plain"), &plain, &cpu_plain, GRADIENTS);
     }
 }
@@ -305,15 +338,7 @@ fn gpu_training_with_dropout_follows_the_cpu_path_and_evaluation_never_drops() {
         return;
     };
     for output in [OutputMode::Last, OutputMode::Sequence] {
-        let case = Case {
-            layers: 2,
-            output,
-            ..Case::new(Cell::Lstm)
-        };
-        let base = case.model(3);
-        let cfg = base.config().clone().dropout(SOME);
-        let m = Model::from_params(cfg, base.params().to_vec()).unwrap();
-        let data = case.data(Loss::Ce, 4);
+        let (m, data) = small_with(output, SOME);
         let opts = StepOptions {
             loss: Loss::Ce,
             clip: None,
@@ -337,7 +362,8 @@ fn gpu_training_with_dropout_follows_the_cpu_path_and_evaluation_never_drops() {
             "{output:?}: nothing trained"
         );
         let out = g.forward(&data).unwrap();
-        let plain = Model::from_params(base.config().clone(), trained).unwrap();
+        let plain_cfg = m.config().clone().dropout(Dropout::default());
+        let plain = Model::from_params(plain_cfg, trained).unwrap();
         let mut gp = recurrent::gpu::GpuModel::new(gpu.clone(), &plain).unwrap();
         let want = gp.forward(&data).unwrap();
         assert!(

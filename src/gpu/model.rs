@@ -450,32 +450,31 @@ impl GpuModel {
             }
             None => {}
         }
-        if ws.dropout.len > 0 {
-            // Off until a training step turns it on (`set_dropout_step`).
-            q.write_buffer(
-                &plan.ints,
-                ws.dropout.off as u64 * 4,
-                bytemuck::cast_slice(&[0i32, 0]),
-            );
-        }
         self.write_initial_states((b, t), data.states.as_ref());
+        // Off until a training step turns it on.
+        self.set_dropout_step((b, t), None);
         Ok((b, t))
     }
 
     /// Turns the dropout of the batch uploaded into plan `key` on, with the
     /// masks of training step `step` (the optimizer's count after it, from
-    /// 1: [`crate::dropout::StepKey`]); nothing for a model without dropout.
-    fn set_dropout_step(&self, key: (usize, usize), step: u64) {
+    /// 1: [`crate::dropout::StepKey`]), or off (`None`); nothing for a model
+    /// without dropout.
+    fn set_dropout_step(&self, key: (usize, usize), step: Option<u64>) {
         let plan = &self.plans[&key];
         let region = plan.ws.dropout;
         if region.len == 0 {
             return;
         }
-        let k = crate::dropout::StepKey::new(self.config.dropout.seed, step).0;
+        let seed = self.config.dropout.seed;
+        let flag = match step {
+            Some(s) => [crate::dropout::StepKey::new(seed, s).0 as i32, 1],
+            None => [0, 0],
+        };
         self.ctx.queue.write_buffer(
             &plan.ints,
             region.off as u64 * 4,
-            bytemuck::cast_slice(&[k as i32, 1]),
+            bytemuck::cast_slice(&flag),
         );
     }
 
@@ -543,7 +542,7 @@ impl GpuModel {
         step: Option<u64>,
     ) -> Result<(f32, Vec<f32>)> {
         let key = self.upload_batch(data, Some(loss))?;
-        if let Some(step) = step {
+        if step.is_some() {
             self.set_dropout_step(key, step);
         }
         let enc = self.encode(key, Some(loss), true, None)?;
@@ -671,7 +670,7 @@ impl GpuModel {
         opt.validate()?;
         let slot = self.stats.free_slot(&self.ctx)?;
         let key = self.upload_batch(data, Some(opts.loss))?;
-        self.set_dropout_step(key, opt.step + 1);
+        self.set_dropout_step(key, Some(opt.step + 1));
         self.set_optimizer_args(key, opts, opt);
         let mut enc = self.encode(key, Some(opts.loss), true, Some(opt))?;
         let plan = &self.plans[&key];
