@@ -209,6 +209,7 @@ fn cpu_layer(c: &mut Criterion) {
                     w_hh: &w_hh,
                     b_ih: &b_ih,
                     b_hh: &b_hh,
+                    h_mask: None,
                 };
                 let saved = layer::forward(&d, w, &x, None, None, None);
                 let [gw_ih, gw_hh, gb_ih, gb_hh] = &mut grads;

@@ -139,6 +139,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             input: args.input_dropout,
             output: args.output_dropout,
             seed: args.seed,
+            ..Dropout::default()
         });
     let mut model = Model::new(cfg, &Init::seed(args.seed))?;
     println!(

@@ -219,6 +219,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         input: args.input_dropout,
         output: args.output_dropout,
         seed: args.seed,
+        ..Dropout::default()
     };
     let cfg = ModelConfig::new(Cell::Lstm, args.embed, args.hidden, classes.len())
         .embedding(vocab.len())

@@ -11,10 +11,13 @@
 //! - `input`: the stack's input (the features, or the embedding's output);
 //! - `dropout`: the output of every recurrent layer but the last;
 //! - `output`: the top layer's output before the head (its final states for
-//!   `last`, every step for `sequence`).
+//!   `last`, every step for `sequence`);
+//! - `recurrent` (variational, Gal and Ghahramani 2016): the state feeding
+//!   `W_hh`, one `[B, H]` mask per layer-direction, the same at every step
+//!   (only the recurrent product sees it: the GRU's `z·h_prev` term and the
+//!   LSTM's cell state do not). CPU path only so far.
 //!
-//! The GPU path draws the same masks (`shaders/dropout.wgsl`). Recurrent
-//! (variational) dropout on the state feeding `W_hh` is not here yet.
+//! The GPU path draws the same masks (`shaders/dropout.wgsl`) for the first three.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,9 @@ pub struct Dropout {
     /// On the top layer's output before the head.
     #[serde(default)]
     pub output: f32,
+    /// On the state feeding `W_hh`, one mask per sequence for all steps.
+    #[serde(default)]
+    pub recurrent: f32,
     /// Seed of the masks (with the step, it picks them).
     #[serde(default)]
     pub seed: u64,
@@ -39,7 +45,7 @@ pub struct Dropout {
 impl Dropout {
     /// No dropout anywhere.
     pub fn is_off(&self) -> bool {
-        self.dropout == 0.0 && self.input == 0.0 && self.output == 0.0
+        self.dropout == 0.0 && self.input == 0.0 && self.output == 0.0 && self.recurrent == 0.0
     }
 
     /// The probability at `site`.
@@ -48,6 +54,7 @@ impl Dropout {
             Site::Input => self.input,
             Site::Between(_) => self.dropout,
             Site::Output => self.output,
+            Site::Recurrent(_) => self.recurrent,
         }
     }
 
@@ -57,6 +64,7 @@ impl Dropout {
             ("dropout", self.dropout),
             ("input dropout", self.input),
             ("output dropout", self.output),
+            ("recurrent dropout", self.recurrent),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return Err(Error::Config(format!(
@@ -77,6 +85,9 @@ pub enum Site {
     Between(usize),
     /// The head's input: `[B, D·H]` (`last`) or `[T, B, D·H]` (`sequence`).
     Output,
+    /// The state feeding `W_hh` in layer-direction `k` (layer · directions +
+    /// direction): `[B, H]`, the same at every step.
+    Recurrent(usize),
 }
 
 impl Site {
@@ -86,6 +97,7 @@ impl Site {
             Site::Input => 1,
             Site::Output => 2,
             Site::Between(k) => 0x100 + k as u32,
+            Site::Recurrent(k) => 0x200 + k as u32,
         }
     }
 }
@@ -157,6 +169,17 @@ impl StepDropout {
         self.rates.p(site)
     }
 
+    /// The mask of `site` over `n` elements (0 or the scale each), or `None`
+    /// when its probability is 0.
+    pub fn mask(&self, site: Site, n: usize) -> Option<Vec<f32>> {
+        let p = self.p(site);
+        if p == 0.0 {
+            return None;
+        }
+        let (rate, key) = (Rate::new(p), self.key.site(site));
+        Some((0..n).map(|i| rate.at(key, i as u32)).collect())
+    }
+
     /// Multiplies `v` (a site's activations or their gradient, element `i`
     /// at `v[i]`) by the site's mask; nothing when its probability is 0.
     pub fn apply(&self, site: Site, v: &mut [f32]) {
@@ -197,6 +220,7 @@ mod tests {
                     dropout: p,
                     input: p,
                     output: p,
+                    recurrent: p,
                     seed: 7,
                 },
                 key: StepKey::new(7, 3),
@@ -215,11 +239,14 @@ mod tests {
                 w
             };
             assert_eq!(other(StepKey::new(7, 3), Site::Input), v, "repeats");
+            assert_eq!(d.mask(Site::Input, n).unwrap(), v, "mask is apply on ones");
             for w in [
                 other(StepKey::new(7, 4), Site::Input),
                 other(StepKey::new(8, 3), Site::Input),
                 other(StepKey::new(7, 3), Site::Output),
                 other(StepKey::new(7, 3), Site::Between(1)),
+                other(StepKey::new(7, 3), Site::Recurrent(0)),
+                d.mask(Site::Recurrent(1), n).unwrap(),
             ] {
                 let same = v.iter().zip(&w).filter(|(a, b)| a == b).count() as f64;
                 // Two independent masks agree on q² + (1-q)² of the elements.

@@ -82,6 +82,7 @@ fn counts(d: &Dims, lengths: bool) -> (usize, usize) {
         w_hh: &w_hh,
         b_ih: &b_ih,
         b_hh: &b_hh,
+        h_mask: None,
     };
     let x = val(d.t * d.b * d.i, 5);
     let dy = val(d.t * d.b * d.h, 6);

@@ -116,6 +116,7 @@ fn models() -> Vec<Traced> {
                 input: 0.2,
                 output: 0.4,
                 seed: 1,
+                ..Dropout::default()
             },
             ..traced(
                 "gru 2 layers bidirectional last dropout",

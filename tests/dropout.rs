@@ -16,10 +16,14 @@ fn cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dropout")
 }
 
-const CASES: [&str; 3] = [
+const CASES: [&str; 6] = [
     "lstm-2layer-embed-seq-ce",
     "gru-bidir-2layer-last-mse",
     "rnn-3layer-last-ce",
+    // Recurrent dropout too (the GPU path refuses to train with it).
+    "lstm-bidir-2layer-recurrent-last-ce",
+    "gru-embed-recurrent-seq-ce",
+    "rnn-2layer-recurrent-last-mse",
 ];
 
 /// One case of `tests/dropout`: the model (with its dropout), the batch, the
@@ -79,8 +83,8 @@ impl MaskCase {
 }
 
 /// Loss and every gradient of one step under the masks, against PyTorch
-/// with the same masks applied by hand (input, between layers, output;
-/// embedding, bidirectional, both outputs, both losses, every cell).
+/// with the same masks applied by hand (input, between layers, output,
+/// recurrent; embedding, bidirectional, both outputs, both losses, every cell).
 #[test]
 fn gradients_under_our_masks_match_pytorch_with_the_same_masks() {
     for name in CASES {
@@ -134,15 +138,20 @@ const SOME: Dropout = Dropout {
     dropout: 0.3,
     input: 0.2,
     output: 0.4,
+    recurrent: 0.0,
     seed: 5,
 };
 
 /// A training step computes the gradients of its own step's masks (the
 /// optimizer's count after it), and SGD applies them; forward and evaluation
-/// never drop; probabilities of 0 train bit for bit as no dropout.
+/// never drop; probabilities of 0 train bit for bit as no dropout. (Every
+/// site, recurrent included.)
 #[test]
 fn a_training_step_uses_its_steps_masks_and_evaluation_none() {
-    let (m, data) = small(SOME);
+    let (m, data) = small(Dropout {
+        recurrent: 0.25,
+        ..SOME
+    });
     let (plain, _) = small(Dropout::default());
     let opts = StepOptions {
         loss: Loss::Ce,
@@ -220,7 +229,8 @@ fn bad_probabilities_are_refused() {
     }
 }
 
-/// `recurrent train --dropout --input-dropout --output-dropout` trains a
+/// `recurrent train --dropout --input-dropout --output-dropout
+/// --recurrent-dropout` trains a
 /// 2-layer model with dropout and saves it in the checkpoint; `--dropout 1`
 /// is refused and writes nothing.
 #[test]
@@ -261,6 +271,8 @@ fn the_cli_trains_with_dropout_and_refuses_bad_probabilities() {
             "0.1",
             "--output-dropout",
             "0.2",
+            "--recurrent-dropout",
+            "0.25",
             "--seed",
             "4",
             "--save",
@@ -285,14 +297,16 @@ fn the_cli_trains_with_dropout_and_refuses_bad_probabilities() {
             dropout: 0.3,
             input: 0.1,
             output: 0.2,
+            recurrent: 0.25,
             seed: 4
         }
     );
 }
 
 /// The GPU path's masks (`dropout.wgsl`) are the CPU path's: on every
-/// PyTorch case its gradients under a step's masks match PyTorch's and the
-/// CPU path's, and change with the step.
+/// PyTorch case without recurrent dropout its gradients under a step's masks
+/// match PyTorch's and the CPU path's, and change with the step; the cases
+/// with recurrent dropout, which has no GPU kernels yet, are refused.
 #[test]
 fn gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path() {
     let Some(gpu) = gpu("gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path") else {
@@ -302,6 +316,17 @@ fn gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path() {
         let c = MaskCase::load(name);
         let (model, data, loss, step) = (&c.model, &c.data, c.loss, c.step);
         let mut g = recurrent::gpu::GpuModel::new(gpu.clone(), model).unwrap();
+        if model.config().dropout.recurrent > 0.0 {
+            let e = g
+                .gradients_with_dropout(data, loss, step)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("recurrent dropout") && e.contains("--device cpu"),
+                "{e}"
+            );
+            continue;
+        }
         let (l, grads) = g.gradients_with_dropout(data, loss, step).unwrap();
         c.check("GPU", l, &grads);
         let (cl, cpu) = model.gradients_with_dropout(data, loss, step).unwrap();
@@ -324,6 +349,34 @@ fn gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path() {
         let (_, cpu_plain) = model.loss_and_gradients(data, loss).unwrap();
         assert_close(&format!("{name}: GPU plain"), &plain, &cpu_plain, GRADIENTS);
     }
+}
+
+/// Recurrent dropout has no GPU kernels yet: a GPU training step refuses a
+/// model with it (leaving the weights as they were) rather than train it
+/// without.
+#[test]
+fn the_gpu_path_refuses_to_train_with_recurrent_dropout() {
+    let Some(gpu) = gpu("the_gpu_path_refuses_to_train_with_recurrent_dropout") else {
+        return;
+    };
+    let (m, data) = small(Dropout {
+        recurrent: 0.2,
+        ..SOME
+    });
+    let mut g = recurrent::gpu::GpuModel::new(gpu.clone(), &m).unwrap();
+    let opts = StepOptions {
+        loss: Loss::Ce,
+        clip: None,
+    };
+    let e = g
+        .train_step(&data, &opts, &mut Optimizer::sgd(0.1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("recurrent dropout") && e.contains("--device cpu"),
+        "{e}"
+    );
+    assert_eq!(g.download().unwrap(), m.params());
 }
 
 /// Training steps with dropout on the GPU (both outputs, so the head's

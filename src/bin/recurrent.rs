@@ -245,6 +245,10 @@ struct TrainArgs {
     /// Dropout on the top layer's output before the head, in [0, 1).
     #[arg(long)]
     output_dropout: Option<f32>,
+    /// Recurrent (variational) dropout on the state feeding W_hh, one mask per
+    /// sequence for all its steps, in [0, 1). CPU path only so far.
+    #[arg(long)]
+    recurrent_dropout: Option<f32>,
     /// Seed for initialisation, shuffling and the dropout masks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -399,7 +403,11 @@ fn new_model(a: &TrainArgs, data: &Dataset) -> Result<Model> {
 /// The model with the dropout the flags give (the others as the model has
 /// them, the seed `--seed`); unchanged without dropout flags.
 fn with_dropout(model: Model, a: &TrainArgs) -> Result<Model> {
-    if a.dropout.is_none() && a.input_dropout.is_none() && a.output_dropout.is_none() {
+    if a.dropout.is_none()
+        && a.input_dropout.is_none()
+        && a.output_dropout.is_none()
+        && a.recurrent_dropout.is_none()
+    {
         return Ok(model);
     }
     let was = model.config().dropout;
@@ -407,6 +415,7 @@ fn with_dropout(model: Model, a: &TrainArgs) -> Result<Model> {
         dropout: a.dropout.unwrap_or(was.dropout),
         input: a.input_dropout.unwrap_or(was.input),
         output: a.output_dropout.unwrap_or(was.output),
+        recurrent: a.recurrent_dropout.unwrap_or(was.recurrent),
         seed: a.seed,
     };
     // from_params validates the probabilities with the rest of the config.

@@ -19,7 +19,8 @@
 use super::dims::Dims;
 use super::gemm::{add_column_sums, gemm, gemm_batch, Product};
 use super::recur::{
-    backward_part, forward_part, BackwardPart, ForwardPart, Packed, StepInput, UnitsForward,
+    backward_part, forward_part, mask_into, BackwardPart, ForwardPart, Packed, StepInput,
+    UnitsForward,
 };
 use super::scratch;
 use super::threads::{for_parts, row_blocks, split_slots};
@@ -53,6 +54,9 @@ pub struct Weights<'a> {
     pub b_ih: &'a [f32],
     /// `[G*H]`
     pub b_hh: &'a [f32],
+    /// Recurrent dropout's mask `[B, H]` on the state feeding `W_hh`, the
+    /// same at every step (see [`crate::dropout`]); `None` outside training.
+    pub h_mask: Option<&'a [f32]>,
 }
 
 /// What forward keeps for backward.
@@ -173,6 +177,7 @@ fn forward_with(
             bias: &step_bias,
             w_hh: w.w_hh,
             lengths,
+            h_mask: w.h_mask,
             hs: &mut s.hs,
             cs: &mut s.cs,
             gates: &mut s.gates,
@@ -204,6 +209,7 @@ fn forward_with(
             input,
             w: &packed,
             lengths,
+            h_mask: w.h_mask,
             hs,
             cs: cs.next().unwrap_or_default(),
             gates: gates.next().unwrap_or_default(),
@@ -268,6 +274,7 @@ pub fn backward(
             rows: r[1] - r[0],
             w: &packed,
             lengths,
+            h_mask: w.h_mask,
             gates: &s.gates,
             hs: &s.hs,
             cs: &s.cs,
@@ -289,6 +296,15 @@ pub fn backward(
     // independent products, run together (see `gemm_batch`).
     // prev(t) for all t is one contiguous block: slots 0..T (forward) or 1..T+1 (reverse).
     let prev0 = d.prev_slot(0) * bh;
+    let h_prev = &s.hs[prev0..prev0 + t_len * bh];
+    // Under recurrent dropout the product saw the states with their mask.
+    let masked = w.h_mask.map(|m| {
+        let mut v = scratch::for_overwrite(t_len * bh);
+        for (slot, prev) in v.chunks_exact_mut(bh).zip(h_prev.chunks_exact(bh)) {
+            mask_into(slot, prev, m);
+        }
+        v
+    });
     let mut products = vec![
         Product {
             m: gh_w,
@@ -306,7 +322,7 @@ pub fn backward(
             k: t_len * b,
             a: dgh,
             ta: true,
-            b: &s.hs[prev0..prev0 + t_len * bh],
+            b: masked.as_deref().unwrap_or(h_prev),
             tb: false,
             c: g.w_hh,
         },
@@ -338,6 +354,9 @@ pub fn backward(
     }
     scratch::recycle(dgx);
     scratch::recycle(dgh_sep);
+    if let Some(v) = masked {
+        scratch::recycle(v);
+    }
     Grads { dh0, dc0 }
 }
 
@@ -363,8 +382,10 @@ mod tests {
     }
 
     /// A layer-direction's weights, input, initial states and lengths
-    /// (`1 + row % T`), deterministic.
+    /// (`1 + row % T`), deterministic; with `masked`, a recurrent dropout
+    /// mask (every third unit dropped, the rest scaled by 1.5).
     struct Fixture {
+        h_mask: Option<Vec<f32>>,
         w_ih: Vec<f32>,
         w_hh: Vec<f32>,
         b_ih: Vec<f32>,
@@ -376,9 +397,14 @@ mod tests {
     }
 
     impl Fixture {
-        fn new(d: &Dims, scale: f32) -> Self {
+        fn new(d: &Dims, scale: f32, masked: bool) -> Self {
             let gw = d.gh();
             Fixture {
+                h_mask: masked.then(|| {
+                    (0..d.b * d.h)
+                        .map(|k| if k % 3 == 0 { 0.0 } else { 1.5 })
+                        .collect()
+                }),
                 w_ih: val(gw * d.i, 1, scale),
                 w_hh: val(gw * d.h, 2, scale),
                 b_ih: val(gw, 3, scale),
@@ -396,6 +422,7 @@ mod tests {
                 w_hh: &self.w_hh,
                 b_ih: &self.b_ih,
                 b_hh: &self.b_hh,
+                h_mask: self.h_mask.as_deref(),
             }
         }
 
@@ -408,9 +435,9 @@ mod tests {
     }
 
     /// Runs forward and backward of one layer-direction; returns every output and gradient.
-    fn run(d: &Dims, lengths: Option<&[usize]>) -> Vec<Vec<f32>> {
+    fn run(d: &Dims, lengths: Option<&[usize]>, masked: bool) -> Vec<Vec<f32>> {
         let gw = d.gh();
-        let f = Fixture::new(d, 0.4);
+        let f = Fixture::new(d, 0.4, masked);
         let (w, x, h0, c0) = (f.weights(), &f.x, &f.h0, &f.c0);
         let val = |n, seed| val(n, seed, 0.4);
         let s = forward(d, w, x, lengths, Some(h0), Some(c0));
@@ -450,10 +477,14 @@ mod tests {
 
     /// LSTM and RNN fold the input projection into the step's product when the
     /// weights are small and not when they are large; both ways give the same
-    /// states and saved gates (to rounding), with lengths and in reverse.
+    /// states and saved gates (to rounding), with lengths and in reverse,
+    /// with and without a recurrent dropout mask.
     #[test]
     fn joint_and_projected_steps_agree() {
-        for cell in [Cell::Lstm, Cell::Rnn] {
+        for (cell, masked) in [Cell::Lstm, Cell::Rnn]
+            .into_iter()
+            .flat_map(|c| [(c, false), (c, true)])
+        {
             for reverse in [false, true] {
                 let d = Dims {
                     cell,
@@ -464,14 +495,14 @@ mod tests {
                     h: 33,
                     reverse,
                 };
-                let f = Fixture::new(&d, 0.6);
+                let f = Fixture::new(&d, 0.6, masked);
                 let (a, p) = (f.forward(&d, true, None), f.forward(&d, false, None));
                 for (u, v) in [(&a.hs, &p.hs), (&a.cs, &p.cs), (&a.gates, &p.gates)] {
                     assert_eq!(u.len(), v.len());
                     for (x, y) in u.iter().zip(v.iter()) {
                         assert!(
                             (x - y).abs() <= 1e-5,
-                            "{cell:?} reverse={reverse}: {x} vs {y}"
+                            "{cell:?} reverse={reverse} masked={masked}: {x} vs {y}"
                         );
                     }
                 }
@@ -482,10 +513,10 @@ mod tests {
     /// An LSTM with large recurrent weights splits the units across threads
     /// instead of the batch; every output is computed by the same arithmetic,
     /// so states and saved gates are the same bits (lengths, both directions,
-    /// unit blocks of uneven sizes).
+    /// unit blocks of uneven sizes, with and without a recurrent dropout mask).
     #[test]
     fn the_units_split_gives_the_same_bits_as_the_batch_split() {
-        for reverse in [false, true] {
+        for (reverse, masked) in [(false, false), (true, false), (false, true), (true, true)] {
             for (h, parts) in [(40, 3), (64, 2), (7, 2)] {
                 let d = Dims {
                     cell: Cell::Lstm,
@@ -496,7 +527,7 @@ mod tests {
                     h,
                     reverse,
                 };
-                let f = Fixture::new(&d, 0.6);
+                let f = Fixture::new(&d, 0.6, masked);
                 let run = |units| f.forward(&d, false, units);
                 let (rows, units) = (run(None), run(Some(parts)));
                 for (u, v) in [
@@ -508,7 +539,7 @@ mod tests {
                         u.iter()
                             .zip(v.iter())
                             .all(|(p, q)| p.to_bits() == q.to_bits()),
-                        "h={h} parts={parts} reverse={reverse}"
+                        "h={h} parts={parts} reverse={reverse} masked={masked}"
                     );
                 }
             }
@@ -517,7 +548,7 @@ mod tests {
 
     /// The threads split the batch; every row's arithmetic is the same whatever
     /// their number, so results are bit-identical with one thread and with four
-    /// (odd batch, lengths, both directions, every cell).
+    /// (odd batch, lengths, both directions, every cell, a recurrent dropout mask).
     #[test]
     fn results_do_not_depend_on_the_number_of_threads() {
         let pool = |n| {
@@ -540,14 +571,18 @@ mod tests {
                 };
                 assert!(d.t * d.b * d.gh() * d.h >= 1 << 21, "too small to be split");
                 let lengths: Vec<usize> = (0..d.b).map(|r| 1 + r % d.t).collect();
-                for lengths in [None, Some(&lengths[..])] {
-                    let a = one.install(|| run(&d, lengths));
-                    let b = four.install(|| run(&d, lengths));
+                for (lengths, masked) in [
+                    (None, false),
+                    (Some(&lengths[..]), false),
+                    (Some(&lengths[..]), true),
+                ] {
+                    let a = one.install(|| run(&d, lengths, masked));
+                    let b = four.install(|| run(&d, lengths, masked));
                     assert!(four.install(|| row_blocks(d.b, usize::MAX).len()) > 2);
                     for (k, (x, y)) in a.iter().zip(&b).enumerate() {
                         assert!(
                             x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
-                            "{cell:?} reverse={reverse} lengths={}: output {k} differs",
+                            "{cell:?} reverse={reverse} lengths={} masked={masked}: output {k} differs",
                             lengths.is_some()
                         );
                     }

@@ -84,14 +84,26 @@ fn dims(cfg: &ModelConfig, k: usize, dir: usize, t: usize, b: usize) -> Dims {
     }
 }
 
-fn weights<'a>(layout: &Layout, p: &'a [f32], idx: usize) -> Weights<'a> {
+/// Layer-direction `idx`'s weights, and recurrent dropout's mask `h_mask` if any.
+fn weights<'a>(
+    layout: &Layout,
+    p: &'a [f32],
+    idx: usize,
+    h_mask: Option<&'a [f32]>,
+) -> Weights<'a> {
     let s = &layout.layers[idx];
     Weights {
         w_ih: &p[s.w_ih.clone()],
         w_hh: &p[s.w_hh.clone()],
         b_ih: &p[s.b_ih.clone()],
         b_hh: &p[s.b_hh.clone()],
+        h_mask,
     }
+}
+
+/// Recurrent dropout's `[B, H]` mask of layer-direction `idx`, if the step has one.
+fn recurrent_mask(dropout: Option<&StepDropout>, idx: usize, bh: usize) -> Option<Vec<f32>> {
+    dropout.and_then(|d| d.mask(Site::Recurrent(idx), bh))
 }
 
 /// Batch-first `[B, T, F]` to time-major `[T, B, F]` (and back with `b`, `t` swapped).
@@ -162,7 +174,9 @@ pub fn forward_stack(
             let d = dims(cfg, k, dir, t, b);
             let h0 = init.h.as_ref().map(|v| &v[idx * bh..(idx + 1) * bh]);
             let c0 = init.c.as_ref().map(|v| &v[idx * bh..(idx + 1) * bh]);
-            let s = layer::forward(&d, weights(layout, p, idx), &inputs[k], lengths, h0, c0);
+            let mask = recurrent_mask(dropout.as_ref(), idx, bh);
+            let w = weights(layout, p, idx, mask.as_deref());
+            let s = layer::forward(&d, w, &inputs[k], lengths, h0, c0);
             for ti in 0..t {
                 let hs = &s.hs[d.out_slot(ti) * bh..(d.out_slot(ti) + 1) * bh];
                 for bi in 0..b {
@@ -414,9 +428,10 @@ pub fn backward_stack(
                 b_ih: g_bih,
                 b_hh: g_bhh,
             };
+            let mask = recurrent_mask(fc.dropout.as_ref(), idx, bh);
             let r = layer::backward(
                 &d,
-                weights(layout, p, idx),
+                weights(layout, p, idx, mask.as_deref()),
                 &fc.inputs[k],
                 &fc.saved[idx],
                 lengths,

@@ -448,6 +448,10 @@ pub struct ForwardPart<'a> {
     pub input: StepInput<'a>,
     pub w: &'a Packed,
     pub lengths: Option<&'a [usize]>,
+    /// Recurrent dropout's mask `[B, H]` (all rows) on the state feeding
+    /// `W_hh`, if any: the product reads `h_prev ⊙ mask`, the cell update
+    /// `h_prev` itself.
+    pub h_mask: Option<&'a [f32]>,
     /// `T+1` slots of this part's rows `[rows, H]`.
     pub hs: Vec<&'a mut [f32]>,
     /// As `hs`, LSTM only (else empty).
@@ -481,6 +485,13 @@ fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
     let d = p.d;
     let (b, h, gw, sv) = (d.b, d.h, d.gh(), d.saved());
     let mut gh = vec![0.0f32; p.rows * gw];
+    // This part's rows of the mask, and the masked state (recurrent dropout).
+    let mask = p.h_mask.map(|m| &m[p.r0 * h..(p.r0 + p.rows) * h]);
+    let mut masked = if mask.is_some() {
+        vec![0.0f32; p.rows * h]
+    } else {
+        Vec::new()
+    };
     for t in d.order() {
         let (ps, os) = (d.prev_slot(t), d.out_slot(t));
         // Each row's product starts from the biases, plus (LSTM and RNN
@@ -497,7 +508,13 @@ fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
             }
         }
         let h_prev = Src {
-            a: p.hs[ps],
+            a: match mask {
+                Some(m) => {
+                    mask_into(&mut masked, p.hs[ps], m);
+                    &masked
+                }
+                None => p.hs[ps],
+            },
             ld: h,
             k: h,
         };
@@ -555,6 +572,13 @@ fn forward_impl<const FMA: bool>(mut p: ForwardPart) {
     }
 }
 
+/// `out = v ⊙ mask`, element by element.
+pub fn mask_into(out: &mut [f32], v: &[f32], mask: &[f32]) {
+    for ((o, x), m) in out.iter_mut().zip(v).zip(mask) {
+        *o = x * m;
+    }
+}
+
 /// Runs one part's forward over the whole sequence.
 pub fn forward_part(p: ForwardPart) {
     simd_dispatch!(forward_impl(p: ForwardPart))
@@ -577,6 +601,8 @@ pub struct UnitsForward<'a> {
     /// `[4H, H]`, PyTorch layout.
     pub w_hh: &'a [f32],
     pub lengths: Option<&'a [usize]>,
+    /// As [`ForwardPart::h_mask`].
+    pub h_mask: Option<&'a [f32]>,
     /// `[T+1, B, H]` states, `[T, B, 4H]` saved gates (as [`ForwardPart`]'s, all rows).
     pub hs: &'a mut [f32],
     pub cs: &'a mut [f32],
@@ -608,13 +634,15 @@ struct UnitsPart {
     gh: Vec<f32>,
 }
 
-/// A step's state buffers, shared by the parts: each reads all of `hp`
-/// (every unit of the previous state) and writes only its own units of the
-/// rows of `ho`, `co` (`[B, H]`) and `sav` (`[B, 4H]`).
+/// A step's state buffers, shared by the parts: each reads all of `hr`
+/// (every unit of the previous state, as the product sees it) and writes
+/// only its own units of the rows of `ho`, `co` (`[B, H]`) and `sav` (`[B, 4H]`).
 #[derive(Clone, Copy)]
 struct UnitsBufs<'s> {
     t: usize,
     hp: &'s [f32],
+    /// The product's input: `hp`, or `hp ⊙ mask` under recurrent dropout.
+    hr: &'s [f32],
     cp: &'s [f32],
     ho: *mut f32,
     co: *mut f32,
@@ -655,7 +683,7 @@ fn units_step_impl<const FMA: bool>(
         }
     }
     let h_prev = Src {
-        a: s.hp,
+        a: s.hr,
         ld: h,
         k: h,
     };
@@ -737,13 +765,26 @@ impl UnitsForward<'_> {
             p.w = Packed::rows_transposed(w_hh, h, 4 * p.n, |j| col(p.u0, p.n, j))
         });
         let (gx, lengths) = (self.gx, self.lengths);
+        let mut masked = if self.h_mask.is_some() {
+            vec![0.0f32; bh]
+        } else {
+            Vec::new()
+        };
         for t in d.order() {
             let (ps, os) = (d.prev_slot(t), d.out_slot(t));
             let (hp, ho) = slot_pair(self.hs, bh, ps, os);
             let (cp, co) = slot_pair(self.cs, bh, ps, os);
+            let hr: &[f32] = match self.h_mask {
+                Some(m) => {
+                    mask_into(&mut masked, hp, m);
+                    &masked
+                }
+                None => hp,
+            };
             let bufs = UnitsBufs {
                 t,
                 hp,
+                hr,
                 cp,
                 ho: ho.as_mut_ptr(),
                 co: co.as_mut_ptr(),
@@ -773,6 +814,9 @@ pub struct BackwardPart<'a> {
     /// `W_hh` packed.
     pub w: &'a Packed,
     pub lengths: Option<&'a [usize]>,
+    /// As [`ForwardPart::h_mask`]: the recurrent product's gradient reaches
+    /// `h_prev` through it.
+    pub h_mask: Option<&'a [f32]>,
     /// Forward's saves, all rows: gates `[T, B, saved]`, states `[T+1, B, H]`.
     pub gates: &'a [f32],
     pub hs: &'a [f32],
@@ -807,6 +851,12 @@ fn backward_impl<'a, const FMA: bool>(mut p: BackwardPart<'a>) -> PartGrads {
     };
     let mut dh = vec![0.0f32; n];
     let mut direct = vec![0.0f32; n];
+    let mask = p.h_mask.map(|m| &m[r0 * h..r0 * h + n]);
+    let mut recurrent = if mask.is_some() {
+        vec![0.0f32; n]
+    } else {
+        Vec::new()
+    };
     let order: Vec<usize> = d.order().collect();
     for &t in order.iter().rev() {
         let (ps, os) = (d.prev_slot(t), d.out_slot(t));
@@ -859,8 +909,7 @@ fn backward_impl<'a, const FMA: bool>(mut p: BackwardPart<'a>) -> PartGrads {
                 }
             }
         }
-        // dh_prev = dG_h[t] · W_hh + the direct part.
-        dh_carry.copy_from_slice(&direct);
+        // dh_prev = dG_h[t] · W_hh (⊙ the recurrent mask) + the direct part.
         let dg = if d.cell == Cell::Gru {
             &*p.dgh[t]
         } else {
@@ -871,7 +920,23 @@ fn backward_impl<'a, const FMA: bool>(mut p: BackwardPart<'a>) -> PartGrads {
             ld: gw,
             k: gw,
         };
-        gemm_acc::<FMA>(p.rows, dg, Src::NONE, p.w, &mut dh_carry, h);
+        match mask {
+            None => {
+                dh_carry.copy_from_slice(&direct);
+                gemm_acc::<FMA>(p.rows, dg, Src::NONE, p.w, &mut dh_carry, h);
+            }
+            Some(m) => {
+                recurrent.fill(0.0);
+                gemm_acc::<FMA>(p.rows, dg, Src::NONE, p.w, &mut recurrent, h);
+                for ((c, x), (v, k)) in dh_carry
+                    .iter_mut()
+                    .zip(&direct)
+                    .zip(recurrent.iter().zip(m))
+                {
+                    *c = x + v * k;
+                }
+            }
+        }
     }
     (dh_carry, dc_carry)
 }
