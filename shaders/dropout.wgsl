@@ -7,7 +7,7 @@
 //
 //   src  [rows, cols] at src_off, row stride src_ld (work)
 //   dst  [rows, cols] at dst_off, row stride dst_ld (work); may be src
-//   the mask's index of (r, c): mask_base + r * mask_ld + c
+//   the mask's index of (r, c): mask_base + (r % mask_rows) * mask_ld + c
 
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;
 @group(0) @binding(1) var<storage, read_write> grads: array<f32>;
@@ -23,6 +23,7 @@ struct Drop {
     dst_ld: u32,
     mask_base: u32,
     mask_ld: u32,
+    mask_rows: u32,
     site: u32,
     threshold: u32,
     scale: f32,
@@ -49,7 +50,7 @@ fn dropout_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         let c = i % u.cols;
         var v = work[u.src_off + r * u.src_ld + c];
         if on {
-            let keep = (mix(site_key ^ mix(u.mask_base + r * u.mask_ld + c)) >> 8u) >= u.threshold;
+            let keep = (mix(site_key ^ mix(u.mask_base + (r % u.mask_rows) * u.mask_ld + c)) >> 8u) >= u.threshold;
             v *= select(0.0, u.scale, keep);
         }
         work[u.dst_off + r * u.dst_ld + c] = v;

@@ -56,6 +56,10 @@ struct Step {
     dgh1: u32,
     dc0: u32,
     dc1: u32,
+    rd_key: u32,
+    rd_site: u32,
+    rd_threshold: u32,
+    rd_scale: f32,
 }
 @group(0) @binding(5) var<uniform> u: Step;
 

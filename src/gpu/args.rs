@@ -65,6 +65,14 @@ pub struct StepArgs {
     pub dg: [u32; 2],
     pub dgh: [u32; 2],
     pub dc: [u32; 2],
+    /// Recurrent dropout (read by the `RDROP = 1` pipelines only; zeros
+    /// otherwise): ints offset of the step's [key, on], the site code of
+    /// direction 0's mask (direction 1's is the next: `Site::Recurrent(k·D + d)`)
+    /// and its rate.
+    pub rd_key: u32,
+    pub rd_site: u32,
+    pub rd_threshold: u32,
+    pub rd_scale: f32,
 }
 
 /// Arguments of the loss kernels (`struct Head` in head.wgsl).
@@ -124,7 +132,9 @@ pub struct EmbedArgs {
 /// Arguments of `dropout_apply` (`struct Drop` in dropout.wgsl): the block
 /// `[rows, cols]` from `src` to `dst` (row strides `*_ld`, elements of work),
 /// element (r, c) times the mask of `site` (a `dropout::Site` code) at
-/// `mask_base + r·mask_ld + c`; the step's key and on flag at ints `key_off`.
+/// `mask_base + (r mod mask_rows)·mask_ld + c` (`mask_rows` = `rows` but for
+/// a mask that repeats along the rows: recurrent dropout's `[B, H]` over
+/// `[T·B, H]`); the step's key and on flag at ints `key_off`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct DropArgs {
@@ -136,6 +146,7 @@ pub struct DropArgs {
     pub dst_ld: u32,
     pub mask_base: u32,
     pub mask_ld: u32,
+    pub mask_rows: u32,
     pub site: u32,
     pub threshold: u32,
     pub scale: f32,

@@ -230,6 +230,24 @@ impl<'a> Recorder<'a> {
             dg: two(lw.dg),
             dgh: two(lw.dgh),
             dc: two(lw.dc),
+            ..self.recurrent_dropout_args(k)
+        }
+    }
+
+    /// Recurrent dropout's fields of layer `k`'s step arguments (zeros
+    /// without it): the masks of `Site::Recurrent(k·D + d)`.
+    fn recurrent_dropout_args(&self, k: usize) -> StepArgs {
+        let p = self.cfg.dropout.recurrent;
+        if p == 0.0 {
+            return StepArgs::default();
+        }
+        let rate = Rate::new(p);
+        StepArgs {
+            rd_key: self.ws.dropout.off,
+            rd_site: Site::Recurrent(k * self.nd()).code(),
+            rd_threshold: rate.threshold,
+            rd_scale: rate.scale,
+            ..Default::default()
         }
     }
 
@@ -297,6 +315,7 @@ impl<'a> Recorder<'a> {
             dst_ld: cols,
             mask_base: 0,
             mask_ld: cols,
+            mask_rows: rows,
             ..Default::default()
         };
         self.dropout(site, a, label)
@@ -364,6 +383,7 @@ impl<'a> Recorder<'a> {
                             dst_ld: d,
                             mask_base: dir * h,
                             mask_ld: d,
+                            mask_rows: b,
                             ..Default::default()
                         };
                         self.dropout(Site::Output, a, "head.dropout")?;
