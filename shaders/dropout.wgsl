@@ -1,3 +1,4 @@
+// requires: mask.wgsl
 // Dropout masks (training only), the same as the CPU path's (src/dropout.rs):
 // element i of a site's mask keeps its value, times `scale`, when the top 24
 // bits of mix(site_key ^ mix(i)) are at least `threshold`, and zeroes it
@@ -6,7 +7,8 @@
 // then copies its values unchanged (in place: touches nothing).
 //
 //   src  [rows, cols] at src_off, row stride src_ld (work)
-//   dst  [rows, cols] at dst_off, row stride dst_ld (work); may be src
+//   dst  [rows, cols] at dst_off, row stride dst_ld (work); may be src, but
+//        not with accumulate = 1, which adds to dst instead of writing it
 //   the mask's index of (r, c): mask_base + (r % mask_rows) * mask_ld + c
 
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;
@@ -28,31 +30,28 @@ struct Drop {
     threshold: u32,
     scale: f32,
     key_off: u32,
+    accumulate: u32,
 }
 @group(0) @binding(5) var<uniform> u: Drop;
 
 override WG: u32 = 64u;
 
-// The PCG hash (Jarzynski and Olano 2020), as `dropout::mix`.
-fn mix(x: u32) -> u32 {
-    let state = x * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 @compute @workgroup_size(WG)
 fn dropout_apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let total = u.rows * u.cols;
     let on = ints[u.key_off + 1u] != 0;
-    let site_key = mix(bitcast<u32>(ints[u.key_off]) ^ mix(u.site));
+    let key = site_key(bitcast<u32>(ints[u.key_off]), u.site);
     for (var i = gid.x; i < total; i += nwg.x * WG) {
         let r = i / u.cols;
         let c = i % u.cols;
         var v = work[u.src_off + r * u.src_ld + c];
         if on {
-            let keep = (mix(site_key ^ mix(u.mask_base + (r % u.mask_rows) * u.mask_ld + c)) >> 8u) >= u.threshold;
-            v *= select(0.0, u.scale, keep);
+            v *= mask_at(key, u.mask_base + (r % u.mask_rows) * u.mask_ld + c, u.threshold, u.scale);
         }
-        work[u.dst_off + r * u.dst_ld + c] = v;
+        let o = u.dst_off + r * u.dst_ld + c;
+        if u.accumulate != 0u {
+            v += work[o];
+        }
+        work[o] = v;
     }
 }

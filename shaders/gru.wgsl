@@ -1,4 +1,4 @@
-// requires: half.wgsl step_common.wgsl
+// requires: half.wgsl mask.wgsl step_common.wgsl
 // GRU steps (gates r, z, n; PyTorch formulation with b_hn inside r*(W_hn h + b_hn)),
 // mirroring cpu/cell.rs gru_step_forward / gru_step_backward.
 // One invocation per (hidden unit j, RB batch rows b) owns all three gates of j.

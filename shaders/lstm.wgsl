@@ -1,4 +1,4 @@
-// requires: half.wgsl step_common.wgsl
+// requires: half.wgsl mask.wgsl step_common.wgsl
 // LSTM steps (gates i, f, g, o), mirroring cpu/cell.rs lstm_step_forward /
 // lstm_step_backward.
 // One invocation per (hidden unit j, RB batch rows b) owns all four gates of j.

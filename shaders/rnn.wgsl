@@ -1,4 +1,4 @@
-// requires: half.wgsl step_common.wgsl
+// requires: half.wgsl mask.wgsl step_common.wgsl
 // Plain RNN steps, h = act(gx + h_prev·W_hhᵀ + b_hh) with act = tanh (u.act = 0)
 // or relu (u.act = 1), mirroring cpu/cell.rs rnn_step_forward / rnn_step_backward.
 // One invocation per (hidden unit j, RB batch rows b).

@@ -1,5 +1,5 @@
 // part: the step tiles of lstm.wgsl, gru.wgsl and rnn.wgsl
-// requires: half.wgsl
+// requires: half.wgsl mask.wgsl
 // Bindings, the per-step uniform and the step/slot helpers (mirrors cpu/layer.rs).
 
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;
@@ -122,6 +122,36 @@ const RBU_MAX: u32 = RB_MAX * UB_MAX;
 // it (small H: a persistent single-workgroup kernel).
 override PERSIST: u32 = 0u;
 
+// 1: recurrent dropout (Gal and Ghahramani 2016; training only, while the
+// step's on flag ints[u.rd_key + 1] is set). The products h_prev·W_hhᵀ read
+// the state with its mask, the same at every step (`Site::Recurrent(k·D + d)`,
+// element b·H + k, as src/dropout.rs draws it: mask.wgsl), as the staged or
+// direct loads bring it in; backward masks the product's share of dh_prev
+// (dh_w) likewise in the epilogue. The cell epilogues read the states
+// unmasked (the GRU's z·h_prev, the LSTM's cell). 0 (the default): nothing
+// is read or masked.
+override RDROP: u32 = 0u;
+
+// Recurrent dropout's mask of one direction in one step: its key, and whether it applies.
+struct RMask {
+    key: u32,
+    on: bool,
+}
+fn rmask(dir: u32) -> RMask {
+    if RDROP == 0u {
+        return RMask(0u, false);
+    }
+    return RMask(site_key(bitcast<u32>(ints[u.rd_key]), u.rd_site + dir), ints[u.rd_key + 1u] != 0);
+}
+
+// v (state or gradient of row b, unit k) times the mask there, if it applies.
+fn rmasked(m: RMask, v: f32, b: u32, k: u32) -> f32 {
+    if RDROP != 0u && m.on {
+        return v * mask_at(m.key, b * u.h + k, u.rd_threshold, u.rd_scale);
+    }
+    return v;
+}
+
 // Each cell shader (lstm.wgsl, gru.wgsl, rnn.wgsl) defines, under these
 // names, what the step tiles below need of it:
 //   const GATES: u32                 gates per unit (4, 3, 1)
@@ -142,7 +172,7 @@ fn forward_tile(dir: u32, s: u32, wx: u32, wy: u32, lid: vec3<u32>, li: u32) {
     let hp_slot = pick(u.hs0, u.hs1, dir) + prev_slot(t, dir) * u.b * u.h;
     let b0 = wy * TB * RB;
     let j = wx * TJ + lid.x;
-    var gh = recurrent_tile(GATES, pick(u.whh0, u.whh1, dir), hp_slot, b0, wx * TJ, lid, li);
+    var gh = recurrent_tile(GATES, pick(u.whh0, u.whh1, dir), hp_slot, rmask(dir), b0, wx * TJ, lid, li);
     // Slice 0 alone (see SK) runs the epilogue.
     if j < u.h && lid.z == 0u {
         for (var r = 0u; r < RB; r++) {
@@ -161,6 +191,7 @@ fn backward_tile(dir: u32, s: u32, wx: u32, wy: u32, lid: vec3<u32>, li: u32) {
     let b0 = wy * TB * RB;
     let j0 = wx * TJ * UB;
     let t = bwd_step(s, dir);
+    let m = rmask(dir);
     var dh_w: array<f32, RBU_MAX>; // zero at the first step processed
     if s > 0u {
         let dgp = recurrent_dg(dir) + bwd_prev_step(t, dir) * u.b * GH;
@@ -174,7 +205,7 @@ fn backward_tile(dir: u32, s: u32, wx: u32, wy: u32, lid: vec3<u32>, li: u32) {
                 for (var r = 0u; r < RB; r++) {
                     let b = tile_row(b0, lid, r);
                     if b < u.b {
-                        backward_row(dir, t, b, j, dh_w[v * RB + r]);
+                        backward_row(dir, t, b, j, rmasked(m, dh_w[v * RB + r], b, j));
                     }
                 }
             }
@@ -255,12 +286,13 @@ fn tile_row(b0: u32, lid: vec3<u32>, r: u32) -> u32 {
 }
 
 // gh[r][g] = Σ_k h_prev[b, k] · W_hh[g*H + j, k] for g < G and r < RB, where
-// b = tile_row(b0, lid, r) and j = j0 + lid.x (zero outside B, H). Every
-// invocation of the workgroup must call it (it has barriers). `hp` is the
-// start of the previous state slot [B, H].
-fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<vec4<f32>, RB_MAX> {
+// b = tile_row(b0, lid, r) and j = j0 + lid.x (zero outside B, H), with
+// h_prev under recurrent dropout's mask `m` (see RDROP). Every invocation
+// of the workgroup must call it (it has barriers). `hp` is the start of the
+// previous state slot [B, H].
+fn recurrent_tile(G: u32, whh: u32, hp: u32, m: RMask, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<vec4<f32>, RB_MAX> {
     if DIRECT != 0u {
-        return recurrent_direct(G, whh, hp, b0, j0, lid, li);
+        return recurrent_direct(G, whh, hp, m, b0, j0, lid, li);
     }
     let H = u.h;
     let B = u.b;
@@ -279,7 +311,7 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, l
             let k = k0 + e % KC;
             var v = 0.0;
             if b < B && k < H {
-                v = work[hp + b * H + k];
+                v = rmasked(m, work[hp + b * H + k], b, k);
             }
             sh_h[hz + e] = v;
         }
@@ -479,7 +511,7 @@ fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32
 // state row. Each invocation sums k = zs, zs + SK, ... for its unit and RB
 // rows; the tree adds the slices' sums (in a fixed order), and every
 // invocation gets the sums of its own (lid.x, lid.y), which slice 0 uses.
-fn recurrent_direct(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<vec4<f32>, RB_MAX> {
+fn recurrent_direct(G: u32, whh: u32, hp: u32, m: RMask, b0: u32, j0: u32, lid: vec3<u32>, li: u32) -> array<vec4<f32>, RB_MAX> {
     let H = u.h;
     let B = u.b;
     let zs = li % SK;
@@ -503,7 +535,7 @@ fn recurrent_direct(G: u32, whh: u32, hp: u32, b0: u32, j0: u32, lid: vec3<u32>,
             for (var r = 0u; r < RB; r++) {
                 let b = b0 + ys + r * TB;
                 if b < B {
-                    let hv = work[hp + b * H + k];
+                    let hv = rmasked(m, work[hp + b * H + k], b, k);
                     acc[r].x += hv * w0;
                     acc[r].y += hv * w1;
                     acc[r].z += hv * w2;

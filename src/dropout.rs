@@ -15,9 +15,10 @@
 //! - `recurrent` (variational, Gal and Ghahramani 2016): the state feeding
 //!   `W_hh`, one `[B, H]` mask per layer-direction, the same at every step
 //!   (only the recurrent product sees it: the GRU's `z·h_prev` term and the
-//!   LSTM's cell state do not). CPU path only so far.
+//!   LSTM's cell state do not).
 //!
-//! The GPU path draws the same masks (`shaders/dropout.wgsl`) for the first three.
+//! The GPU path draws the same masks (`shaders/mask.wgsl`): `dropout.wgsl`
+//! for the first three, the step kernels themselves for `recurrent`.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

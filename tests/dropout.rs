@@ -20,7 +20,7 @@ const CASES: [&str; 6] = [
     "lstm-2layer-embed-seq-ce",
     "gru-bidir-2layer-last-mse",
     "rnn-3layer-last-ce",
-    // Recurrent dropout too (the GPU path refuses to train with it).
+    // Recurrent dropout too.
     "lstm-bidir-2layer-recurrent-last-ce",
     "gru-embed-recurrent-seq-ce",
     "rnn-2layer-recurrent-last-mse",
@@ -303,10 +303,10 @@ fn the_cli_trains_with_dropout_and_refuses_bad_probabilities() {
     );
 }
 
-/// The GPU path's masks (`dropout.wgsl`) are the CPU path's: on every
-/// PyTorch case without recurrent dropout its gradients under a step's masks
-/// match PyTorch's and the CPU path's, and change with the step; the cases
-/// with recurrent dropout, which has no GPU kernels yet, are refused.
+/// The GPU path's masks (`dropout.wgsl`, and recurrent dropout's in the
+/// step kernels) are the CPU path's: on every PyTorch case its gradients
+/// under a step's masks match PyTorch's and the CPU path's, and change with
+/// the step.
 #[test]
 fn gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path() {
     let Some(gpu) = gpu("gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path") else {
@@ -316,17 +316,6 @@ fn gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path() {
         let c = MaskCase::load(name);
         let (model, data, loss, step) = (&c.model, &c.data, c.loss, c.step);
         let mut g = recurrent::gpu::GpuModel::new(gpu.clone(), model).unwrap();
-        if model.config().dropout.recurrent > 0.0 {
-            let e = g
-                .gradients_with_dropout(data, loss, step)
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains("recurrent dropout") && e.contains("--device cpu"),
-                "{e}"
-            );
-            continue;
-        }
         let (l, grads) = g.gradients_with_dropout(data, loss, step).unwrap();
         c.check("GPU", l, &grads);
         let (cl, cpu) = model.gradients_with_dropout(data, loss, step).unwrap();
@@ -351,36 +340,111 @@ fn gpu_gradients_under_our_masks_match_pytorch_and_the_cpu_path() {
     }
 }
 
-/// Recurrent dropout has no GPU kernels yet: a GPU training step refuses a
-/// model with it (leaving the weights as they were) rather than train it
-/// without.
+/// Recurrent dropout under the step tiles that read the states their own
+/// way (persistent: every step in one dispatch; direct: no staging; K split)
+/// and with the f16 copy of W_hh: the gradients of the PyTorch cases under
+/// their masks still match PyTorch's (the f16 copy within its own
+/// tolerance), and tiles that sum over K in the same order give the default
+/// tile's bits.
 #[test]
-fn the_gpu_path_refuses_to_train_with_recurrent_dropout() {
-    let Some(gpu) = gpu("the_gpu_path_refuses_to_train_with_recurrent_dropout") else {
+fn gpu_recurrent_dropout_holds_under_every_kind_of_step_tile() {
+    use recurrent::gpu::{GpuModel, StepTile};
+    let Some(gpu) = gpu("gpu_recurrent_dropout_holds_under_every_kind_of_step_tile") else {
         return;
     };
-    let (m, data) = small(Dropout {
-        recurrent: 0.2,
+    let same_order = StepTile::new(8, 4, 8, 1);
+    let tiles = [
+        (same_order, false),
+        (same_order.persist(), false),
+        (StepTile::direct(8, 2, 7, 4, 4), false),
+        (
+            StepTile {
+                splits: 2,
+                ..StepTile::new(8, 4, 16, 2)
+            },
+            false,
+        ),
+        (same_order.persist(), true),
+    ];
+    for name in CASES.iter().filter(|n| n.contains("recurrent")) {
+        let c = MaskCase::load(name);
+        let mut first = None;
+        for (tile, f16) in tiles {
+            let mut g = GpuModel::with_f16_weights(gpu.clone(), &c.model, f16).unwrap();
+            g.set_step_tile(tile).unwrap();
+            let (l, grads) = g.gradients_with_dropout(&c.data, c.loss, c.step).unwrap();
+            let path = format!("GPU tile {tile} f16={f16}");
+            if f16 {
+                // W_hh rounded to f16: F16_WEIGHTS.
+                for e in &c.model.layout().entries {
+                    assert_close(
+                        &format!("{name}: {path} grad of {}", e.name),
+                        &grads[e.range()],
+                        &c.want(&format!("grad.{}", e.name)),
+                        F16_WEIGHTS,
+                    );
+                }
+                continue;
+            }
+            c.check(&path, l, &grads);
+            if !tile.direct && tile.splits == 1 {
+                let want = first.get_or_insert_with(|| grads.clone());
+                assert!(
+                    grads
+                        .iter()
+                        .zip(want.iter())
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{name}: {path} differs from tile {same_order}"
+                );
+            }
+        }
+    }
+}
+
+/// The gradients of the initial states of a model with recurrent dropout
+/// outside training (masks off) are those of the same weights without it
+/// (its backward adds the product's share to them through the mask kernel).
+#[test]
+fn gpu_state_gradients_of_a_model_with_recurrent_dropout_are_mask_free_outside_training() {
+    let Some(gpu) =
+        gpu("gpu_state_gradients_of_a_model_with_recurrent_dropout_are_mask_free_outside_training")
+    else {
+        return;
+    };
+    // A bidirectional GRU with lengths: its carry keeps z·dh besides the
+    // product's share, and the reverse direction starts from slot T.
+    let case = Case {
+        layers: 2,
+        bidirectional: true,
+        lengths: true,
+        ..Case::new(Cell::Gru)
+    };
+    let data = case.data(Loss::Ce, 4);
+    let base = case.model(3);
+    let cfg = base.config().clone().dropout(Dropout {
+        recurrent: 0.3,
         ..SOME
     });
+    let m = Model::from_params(cfg, base.params().to_vec()).unwrap();
+    let plain = Model::from_params(
+        m.config().clone().dropout(Dropout::default()),
+        m.params().to_vec(),
+    )
+    .unwrap();
     let mut g = recurrent::gpu::GpuModel::new(gpu.clone(), &m).unwrap();
-    let opts = StepOptions {
-        loss: Loss::Ce,
-        clip: None,
-    };
-    let e = g
-        .train_step(&data, &opts, &mut Optimizer::sgd(0.1))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("recurrent dropout") && e.contains("--device cpu"),
-        "{e}"
-    );
-    assert_eq!(g.download().unwrap(), m.params());
+    let mut gp = recurrent::gpu::GpuModel::new(gpu.clone(), &plain).unwrap();
+    let (l, p, s) = g.gradients_with_states(&data, Loss::Ce).unwrap();
+    let (lp, pp, sp) = gp.gradients_with_states(&data, Loss::Ce).unwrap();
+    assert_eq!(l.to_bits(), lp.to_bits());
+    assert_eq!(p, pp);
+    assert_eq!(s.h, sp.h);
+    assert_eq!(s.c, sp.c);
+    assert!(s.h.as_ref().unwrap().iter().any(|&v| v != 0.0));
 }
 
 /// Training steps with dropout on the GPU (both outputs, so the head's
-/// masked copy of the final states and the masked sequence) follow the CPU
+/// masked copy of the final states and the masked sequence; with and
+/// without recurrent dropout) follow the CPU
 /// path's steps; the GPU's forward afterwards never drops: the same bits as
 /// the same weights without dropout.
 #[test]
@@ -390,8 +454,17 @@ fn gpu_training_with_dropout_follows_the_cpu_path_and_evaluation_never_drops() {
     else {
         return;
     };
-    for output in [OutputMode::Last, OutputMode::Sequence] {
-        let (m, data) = small_with(output, SOME);
+    let with_recurrent = Dropout {
+        recurrent: 0.25,
+        ..SOME
+    };
+    for (output, d) in [
+        (OutputMode::Last, SOME),
+        (OutputMode::Sequence, SOME),
+        (OutputMode::Last, with_recurrent),
+        (OutputMode::Sequence, with_recurrent),
+    ] {
+        let (m, data) = small_with(output, d);
         let opts = StepOptions {
             loss: Loss::Ce,
             clip: None,

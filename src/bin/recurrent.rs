@@ -246,7 +246,7 @@ struct TrainArgs {
     #[arg(long)]
     output_dropout: Option<f32>,
     /// Recurrent (variational) dropout on the state feeding W_hh, one mask per
-    /// sequence for all its steps, in [0, 1). CPU path only so far.
+    /// sequence for all its steps, in [0, 1).
     #[arg(long)]
     recurrent_dropout: Option<f32>,
     /// Seed for initialisation, shuffling and the dropout masks.

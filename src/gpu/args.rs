@@ -134,7 +134,8 @@ pub struct EmbedArgs {
 /// element (r, c) times the mask of `site` (a `dropout::Site` code) at
 /// `mask_base + (r mod mask_rows)·mask_ld + c` (`mask_rows` = `rows` but for
 /// a mask that repeats along the rows: recurrent dropout's `[B, H]` over
-/// `[T·B, H]`); the step's key and on flag at ints `key_off`.
+/// `[T·B, H]`); the step's key and on flag at ints `key_off`. `accumulate`
+/// = 1 adds to `dst` instead of writing it (then `dst` must not be `src`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct DropArgs {
@@ -151,6 +152,7 @@ pub struct DropArgs {
     pub threshold: u32,
     pub scale: f32,
     pub key_off: u32,
+    pub accumulate: u32,
 }
 
 /// Arguments of `whh_to_f16` (`struct Convert` in whh_f16.wgsl): `len`

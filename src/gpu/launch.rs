@@ -154,8 +154,13 @@ impl Program {
                 dirs,
             ]
         };
+        // Recurrent dropout (a nonzero threshold: p > 0) runs the RDROP pipelines.
+        let mut constants = step_constants(tile, f16);
+        if a.rd_threshold > 0 {
+            constants.push(("RDROP", 1.0));
+        }
         let from = self.dispatches.len();
-        self.push(kernel, step_constants(tile, f16), s, groups, label)?;
+        self.push(kernel, constants, s, groups, label)?;
         for d in self.since(from) {
             d.step = Some(tile);
             d.f16 = f16;

@@ -456,18 +456,6 @@ impl GpuModel {
         Ok((b, t))
     }
 
-    /// Recurrent dropout has no GPU kernels yet: a training step (or
-    /// gradients under a step's masks) of a model with it is refused rather
-    /// than run without it.
-    fn check_trainable(&self) -> Result<()> {
-        if self.config.dropout.recurrent > 0.0 {
-            return Err(Error::Config(
-                "recurrent dropout trains on the CPU path only so far (its masks are not in the GPU step kernels yet): train with --device cpu, or without --recurrent-dropout".into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// Turns the dropout of the batch uploaded into plan `key` on, with the
     /// masks of training step `step` (the optimizer's count after it, from
     /// 1: [`crate::dropout::StepKey`]), or off (`None`); nothing for a model
@@ -553,9 +541,7 @@ impl GpuModel {
         loss: Loss,
         step: Option<u64>,
     ) -> Result<(f32, Vec<f32>)> {
-        if step.is_some() {
-            self.check_trainable()?;
-        }
+        if step.is_some() {}
         let key = self.upload_batch(data, Some(loss))?;
         if step.is_some() {
             self.set_dropout_step(key, step);
@@ -683,7 +669,6 @@ impl GpuModel {
         opt: &mut Optimizer,
     ) -> Result<()> {
         opt.validate()?;
-        self.check_trainable()?;
         let slot = self.stats.free_slot(&self.ctx)?;
         let key = self.upload_batch(data, Some(opts.loss))?;
         self.set_dropout_step(key, Some(opt.step + 1));

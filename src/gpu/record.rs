@@ -575,12 +575,19 @@ impl<'a> Recorder<'a> {
             .c(Matrix::grads(w.b_ih.start as u32, 0).z(stride))
             .batch(dirs);
         self.pg.column_sums(&g, &self.label(k, "bias_ih_grad"))?;
-        // dW_hh += dGhᵀ·H_prev; prev(t) for all t is slots 0..T (forward) or 1..T+1 (reverse).
+        // dW_hh += dGhᵀ·H_prev; prev(t) for all t is slots 0..T (forward) or
+        // 1..T+1 (reverse); under recurrent dropout, their masked copy.
         let hs_per_dir = lw.hs.len / dirs;
+        let h_prev = if ws.hs_masked.len > 0 {
+            self.mask_previous_states(k)?;
+            Matrix::work(ws.hs_masked.off, h).z(tb * h)
+        } else {
+            Matrix::work(lw.hs.off, h).z(hs_per_dir + b * h)
+        };
         let g = Gemm::new(gh, h, tb)
             .accumulate(true)
             .a_t(dgh_m)
-            .b(Matrix::work(lw.hs.off, h).z(hs_per_dir + b * h))
+            .b(h_prev)
             .c(Matrix::grads(w.w_hh.start as u32, h).z(stride))
             .batch(dirs);
         self.pg.gemm(&g, &self.label(k, "weight_hh_grad"))?;
@@ -611,6 +618,34 @@ impl<'a> Recorder<'a> {
         Ok(())
     }
 
+    /// Recurrent dropout: layer `k`'s previous states `prev(t)` for every t,
+    /// each direction with its `[B, H]` mask (the same at every step), into
+    /// `hs_masked`: what the step kernels' products saw (`cpu::layer::backward`'s `masked`).
+    fn mask_previous_states(&mut self, k: usize) -> Result<()> {
+        let (b, h, nd) = (self.b, self.h, self.nd());
+        let tb = self.t * b;
+        let (hs, out) = (self.ws.layers[k].hs, self.ws.hs_masked);
+        for dir in 0..nd {
+            // Slot 0 (forward) or 1 (reverse) onwards.
+            let first = hs.dir(dir, nd) + dir as u32 * b * h;
+            let a = DropArgs {
+                rows: tb,
+                cols: h,
+                src_off: first,
+                src_ld: h,
+                dst_off: out.dir(dir, nd),
+                dst_ld: h,
+                mask_base: 0,
+                mask_ld: h,
+                mask_rows: b,
+                ..Default::default()
+            };
+            let label = self.label(k, "recurrent_dropout");
+            self.dropout(Site::Recurrent(k * nd + dir), a, &label)?;
+        }
+        Ok(())
+    }
+
     /// The gradient of layer `k`'s initial hidden states, into its carry
     /// `[B, dirs*H]`: after the last step backward the carry holds all of it
     /// but the W_hh part, the product the step before would have taken:
@@ -618,22 +653,49 @@ impl<'a> Recorder<'a> {
     /// reverse (`cpu::layer::backward`'s `dh0`). The cell state's gradient
     /// is complete in `dc` already.
     fn initial_state_grad(&mut self, k: usize) -> Result<()> {
-        let (b, h, gh, d) = (self.b, self.h, self.gh, self.d);
+        let (b, h, gh, d, nd) = (self.b, self.h, self.gh, self.d, self.nd());
         let lw = &self.ws.layers[k];
         let rec = if self.cfg.cell == Cell::Gru {
             lw.dgh
         } else {
             lw.dg
         };
-        for dir in 0..self.nd() {
+        // Under recurrent dropout the product's share gets the mask: the
+        // product into hs_masked (free again after dW_hh), then added to
+        // the carry with its mask.
+        let masked = self.ws.hs_masked;
+        for dir in 0..nd {
             let t_last = if dir == 1 { self.t - 1 } else { 0 };
-            let w = &self.lay.layers[k * self.nd() + dir];
+            let w = &self.lay.layers[k * nd + dir];
+            let carry = lw.carry.off + dir as u32 * h;
+            let c = if masked.len > 0 {
+                Matrix::work(masked.dir(dir, nd), h)
+            } else {
+                Matrix::work(carry, d)
+            };
             let g = Gemm::new(b, h, gh)
-                .accumulate(true)
-                .a(Matrix::work(rec.dir(dir, self.nd()) + t_last * b * gh, gh))
+                .accumulate(masked.len == 0)
+                .a(Matrix::work(rec.dir(dir, nd) + t_last * b * gh, gh))
                 .b(Matrix::params(w.w_hh.start as u32, h))
-                .c(Matrix::work(lw.carry.off + dir as u32 * h, d));
+                .c(c);
             self.pg.gemm(&g, &self.label(k, "initial_state_grad"))?;
+            if masked.len > 0 {
+                let a = DropArgs {
+                    rows: b,
+                    cols: h,
+                    src_off: masked.dir(dir, nd),
+                    src_ld: h,
+                    dst_off: carry,
+                    dst_ld: d,
+                    mask_base: 0,
+                    mask_ld: h,
+                    mask_rows: b,
+                    accumulate: 1,
+                    ..Default::default()
+                };
+                let label = self.label(k, "initial_state_grad_dropout");
+                self.dropout(Site::Recurrent(k * nd + dir), a, &label)?;
+            }
         }
         Ok(())
     }

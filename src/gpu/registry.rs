@@ -10,7 +10,7 @@
 //! `// part: ...` (and its own `requires` line, if it needs others). [`Shader::source`]
 //! builds each module from that line and nothing else, so concatenating the
 //! files it lists (then the file) gives the module naga's CLI or an editor
-//! sees: `cat shaders/half.wgsl shaders/step_common.wgsl shaders/lstm.wgsl`.
+//! sees: `cat shaders/half.wgsl shaders/mask.wgsl shaders/step_common.wgsl shaders/lstm.wgsl`.
 //!
 //! ## Bindings
 //! Identical in every shader that uses them: `0 params`, `1 grads`, `2 work`
@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// One WGSL source file that is a module of its own (the parts it is built
-/// from, `half.wgsl` and `step_common.wgsl`, are [`PARTS`]).
+/// from, `half.wgsl`, `mask.wgsl` and `step_common.wgsl`, are [`PARTS`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Gemm,
@@ -46,8 +46,9 @@ pub enum Shader {
 }
 
 /// Every file under `shaders/` by name.
-const FILES: [(&str, &str); 11] = [
+const FILES: [(&str, &str); 12] = [
     ("half.wgsl", include_str!("../../shaders/half.wgsl")),
+    ("mask.wgsl", include_str!("../../shaders/mask.wgsl")),
     (
         "step_common.wgsl",
         include_str!("../../shaders/step_common.wgsl"),
@@ -64,7 +65,7 @@ const FILES: [(&str, &str); 11] = [
 ];
 
 /// The files that are parts of other modules (`// part:`), not modules.
-pub const PARTS: [&str; 2] = ["half.wgsl", "step_common.wgsl"];
+pub const PARTS: [&str; 3] = ["half.wgsl", "mask.wgsl", "step_common.wgsl"];
 
 /// The text of shader file `name`.
 pub fn file(name: &str) -> Option<&'static str> {

@@ -81,6 +81,10 @@ pub struct Workspace {
     /// the final states with their mask (without dropout the head reads the
     /// state slots).
     pub feat: Region,
+    /// `[dirs][T, B, H]` under recurrent dropout (else empty): a layer's
+    /// previous states with their masks, which `dW_hh` multiplies (the layers
+    /// take turns: backward writes and reads it for one layer at a time).
+    pub hs_masked: Region,
     /// `[rows, O]` head output, time-major rows.
     pub out: Region,
     /// `[rows, O]` gradient of the loss w.r.t. the output.
@@ -181,6 +185,11 @@ impl Workspace {
                 0
             },
         );
+        let hs_masked = a.take(if cfg.dropout.recurrent > 0.0 {
+            dirs * t * b * h
+        } else {
+            0
+        });
         let out = a.take(rows * o);
         let dout = a.take(rows * o);
         let values = a.take(rows * o);
@@ -214,6 +223,7 @@ impl Workspace {
             layers,
             dy_top,
             feat,
+            hs_masked,
             out,
             dout,
             values,
