@@ -3,7 +3,7 @@
 //! uniform slot and argument bytes, in program order — for a handful of
 //! models (each cell; two bidirectional layers with lengths; an embedding;
 //! f16 W_hh; pinned step tiles, persistent among them; the input gradient;
-//! dropout at every site;
+//! dropout at every site, recurrent dropout;
 //! tuning off, the default) must equal `tests/dispatch_trace.txt` byte for
 //! byte. A refactor of the recording code leaves it unchanged; a change that
 //! means to alter what runs regenerates it in its own commit
@@ -124,6 +124,17 @@ fn models() -> Vec<Traced> {
                     output: OutputMode::Last,
                     ..layered(Cell::Gru)
                 },
+            )
+        },
+        Traced {
+            dropout: Dropout {
+                recurrent: 0.25,
+                seed: 2,
+                ..Dropout::default()
+            },
+            ..traced(
+                "lstm 2 layers bidirectional recurrent dropout",
+                layered(Cell::Lstm),
             )
         },
     ]
