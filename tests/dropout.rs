@@ -230,7 +230,7 @@ fn bad_probabilities_are_refused() {
 }
 
 /// `recurrent train --dropout --input-dropout --output-dropout
-/// --recurrent-dropout` trains a
+/// --recurrent-dropout` trains (on both paths) a
 /// 2-layer model with dropout and saves it in the checkpoint; `--dropout 1`
 /// is refused and writes nothing.
 #[test]
@@ -244,7 +244,7 @@ fn the_cli_trains_with_dropout_and_refuses_bad_probabilities() {
     let data = dir.join("d.safetensors");
     dataset::save(&case.data(Loss::Ce, 1), &data).unwrap();
     let out = dir.join("m.safetensors");
-    let run = |p: &str| {
+    let run_on = |device: &str, p: &str, out: &std::path::Path| {
         recurrent_cli(&[
             "train",
             "--data",
@@ -264,7 +264,7 @@ fn the_cli_trains_with_dropout_and_refuses_bad_probabilities() {
             "--epochs",
             "2",
             "--device",
-            "cpu",
+            device,
             "--dropout",
             p,
             "--input-dropout",
@@ -279,6 +279,7 @@ fn the_cli_trains_with_dropout_and_refuses_bad_probabilities() {
             out.to_str().unwrap(),
         ])
     };
+    let run = |p: &str| run_on("cpu", p, &out);
     let bad = run("1");
     assert!(!bad.status.success());
     let e = String::from_utf8_lossy(&bad.stderr);
@@ -301,6 +302,24 @@ fn the_cli_trains_with_dropout_and_refuses_bad_probabilities() {
             seed: 4
         }
     );
+    // The GPU path trains the same steps under the same masks, recurrent
+    // dropout's in its step kernels.
+    if gpu("the_cli_trains_with_dropout_and_refuses_bad_probabilities").is_some() {
+        let on_gpu = dir.join("gpu.safetensors");
+        let r = run_on("gpu", "0.3", &on_gpu);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let (g, c) = (
+            checkpoint::load(&on_gpu).unwrap(),
+            checkpoint::load(&out).unwrap(),
+        );
+        assert_eq!(g.config().dropout, c.config().dropout);
+        assert_close(
+            "CLI: GPU vs CPU weights",
+            g.params(),
+            c.params(),
+            TRAINED_WEIGHTS,
+        );
+    }
 }
 
 /// The GPU path's masks (`dropout.wgsl`, and recurrent dropout's in the
