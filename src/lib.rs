@@ -56,6 +56,7 @@ pub mod model;
 pub mod onnx;
 pub mod optim;
 pub mod rng;
+pub mod seq2seq;
 pub mod stack;
 pub mod stream;
 pub mod tensor;
