@@ -178,3 +178,102 @@ fn one_epoch_of_sgd_and_adam_matches_pytorch() {
         }
     }
 }
+
+#[test]
+fn beam_search_of_width_one_is_greedy() {
+    for name in CASES {
+        let c = Case::load(name);
+        let max_len = c.num("max_len") as usize;
+        let g = decode::greedy(&c.model, &c.data.src, max_len).unwrap();
+        for length_norm in [false, true] {
+            let b = decode::beam(
+                &c.model,
+                &c.data.src,
+                max_len,
+                decode::Beam {
+                    width: 1,
+                    length_norm,
+                },
+            )
+            .unwrap();
+            assert_eq!(b, g, "{name}: beam 1 (length_norm {length_norm})");
+        }
+    }
+}
+
+/// With a beam wider than every prefix, beam search is exhaustive: it
+/// returns the ended sequence of highest log-probability (in total, or per
+/// token with length normalisation), each sequence's scored here from the
+/// teacher-forced forward over it.
+#[test]
+fn a_beam_wider_than_every_prefix_finds_the_best_sequence() {
+    use recurrent::seq2seq::{Attention, Seq2SeqConfig, Source};
+    for (cell, attention) in [
+        (recurrent::Cell::Lstm, Attention::General),
+        (recurrent::Cell::Gru, Attention::None),
+    ] {
+        let cfg = Seq2SeqConfig::new(cell, 6, 4, 3, 4).attention(attention);
+        let model = Seq2Seq::new(cfg.clone(), 3).unwrap();
+        let src = Source::new(vec![3, 4, 5, 0, 5, 4, 3, 3], [2, 4], Some(vec![3, 4])).unwrap();
+        let max_len = 3;
+        for row in 0..2 {
+            let one = src.gather(&[row]);
+            // Every ended sequence: up to max_len - 1 tokens other than eos, then eos.
+            let mut seqs: Vec<Vec<i64>> = vec![vec![]];
+            let mut all = Vec::new();
+            for _ in 0..max_len {
+                for s in &seqs {
+                    let mut e = s.clone();
+                    e.push(cfg.eos as i64);
+                    all.push(e);
+                }
+                seqs = seqs
+                    .iter()
+                    .flat_map(|s| {
+                        (0..cfg.tgt_vocab as i64)
+                            .filter(|&t| t != cfg.eos as i64)
+                            .map(move |t| [s.clone(), vec![t]].concat())
+                    })
+                    .collect();
+            }
+            let score = |seq: &[i64]| -> f64 {
+                let t = seq.len();
+                let tgt_in = [vec![cfg.bos as i64], seq[..t - 1].to_vec()].concat();
+                let d = Seq2SeqData::new(one.clone(), tgt_in, vec![-100; t], t).unwrap();
+                let out = model.forward(&d).unwrap();
+                let w = cfg.tgt_vocab;
+                (0..t)
+                    .map(|i| {
+                        let r = &out.data[i * w..(i + 1) * w];
+                        let mx = r.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+                        let lse = mx + r.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln();
+                        r[seq[i] as usize] as f64 - lse
+                    })
+                    .sum()
+            };
+            for length_norm in [false, true] {
+                let rank = |s: &Vec<i64>| score(s) / if length_norm { s.len() as f64 } else { 1.0 };
+                let want = all
+                    .iter()
+                    .max_by(|a, b| rank(a).total_cmp(&rank(b)))
+                    .unwrap();
+                let got = decode::beam(
+                    &model,
+                    &one,
+                    max_len,
+                    decode::Beam {
+                        width: 50,
+                        length_norm,
+                    },
+                )
+                .unwrap();
+                let mut padded = want.clone();
+                padded.resize(max_len, 0);
+                assert_eq!(
+                    got.tokens, padded,
+                    "{cell:?} row {row} length_norm {length_norm}"
+                );
+            }
+        }
+    }
+}

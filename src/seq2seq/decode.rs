@@ -8,6 +8,7 @@ use super::data::Source;
 use super::model::Seq2Seq;
 use crate::cpu::loss::argmax;
 use crate::error::{Error, Result};
+use crate::tensor::Tensor;
 
 /// Decoded tokens `[N, max_len]`: each row's picks up to and including its
 /// `eos`, then 0.
@@ -42,7 +43,7 @@ pub fn greedy(model: &Seq2Seq, src: &Source, max_len: usize) -> Result<Decoded> 
     let w = cfg.tgt_vocab;
     for k in 0..max_len {
         let (dec, d) = model.decode_steps(&prev, n, 1, &h, c.as_ref())?;
-        let (_, logits) = model.read_out(&enc, &src.lengths, &d, 1);
+        let (_, logits) = model.read_out(&enc.m, &src.lengths, &d, 1);
         for b in 0..n {
             let pick = argmax(&logits[b * w..(b + 1) * w]);
             if !done[b] {
@@ -58,4 +59,157 @@ pub fn greedy(model: &Seq2Seq, src: &Source, max_len: usize) -> Result<Decoded> 
         }
     }
     Ok(Decoded { n, max_len, tokens })
+}
+
+/// Beam search's settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Beam {
+    /// Hypotheses kept per row (1: greedy).
+    pub width: usize,
+    /// Rank ended hypotheses by their log-probability per token (their eos
+    /// included) instead of in total, which favours short ones.
+    pub length_norm: bool,
+}
+
+/// One hypothesis: its source row, tokens so far and log-probability.
+#[derive(Clone, Debug)]
+struct Hyp {
+    row: usize,
+    tokens: Vec<i64>,
+    score: f64,
+}
+
+impl Hyp {
+    fn ranked(&self, norm: bool) -> f64 {
+        if norm {
+            self.score / self.tokens.len() as f64
+        } else {
+            self.score
+        }
+    }
+}
+
+/// Beam search over `src`, at most `max_len` tokens a row: every step
+/// extends each row's live hypotheses by every token, keeps the `width`
+/// best by total log-probability (ties: the earlier hypothesis, then the
+/// lower token), and sets aside those that end in `eos`; a row is done when
+/// `width` have ended, or after `max_len` steps. Each row gets its best
+/// ended hypothesis (or, if none ended, its best live one), written as
+/// [`greedy`] writes: the tokens with their `eos`, then 0.
+pub fn beam(model: &Seq2Seq, src: &Source, max_len: usize, beam: Beam) -> Result<Decoded> {
+    if max_len == 0 {
+        return Err(Error::Argument("--max-len must be at least 1".into()));
+    }
+    if beam.width == 0 {
+        return Err(Error::Argument("--beam must be at least 1".into()));
+    }
+    let cfg = model.config();
+    let (n, w, hd, s) = (src.n, cfg.tgt_vocab, cfg.width(), src.s);
+    let enc = model.encode(src)?;
+    // Live hypotheses in row order; the state row k continues live[k].
+    let mut live: Vec<Hyp> = (0..n)
+        .map(|row| Hyp {
+            row,
+            tokens: Vec::new(),
+            score: 0.0,
+        })
+        .collect();
+    let (mut h, mut c) = (enc.h0.clone(), enc.c0.clone());
+    let mut ended: Vec<Vec<Hyp>> = vec![Vec::new(); n];
+    for _ in 0..max_len {
+        if live.is_empty() {
+            break;
+        }
+        let nh = live.len();
+        let prev: Vec<i64> = live
+            .iter()
+            .map(|x| x.tokens.last().copied().unwrap_or(cfg.bos as i64))
+            .collect();
+        let m: Vec<f32> = live
+            .iter()
+            .flat_map(|x| enc.m[x.row * s * hd..(x.row + 1) * s * hd].iter().copied())
+            .collect();
+        let lengths: Vec<usize> = live.iter().map(|x| src.lengths[x.row]).collect();
+        let (dec, d) = model.decode_steps(&prev, nh, 1, &h, c.as_ref())?;
+        let (_, logits) = model.read_out(&m, &lengths, &d, 1);
+        let mut next: Vec<Hyp> = Vec::new();
+        let mut parents: Vec<usize> = Vec::new();
+        let mut i = 0;
+        while i < nh {
+            // Every extension of row `row`'s live hypotheses i..j.
+            let row = live[i].row;
+            let mut j = i;
+            let mut cands: Vec<(f64, usize, usize)> = Vec::new();
+            while j < nh && live[j].row == row {
+                let lp = log_softmax(&logits[j * w..(j + 1) * w]);
+                cands.extend(
+                    lp.iter()
+                        .enumerate()
+                        .map(|(tok, &v)| (live[j].score + v, j, tok)),
+                );
+                j += 1;
+            }
+            cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            let first = next.len();
+            for (score, parent, tok) in cands {
+                if next.len() - first == beam.width || ended[row].len() == beam.width {
+                    break;
+                }
+                let mut tokens = live[parent].tokens.clone();
+                tokens.push(tok as i64);
+                let hyp = Hyp { row, tokens, score };
+                if tok == cfg.eos {
+                    ended[row].push(hyp);
+                } else {
+                    next.push(hyp);
+                    parents.push(parent);
+                }
+            }
+            if ended[row].len() == beam.width {
+                // The row is done: its live hypotheses go.
+                next.truncate(first);
+                parents.truncate(first);
+            }
+            i = j;
+        }
+        h = gather_state(&dec.h_n, &parents);
+        c = dec.c_n.as_ref().map(|c| gather_state(c, &parents));
+        live = next;
+    }
+    let mut tokens = vec![0i64; n * max_len];
+    for row in 0..n {
+        let pick = best(ended[row].iter(), beam.length_norm)
+            .or_else(|| best(live.iter().filter(|x| x.row == row), beam.length_norm));
+        if let Some(p) = pick {
+            tokens[row * max_len..row * max_len + p.tokens.len()].copy_from_slice(&p.tokens);
+        }
+    }
+    Ok(Decoded { n, max_len, tokens })
+}
+
+/// The best-ranked hypothesis, the first of equals.
+fn best<'a>(v: impl Iterator<Item = &'a Hyp>, norm: bool) -> Option<&'a Hyp> {
+    v.fold(None, |b: Option<&Hyp>, x| match b {
+        Some(b) if b.ranked(norm) >= x.ranked(norm) => Some(b),
+        _ => Some(x),
+    })
+}
+
+/// `log(softmax(row))` in f64.
+fn log_softmax(row: &[f32]) -> Vec<f64> {
+    let mx = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+    let lse = mx + row.iter().map(|&v| (v as f64 - mx).exp()).sum::<f64>().ln();
+    row.iter().map(|&v| v as f64 - lse).collect()
+}
+
+/// Rows `idx` of a `[L, N, H]` state, in that order.
+fn gather_state(s: &Tensor, idx: &[usize]) -> Tensor {
+    let (l, n, h) = (s.shape[0], s.shape[1], s.shape[2]);
+    let mut out = Vec::with_capacity(l * idx.len() * h);
+    for k in 0..l {
+        for &i in idx {
+            out.extend_from_slice(&s.data[(k * n + i) * h..(k * n + i + 1) * h]);
+        }
+    }
+    Tensor::new(vec![l, idx.len(), h], out)
 }

@@ -193,10 +193,10 @@ impl Seq2Seq {
     }
 
     /// The decoder's outputs after attention, as logits `[N·T', W]`, for
-    /// decoder outputs `d [N, T', Hd]` over the memory of `enc`.
+    /// decoder outputs `d [N, T', Hd]` over the memory `m [N, S, Hd]`.
     pub(crate) fn read_out(
         &self,
-        enc: &Encoded,
+        m: &[f32],
         lengths: &[usize],
         d: &[f32],
         t: usize,
@@ -204,18 +204,11 @@ impl Seq2Seq {
         let (n, hd, w) = (lengths.len(), self.cfg.width(), self.cfg.tgt_vocab);
         let dims = Dims {
             n,
-            s: enc.m.len() / (n * hd),
+            s: m.len() / (n * hd),
             t,
             hd,
         };
-        let att = attention::forward(
-            self.cfg.attention,
-            &self.weights(),
-            dims,
-            &enc.m,
-            lengths,
-            d,
-        );
+        let att = attention::forward(self.cfg.attention, &self.weights(), dims, m, lengths, d);
         let mut logits = vec![0.0; n * t * w];
         gemm(
             n * t,
@@ -271,7 +264,7 @@ impl Seq2Seq {
         let (n, t) = (data.n(), data.t);
         let enc = self.encode(&data.src)?;
         let (dec, d) = self.decode_steps(&data.tgt_in, n, t, &enc.h0, enc.c0.as_ref())?;
-        let (att, logits) = self.read_out(&enc, &data.src.lengths, &d, t);
+        let (att, logits) = self.read_out(&enc.m, &data.src.lengths, &d, t);
         Ok(Pass {
             enc,
             dec,
