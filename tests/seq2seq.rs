@@ -277,3 +277,466 @@ fn a_beam_wider_than_every_prefix_finds_the_best_sequence() {
         }
     }
 }
+
+/// Runs the CLI; panics with its stderr unless it succeeds; returns stdout.
+fn cli_ok(args: &[&str]) -> String {
+    let out = recurrent_cli(args);
+    assert!(
+        out.status.success(),
+        "recurrent {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs the CLI expecting failure; returns stderr.
+fn cli_err(args: &[&str]) -> String {
+    let out = recurrent_cli(args);
+    assert!(
+        !out.status.success(),
+        "recurrent {} succeeded",
+        args.join(" ")
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The reference cases through the CLI: predict writes PyTorch's logits,
+/// evaluate prints its loss, generate its greedy tokens, and train one
+/// epoch of SGD and of Adam in file order gives its weights.
+#[test]
+fn the_reference_cases_through_the_cli() {
+    let tmp = temp_dir("seq2seq-cli");
+    for name in CASES {
+        let c = Case::load(name);
+        let dir = case_dir(name);
+        let (model, data) = (dir.join("model.safetensors"), dir.join("data.safetensors"));
+        let (model, data) = (model.to_str().unwrap(), data.to_str().unwrap());
+        let out = tmp.join(format!("{name}-out.safetensors"));
+        let out_s = out.to_str().unwrap();
+        cli_ok(&[
+            "predict", "--model", model, "--data", data, "--output", out_s,
+        ]);
+        let got = st::read(&out).unwrap();
+        assert_close(
+            &format!("{name}: CLI predict"),
+            &Case::floats(&got, "output"),
+            &Case::floats(&c.expected, "output"),
+            GOLDEN_OUTPUT,
+        );
+        let text = cli_ok(&["evaluate", "--model", model, "--data", data]);
+        let loss: f32 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert_close(
+            &format!("{name}: CLI evaluate"),
+            &[loss],
+            &Case::floats(&c.expected, "loss"),
+            PRINTED_LOSS,
+        );
+        let max_len = (c.num("max_len") as usize).to_string();
+        cli_ok(&[
+            "generate",
+            "--model",
+            model,
+            "--data",
+            data,
+            "--max-len",
+            &max_len,
+            "--output",
+            out_s,
+        ]);
+        let got = st::read(&out).unwrap();
+        assert_eq!(
+            got.tensors["generated"].values, c.expected.tensors["generated"].values,
+            "{name}: CLI generate"
+        );
+        for (opt, lr, file) in [
+            ("sgd", c.num("lr_sgd"), "after-sgd"),
+            ("adam", c.num("lr_adam"), "after-adam"),
+        ] {
+            let saved = tmp.join(format!("{name}-{opt}.safetensors"));
+            let batch = (c.num("batch") as usize).to_string();
+            cli_ok(&[
+                "train",
+                "--model",
+                model,
+                "--data",
+                data,
+                "--optimizer",
+                opt,
+                "--lr",
+                &lr.to_string(),
+                "--epochs",
+                "1",
+                "--batch-size",
+                &batch,
+                "--no-shuffle",
+                "--save",
+                saved.to_str().unwrap(),
+            ]);
+            let m = checkpoint::load(&saved).unwrap();
+            let want = st::read(&dir.join(format!("{file}.safetensors"))).unwrap();
+            for e in &m.layout().entries {
+                assert_close(
+                    &format!("{name} CLI {file}: {}", e.name),
+                    &m.params()[e.range()],
+                    &Case::floats(&want, &e.name),
+                    GOLDEN_WEIGHTS,
+                );
+            }
+        }
+    }
+}
+
+/// A new model from the CLI's flags (vocabularies from the data), trained
+/// with shuffling and validation, then decoded by beam search; the flags
+/// and files a seq2seq model cannot take are refused, and nothing is written.
+#[test]
+fn the_cli_trains_a_new_seq2seq_model_and_refuses_bad_input() {
+    let tmp = temp_dir("seq2seq-cli-new");
+    let dir = case_dir("s2s-gru-bidir-dot");
+    let data = dir.join("data.safetensors");
+    let data = data.to_str().unwrap();
+    let save = tmp.join("new.safetensors");
+    let save_s = save.to_str().unwrap();
+    let text = cli_ok(&[
+        "train",
+        "--arch",
+        "seq2seq",
+        "--cell",
+        "lstm",
+        "--embed",
+        "4",
+        "--hidden",
+        "5",
+        "--layers",
+        "2",
+        "--bidirectional",
+        "--attention",
+        "general",
+        "--data",
+        data,
+        "--validation",
+        data,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--lr",
+        "0.01",
+        "--save",
+        save_s,
+    ]);
+    assert!(
+        text.contains("epoch 2/2") && text.contains("val_accuracy"),
+        "{text}"
+    );
+    let m = checkpoint::load(&save).unwrap();
+    let reference = Case::load("s2s-gru-bidir-dot");
+    let cfg = m.config();
+    assert_eq!(
+        (cfg.layers, cfg.bidirectional, cfg.hidden, cfg.embed),
+        (2, true, 5, 4)
+    );
+    // The vocabularies cover the data's ids.
+    assert!(cfg.src_vocab >= 3 && cfg.src_vocab <= reference.model.config().src_vocab);
+    assert!(cfg.tgt_vocab <= reference.model.config().tgt_vocab);
+    let out = tmp.join("beam.safetensors");
+    let out_s = out.to_str().unwrap();
+    cli_ok(&[
+        "generate",
+        "--model",
+        save_s,
+        "--data",
+        data,
+        "--max-len",
+        "5",
+        "--beam",
+        "3",
+        "--output",
+        out_s,
+    ]);
+    assert_eq!(
+        st::read(&out).unwrap().tensors["generated"].shape,
+        vec![6, 5]
+    );
+    // Refused, nothing written.
+    let missing = tmp.join("never.safetensors");
+    let m_s = missing.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec![
+                "generate",
+                "--model",
+                save_s,
+                "--data",
+                data,
+                "--max-len",
+                "5",
+                "--beam",
+                "0",
+                "--output",
+                m_s,
+            ],
+            "--beam must be at least 1",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                save_s,
+                "--data",
+                data,
+                "--max-len",
+                "0",
+                "--output",
+                m_s,
+            ],
+            "--max-len must be at least 1",
+        ),
+        (
+            vec![
+                "generate", "--model", save_s, "--data", data, "--output", m_s,
+            ],
+            "--max-len",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                save_s,
+                "--text",
+                "abc",
+                "--max-len",
+                "3",
+            ],
+            "no vocabularies",
+        ),
+        (
+            vec![
+                "train",
+                "--arch",
+                "seq2seq",
+                "--cell",
+                "gru",
+                "--embed",
+                "4",
+                "--hidden",
+                "5",
+                "--data",
+                data,
+                "--dropout",
+                "0.1",
+                "--save",
+                m_s,
+            ],
+            "not available for seq2seq",
+        ),
+        (
+            vec![
+                "train", "--arch", "seq2seq", "--cell", "gru", "--hidden", "5", "--data", data,
+                "--save", m_s,
+            ],
+            "--embed",
+        ),
+        (
+            vec![
+                "train", "--arch", "seq2seq", "--cell", "gru", "--embed", "4", "--hidden", "5",
+                "--data", data, "--device", "gpu", "--save", m_s,
+            ],
+            "CPU path only",
+        ),
+        (
+            vec![
+                "train",
+                "--arch",
+                "seq2seq",
+                "--cell",
+                "gru",
+                "--embed",
+                "4",
+                "--hidden",
+                "5",
+                "--src-vocab",
+                "3",
+                "--data",
+                data,
+                "--save",
+                m_s,
+            ],
+            "out of range",
+        ),
+        (
+            vec![
+                "train",
+                "--cell",
+                "gru",
+                "--hidden",
+                "5",
+                "--out-features",
+                "3",
+                "--loss",
+                "ce",
+                "--data",
+                data,
+                "--save",
+                m_s,
+            ],
+            "seq2seq data file",
+        ),
+        (
+            vec![
+                "predict",
+                "--model",
+                save_s,
+                "--data",
+                &golden_dir()
+                    .join("lstm-last-ce/data.safetensors")
+                    .to_string_lossy(),
+                "--output",
+                m_s,
+            ],
+            "plain model",
+        ),
+        (
+            vec![
+                "train",
+                "--model",
+                save_s,
+                "--data",
+                &golden_dir()
+                    .join("lstm-last-ce/data.safetensors")
+                    .to_string_lossy(),
+                "--save",
+                m_s,
+            ],
+            "plain model",
+        ),
+        (
+            vec![
+                "evaluate",
+                "--model",
+                &golden_dir()
+                    .join("lstm-last-ce/model.safetensors")
+                    .to_string_lossy(),
+                "--data",
+                data,
+                "--loss",
+                "ce",
+            ],
+            "seq2seq data file",
+        ),
+    ] {
+        let e = cli_err(&args);
+        assert!(e.contains(says), "{args:?}: {e}");
+        assert!(!missing.exists(), "{args:?} wrote its output");
+    }
+}
+
+/// Bad data files are refused with what is wrong.
+#[test]
+fn bad_seq2seq_data_is_refused() {
+    use recurrent::io::st::Write_;
+    let tmp = temp_dir("seq2seq-bad-data");
+    let write = |name: &str, tensors: Vec<(&str, Vec<usize>, Vec<i64>)>| {
+        let t: Vec<_> = tensors
+            .iter()
+            .map(|(n, s, v)| (n.to_string(), s.clone(), Write_::I64(v)))
+            .collect();
+        let p = tmp.join(name);
+        std::fs::write(&p, st::serialize(&t, Default::default()).unwrap()).unwrap();
+        p
+    };
+    let src = ("src", vec![2, 3], vec![3, 4, 5, 3, 0, 0]);
+    let tgt_in = ("tgt_in", vec![2, 2], vec![1, 3, 1, 4]);
+    let tgt_out = ("tgt_out", vec![2, 2], vec![3, 2, 4, 2]);
+    let cases = [
+        (
+            vec![src.clone(), tgt_in.clone()],
+            "missing tensor `tgt_out`",
+        ),
+        (
+            vec![
+                src.clone(),
+                tgt_in.clone(),
+                ("tgt_out", vec![2, 3], vec![0; 6]),
+            ],
+            "must agree",
+        ),
+        (
+            vec![
+                src.clone(),
+                ("src_lengths", vec![2], vec![3, 4]),
+                tgt_in.clone(),
+                tgt_out.clone(),
+            ],
+            "lengths[1] = 4",
+        ),
+        (
+            vec![
+                src.clone(),
+                ("src_lengths", vec![2], vec![0, 1]),
+                tgt_in.clone(),
+                tgt_out.clone(),
+            ],
+            "lengths[0] = 0",
+        ),
+        (
+            vec![
+                src.clone(),
+                ("tgt_in", vec![3, 2], vec![1; 6]),
+                ("tgt_out", vec![3, 2], vec![2; 6]),
+            ],
+            "one target per source",
+        ),
+        (
+            vec![
+                ("src", vec![6], vec![3; 6]),
+                tgt_in.clone(),
+                tgt_out.clone(),
+            ],
+            "expected [N, steps]",
+        ),
+    ];
+    for (i, (tensors, says)) in cases.into_iter().enumerate() {
+        let p = write(&format!("bad{i}.safetensors"), tensors);
+        let e = seq2seq::data::load(&p).unwrap_err().to_string();
+        assert!(e.contains(says), "case {i}: {e}");
+    }
+    // Ids outside a model's vocabularies.
+    let model = Case::load("s2s-lstm-general").model;
+    let (sv, tv) = (
+        model.config().src_vocab as i64,
+        model.config().tgt_vocab as i64,
+    );
+    for (tensors, says) in [
+        (
+            vec![
+                ("src", vec![2, 3], vec![3, 4, sv, 3, 0, 0]),
+                tgt_in.clone(),
+                tgt_out.clone(),
+            ],
+            format!("token id {sv}"),
+        ),
+        (
+            vec![
+                src.clone(),
+                ("tgt_in", vec![2, 2], vec![1, tv, 1, 4]),
+                tgt_out.clone(),
+            ],
+            format!("token id {tv}"),
+        ),
+        (
+            vec![
+                src.clone(),
+                tgt_in.clone(),
+                ("tgt_out", vec![2, 2], vec![3, -5, 4, 2]),
+            ],
+            "label -5".to_string(),
+        ),
+    ] {
+        let p = write("ids.safetensors", tensors);
+        let d = seq2seq::data::load(&p).unwrap();
+        let e = model.forward(&d).unwrap_err().to_string();
+        assert!(e.contains(&says), "{e}");
+    }
+}

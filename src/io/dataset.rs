@@ -23,6 +23,11 @@ pub fn from_file(f: st::File, p: &str) -> Result<Dataset> {
         path: p.into(),
         reason,
     };
+    if !f.tensors.contains_key("x") && f.tensors.contains_key("src") {
+        return Err(bad(
+            "this is a seq2seq data file (src, tgt_in, tgt_out), not one for a plain model (x, y): train a seq2seq model on it (--arch seq2seq)".into(),
+        ));
+    }
     let x = f
         .tensors
         .get("x")

@@ -34,7 +34,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod decode;
+pub mod fit;
 pub mod model;
+pub mod text;
 
 pub use config::{Attention, Seq2SeqConfig, Seq2SeqLayout};
 pub use data::{Seq2SeqData, Source};

@@ -11,6 +11,8 @@ use recurrent::{
     Nonlinearity, Optimizer, OptimizerKind, OutputMode, Result,
 };
 use std::path::PathBuf;
+
+mod seq2seq;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -48,12 +50,33 @@ enum Cmd {
 struct GenerateArgs {
     #[arg(long)]
     model: PathBuf,
-    /// The text generation starts from (every token must be in the model's vocabulary).
+    /// Language models: the text generation starts from (every token must be in the
+    /// model's vocabulary).
     #[arg(long)]
-    prime: String,
-    /// Tokens to generate after the prime.
+    prime: Option<String>,
+    /// Language models: tokens to generate after the prime.
     #[arg(long)]
-    length: usize,
+    length: Option<usize>,
+    /// seq2seq: decode the sources of this data file (src, optional src_lengths) into
+    /// --output (tensor `generated` i64 [N, max-len], 0 after each row's eos).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// seq2seq: translate this text (repeat for several); the model must have been saved
+    /// with its source and target vocabularies. Prints one line each.
+    #[arg(long)]
+    text: Vec<String>,
+    /// seq2seq: tokens to decode at most per row.
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// seq2seq: beam search with this many hypotheses per row (default: greedy).
+    #[arg(long)]
+    beam: Option<usize>,
+    /// seq2seq with --beam: rank finished hypotheses by log-probability per token.
+    #[arg(long)]
+    length_norm: bool,
+    /// seq2seq with --data: where to write the tokens.
+    #[arg(long)]
+    output: Option<PathBuf>,
     /// Logits are divided by it before the softmax (lower is more conservative).
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
@@ -142,6 +165,19 @@ enum DeviceArg {
     Gpu,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum ArchArg {
+    Plain,
+    Seq2seq,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AttentionArg {
+    General,
+    Dot,
+    None,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum CellArg {
     Lstm,
@@ -169,9 +205,29 @@ enum OptArg {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Training data (safetensors: x, y, optional lengths).
+    /// Training data (safetensors: x, y, optional lengths; for --arch seq2seq: src,
+    /// optional src_lengths, tgt_in, tgt_out).
     #[arg(long)]
     data: PathBuf,
+    /// What a new model is: `plain` (one recurrent stack and a linear head) or
+    /// `seq2seq` (an encoder-decoder with attention; see README, "Sequence to sequence").
+    #[arg(long, value_enum, default_value = "plain")]
+    arch: ArchArg,
+    /// seq2seq: attention over the encoder's outputs.
+    #[arg(long, value_enum, default_value = "general")]
+    attention: AttentionArg,
+    /// seq2seq: source vocabulary size (default: largest source id + 1).
+    #[arg(long)]
+    src_vocab: Option<usize>,
+    /// seq2seq: target vocabulary size (default: largest target id + 1).
+    #[arg(long)]
+    tgt_vocab: Option<usize>,
+    /// seq2seq: the target token decoding starts from.
+    #[arg(long, default_value_t = 1)]
+    bos: usize,
+    /// seq2seq: the target token that ends a sequence.
+    #[arg(long, default_value_t = 2)]
+    eos: usize,
     /// Start from this checkpoint instead of a new model.
     #[arg(long, conflicts_with_all = ["cell", "hidden", "layers", "bidirectional", "out_features"])]
     model: Option<PathBuf>,
@@ -193,17 +249,18 @@ struct TrainArgs {
     /// Head reads the last state (`last`) or every step (`sequence`).
     #[arg(long, value_enum, default_value = "last")]
     output: OutputArg,
-    /// Width of the head (classes for ce).
-    #[arg(long, required_unless_present_any = ["model", "resume"])]
-    out_features: Option<usize>,
-    /// Embedding width for token-id data (new models only).
+    /// Width of the head (classes for ce); required for a new plain model.
     #[arg(long)]
+    out_features: Option<usize>,
+    /// Embedding width for token-id data (new models only; both embeddings of seq2seq).
+    #[arg(long, alias = "embed")]
     embed_dim: Option<usize>,
     /// Vocabulary size for token-id data (default: largest id in the data + 1).
     #[arg(long)]
     vocab: Option<usize>,
+    /// Required for plain models; seq2seq trains with ce.
     #[arg(long, value_enum)]
-    loss: LossArg,
+    loss: Option<LossArg>,
     #[arg(long, value_enum, default_value = "adam")]
     optimizer: OptArg,
     #[arg(long, default_value_t = 0.001)]
@@ -319,8 +376,9 @@ struct EvaluateArgs {
     model: PathBuf,
     #[arg(long)]
     data: PathBuf,
+    /// Required for plain models; seq2seq models evaluate ce and token accuracy.
     #[arg(long, value_enum)]
-    loss: LossArg,
+    loss: Option<LossArg>,
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
     #[arg(long, value_enum, default_value = "auto")]
@@ -372,7 +430,11 @@ fn new_model(a: &TrainArgs, data: &Dataset) -> Result<Model> {
         OutputArg::Sequence => OutputMode::Sequence,
     };
     let hidden = a.hidden.expect("clap requires it");
-    let out = a.out_features.expect("clap requires it");
+    let out = a.out_features.ok_or_else(|| {
+        Error::Argument(
+            "a new model needs --out-features (the head's width: classes for ce)".into(),
+        )
+    })?;
     let mut cfg = match &data.x {
         Inputs::Features { f, .. } => ModelConfig::new(cell, *f, hidden, out),
         Inputs::Tokens { ids, .. } => {
@@ -424,8 +486,41 @@ fn with_dropout(model: Model, a: &TrainArgs) -> Result<Model> {
     Model::from_params(cfg, params)
 }
 
+/// `--loss`, which plain models need.
+fn loss_given(l: Option<LossArg>) -> Result<Loss> {
+    l.map(loss_of)
+        .ok_or_else(|| Error::Argument("give --loss ce or --loss mse".into()))
+}
+
+/// The optimizer the flags describe.
+fn optimizer_of(a: &TrainArgs) -> Result<Optimizer> {
+    let kind = match a.optimizer {
+        OptArg::Sgd => OptimizerKind::Sgd {
+            lr: a.lr,
+            momentum: a.momentum,
+            weight_decay: a.weight_decay,
+            nesterov: false,
+        },
+        OptArg::Adam => OptimizerKind::Adam {
+            lr: a.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: a.weight_decay,
+        },
+    };
+    let opt = Optimizer::new(kind);
+    opt.validate()?;
+    Ok(opt)
+}
+
 fn train(a: TrainArgs) -> Result<()> {
-    let loss = loss_of(a.loss);
+    if a.arch == ArchArg::Seq2seq
+        || seq2seq::is_seq2seq_checkpoint(a.model.as_ref().or(a.resume.as_ref()))?
+    {
+        return seq2seq::train(a);
+    }
+    let loss = loss_given(a.loss)?;
     if a.batch_size == 0 {
         return Err(Error::Argument("--batch-size must be at least 1".into()));
     }
@@ -458,23 +553,7 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         None => None,
     };
-    let kind = match a.optimizer {
-        OptArg::Sgd => OptimizerKind::Sgd {
-            lr: a.lr,
-            momentum: a.momentum,
-            weight_decay: a.weight_decay,
-            nesterov: false,
-        },
-        OptArg::Adam => OptimizerKind::Adam {
-            lr: a.lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: a.weight_decay,
-        },
-    };
-    let mut opt = Optimizer::new(kind);
-    opt.validate()?;
+    let mut opt = optimizer_of(&a)?;
     let cfg = model.config();
     eprintln!(
         "model: {} input {} hidden {} layers {}{} output {} out {} ({} parameters); {} sequences of {} steps",
@@ -530,6 +609,9 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn predict(a: PredictArgs) -> Result<()> {
+    if seq2seq::is_seq2seq_checkpoint(Some(&a.model))? {
+        return seq2seq::predict(a);
+    }
     if a.batch_size == 0 {
         return Err(Error::Argument("--batch-size must be at least 1".into()));
     }
@@ -619,12 +701,16 @@ fn predict_text(a: PredictArgs) -> Result<()> {
 }
 
 fn evaluate(a: EvaluateArgs) -> Result<()> {
+    if seq2seq::is_seq2seq_checkpoint(Some(&a.model))? {
+        return seq2seq::evaluate(a);
+    }
+    let loss = loss_given(a.loss)?;
     let device = pick_device(a.device)?;
     let model = checkpoint::load(&a.model)?;
     let data = dataset::load(&a.data)?;
     let e = device
         .backend(&model)?
-        .evaluate(&data, loss_of(a.loss), a.batch_size)?;
+        .evaluate(&data, loss, a.batch_size)?;
     match e.accuracy {
         Some(acc) => println!(
             "loss {:.6} accuracy {:.2}% ({} sequences)",
@@ -839,6 +925,14 @@ fn cell_of(c: CellArg) -> Cell {
 
 fn generate(a: GenerateArgs) -> Result<()> {
     use recurrent::generate::{check_language_model, generate_text, Sampling};
+    if seq2seq::is_seq2seq_checkpoint(Some(&a.model))? {
+        return seq2seq::generate(a);
+    }
+    let (Some(prime), Some(length)) = (a.prime.clone(), a.length) else {
+        return Err(Error::Argument(
+            "a language model generates from --prime TEXT for --length N tokens".into(),
+        ));
+    };
     let sampling = Sampling {
         temperature: a.temperature,
         top_k: a.top_k,
@@ -869,20 +963,13 @@ fn generate(a: GenerateArgs) -> Result<()> {
             &mut gpu
         }
     };
-    let text = generate_text(
-        stream,
-        model.config(),
-        &vocab,
-        &a.prime,
-        a.length,
-        &sampling,
-    )?;
+    let text = generate_text(stream, model.config(), &vocab, &prime, length, &sampling)?;
     // Words are joined by spaces; characters as they are.
     let gap = match vocab.level() {
-        text::Level::Word if !a.prime.is_empty() && !text.is_empty() => " ",
+        text::Level::Word if !prime.is_empty() && !text.is_empty() => " ",
         _ => "",
     };
-    println!("{}{gap}{}", a.prime, text);
+    println!("{prime}{gap}{text}");
     Ok(())
 }
 

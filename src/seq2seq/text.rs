@@ -1,0 +1,91 @@
+//! Text in and out of a seq2seq model: its source and target vocabularies
+//! kept in the checkpoint's metadata, sources encoded from raw text, decoded
+//! tokens turned back into text.
+
+use super::data::Source;
+use super::decode::{self, Beam};
+use super::model::Seq2Seq;
+use crate::error::{Error, Result};
+use crate::text::Vocab;
+use std::collections::HashMap;
+
+/// Metadata key of the source vocabulary (JSON, as [`Vocab::to_json`]).
+pub const SRC_VOCAB_KEY: &str = "recurrent.src_vocab";
+/// Metadata key of the target vocabulary; its ids are the model's target
+/// ids, `bos` and `eos` among them.
+pub const TGT_VOCAB_KEY: &str = "recurrent.tgt_vocab";
+
+/// Checkpoint metadata entries for both vocabularies (for
+/// [`super::checkpoint::save_with`]).
+pub fn metadata(src: &Vocab, tgt: &Vocab) -> HashMap<String, String> {
+    HashMap::from([
+        (SRC_VOCAB_KEY.to_string(), src.to_json()),
+        (TGT_VOCAB_KEY.to_string(), tgt.to_json()),
+    ])
+}
+
+/// Both vocabularies from checkpoint metadata, if it has them.
+pub fn vocabs_from_metadata(meta: &HashMap<String, String>) -> Result<Option<(Vocab, Vocab)>> {
+    match (meta.get(SRC_VOCAB_KEY), meta.get(TGT_VOCAB_KEY)) {
+        (Some(s), Some(t)) => Ok(Some((Vocab::from_json(s)?, Vocab::from_json(t)?))),
+        _ => Ok(None),
+    }
+}
+
+/// Texts as a source batch: each text's tokens, padded with the
+/// vocabulary's padding id (or 0) to the longest.
+pub fn source<S: AsRef<str>>(vocab: &Vocab, texts: &[S]) -> Result<Source> {
+    if texts.is_empty() {
+        return Err(Error::Empty("the list of texts".into()));
+    }
+    let ids: Vec<Vec<i64>> = texts
+        .iter()
+        .map(|t| vocab.encode(t.as_ref()))
+        .collect::<Result<_>>()?;
+    if let Some(i) = ids.iter().position(|v| v.is_empty()) {
+        return Err(Error::Argument(format!(
+            "text {i} ({:?}) has no tokens: nothing to translate",
+            texts[i].as_ref()
+        )));
+    }
+    let s = ids.iter().map(Vec::len).max().unwrap_or(1);
+    let pad = vocab.pad().unwrap_or(0) as i64;
+    let lengths = ids.iter().map(Vec::len).collect();
+    let flat = ids
+        .into_iter()
+        .flat_map(|mut v| {
+            v.resize(s, pad);
+            v
+        })
+        .collect();
+    Source::new(flat, [texts.len(), s], Some(lengths))
+}
+
+/// Translates each text: encoded with `src`, decoded (greedy, or `beam`)
+/// for at most `max_len` tokens, the tokens before `eos` written with `tgt`.
+pub fn translate<S: AsRef<str>>(
+    model: &Seq2Seq,
+    src: &Vocab,
+    tgt: &Vocab,
+    texts: &[S],
+    max_len: usize,
+    beam: Option<Beam>,
+) -> Result<Vec<String>> {
+    if tgt.len() != model.config().tgt_vocab || src.len() != model.config().src_vocab {
+        return Err(Error::Argument(format!(
+            "the vocabularies have {} source and {} target tokens but the model {} and {}",
+            src.len(),
+            tgt.len(),
+            model.config().src_vocab,
+            model.config().tgt_vocab
+        )));
+    }
+    let source = source(src, texts)?;
+    let out = match beam {
+        Some(b) => decode::beam(model, &source, max_len, b)?,
+        None => decode::greedy(model, &source, max_len)?,
+    };
+    (0..out.n)
+        .map(|i| tgt.decode(out.row(i, model.config().eos)))
+        .collect()
+}
