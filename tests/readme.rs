@@ -92,17 +92,26 @@ fn readme_stack_op_example_runs() -> recurrent::Result<()> {
     Ok(())
 }
 
-/// Every Rust block of the README's section "States, streaming and your own
-/// model" is, line for line (indentation aside), the body between
-/// `README begin` and `README end` of one test above.
+/// Every Rust block of the README's sections "States, streaming and your
+/// own model" and "Sequence to sequence" is, line for line (indentation
+/// aside), the body between `README begin` and `README end` of one test here.
 #[test]
 fn the_readme_examples_are_these_tests() {
+    for (section, count) in [
+        ("## States, streaming and your own model", 3),
+        ("## Sequence to sequence", 1),
+    ] {
+        check_section(section, count);
+    }
+}
+
+fn check_section(title: &str, count: usize) {
     let readme = include_str!("../README.md");
     let me = include_str!("readme.rs");
     let section = readme
-        .split("## States, streaming and your own model")
+        .split(title)
         .nth(1)
-        .expect("the README has the section")
+        .unwrap_or_else(|| panic!("the README has the section {title}"))
         .split("\n## ")
         .next()
         .unwrap();
@@ -131,13 +140,36 @@ fn the_readme_examples_are_these_tests() {
                 .collect()
         })
         .collect();
-    assert_eq!(blocks.len(), 3, "three examples in the section");
+    assert_eq!(blocks.len(), count, "{count} examples in {title}");
     for b in &blocks {
         let b: Vec<&str> = b.iter().copied().filter(|l| !l.is_empty()).collect();
         assert!(
             bodies.contains(&b),
-            "a README block is not a test here:\n{}",
+            "a README block of {title} is not a test here:\n{}",
             b.join("\n")
         );
     }
+}
+
+#[test]
+fn readme_seq2seq_example_runs() -> recurrent::Result<()> {
+    // README begin
+    use recurrent::seq2seq::{decode, Attention, Seq2Seq, Seq2SeqConfig, Seq2SeqData, Source};
+    use recurrent::{Cell, Optimizer};
+    // bos = 1, eos = 2 (the defaults); tokens 3..6.
+    let cfg = Seq2SeqConfig::new(Cell::Gru, 6, 6, 8, 16).attention(Attention::Dot);
+    let mut model = Seq2Seq::new(cfg, 7)?;
+    let pairs = [[3, 4], [4, 5], [5, 3], [3, 3]];
+    let src: Vec<i64> = pairs.iter().flatten().copied().collect();
+    let tgt_in: Vec<i64> = pairs.iter().flat_map(|p| [1, p[0], p[1]]).collect();
+    let tgt_out: Vec<i64> = pairs.iter().flat_map(|p| [p[0], p[1], 2]).collect();
+    let data = Seq2SeqData::new(Source::new(src, [4, 2], None)?, tgt_in, tgt_out, 3)?;
+    let mut opt = Optimizer::adam(0.05);
+    for _ in 0..150 {
+        model.train_step(&data, &mut opt, Some(1.0))?;
+    }
+    let out = decode::greedy(&model, &data.src, 4)?; // or decode::beam
+    assert_eq!(out.row(2, 2), &[5, 3]);
+    // README end
+    Ok(())
 }

@@ -283,6 +283,22 @@ impl Seq2Seq {
         ))
     }
 
+    /// Where the decoder looks: the attention weights `[N, T, S]` of the
+    /// teacher-forced forward over `data` (each row sums to 1 over the
+    /// source's length, 0 past it); `None` without attention. Over the tokens
+    /// a decoding produced (as `tgt_in`, after `bos`), they are the weights
+    /// that decoding used.
+    pub fn attention_weights(&self, data: &Seq2SeqData) -> Result<Option<Tensor>> {
+        if !self.attends() {
+            return Ok(None);
+        }
+        let p = self.pass(data)?;
+        Ok(Some(Tensor::new(
+            vec![data.n(), data.t, data.src.s],
+            p.att.a,
+        )))
+    }
+
     /// The mean cross-entropy over the positions where `tgt_out` is not
     /// -100, and its gradient for every parameter (in layout order).
     pub fn loss_and_gradients(&self, data: &Seq2SeqData) -> Result<(f32, Vec<f32>)> {

@@ -2,11 +2,11 @@
 //! kept in the checkpoint's metadata, sources encoded from raw text, decoded
 //! tokens turned back into text.
 
-use super::data::Source;
+use super::data::{Seq2SeqData, Source};
 use super::decode::{self, Beam};
 use super::model::Seq2Seq;
 use crate::error::{Error, Result};
-use crate::text::Vocab;
+use crate::text::{Level, Vocab, PAD_TOKEN};
 use std::collections::HashMap;
 
 /// Metadata key of the source vocabulary (JSON, as [`Vocab::to_json`]).
@@ -88,4 +88,62 @@ pub fn translate<S: AsRef<str>>(
     (0..out.n)
         .map(|i| tgt.decode(out.row(i, model.config().eos)))
         .collect()
+}
+
+/// The characters that stand for `bos` and `eos` (ids 1 and 2, the model's
+/// defaults) in a target vocabulary from [`char_vocabs`].
+pub const BOS: char = '\u{2}';
+pub const EOS: char = '\u{3}';
+
+/// Character vocabularies for text pairs: the source's `<pad>` (0) then
+/// every character of the sources, sorted; the target's `<pad>` (0),
+/// [`BOS`] (1), [`EOS`] (2), then every character of the targets, sorted.
+pub fn char_vocabs<S: AsRef<str>, T: AsRef<str>>(pairs: &[(S, T)]) -> Result<(Vocab, Vocab)> {
+    let chars = |texts: &mut dyn Iterator<Item = &str>| {
+        let mut c: Vec<char> = texts.flat_map(str::chars).collect();
+        c.sort_unstable();
+        c.dedup();
+        c.into_iter().map(String::from)
+    };
+    let pad = PAD_TOKEN.to_string();
+    let src: Vec<String> = std::iter::once(pad.clone())
+        .chain(chars(&mut pairs.iter().map(|p| p.0.as_ref())))
+        .collect();
+    let tgt: Vec<String> = [pad, BOS.to_string(), EOS.to_string()]
+        .into_iter()
+        .chain(chars(&mut pairs.iter().map(|p| p.1.as_ref())))
+        .collect();
+    Ok((
+        Vocab::from_parts(Level::Char, false, src, Some(0), None)?,
+        Vocab::from_parts(Level::Char, false, tgt, Some(0), None)?,
+    ))
+}
+
+/// Text pairs as training data: the sources padded (with their lengths),
+/// `tgt_in` = `bos` then the target, `tgt_out` = the target then `eos`
+/// (padding: 0 in, -100 out), to the longest target plus one.
+pub fn pairs<S: AsRef<str>, T: AsRef<str>>(
+    src: &Vocab,
+    tgt: &Vocab,
+    bos: usize,
+    eos: usize,
+    pairs: &[(S, T)],
+) -> Result<Seq2SeqData> {
+    let sources: Vec<&str> = pairs.iter().map(|p| p.0.as_ref()).collect();
+    let source = source(src, &sources)?;
+    let targets: Vec<Vec<i64>> = pairs
+        .iter()
+        .map(|p| tgt.encode(p.1.as_ref()))
+        .collect::<Result<_>>()?;
+    let t = targets.iter().map(Vec::len).max().unwrap_or(0) + 1;
+    let (mut tgt_in, mut tgt_out) = (Vec::new(), Vec::new());
+    for v in &targets {
+        tgt_in.push(bos as i64);
+        tgt_in.extend_from_slice(v);
+        tgt_in.resize(tgt_in.len() + t - 1 - v.len(), 0);
+        tgt_out.extend_from_slice(v);
+        tgt_out.push(eos as i64);
+        tgt_out.resize(tgt_out.len() + t - 1 - v.len(), -100);
+    }
+    Seq2SeqData::new(source, tgt_in, tgt_out, t)
 }
