@@ -740,3 +740,45 @@ fn bad_seq2seq_data_is_refused() {
         assert!(e.contains(&says), "{e}");
     }
 }
+
+/// Text pairs through the library's character vocabularies, trained until
+/// it copies them, then saved with its vocabularies: `recurrent generate
+/// --text` translates with them as `seq2seq::text::translate` does, greedy
+/// and with a beam, and a character outside the source vocabulary is refused.
+#[test]
+fn a_model_saved_with_its_vocabularies_translates_text_through_the_cli() {
+    use recurrent::seq2seq::{text, Attention, Seq2SeqConfig};
+    let pairs: Vec<(String, String)> = ["ab", "ba", "abc", "cab", "bca", "ca"]
+        .iter()
+        .map(|s| (s.to_string(), s.chars().rev().collect()))
+        .collect();
+    let (sv, tv) = text::char_vocabs(&pairs).unwrap();
+    let cfg = Seq2SeqConfig::new(recurrent::Cell::Gru, sv.len(), tv.len(), 8, 24)
+        .attention(Attention::General);
+    let mut model = Seq2Seq::new(cfg.clone(), 5).unwrap();
+    let data = text::pairs(&sv, &tv, cfg.bos, cfg.eos, &pairs).unwrap();
+    let mut opt = Optimizer::adam(0.03);
+    for _ in 0..200 {
+        model.train_step(&data, &mut opt, Some(1.0)).unwrap();
+    }
+    let texts: Vec<&str> = pairs.iter().map(|p| p.0.as_str()).collect();
+    let got = text::translate(&model, &sv, &tv, &texts, 5, None).unwrap();
+    let want: Vec<String> = pairs.iter().map(|p| p.1.clone()).collect();
+    assert_eq!(got, want, "the model learned to reverse its pairs");
+    let path = temp_dir("seq2seq-text").join("rev.safetensors");
+    checkpoint::save_with(&model, &path, &text::metadata(&sv, &tv)).unwrap();
+    let p = path.to_str().unwrap();
+    for beam in [None, Some("3")] {
+        let mut args = vec!["generate", "--model", p, "--max-len", "5"];
+        for t in &texts {
+            args.extend(["--text", t]);
+        }
+        if let Some(b) = beam {
+            args.extend(["--beam", b]);
+        }
+        let out = cli_ok(&args);
+        assert_eq!(out.lines().collect::<Vec<_>>(), want, "beam {beam:?}");
+    }
+    let e = cli_err(&["generate", "--model", p, "--max-len", "5", "--text", "abz"]);
+    assert!(e.contains("not in the vocabulary"), "{e}");
+}

@@ -345,16 +345,11 @@ impl Seq2Seq {
         );
         // Attention.
         let (d_m, d_d) = {
-            let (ga, gc, gb) = split_attention_grads(&mut g, l);
             let dims = Dims { n, s, t, hd };
             attention::backward(
                 self.cfg.attention,
                 &self.weights(),
-                attention::Grads {
-                    w_a: ga,
-                    w_c: gc,
-                    b_c: gb,
-                },
+                split_attention_grads(&mut g, l),
                 dims,
                 &p.enc.m,
                 &data.src.lengths,
@@ -473,17 +468,14 @@ impl Seq2Seq {
 }
 
 /// The attention gradients' parts of `g`, each `None` where the kind has none.
-fn split_attention_grads<'a>(
-    g: &'a mut [f32],
-    l: &Seq2SeqLayout,
-) -> (
-    Option<&'a mut [f32]>,
-    Option<&'a mut [f32]>,
-    Option<&'a mut [f32]>,
-) {
+fn split_attention_grads<'a>(g: &'a mut [f32], l: &Seq2SeqLayout) -> attention::Grads<'a> {
     // attn, combine.weight, combine.bias are adjacent, in that order.
     let Some(cw) = l.combine_w.clone() else {
-        return (None, None, None);
+        return attention::Grads {
+            w_a: None,
+            w_c: None,
+            b_c: None,
+        };
     };
     let cb = l
         .combine_b
@@ -493,7 +485,11 @@ fn split_attention_grads<'a>(
     let part = &mut g[start..cb.end];
     let (a, rest) = part.split_at_mut(cw.start - start);
     let (w, b) = rest.split_at_mut(cw.len());
-    ((!a.is_empty()).then_some(a), Some(w), Some(b))
+    attention::Grads {
+        w_a: (!a.is_empty()).then_some(a),
+        w_c: Some(w),
+        b_c: Some(b),
+    }
 }
 
 /// Rows of `table [V, E]` for `ids [N, steps]`, time-major `[steps, N, E]`
