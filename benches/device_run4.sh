@@ -13,6 +13,7 @@
 #     no loop bounding, no index clamping), the first suspect;
 #  3. the DeepBench suite + MNIST layer against cuDNN FP32 (TF32 off), one sitting;
 #  4. Burn's LSTM on the same card and sizes (if carried);
+#  3c. recurrent dropout's cost at the MNIST sizes (issue 17: fused, so about nothing);
 #  5. streaming, one step a call, 1 and 64 streams (issue 16's figures);
 #  6. GPU clocks and utilisation every 200 ms throughout.
 #  7. (if time is left) the suite again with unchecked shaders.
@@ -51,6 +52,8 @@ fi
   timeout $(lim 100) $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/recurrent-gpu.json"
   echo "=== 3b. cuDNN FP32, same sizes, at ${SECONDS}s"
   timeout $(lim 60) python3 benches/pytorch_lstm.py --device cuda --suite deepbench,mnist --reps 5 --json "$OUT/pytorch-gpu.json"
+  echo "=== 3c. recurrent dropout's cost (masks fused in the step kernels), mnist sizes, at ${SECONDS}s"
+  timeout $(lim 15) $r bench --device gpu --suite mnist --reps 5 --recurrent-dropout 0.25 --json "$OUT/recurrent-gpu-rdrop.json"
   echo "=== 4. Burn's LSTM (wgpu), at ${SECONDS}s"
   if [ -x .devrun/burn-lstm-bench ]; then
     rm -f "$OUT/burn-gpu.jsonl"
@@ -69,6 +72,7 @@ fi
   echo "=== tables, at ${SECONDS}s"
   python3 benches/compare.py "$OUT/recurrent-gpu.json" "$OUT/pytorch-gpu.json" --label-ours recurrent --label-theirs cuDNN
   [ -e "$OUT/recurrent-gpu-unchecked.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-unchecked.json" "$OUT/recurrent-gpu.json" --label-ours unchecked --label-theirs checked
+  [ -e "$OUT/recurrent-gpu-rdrop.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-rdrop.json" "$OUT/recurrent-gpu.json" --label-ours rdrop --label-theirs plain
   [ -e "$OUT/burn-gpu.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu.json" "$OUT/burn-gpu.json" --label-ours recurrent --label-theirs Burn
   echo "=== done at ${SECONDS}s"
 } 2>&1 | tee "$OUT/log.txt"

@@ -22,6 +22,10 @@ pub struct Size {
     pub batch: usize,
     pub steps: usize,
     pub layers: usize,
+    /// Recurrent dropout's probability in the timed training steps (masks
+    /// on: `bench --recurrent-dropout`), 0 for none.
+    #[serde(default)]
+    pub recurrent_dropout: f32,
 }
 
 /// One measured row of the JSON report.
@@ -53,6 +57,10 @@ pub struct Row {
     /// --show-tuning`); absent unless asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_tile: Option<StepTuning>,
+    /// The timed training steps ran with recurrent dropout of this
+    /// probability (`bench --recurrent-dropout`); absent (0) otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recurrent_dropout: f32,
     /// GPU: the step kernels read W_hh from an f16 copy (`bench --f16`,
     /// `RECURRENT_GPU_F16=1`); absent (false) otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -138,10 +146,26 @@ impl Row {
             profile: None,
             tuning: None,
             step_tile: None,
+            recurrent_dropout: s.recurrent_dropout,
             f16_weights: false,
             unchecked_shaders: false,
         }
     }
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
+}
+
+/// The model configuration a size times: one output, its layers, and its
+/// recurrent dropout.
+fn size_config(s: &Size) -> ModelConfig {
+    ModelConfig::new(s.cell, s.input, s.hidden, 1)
+        .layers(s.layers)
+        .dropout(crate::dropout::Dropout {
+            recurrent: s.recurrent_dropout,
+            ..Default::default()
+        })
 }
 
 /// The JSON file: `{"results": [...]}`.
@@ -173,6 +197,7 @@ pub fn suite(name: &str) -> Result<Vec<Size>> {
         batch,
         steps,
         layers: 1,
+        recurrent_dropout: 0.0,
     };
     match name {
         // DeepBench's LSTM training sizes (input = hidden).
@@ -239,7 +264,7 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
         return Err(Error::Argument("--reps must be at least 1".into()));
     }
     check_size(s)?;
-    let cfg = ModelConfig::new(s.cell, s.input, s.hidden, 1).layers(s.layers);
+    let cfg = size_config(s);
     cfg.validate()?;
     let layout = Layout::new(&cfg);
     let p = crate::model::params::initialise(&cfg, &layout, &Init::seed(1));
@@ -255,10 +280,15 @@ pub fn run_cpu(s: &Size, reps: usize) -> Result<Row> {
     let mut grads = vec![0.0f32; layout.total];
     let dhn = vec![0.0f32; s.layers * s.batch * s.hidden];
     let ones_len = s.steps * s.batch * s.hidden;
+    // Recurrent dropout's masks on, as in a training step.
+    let dropout = (s.recurrent_dropout > 0.0).then(|| crate::dropout::StepDropout {
+        rates: cfg.dropout,
+        key: crate::dropout::StepKey::new(0, 1),
+    });
     let (mut fwd, mut train) = (Vec::new(), Vec::new());
     for rep in 0..=reps {
         let t0 = Instant::now();
-        let cache = cpu::forward_stack(&cfg, &layout, &p, &x, None, &States::default(), None);
+        let cache = cpu::forward_stack(&cfg, &layout, &p, &x, None, &States::default(), dropout);
         let t1 = Instant::now();
         let (_, dx) = cpu::backward_stack(
             &cfg,
@@ -358,7 +388,7 @@ pub fn run_gpu_with(
         return Err(Error::Argument("--reps must be at least 1".into()));
     }
     check_size(s)?;
-    let cfg = ModelConfig::new(s.cell, s.input, s.hidden, 1).layers(s.layers);
+    let cfg = size_config(s);
     let model = crate::model::Model::new(cfg, &Init::seed(1))?;
     let mut rng = Rng::new(2);
     let x = Inputs::features(

@@ -520,3 +520,60 @@ fn gpu_training_with_dropout_follows_the_cpu_path_and_evaluation_never_drops() {
         );
     }
 }
+
+/// `recurrent bench --recurrent-dropout P` times training steps with the
+/// masks on, says so in its rows (`+rdrop`, `recurrent_dropout` in the
+/// JSON) on both paths, and refuses a probability outside [0, 1).
+#[test]
+fn bench_times_recurrent_dropout_and_refuses_bad_probabilities() {
+    let dir = temp_dir("dropout-bench");
+    let mut devices = vec!["cpu"];
+    if gpu("bench_times_recurrent_dropout_and_refuses_bad_probabilities").is_some() {
+        devices.push("gpu");
+    }
+    for device in devices {
+        let json = dir.join(format!("{device}.json"));
+        let out = recurrent_cli(&[
+            "bench",
+            "--device",
+            device,
+            "--input",
+            "3",
+            "--hidden",
+            "8",
+            "--batch",
+            "2",
+            "--steps",
+            "4",
+            "--reps",
+            "1",
+            "--recurrent-dropout",
+            "0.25",
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("+rdrop"),
+            "{device}"
+        );
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(r["results"][0]["recurrent_dropout"], 0.25, "{device}");
+    }
+    let out = recurrent_cli(&[
+        "bench",
+        "--device",
+        "cpu",
+        "--recurrent-dropout",
+        "1",
+        "--reps",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside [0, 1)"));
+}

@@ -335,6 +335,7 @@ fn bench_sizes_too_large_or_empty_are_refused_before_allocating() {
         batch: 100_000_000,
         steps: 1000,
         layers: 1,
+        recurrent_dropout: 0.0,
     };
     let e = run_cpu(&huge, 1).unwrap_err();
     assert!(
@@ -356,6 +357,7 @@ fn bench_sizes_too_large_or_empty_are_refused_before_allocating() {
                 batch,
                 steps,
                 layers: 1,
+                recurrent_dropout: 0.0,
             },
             1,
         )

@@ -186,6 +186,7 @@ fn a_profile_without_timestamp_queries_is_a_typed_error() {
         batch: 2,
         steps: 3,
         layers: 1,
+        recurrent_dropout: 0.0,
     };
     let err = recurrent::bench::run_gpu_profiled(&size, 1, &ctx).unwrap_err();
     match &err {

@@ -23,6 +23,8 @@ impl GpuModel {
         reps: usize,
     ) -> Result<(f64, f64)> {
         let key = self.upload_batch(data, Some(loss))?;
+        // The masks on (a model with dropout), as in a training step.
+        self.set_dropout_step(key, Some(1));
         let (mut fwd, mut train) = (Vec::new(), Vec::new());
         for rep in 0..=reps.max(1) {
             for backward in [false, true] {

@@ -460,7 +460,7 @@ impl GpuModel {
     /// masks of training step `step` (the optimizer's count after it, from
     /// 1: [`crate::dropout::StepKey`]), or off (`None`); nothing for a model
     /// without dropout.
-    fn set_dropout_step(&self, key: (usize, usize), step: Option<u64>) {
+    pub(super) fn set_dropout_step(&self, key: (usize, usize), step: Option<u64>) {
         let plan = &self.plans[&key];
         let region = plan.ws.dropout;
         if region.len == 0 {

@@ -156,6 +156,10 @@ struct BenchArgs {
     /// same sizes with and without it to compare. Rows say `gpu+f16`.
     #[arg(long)]
     f16: bool,
+    /// Time training steps with recurrent dropout of this probability, masks on
+    /// (the GPU fuses them into the step kernels); rows say `+rdrop`.
+    #[arg(long, default_value_t = 0.0)]
+    recurrent_dropout: f32,
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
@@ -738,8 +742,22 @@ fn bench(a: BenchArgs) -> Result<()> {
             batch: a.batch,
             steps: a.steps,
             layers: a.layers,
+            recurrent_dropout: 0.0,
         }],
     };
+    if !(0.0..1.0).contains(&a.recurrent_dropout) {
+        return Err(Error::Argument(format!(
+            "--recurrent-dropout {} is outside [0, 1)",
+            a.recurrent_dropout
+        )));
+    }
+    let sizes: Vec<Size> = sizes
+        .into_iter()
+        .map(|s| Size {
+            recurrent_dropout: a.recurrent_dropout,
+            ..s
+        })
+        .collect();
     if a.show_tuning && a.device == DeviceArg::Cpu {
         return Err(Error::Argument(
             "--show-tuning lists GPU GEMM tiles: use it with --device gpu".into(),
@@ -788,6 +806,9 @@ fn bench(a: BenchArgs) -> Result<()> {
         }
         if r.unchecked_shaders {
             dev.push_str("+unchecked");
+        }
+        if r.recurrent_dropout > 0.0 {
+            dev.push_str("+rdrop");
         }
         println!(
             "{:<6} {:<5} {:>5} {:>5} {:>5} {:>5} {:>6} {:>12.3} {:>12.3} {:>9.1}",
