@@ -186,43 +186,19 @@ fn run(a: Args) -> Result<(), recurrent::Error> {
         clip: 1.0,
         seed: a.seed,
     };
-    let (model, sv, tv, secs) =
-        translate::train(cfg, &train, &test, &settings, max_len, a.report_every)?;
-    let (right, n) = translate::exact_match(&model, &sv, &tv, &test, max_len)?;
-    println!(
-        "held-out exact match {:.2}% ({right}/{n}) after {} epochs, {:.0} s training",
-        100.0 * right as f64 / n as f64,
-        a.epochs,
-        secs
-    );
-    for (q, want) in test.iter().take(8) {
-        let got = recurrent::seq2seq::text::translate(&model, &sv, &tv, &[q], max_len, None)?;
-        println!(
-            "  {q:>28} -> {} {}",
-            got[0],
-            if got[0] == *want { "ok" } else { "wrong" }
-        );
-    }
-    if let Some(p) = &a.svg {
-        let got = translate::attention_svg(&model, &sv, &tv, &test[0].0, max_len, p)?;
-        println!(
-            "attention of {:?} -> {got} drawn in {}",
-            test[0].0,
-            p.display()
-        );
-    }
-    if let Some(dir) = &a.export {
-        translate::export(dir, &sv, &tv, &train, &test)?;
-    }
-    if let Some(p) = &a.save {
-        recurrent::seq2seq::checkpoint::save_with(
-            &model,
-            p,
-            &recurrent::seq2seq::text::metadata(&sv, &tv),
-        )?;
-        println!("saved {}", p.display());
-    }
-    Ok(())
+    let trained = translate::train(cfg, &train, &test, &settings, max_len, a.report_every)?;
+    let out = translate::Outputs {
+        svg: a.svg.as_deref(),
+        export: a.export.as_deref(),
+        save: a.save.as_deref(),
+    };
+    let show = translate::Show {
+        samples: 8,
+        width: 28,
+        sep: "->",
+        answer: 10,
+    };
+    translate::finish(&trained, &train, &test, max_len, a.epochs, &show, &out)
 }
 
 #[cfg(test)]

@@ -75,6 +75,18 @@ impl Case {
     }
 }
 
+/// Every weight of `m` within GOLDEN_WEIGHTS of PyTorch's in `want`.
+fn weights_match(what: &str, m: &Seq2Seq, want: &st::File) {
+    for e in &m.layout().entries {
+        assert_close(
+            &format!("{what}: {}", e.name),
+            &m.params()[e.range()],
+            &Case::floats(want, &e.name),
+            GOLDEN_WEIGHTS,
+        );
+    }
+}
+
 #[test]
 fn the_reference_checkpoints_load_with_their_configuration() {
     for name in CASES {
@@ -167,14 +179,7 @@ fn one_epoch_of_sgd_and_adam_matches_pytorch() {
                 &Case::floats(&want, "loss"),
                 GOLDEN_OUTPUT,
             );
-            for e in &m.layout().entries {
-                assert_close(
-                    &format!("{name} {file}: {}", e.name),
-                    &m.params()[e.range()],
-                    &Case::floats(&want, &e.name),
-                    GOLDEN_WEIGHTS,
-                );
-            }
+            weights_match(&format!("{name} {file}"), &m, &want);
         }
     }
 }
@@ -375,14 +380,7 @@ fn the_reference_cases_through_the_cli() {
             ]);
             let m = checkpoint::load(&saved).unwrap();
             let want = st::read(&dir.join(format!("{file}.safetensors"))).unwrap();
-            for e in &m.layout().entries {
-                assert_close(
-                    &format!("{name} CLI {file}: {}", e.name),
-                    &m.params()[e.range()],
-                    &Case::floats(&want, &e.name),
-                    GOLDEN_WEIGHTS,
-                );
-            }
+            weights_match(&format!("{name} CLI {file}"), &m, &want);
         }
     }
 }

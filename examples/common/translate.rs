@@ -22,9 +22,34 @@ pub struct Settings {
     pub seed: u64,
 }
 
+/// A trained model, its vocabularies and the seconds its training took.
+pub struct Trained {
+    pub model: Seq2Seq,
+    pub sv: Vocab,
+    pub tv: Vocab,
+    pub secs: f64,
+    /// Held-out pairs decoded exactly, of all held out, after training.
+    pub exact: (usize, usize),
+}
+
+/// What to write after training (the flags both examples take).
+pub struct Outputs<'a> {
+    pub svg: Option<&'a Path>,
+    pub export: Option<&'a Path>,
+    pub save: Option<&'a Path>,
+}
+
+/// How held-out pairs are printed: `source sep answer ok`, the source
+/// right-aligned to `width` and the answer left-aligned to `answer`.
+pub struct Show {
+    pub samples: usize,
+    pub width: usize,
+    pub sep: &'static str,
+    pub answer: usize,
+}
+
 /// Trains `cfg` (vocabulary sizes filled in) on `train`, printing each
-/// epoch's loss and the held-out exact match every `report_every` epochs;
-/// returns the model, its vocabularies and the seconds it took.
+/// epoch's loss and the held-out exact match every `report_every` epochs.
 pub fn train(
     cfg: Seq2SeqConfig,
     train: &Pairs,
@@ -32,7 +57,7 @@ pub fn train(
     s: &Settings,
     max_len: usize,
     report_every: usize,
-) -> Result<(Seq2Seq, Vocab, Vocab, f64), Error> {
+) -> Result<Trained, Error> {
     let all: Pairs = train.iter().chain(test).cloned().collect();
     let (sv, tv) = seq2seq::text::char_vocabs(&all)?;
     let cfg = Seq2SeqConfig {
@@ -55,6 +80,8 @@ pub fn train(
     );
     let mut opt = Optimizer::adam(s.lr);
     let t0 = Instant::now();
+    // The held-out exact match after the last epoch (measured there).
+    let mut last = None;
     for epoch in 1..=s.epochs {
         // Cosine from lr down to lr / 10 over the epochs.
         let done = (epoch - 1) as f32 / s.epochs.max(2).saturating_sub(1) as f32;
@@ -69,6 +96,7 @@ pub fn train(
         let e = fit::fit(&mut model, &data, None, &mut opt, &f, |_| {})?;
         let acc = if epoch % report_every == 0 || epoch == s.epochs {
             let (right, n) = exact_match(&model, &sv, &tv, test, max_len)?;
+            last = Some((right, n));
             format!(
                 "  held-out exact match {:.2}%",
                 100.0 * right as f64 / n as f64
@@ -81,7 +109,68 @@ pub fn train(
             s.epochs, e[0].loss, e[0].seconds
         );
     }
-    Ok((model, sv, tv, t0.elapsed().as_secs_f64()))
+    let secs = t0.elapsed().as_secs_f64();
+    let exact = match last {
+        Some(v) => v,
+        None => exact_match(&model, &sv, &tv, test, max_len)?,
+    };
+    Ok(Trained {
+        model,
+        sv,
+        tv,
+        secs,
+        exact,
+    })
+}
+
+/// The held-out exact match and time, some held-out pairs as `show` says,
+/// then the attention map, the export and the checkpoint `out` asks for.
+pub fn finish(
+    t: &Trained,
+    train: &Pairs,
+    test: &Pairs,
+    max_len: usize,
+    epochs: usize,
+    show: &Show,
+    out: &Outputs,
+) -> Result<(), Error> {
+    let Trained {
+        model,
+        sv,
+        tv,
+        secs,
+        exact: (right, n),
+    } = t;
+    println!(
+        "held-out exact match {:.2}% ({right}/{n}) after {epochs} epochs, {secs:.0} s training",
+        100.0 * *right as f64 / *n as f64,
+    );
+    let (w, sep, aw) = (show.width, show.sep, show.answer);
+    for (q, want) in test.iter().take(show.samples) {
+        let got = &seq2seq::text::translate(model, sv, tv, &[q], max_len, None)?[0];
+        let ok = if got == want { "ok" } else { "wrong" };
+        println!("  {q:>w$} {sep} {got:<aw$} {ok}");
+    }
+    let first = &test[0].0;
+    if let Some(p) = out.svg {
+        let got = attention_svg(model, sv, tv, first, max_len, p)?;
+        println!(
+            "attention of {first:?} {sep} {got} drawn in {}",
+            p.display()
+        );
+    }
+    if let Some(dir) = out.export {
+        export(dir, sv, tv, train, test)?;
+    }
+    if let Some(p) = out.save {
+        seq2seq::checkpoint::save_with(model, p, &seq2seq::text::metadata(sv, tv))?;
+        println!(
+            "saved {} (recurrent generate --model {} --text {first:?} --max-len {max_len})",
+            p.display(),
+            p.display()
+        );
+    }
+    Ok(())
 }
 
 /// Held-out pairs whose greedy decoding is exactly the target.

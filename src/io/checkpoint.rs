@@ -9,6 +9,7 @@ use super::st::{self, Write_};
 use crate::dropout::Dropout;
 use crate::error::{Error, Result};
 use crate::model::config::{Cell, ModelConfig, Nonlinearity, OutputMode};
+use crate::model::params::Entry;
 use crate::model::Model;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -48,17 +49,32 @@ pub fn to_bytes(model: &Model, extra: &HashMap<String, String>) -> Result<Vec<u8
         version: Some(env!("CARGO_PKG_VERSION").into()),
         dropout: cfg.dropout,
     };
+    entries_to_bytes(&model.layout().entries, model.params(), &meta, extra)
+}
+
+/// Safetensors bytes of the named tensors `entries` of the flat `params`,
+/// with `meta` as JSON under [`META_KEY`] beside the `extra` entries (the
+/// checkpoints of plain and of seq2seq models).
+pub(crate) fn entries_to_bytes(
+    entries: &[Entry],
+    params: &[f32],
+    meta: &impl Serialize,
+    extra: &HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let mut metadata = extra.clone();
     metadata.insert(
         META_KEY.into(),
-        serde_json::to_string(&meta).expect("metadata serialises"),
+        serde_json::to_string(meta).expect("metadata serialises"),
     );
-    let p = model.params();
-    let tensors: Vec<_> = model
-        .layout()
-        .entries
+    let tensors: Vec<_> = entries
         .iter()
-        .map(|e| (e.name.clone(), e.shape.clone(), Write_::F32(&p[e.range()])))
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.shape.clone(),
+                Write_::F32(&params[e.range()]),
+            )
+        })
         .collect();
     st::serialize(&tensors, metadata)
 }

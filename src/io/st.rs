@@ -107,6 +107,33 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<File> {
     })
 }
 
+/// The header metadata of a safetensors file (`__metadata__`), reading only
+/// the header: what a file is can be told without reading its tensors.
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let bad = |reason: String| Error::Data {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)
+        .map_err(|_| bad("shorter than a safetensors header".into()))?;
+    let n = u64::from_le_bytes(n);
+    if n > 100_000_000 {
+        return Err(bad(format!("header of {n} bytes: not a safetensors file")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|_| bad("the header runs past the end of the file".into()))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("the header is not JSON ({e})")))?;
+    Ok(json
+        .get("__metadata__")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default())
+}
+
 /// Reads and parses a safetensors file.
 pub fn read(path: &Path) -> Result<File> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

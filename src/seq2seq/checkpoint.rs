@@ -8,8 +8,8 @@
 use super::config::{Attention, Seq2SeqConfig, Seq2SeqLayout};
 use super::model::Seq2Seq;
 use crate::error::{Error, Result};
-use crate::io::checkpoint::META_KEY;
-use crate::io::st::{self, Values, Write_};
+use crate::io::checkpoint::{entries_to_bytes, META_KEY};
+use crate::io::st::{self, Values};
 use crate::model::config::{Cell, Nonlinearity};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -58,19 +58,8 @@ pub fn save_with(
         eos: cfg.eos,
         version: Some(env!("CARGO_PKG_VERSION").into()),
     };
-    let mut metadata = extra.clone();
-    metadata.insert(
-        META_KEY.into(),
-        serde_json::to_string(&meta).expect("metadata serialises"),
-    );
-    let p = model.params();
-    let tensors: Vec<_> = model
-        .layout()
-        .entries
-        .iter()
-        .map(|e| (e.name.clone(), e.shape.clone(), Write_::F32(&p[e.range()])))
-        .collect();
-    st::write_atomic(path.as_ref(), &st::serialize(&tensors, metadata)?)
+    let bytes = entries_to_bytes(&model.layout().entries, model.params(), &meta, extra)?;
+    st::write_atomic(path.as_ref(), &bytes)
 }
 
 pub fn save(model: &Seq2Seq, path: impl AsRef<Path>) -> Result<()> {

@@ -160,36 +160,36 @@ impl Seq2Seq {
     /// `[L·D, N, H]` encoder final states → `[L, N, D·H]`: layer l's
     /// directions side by side (the reference's `bridge`).
     fn bridge(&self, h: &Tensor) -> Tensor {
-        let (l, dirs, hh) = (self.cfg.layers, self.cfg.directions(), self.cfg.hidden);
-        let n = h.shape[1];
-        let mut out = vec![0.0; l * n * dirs * hh];
-        for k in 0..l {
-            for d in 0..dirs {
-                for b in 0..n {
-                    let from = ((k * dirs + d) * n + b) * hh;
-                    let to = (k * n + b) * dirs * hh + d * hh;
-                    out[to..to + hh].copy_from_slice(&h.data[from..from + hh]);
-                }
-            }
-        }
-        Tensor::new(vec![l, n, dirs * hh], out)
+        self.bridge_copy(h, true)
     }
 
     /// The gradient of [`Seq2Seq::bridge`]'s output back to its input.
     fn unbridge(&self, g: &Tensor) -> Tensor {
+        self.bridge_copy(g, false)
+    }
+
+    /// Moves each layer-direction's `[N, H]` rows between the encoder's
+    /// `[L·D, N, H]` and the decoder's `[L, N, D·H]` layout, either way.
+    fn bridge_copy(&self, x: &Tensor, to_decoder: bool) -> Tensor {
         let (l, dirs, hh) = (self.cfg.layers, self.cfg.directions(), self.cfg.hidden);
-        let n = g.shape[1];
-        let mut out = vec![0.0; l * dirs * n * hh];
+        let n = x.shape[1];
+        let mut out = vec![0.0; x.data.len()];
         for k in 0..l {
             for d in 0..dirs {
                 for b in 0..n {
-                    let to = ((k * dirs + d) * n + b) * hh;
-                    let from = (k * n + b) * dirs * hh + d * hh;
-                    out[to..to + hh].copy_from_slice(&g.data[from..from + hh]);
+                    let enc = ((k * dirs + d) * n + b) * hh;
+                    let dec = (k * n + b) * dirs * hh + d * hh;
+                    let (from, to) = if to_decoder { (enc, dec) } else { (dec, enc) };
+                    out[to..to + hh].copy_from_slice(&x.data[from..from + hh]);
                 }
             }
         }
-        Tensor::new(vec![l * dirs, n, hh], out)
+        let shape = if to_decoder {
+            vec![l, n, dirs * hh]
+        } else {
+            vec![l * dirs, n, hh]
+        };
+        Tensor::new(shape, out)
     }
 
     /// The decoder's outputs after attention, as logits `[N·T', W]`, for

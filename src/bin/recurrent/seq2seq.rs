@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// read: the plain path then reports why.)
 pub fn is_seq2seq_checkpoint(path: Option<&PathBuf>) -> Result<bool> {
     let Some(path) = path else { return Ok(false) };
-    Ok(st::read(path).is_ok_and(|f| checkpoint::is_seq2seq(&f.metadata)))
+    Ok(st::read_metadata(path).is_ok_and(|m| checkpoint::is_seq2seq(&m)))
 }
 
 /// Seq2seq models run on the CPU path only so far: `--device gpu` is refused.
@@ -107,7 +107,6 @@ pub fn train(a: TrainArgs) -> Result<()> {
         Some(p) => checkpoint::load_with_metadata(p)?,
         None => (new_model(&a, &data)?, Default::default()),
     };
-    data.check(model.config())?;
     let validation = a.validation.as_ref().map(seq2seq::data::load).transpose()?;
     let mut opt = optimizer_of(&a)?;
     let c = model.config();
