@@ -7,6 +7,7 @@
 
 mod common;
 use common::*;
+use recurrent::gpu::GpuSeq2Seq;
 use recurrent::io::st;
 use recurrent::seq2seq::{self, checkpoint, decode, Seq2Seq, Seq2SeqData};
 use recurrent::Optimizer;
@@ -779,4 +780,104 @@ fn a_model_saved_with_its_vocabularies_translates_text_through_the_cli() {
     }
     let e = cli_err(&["generate", "--model", p, "--max-len", "5", "--text", "abz"]);
     assert!(e.contains("not in the vocabulary"), "{e}");
+}
+
+// ---------------------------------------------------------------- the GPU path
+
+/// The GPU path's teacher-forced logits and loss are PyTorch's, and its
+/// gradients the CPU path's, for every case; evaluation agrees.
+#[test]
+fn gpu_logits_loss_and_gradients_match_pytorch_and_the_cpu() {
+    let Some(ctx) = gpu("gpu_logits_loss_and_gradients_match_pytorch_and_the_cpu") else {
+        return;
+    };
+    for name in CASES {
+        let c = Case::load(name);
+        let mut g = GpuSeq2Seq::new(ctx.ctx.clone(), &c.model).unwrap();
+        let out = g.forward(&c.data).unwrap();
+        assert_eq!(out.shape, c.expected.tensors["output"].shape, "{name}");
+        assert_close(
+            &format!("{name}: GPU logits"),
+            &out.data,
+            &Case::floats(&c.expected, "output"),
+            GOLDEN_OUTPUT,
+        );
+        let (loss, grads) = g.loss_and_gradients(&c.data).unwrap();
+        assert_close(
+            &format!("{name}: GPU loss"),
+            &[loss],
+            &Case::floats(&c.expected, "loss"),
+            GOLDEN_OUTPUT,
+        );
+        let (_, want) = c.model.loss_and_gradients(&c.data).unwrap();
+        for e in &c.model.layout().entries {
+            assert_close(
+                &format!("{name}: GPU gradient of {}", e.name),
+                &grads[e.range()],
+                &want[e.range()],
+                GRADIENTS,
+            );
+        }
+        let e = g.evaluate(&c.data, 3).unwrap();
+        let cpu = c.model.evaluate(&c.data, 3).unwrap();
+        assert_close(
+            &format!("{name}: GPU evaluate"),
+            &[e.loss],
+            &[cpu.loss],
+            LOSS,
+        );
+        assert_eq!((e.accuracy, e.tokens), (cpu.accuracy, cpu.tokens), "{name}");
+    }
+}
+
+/// Greedy decoding on the device gives PyTorch's tokens.
+#[test]
+fn gpu_greedy_decoding_gives_pytorchs_tokens() {
+    let Some(ctx) = gpu("gpu_greedy_decoding_gives_pytorchs_tokens") else {
+        return;
+    };
+    for name in CASES {
+        let c = Case::load(name);
+        let mut g = GpuSeq2Seq::new(ctx.ctx.clone(), &c.model).unwrap();
+        let max_len = c.num("max_len") as usize;
+        let got = g.greedy(&c.data.src, max_len).unwrap();
+        let want = match &c.expected.tensors["generated"].values {
+            st::Values::I64(v) => v.clone(),
+            _ => panic!("generated is i64"),
+        };
+        assert_eq!(got.tokens, want, "{name}: GPU greedy tokens");
+        assert_eq!(got, decode::greedy(&c.model, &c.data.src, max_len).unwrap());
+    }
+}
+
+/// One epoch of SGD and of Adam on the GPU gives PyTorch's batch losses and weights.
+#[test]
+fn gpu_one_epoch_of_sgd_and_adam_matches_pytorch() {
+    let Some(ctx) = gpu("gpu_one_epoch_of_sgd_and_adam_matches_pytorch") else {
+        return;
+    };
+    for name in CASES {
+        let c = Case::load(name);
+        for (mut opt, file) in [
+            (Optimizer::sgd(c.num("lr_sgd") as f32), "after-sgd"),
+            (Optimizer::adam(c.num("lr_adam") as f32), "after-adam"),
+        ] {
+            let mut g = GpuSeq2Seq::new(ctx.ctx.clone(), &c.model).unwrap();
+            let batch = c.num("batch") as usize;
+            let n = c.data.n();
+            let mut losses = Vec::new();
+            for start in (0..n).step_by(batch) {
+                let idx: Vec<usize> = (start..(start + batch).min(n)).collect();
+                losses.push(g.train_step(&c.data.gather(&idx), &mut opt, None).unwrap());
+            }
+            let want = st::read(&case_dir(name).join(format!("{file}.safetensors"))).unwrap();
+            assert_close(
+                &format!("{name} {file}: GPU batch losses"),
+                &losses,
+                &Case::floats(&want, "loss"),
+                GOLDEN_OUTPUT,
+            );
+            weights_match(&format!("{name} GPU {file}"), &g.download().unwrap(), &want);
+        }
+    }
 }

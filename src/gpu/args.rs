@@ -2,6 +2,8 @@
 //! struct is the layout of the WGSL `struct` named beside it), and
 //! [`Gemm`], the one description of a GEMM's operands the recording uses.
 
+use crate::optim::{AdamStep, Optimizer, OptimizerKind};
+
 /// Buffer ids of GEMM operands (`a_buf`, `b_buf`, `c_buf`, `bias_buf`).
 pub const BUF_PARAMS: u32 = 0;
 pub const BUF_GRADS: u32 = 1;
@@ -115,6 +117,53 @@ pub struct OptArgs {
     pub eps: f32,
 }
 
+impl OptArgs {
+    /// These arguments with the hyper-parameters of `opt`'s current step
+    /// (`opt.step`, counted from 1: Adam's bias corrections, SGD's first
+    /// step) and the clip norm, if any.
+    pub fn for_step(self, clip: Option<f32>, opt: &Optimizer) -> OptArgs {
+        let mut a = OptArgs {
+            has_clip: clip.is_some() as u32,
+            max_norm: clip.unwrap_or(0.0),
+            ..self
+        };
+        match opt.kind {
+            OptimizerKind::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+                nesterov,
+            } => {
+                a.kind = 0;
+                a.lr = lr;
+                a.momentum = momentum;
+                a.weight_decay = weight_decay;
+                a.nesterov = nesterov as u32;
+                a.first = (opt.step == 1) as u32;
+            }
+            OptimizerKind::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                let c = AdamStep::at(lr, beta1, beta2, opt.step);
+                a.kind = 1;
+                a.lr = lr;
+                a.weight_decay = weight_decay;
+                a.step_size = c.step_size;
+                a.bc2_sqrt = c.bc2_sqrt;
+                a.w1 = c.w1;
+                a.beta2 = beta2;
+                a.w2 = c.w2;
+                a.eps = eps;
+            }
+        }
+        a
+    }
+}
+
 /// Arguments of the embedding kernels (`struct Embed` in embed.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -153,6 +202,43 @@ pub struct DropArgs {
     pub scale: f32,
     pub key_off: u32,
     pub accumulate: u32,
+}
+
+/// Arguments of the kernels of `attention.wgsl` (`struct Attn`): a block
+/// `[rows, cols]` of work at `src_off`/`dst_off` (row strides `*_ld`); the
+/// softmax's row `r` has length `ints[len_off + r / len_div]`; `accumulate`
+/// = 1 makes `copy_block` add; `argmax` also writes row `r`'s token to
+/// `out_off + r·out_ld`; `embed_tokens` reads its table at params `table_off`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttnArgs {
+    pub rows: u32,
+    pub cols: u32,
+    pub src_off: u32,
+    pub src_ld: u32,
+    pub dst_off: u32,
+    pub dst_ld: u32,
+    pub len_off: u32,
+    pub len_div: u32,
+    pub accumulate: u32,
+    pub out_off: u32,
+    pub out_ld: u32,
+    pub table_off: u32,
+}
+
+impl AttnArgs {
+    /// The block `[rows, cols]` from `src` to `dst` (row strides `src_ld`, `dst_ld`).
+    pub fn block(rows: u32, cols: u32, src: (u32, u32), dst: (u32, u32)) -> AttnArgs {
+        AttnArgs {
+            rows,
+            cols,
+            src_off: src.0,
+            src_ld: src.1,
+            dst_off: dst.0,
+            dst_ld: dst.1,
+            ..Default::default()
+        }
+    }
 }
 
 /// Arguments of `whh_to_f16` (`struct Convert` in whh_f16.wgsl): `len`

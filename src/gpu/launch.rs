@@ -13,11 +13,13 @@
 //! | optimizer | `optim.wgsl` | [`Program::grad_norm`], [`Program::optimizer`] |
 //! | embedding | `embed.wgsl` | [`Program::embed`] |
 //! | dropout | `dropout.wgsl` | [`Program::dropout`] |
+//! | seq2seq | `attention.wgsl` | [`Program::attention`] |
 //!
 //! [`Resolved`]: super::program::Resolved
 
 use super::args::{
-    ConvertArgs, DropArgs, EmbedArgs, Gemm, GemmArgs, HeadArgs, OptArgs, StepArgs, BUF_WORK,
+    AttnArgs, ConvertArgs, DropArgs, EmbedArgs, Gemm, GemmArgs, HeadArgs, OptArgs, StepArgs,
+    BUF_WORK,
 };
 use super::gemm_config::{
     blocked_gemm_kernel, fixed_config, gemm_constants, GemmChoice, GemmConfig, GemmShape,
@@ -267,5 +269,21 @@ impl Program {
             [groups, 1, 1],
             label,
         )
+    }
+
+    // ------------------------------------------------------------ seq2seq
+
+    /// One of `attention.wgsl`'s kernels over the block `a` describes: an
+    /// invocation per row (softmax, arg-max) or per element (the rest).
+    pub fn attention(&mut self, kernel: Kernel, a: AttnArgs, label: &str) -> Result<()> {
+        debug_assert_eq!(kernel.shader(), super::registry::Shader::Attention);
+        let wg = self.tunables().wg_small;
+        let total = match kernel {
+            Kernel::AttnSoftmax | Kernel::AttnSoftmaxBackward | Kernel::Argmax => a.rows,
+            _ => a.rows * a.cols,
+        };
+        let s = self.slot(&a);
+        let groups = total.div_ceil(wg).min(self.resolved.max_groups).min(65535);
+        self.push(kernel, vec![("WG", wg as f64)], s, [groups, 1, 1], label)
     }
 }

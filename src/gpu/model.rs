@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::model::config::{ModelConfig, OutputMode};
 use crate::model::params::Layout;
 use crate::model::{Model, StepOptions, StepStats};
-use crate::optim::{AdamStep, Optimizer, OptimizerKind};
+use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::Loss;
 use std::collections::HashMap;
@@ -606,48 +606,14 @@ impl GpuModel {
     ) {
         opt.step += 1;
         let plan = self.plans.get_mut(&key).expect("plan exists");
-        let mut a = OptArgs {
+        let a = OptArgs {
             n: self.layout.total as u32,
             scalars_off: plan.ws.scalars.off,
             partials_off: plan.ws.partials.off,
             partials: self.ctx.tunables.norm_groups,
-            has_clip: opts.clip.is_some() as u32,
-            max_norm: opts.clip.unwrap_or(0.0),
             ..Default::default()
-        };
-        match opt.kind {
-            OptimizerKind::Sgd {
-                lr,
-                momentum,
-                weight_decay,
-                nesterov,
-            } => {
-                a.kind = 0;
-                a.lr = lr;
-                a.momentum = momentum;
-                a.weight_decay = weight_decay;
-                a.nesterov = nesterov as u32;
-                a.first = (opt.step == 1) as u32;
-            }
-            OptimizerKind::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
-                let c = AdamStep::at(lr, beta1, beta2, opt.step);
-                a.kind = 1;
-                a.lr = lr;
-                a.weight_decay = weight_decay;
-                a.step_size = c.step_size;
-                a.bc2_sqrt = c.bc2_sqrt;
-                a.w1 = c.w1;
-                a.beta2 = beta2;
-                a.w2 = c.w2;
-                a.eps = eps;
-            }
         }
+        .for_step(opts.clip, opt);
         let program = &mut plan.step.program;
         program.set_slot(plan.norm_slot, &a);
         program.set_slot(plan.opt_slot, &a);

@@ -82,7 +82,8 @@ pub fn build(
         ctx.tunables.norm_groups as usize,
         inp.input_grad,
     );
-    let (work, ints) = workspace_buffers(ctx, &ws)?;
+    let what = format!("the workspace for batch {b} x {t} steps");
+    let (work, ints) = workspace_buffers(ctx, &what, ws.work_len, ws.ints_len)?;
     // GEMM shapes do not depend on the step tile: the recording with the
     // fixed choices lists them.
     let gemms = if ctx.autotune() {
@@ -116,22 +117,23 @@ pub fn build(
     Ok((plan, decision))
 }
 
-/// The `work` and `ints` buffers of workspace `ws`.
-fn workspace_buffers(ctx: &GpuContext, ws: &Workspace) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
-    let (b, t) = (ws.b, ws.t);
-    ctx.check_storage(
-        &format!("the workspace for batch {b} x {t} steps"),
-        (ws.work_len * 4) as u64,
-    )?;
-    if ws.work_len >= u32::MAX as usize {
+/// The `work` and `ints` buffers of a workspace (`work_len` f32, `ints_len`
+/// i32; `what` names it in errors).
+pub(super) fn workspace_buffers(
+    ctx: &GpuContext,
+    what: &str,
+    work_len: usize,
+    ints_len: usize,
+) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    ctx.check_storage(what, (work_len * 4) as u64)?;
+    if work_len >= u32::MAX as usize {
         return Err(Error::Gpu(format!(
-            "the workspace for batch {b} x {t} steps has {} elements, more than 32-bit offsets address. HINT: lower the batch size",
-            ws.work_len
+            "{what} has {work_len} elements, more than 32-bit offsets address. HINT: lower the batch size"
         )));
     }
     let work = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("work"),
-        size: (ws.work_len * 4) as u64,
+        size: (work_len * 4) as u64,
         usage: wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_DST
             | wgpu::BufferUsages::COPY_SRC,
@@ -139,7 +141,7 @@ fn workspace_buffers(ctx: &GpuContext, ws: &Workspace) -> Result<(wgpu::Buffer, 
     });
     let ints = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("ints"),
-        size: (ws.ints_len * 4) as u64,
+        size: (ints_len * 4) as u64,
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });

@@ -140,6 +140,14 @@ pub struct Recorder<'a> {
 
 impl<'a> Recorder<'a> {
     fn new(model: &StepModel<'a>, ws: &'a Workspace, resolved: Resolved) -> Recorder<'a> {
+        Self::on(model, ws, Program::new(resolved))
+    }
+
+    /// A recorder that appends to `pg` (with its split-K partials in `ws`):
+    /// one of several stacks recorded into one program (sequence to
+    /// sequence); [`Recorder::finish`] gives the program back.
+    pub fn on(model: &StepModel<'a>, ws: &'a Workspace, mut pg: Program) -> Recorder<'a> {
+        pg.resolved.split_partials = Some(ws.split.off);
         let cfg = model.config;
         let (step_forward, step_backward) = match cfg.cell {
             Cell::Lstm => (Kernel::LstmStepForward, Kernel::LstmStepBackward),
@@ -153,10 +161,7 @@ impl<'a> Recorder<'a> {
             ws,
             whh: model.whh,
             state_grad: model.state_grad,
-            pg: Program::new(Resolved {
-                split_partials: Some(ws.split.off),
-                ..resolved
-            }),
+            pg,
             b: ws.b as u32,
             t: ws.t as u32,
             h,
@@ -167,6 +172,11 @@ impl<'a> Recorder<'a> {
             step_forward,
             step_backward,
         }
+    }
+
+    /// The program recorded so far.
+    pub fn finish(self) -> Program {
+        self.pg
     }
 
     fn nd(&self) -> usize {

@@ -43,10 +43,12 @@ pub enum Shader {
     /// `whh_f16.wgsl`: the f16 copy of W_hh.
     WhhF16,
     Dropout,
+    /// `attention.wgsl`: sequence to sequence's softmax, tanh, copies, arg-max.
+    Attention,
 }
 
 /// Every file under `shaders/` by name.
-const FILES: [(&str, &str); 12] = [
+const FILES: [(&str, &str); 13] = [
     ("half.wgsl", include_str!("../../shaders/half.wgsl")),
     ("mask.wgsl", include_str!("../../shaders/mask.wgsl")),
     (
@@ -62,6 +64,10 @@ const FILES: [(&str, &str); 12] = [
     ("optim.wgsl", include_str!("../../shaders/optim.wgsl")),
     ("embed.wgsl", include_str!("../../shaders/embed.wgsl")),
     ("dropout.wgsl", include_str!("../../shaders/dropout.wgsl")),
+    (
+        "attention.wgsl",
+        include_str!("../../shaders/attention.wgsl"),
+    ),
 ];
 
 /// The files that are parts of other modules (`// part:`), not modules.
@@ -83,7 +89,7 @@ pub fn requires(text: &str) -> Vec<&str> {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 10] = [
         Shader::Gemm,
         Shader::Lstm,
         Shader::Gru,
@@ -93,6 +99,7 @@ impl Shader {
         Shader::Embed,
         Shader::WhhF16,
         Shader::Dropout,
+        Shader::Attention,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +113,7 @@ impl Shader {
             Shader::Embed => "embed.wgsl",
             Shader::WhhF16 => "whh_f16.wgsl",
             Shader::Dropout => "dropout.wgsl",
+            Shader::Attention => "attention.wgsl",
         }
     }
 
@@ -173,10 +181,20 @@ pub enum Kernel {
     WhhToF16,
     /// A dropout mask applied to (or, off, a copy of) a block of `work`.
     DropoutApply,
+    /// Sequence to sequence (`attention.wgsl`): the masked softmax of the
+    /// scores and its backward, `tanh` and its backward, block copies, the
+    /// arg-max of a decoding step and the embedding of its tokens.
+    AttnSoftmax,
+    AttnSoftmaxBackward,
+    TanhForward,
+    TanhBackward,
+    CopyBlock,
+    Argmax,
+    EmbedTokens,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 28] = [
         Kernel::Gemm,
         Kernel::GemmRm,
         Kernel::GemmWide,
@@ -198,6 +216,13 @@ impl Kernel {
         Kernel::EmbedBackward,
         Kernel::WhhToF16,
         Kernel::DropoutApply,
+        Kernel::AttnSoftmax,
+        Kernel::AttnSoftmaxBackward,
+        Kernel::TanhForward,
+        Kernel::TanhBackward,
+        Kernel::CopyBlock,
+        Kernel::Argmax,
+        Kernel::EmbedTokens,
     ];
 
     pub fn shader(self) -> Shader {
@@ -212,6 +237,8 @@ impl Kernel {
             EmbedForward | EmbedBackward => Shader::Embed,
             WhhToF16 => Shader::WhhF16,
             DropoutApply => Shader::Dropout,
+            AttnSoftmax | AttnSoftmaxBackward | TanhForward | TanhBackward | CopyBlock | Argmax
+            | EmbedTokens => Shader::Attention,
         }
     }
 
@@ -247,6 +274,13 @@ impl Kernel {
             EmbedBackward => "embed_backward",
             WhhToF16 => "whh_to_f16",
             DropoutApply => "dropout_apply",
+            AttnSoftmax => "attn_softmax",
+            AttnSoftmaxBackward => "attn_softmax_backward",
+            TanhForward => "tanh_forward",
+            TanhBackward => "tanh_backward",
+            CopyBlock => "copy_block",
+            Argmax => "argmax",
+            EmbedTokens => "embed_tokens",
         }
     }
 }

@@ -46,7 +46,17 @@ impl Weights {
         params: &[f32],
         f16: bool,
     ) -> Result<Weights> {
-        let p = layout.total.max(1);
+        let mut w = Weights::flat(gpu, layout.total, params)?;
+        if f16 {
+            w.whh16 = Some(WhhF16::new(gpu, config, layout, &w)?);
+        }
+        Ok(w)
+    }
+
+    /// Buffers for `total` parameters holding `params`, without an f16 copy
+    /// (a sequence-to-sequence model's, its stacks inside).
+    pub fn flat(gpu: &GpuDevice, total: usize, params: &[f32]) -> Result<Weights> {
+        let p = total.max(1);
         gpu.check_storage("the parameters", (p * 4) as u64)?;
         gpu.check_storage("the optimizer state", (2 * p * 4) as u64)?;
         let mk = |label: &str, len: usize| {
@@ -59,7 +69,7 @@ impl Weights {
                 mapped_at_creation: false,
             })
         };
-        let mut w = Weights {
+        let w = Weights {
             params: mk("params", p),
             grads: mk("grads", p),
             state: mk("optim.state", 2 * p),
@@ -67,9 +77,6 @@ impl Weights {
         };
         gpu.queue
             .write_buffer(&w.params, 0, bytemuck::cast_slice(params));
-        if f16 {
-            w.whh16 = Some(WhhF16::new(gpu, config, layout, &w)?);
-        }
         Ok(w)
     }
 

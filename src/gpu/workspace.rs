@@ -239,4 +239,55 @@ impl Workspace {
             ints_len: i.0.max(4),
         }
     }
+
+    /// The same workspace `work` elements into `work` and `ints` into
+    /// `ints` (both multiples of 4): one of several sharing their buffers
+    /// (sequence to sequence's encoder and decoder). `work_len` and
+    /// `ints_len` then count to its end.
+    pub fn shifted(mut self, work: usize, ints: usize) -> Workspace {
+        debug_assert!(work % 4 == 0 && ints % 4 == 0);
+        let (w, i) = (work as u32, ints as u32);
+        for l in &mut self.layers {
+            for r in [
+                &mut l.gx,
+                &mut l.hs,
+                &mut l.cs,
+                &mut l.sv,
+                &mut l.y,
+                &mut l.dg,
+                &mut l.dgh,
+                &mut l.dx,
+                &mut l.carry,
+                &mut l.dc,
+            ] {
+                r.off += w;
+            }
+        }
+        for r in [
+            &mut self.x0,
+            &mut self.dy_top,
+            &mut self.feat,
+            &mut self.hs_masked,
+            &mut self.out,
+            &mut self.dout,
+            &mut self.values,
+            &mut self.scalars,
+            &mut self.partials,
+            &mut self.split,
+            &mut self.zeroed,
+        ] {
+            r.off += w;
+        }
+        for r in [
+            &mut self.lengths,
+            &mut self.ids,
+            &mut self.classes,
+            &mut self.dropout,
+        ] {
+            r.off += i;
+        }
+        self.work_len += work;
+        self.ints_len += ints;
+        self
+    }
 }

@@ -111,6 +111,28 @@ impl Layout {
     pub fn entry(&self, name: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.name == name)
     }
+
+    /// The same layout `by` elements further into a larger flat vector
+    /// (`total` then counts to its end): a stack's place inside a
+    /// sequence-to-sequence model's parameters.
+    pub fn shifted(mut self, by: usize) -> Layout {
+        let mv = |r: &mut Range<usize>| *r = r.start + by..r.end + by;
+        for e in &mut self.entries {
+            e.offset += by;
+        }
+        for l in &mut self.layers {
+            for r in [&mut l.w_ih, &mut l.w_hh, &mut l.b_ih, &mut l.b_hh] {
+                mv(r);
+            }
+        }
+        if let Some(r) = &mut self.embed {
+            mv(r);
+        }
+        mv(&mut self.head_w);
+        mv(&mut self.head_b);
+        self.total += by;
+        self
+    }
 }
 
 /// How to initialise a new model.

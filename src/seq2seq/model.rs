@@ -422,42 +422,8 @@ impl Seq2Seq {
 
     /// Loss and token accuracy over `data`, in batches of `batch`.
     pub fn evaluate(&self, data: &Seq2SeqData, batch: usize) -> Result<Evaluation> {
-        if batch == 0 {
-            return Err(Error::Argument("the batch size must be at least 1".into()));
-        }
-        let w = self.cfg.tgt_vocab;
-        let (mut total, mut right, mut tokens) = (0.0f64, 0usize, 0usize);
-        for start in (0..data.n()).step_by(batch) {
-            let idx: Vec<usize> = (start..(start + batch).min(data.n())).collect();
-            let b = data.gather(&idx);
-            let p = self.pass(&b)?;
-            let mask = vec![true; b.n() * b.t];
-            let mut dl = vec![0.0; p.logits.len()];
-            let loss = loss_and_grad(
-                Loss::Ce,
-                &p.logits,
-                w,
-                &mask,
-                Some(&b.tgt_out),
-                None,
-                &mut dl,
-            );
-            let (c, counted) = cpu::loss::correct(&p.logits, w, &mask, &b.tgt_out);
-            total += loss as f64 * counted as f64;
-            right += c;
-            tokens += counted;
-        }
-        let per = |v: f64| {
-            if tokens == 0 {
-                0.0
-            } else {
-                (v / tokens as f64) as f32
-            }
-        };
-        Ok(Evaluation {
-            loss: per(total),
-            accuracy: per(right as f64),
-            tokens,
+        evaluate_with(data, batch, self.cfg.tgt_vocab, |b| {
+            Ok(self.pass(b)?.logits)
         })
     }
 
@@ -465,6 +431,45 @@ impl Seq2Seq {
     pub fn attends(&self) -> bool {
         self.cfg.attention != Attention::None
     }
+}
+
+/// Loss and token accuracy over `data` in batches of `batch`, the
+/// teacher-forced logits `[n·T, W]` (batch-first rows) of each batch from
+/// `logits`: either path's evaluation.
+pub(crate) fn evaluate_with(
+    data: &Seq2SeqData,
+    batch: usize,
+    w: usize,
+    mut logits: impl FnMut(&Seq2SeqData) -> Result<Vec<f32>>,
+) -> Result<Evaluation> {
+    if batch == 0 {
+        return Err(Error::Argument("the batch size must be at least 1".into()));
+    }
+    let (mut total, mut right, mut tokens) = (0.0f64, 0usize, 0usize);
+    for start in (0..data.n()).step_by(batch) {
+        let idx: Vec<usize> = (start..(start + batch).min(data.n())).collect();
+        let b = data.gather(&idx);
+        let z = logits(&b)?;
+        let mask = vec![true; b.n() * b.t];
+        let mut dl = vec![0.0; z.len()];
+        let loss = loss_and_grad(Loss::Ce, &z, w, &mask, Some(&b.tgt_out), None, &mut dl);
+        let (c, counted) = cpu::loss::correct(&z, w, &mask, &b.tgt_out);
+        total += loss as f64 * counted as f64;
+        right += c;
+        tokens += counted;
+    }
+    let per = |v: f64| {
+        if tokens == 0 {
+            0.0
+        } else {
+            (v / tokens as f64) as f32
+        }
+    };
+    Ok(Evaluation {
+        loss: per(total),
+        accuracy: per(right as f64),
+        tokens,
+    })
 }
 
 /// The attention gradients' parts of `g`, each `None` where the kind has none.

@@ -1,0 +1,562 @@
+//! [`GpuSeq2Seq`]: a sequence-to-sequence model on the GPU, as
+//! [`crate::seq2seq::Seq2Seq`] on the CPU path — the teacher-forced
+//! forward, the loss and every gradient, training steps, evaluation and
+//! greedy decoding.
+//!
+//! ## Design
+//! - One flat `params [P]` / `grads [P]` / optimizer state in the
+//!   [`Seq2SeqLayout`] order ([`Weights::flat`]): checkpoints are one copy
+//!   and the optimizer one dispatch, as for the plain models.
+//! - The encoder and the decoder are the recurrent stack op's recording
+//!   (`record::Recorder`, the same kernels as every model) over a
+//!   [`Layout`] shifted to each stack's place in the flat parameters, each
+//!   on a [`super::workspace::Workspace`] of its own inside one `work`
+//!   buffer (`work.rs`).
+//! - Between and after them (`record.rs`): the bridge as block copies, the
+//!   attention as batched GEMMs around a masked softmax kernel
+//!   (`attention.wgsl`), the combine as two accumulating GEMMs and a tanh,
+//!   the head and `loss_ce`; backward the same in reverse, the bridge's
+//!   gradient through the decoder's initial-state gradients.
+//! - A training step is one recording per batch shape `(B, S, T)`, replayed:
+//!   forward, loss and backward in one submission; the optimizer in a
+//!   second one once the loss has been read and is finite (a diverged step
+//!   leaves the weights as they were, as on the CPU path).
+//! - Greedy decoding is one submission: the encoder once, then the
+//!   decoder's one-step recording `K` times, the arg-max of each step feeding
+//!   the next on the device; the tokens are read back at the end.
+
+mod record;
+mod work;
+
+use super::args::OptArgs;
+use super::context::GpuContext;
+use super::encode::{Binds, Compiled};
+use super::gemm_config::GemmDecisions;
+use super::plan::workspace_buffers;
+use super::program::Resolved;
+use super::registry::SLOT_BYTES;
+use super::weights::Weights;
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::model::config::{Cell, ModelConfig};
+use crate::model::params::Layout;
+use crate::optim::Optimizer;
+use crate::seq2seq::decode::Decoded;
+use crate::seq2seq::model::evaluate_with;
+use crate::seq2seq::{Attention, Evaluation, Seq2Seq, Seq2SeqConfig, Seq2SeqData, Source};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use work::Work;
+
+/// One stack as the recording reads it: its model configuration (with the
+/// embedding where the stack gathers its own inputs), its parameters'
+/// layout at its place in the flat vector, the start of each W_hh.
+pub(crate) struct Stack {
+    pub config: ModelConfig,
+    pub layout: Layout,
+    pub whh: Vec<u32>,
+}
+
+impl Stack {
+    fn new(config: ModelConfig, at: usize) -> Stack {
+        let layout = Layout::new(&config).shifted(at);
+        let whh = layout.layers.iter().map(|l| l.w_hh.start as u32).collect();
+        Stack {
+            config,
+            layout,
+            whh,
+        }
+    }
+}
+
+/// The model's stacks and where its other weights are (element offsets
+/// into params).
+pub(crate) struct Stacks {
+    /// The encoder (embedding the source), the decoder (embedding the
+    /// target inputs) and the decoder for decoding (fed one step at a time).
+    pub enc: Stack,
+    pub dec: Stack,
+    pub step: Stack,
+    pub cell: Cell,
+    /// Encoder directions and units per direction; the decoder's units `D·H`.
+    pub dirs: usize,
+    pub hidden: usize,
+    pub hd: usize,
+    pub embed: usize,
+    pub tgt_vocab: usize,
+    pub attends: bool,
+    pub general: bool,
+    pub wa: Option<u32>,
+    pub wc: Option<u32>,
+    pub bc: Option<u32>,
+    pub hw: u32,
+    pub hb: u32,
+    pub tgt_embed: u32,
+    pub total: usize,
+}
+
+impl Stacks {
+    fn new(cfg: &Seq2SeqConfig, l: &crate::seq2seq::Seq2SeqLayout) -> Stacks {
+        let with_vocab = |c: &ModelConfig, v: usize| ModelConfig {
+            vocab: Some(v),
+            ..c.clone()
+        };
+        let enc = Stack::new(with_vocab(cfg.encoder().config(), cfg.src_vocab), 0);
+        let dec = Stack::new(
+            with_vocab(cfg.decoder().config(), cfg.tgt_vocab),
+            l.tgt_embed.start,
+        );
+        let step = Stack::new(cfg.decoder().config().clone(), l.decoder.start);
+        debug_assert_eq!(enc.layout.layers[0].w_ih.start, l.encoder.start);
+        debug_assert_eq!(dec.layout.layers[0].w_ih.start, l.decoder.start);
+        debug_assert_eq!(step.layout.layers[0].w_ih.start, l.decoder.start);
+        let at = |r: &Option<Range<usize>>| r.as_ref().map(|r| r.start as u32);
+        Stacks {
+            enc,
+            dec,
+            step,
+            cell: cfg.cell,
+            dirs: cfg.directions(),
+            hidden: cfg.hidden,
+            hd: cfg.width(),
+            embed: cfg.embed,
+            tgt_vocab: cfg.tgt_vocab,
+            attends: cfg.attention != Attention::None,
+            general: cfg.attention == Attention::General,
+            wa: at(&l.attn),
+            wc: at(&l.combine_w),
+            bc: at(&l.combine_b),
+            hw: l.head_w.start as u32,
+            hb: l.head_b.start as u32,
+            tgt_embed: l.tgt_embed.start as u32,
+            total: l.total,
+        }
+    }
+}
+
+/// What a plan's recording is.
+enum Kind {
+    Train(record::Phases, u32, u32),
+    Decode {
+        prologue: Range<usize>,
+        step: Range<usize>,
+        argmax: usize,
+        carry: Range<usize>,
+    },
+}
+
+/// Everything for one batch shape: the regions, the buffers, the recording.
+struct Plan {
+    w: Work,
+    work: wgpu::Buffer,
+    ints: wgpu::Buffer,
+    uniforms: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+    step: Compiled,
+    kind: Kind,
+}
+
+/// A plan's key: rows, source steps, target steps, decoded tokens (decoding).
+type Key = (usize, usize, usize, Option<usize>);
+
+/// A sequence-to-sequence model on the GPU.
+pub struct GpuSeq2Seq {
+    ctx: Arc<GpuContext>,
+    model: Seq2Seq,
+    stacks: Stacks,
+    weights: Weights,
+    plans: HashMap<Key, Plan>,
+}
+
+impl GpuSeq2Seq {
+    /// Uploads `model`'s parameters to the GPU of `ctx`.
+    pub fn new(ctx: Arc<GpuContext>, model: &Seq2Seq) -> Result<GpuSeq2Seq> {
+        let stacks = Stacks::new(model.config(), model.layout());
+        let weights = Weights::flat(&ctx, model.layout().total, model.params())?;
+        Ok(GpuSeq2Seq {
+            ctx,
+            model: model.clone(),
+            stacks,
+            weights,
+            plans: HashMap::new(),
+        })
+    }
+
+    pub fn config(&self) -> &Seq2SeqConfig {
+        self.model.config()
+    }
+
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// The model with the device's parameters (waits for queued steps).
+    pub fn download(&self) -> Result<Seq2Seq> {
+        let p = self.read(&self.weights.params, 0, self.stacks.total)?;
+        Seq2Seq::from_params(self.model.config().clone(), p)
+    }
+
+    /// Replaces the parameters with `model`'s (the same configuration).
+    pub fn upload(&mut self, model: &Seq2Seq) -> Result<()> {
+        if model.config() != self.model.config() {
+            return Err(Error::Argument(
+                "upload: the model's configuration differs from the GPU model's".into(),
+            ));
+        }
+        self.ctx.queue.write_buffer(
+            &self.weights.params,
+            0,
+            bytemuck::cast_slice(model.params()),
+        );
+        Ok(())
+    }
+
+    /// Copies the device's optimizer moments into `opt` (as the CPU path
+    /// keeps them), e.g. to continue on the CPU path.
+    pub fn download_moments(&self, opt: &mut Optimizer) -> Result<()> {
+        let s = self.read(&self.weights.state, 0, 2 * self.stacks.total)?;
+        super::optim_state::unpack_moments(opt, &s, self.stacks.total)
+    }
+
+    /// Writes `opt`'s moments to the device, to continue a fit at `opt.step`
+    /// (a fresh optimizer needs none: its first step starts from zeros).
+    pub fn upload_moments(&mut self, opt: &Optimizer) -> Result<()> {
+        let s = super::optim_state::pack_moments(opt, self.stacks.total)?;
+        self.ctx
+            .queue
+            .write_buffer(&self.weights.state, 0, bytemuck::cast_slice(&s));
+        Ok(())
+    }
+
+    fn read(&self, buf: &wgpu::Buffer, off: usize, len: usize) -> Result<Vec<f32>> {
+        let bytes = self
+            .ctx
+            .read_bytes_at(buf, (off * 4) as u64, (len * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    // ---------------------------------------------------------------- plans
+
+    /// The plan of `key`, recorded on first use.
+    fn plan(&mut self, key: Key) -> Result<&Plan> {
+        if !self.plans.contains_key(&key) {
+            let plan = self.build(key)?;
+            self.plans.insert(key, plan);
+        }
+        Ok(&self.plans[&key])
+    }
+
+    fn build(&self, (b, s, t, decode): Key) -> Result<Plan> {
+        let ctx = &self.ctx;
+        let w = Work::new(
+            &self.stacks,
+            b,
+            s,
+            t,
+            ctx.tunables.norm_groups as usize,
+            decode,
+        );
+        let what = format!("the seq2seq workspace for batch {b} x {s} -> {t} steps");
+        let (work, ints) = workspace_buffers(ctx, &what, w.work_len, w.ints_len)?;
+        let record = |gemms: GemmDecisions| -> Result<(super::program::Program, Kind)> {
+            let resolved = Resolved {
+                gemms,
+                ..Resolved::fixed(ctx.tunables, &ctx.limits)
+            };
+            Ok(match decode {
+                None => {
+                    let r = record::train(&self.stacks, &w, resolved)?;
+                    (r.program, Kind::Train(r.phases, r.norm_slot, r.opt_slot))
+                }
+                Some(k) => {
+                    let r = record::decode(&self.stacks, &w, k, resolved)?;
+                    let kind = Kind::Decode {
+                        prologue: r.prologue,
+                        step: r.step,
+                        argmax: r.argmax,
+                        carry: r.carry,
+                    };
+                    (r.program, kind)
+                }
+            })
+        };
+        // As the plain models' plans: the GEMM shapes of a first recording
+        // go to the context's tuner when tuning is on.
+        let gemms = if ctx.autotune() {
+            let (pg, _) = record(Default::default())?;
+            ctx.gemm_decisions(pg.gemms.iter().map(|g| g.shape))?
+        } else {
+            Default::default()
+        };
+        let (program, kind) = record(gemms)?;
+        let step = Compiled::all(ctx, program)?;
+        let bufs = self.weights.bindings(&work, &ints, false).expect("f32");
+        let (uniforms, bind_group) = ctx.bind_program("seq2seq", &step.program.uniforms, bufs);
+        Ok(Plan {
+            w,
+            work,
+            ints,
+            uniforms,
+            bind_group,
+            step,
+            kind,
+        })
+    }
+
+    /// Writes a batch's source (ids, lengths), the decoder's inputs and
+    /// lengths, and the targets into the plan of `key`.
+    fn upload_batch(&mut self, key: Key, src: &Source, tgt: Option<&Seq2SeqData>) -> Result<()> {
+        self.plan(key)?;
+        let plan = &self.plans[&key];
+        let (q, w) = (&self.ctx.queue, &plan.w);
+        let ints = |r: super::workspace::Region, v: &[i32]| {
+            q.write_buffer(&plan.ints, r.off as u64 * 4, bytemuck::cast_slice(v));
+        };
+        let (n, s) = (src.n, src.s);
+        // Ids past a row's length are never read by the stack; they need
+        // not be in the vocabulary, so the gather reads row 0 there.
+        let mut ids = vec![0i32; n * s];
+        for b in 0..n {
+            for j in 0..src.lengths[b] {
+                ids[b * s + j] = src.ids[b * s + j] as i32;
+            }
+        }
+        ints(w.enc.ids, &ids);
+        let lens: Vec<i32> = src.lengths.iter().map(|&l| l as i32).collect();
+        ints(w.enc.lengths, &lens);
+        ints(w.dec.lengths, &vec![w.t as i32; n]);
+        if let Some(d) = tgt {
+            let t = d.t;
+            let tin: Vec<i32> = d.tgt_in.iter().map(|&v| v as i32).collect();
+            ints(w.dec.ids, &tin);
+            let mut y = vec![0i32; t * n];
+            for b in 0..n {
+                for ti in 0..t {
+                    y[ti * n + b] = d.tgt_out[b * t + ti] as i32;
+                }
+            }
+            ints(w.targets, &y);
+        }
+        Ok(())
+    }
+
+    /// The clears and the dispatches of `ranges`, in one pass of a new encoder.
+    /// (`backward`: the gradients and the carries zeroed first; `fresh`:
+    /// the optimizer's moments.)
+    fn encode(
+        &self,
+        key: Key,
+        ranges: &[Range<usize>],
+        backward: bool,
+        fresh: bool,
+    ) -> Result<wgpu::CommandEncoder> {
+        let plan = &self.plans[&key];
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("seq2seq"),
+            });
+        if fresh {
+            enc.clear_buffer(&self.weights.state, 0, None);
+        }
+        if backward {
+            enc.clear_buffer(&self.weights.grads, 0, None);
+            let w = &plan.w;
+            let mut zero = vec![w.enc.zeroed, w.dec.zeroed];
+            if !self.stacks.attends {
+                // Nothing reads the memory: its gradient is zero.
+                zero.push(w.enc.dy_top);
+            }
+            for z in zero.into_iter().filter(|z| z.len > 0) {
+                enc.clear_buffer(
+                    &plan.work,
+                    z.off as u64 * 4,
+                    Some(z.len.div_ceil(4) as u64 * 16),
+                );
+            }
+        }
+        plan.step.encode(
+            &mut enc,
+            Binds::main(&plan.bind_group),
+            ranges,
+            1,
+            "seq2seq",
+            None,
+        )?;
+        Ok(enc)
+    }
+
+    fn train_key(&self, data: &Seq2SeqData) -> Result<Key> {
+        data.check(self.model.config())?;
+        if data.n() == 0 {
+            return Err(Error::Empty("a seq2seq batch of 0 pairs".into()));
+        }
+        Ok((data.n(), data.src.s, data.t, None))
+    }
+
+    fn phases(&self, key: Key) -> (record::Phases, u32, u32) {
+        match self.plans[&key].kind {
+            Kind::Train(p, n, o) => (p, n, o),
+            Kind::Decode { .. } => unreachable!("a training plan"),
+        }
+    }
+
+    // ---------------------------------------------------------------- running
+
+    /// Teacher-forced logits `[N, T, tgt_vocab]`, as [`Seq2Seq::forward`].
+    pub fn forward(&mut self, data: &Seq2SeqData) -> Result<Tensor> {
+        let key = self.train_key(data)?;
+        self.upload_batch(key, &data.src, Some(data))?;
+        let (ph, _, _) = self.phases(key);
+        let enc = self.encode(key, &[0..ph.forward], false, false)?;
+        self.ctx.queue.submit([enc.finish()]);
+        let plan = &self.plans[&key];
+        let v = self.read(
+            &plan.work,
+            plan.w.logits.off as usize,
+            plan.w.logits.len as usize,
+        )?;
+        let (n, t, wv) = (data.n(), data.t, self.stacks.tgt_vocab);
+        Ok(Tensor::new(vec![n, t, wv], cpu::transpose_bt(&v, t, n, wv)))
+    }
+
+    /// The forward, the loss and the backward of `data` in one submission
+    /// (after it, the gradients are in `grads`); returns the loss.
+    fn backward(&mut self, data: &Seq2SeqData) -> Result<(Key, f32)> {
+        let key = self.train_key(data)?;
+        self.upload_batch(key, &data.src, Some(data))?;
+        let (ph, _, _) = self.phases(key);
+        let enc = self.encode(key, &[0..ph.backward], true, false)?;
+        self.ctx.queue.submit([enc.finish()]);
+        let plan = &self.plans[&key];
+        let loss = self.read(&plan.work, plan.w.scalars.off as usize, 1)?[0];
+        Ok((key, loss))
+    }
+
+    /// The mean cross-entropy and every parameter's gradient (in
+    /// [`Seq2SeqLayout`] order), as [`Seq2Seq::loss_and_gradients`].
+    ///
+    /// [`Seq2SeqLayout`]: crate::seq2seq::Seq2SeqLayout
+    pub fn loss_and_gradients(&mut self, data: &Seq2SeqData) -> Result<(f32, Vec<f32>)> {
+        let (_, loss) = self.backward(data)?;
+        let g = self.read(&self.weights.grads, 0, self.stacks.total)?;
+        Ok((loss, g))
+    }
+
+    /// One optimizer step on `data` (clipping the gradient norm to `clip`
+    /// if given), as [`Seq2Seq::train_step`]: returns the batch's loss; a
+    /// non-finite loss leaves the weights as they were. The optimizer's
+    /// moments live on the device: a fresh `opt` starts them at zero;
+    /// continuing one from elsewhere needs [`GpuSeq2Seq::upload_moments`].
+    pub fn train_step(
+        &mut self,
+        data: &Seq2SeqData,
+        opt: &mut Optimizer,
+        clip: Option<f32>,
+    ) -> Result<f32> {
+        opt.validate()?;
+        if let Some(c) = clip {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(Error::Argument(format!(
+                    "clip {c} must be a positive number"
+                )));
+            }
+        }
+        let (key, loss) = self.backward(data)?;
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                step: opt.step as usize + 1,
+                loss,
+            });
+        }
+        opt.step += 1;
+        let (ph, norm_slot, opt_slot) = self.phases(key);
+        let plan = self.plans.get_mut(&key).expect("built");
+        let a = OptArgs {
+            n: self.stacks.total as u32,
+            scalars_off: plan.w.scalars.off,
+            partials_off: plan.w.partials.off,
+            partials: self.ctx.tunables.norm_groups,
+            ..Default::default()
+        }
+        .for_step(clip, opt);
+        let program = &mut plan.step.program;
+        program.set_slot(norm_slot, &a);
+        program.set_slot(opt_slot, &a);
+        for slot in [norm_slot, opt_slot] {
+            let at = slot as u64 * SLOT_BYTES;
+            self.ctx
+                .queue
+                .write_buffer(&plan.uniforms, at, program.slot_bytes(slot));
+        }
+        // A fresh optimizer's moments start at zero, as on the CPU.
+        let fresh = opt.step == 1;
+        let enc = self.encode(key, &[ph.backward..ph.optim], false, fresh)?;
+        self.ctx.queue.submit([enc.finish()]);
+        Ok(loss)
+    }
+
+    /// Loss and token accuracy over `data` in batches of `batch`, as
+    /// [`Seq2Seq::evaluate`] (the logits from the GPU, the sums on the host).
+    pub fn evaluate(&mut self, data: &Seq2SeqData, batch: usize) -> Result<Evaluation> {
+        let w = self.stacks.tgt_vocab;
+        evaluate_with(data, batch, w, |b| Ok(self.forward(b)?.data))
+    }
+
+    /// Greedy decoding of `src`, `max_len` tokens from `bos`, on the device,
+    /// as [`crate::seq2seq::decode::greedy`]: each row's picks up to and
+    /// including its `eos`, then 0.
+    pub fn greedy(&mut self, src: &Source, max_len: usize) -> Result<Decoded> {
+        if max_len == 0 {
+            return Err(Error::Argument("--max-len must be at least 1".into()));
+        }
+        let cfg = self.model.config().clone();
+        src.check(&cfg)?;
+        if src.n == 0 {
+            return Err(Error::Empty("a source of 0 rows".into()));
+        }
+        let key = (src.n, src.s, 1, Some(max_len));
+        self.upload_batch(key, src, None)?;
+        let plan = &self.plans[&key];
+        let Kind::Decode {
+            prologue,
+            step,
+            argmax,
+            carry,
+        } = &plan.kind
+        else {
+            unreachable!("a decoding plan")
+        };
+        let mut ranges = vec![prologue.clone()];
+        for i in 0..max_len {
+            ranges.extend([step.clone(), argmax + i..argmax + i + 1, carry.clone()]);
+        }
+        self.ctx.queue.write_buffer(
+            &plan.work,
+            plan.w.tokens.off as u64 * 4,
+            bytemuck::cast_slice(&vec![cfg.bos as f32; src.n]),
+        );
+        let enc = self.encode(key, &ranges, false, false)?;
+        self.ctx.queue.submit([enc.finish()]);
+        let plan = &self.plans[&key];
+        let got = self.read(
+            &plan.work,
+            plan.w.generated.off as usize,
+            plan.w.generated.len as usize,
+        )?;
+        let mut tokens: Vec<i64> = got.iter().map(|&v| v as i64).collect();
+        for row in tokens.chunks_exact_mut(max_len) {
+            if let Some(end) = row.iter().position(|&v| v == cfg.eos as i64) {
+                row[end + 1..].iter_mut().for_each(|v| *v = 0);
+            }
+        }
+        Ok(Decoded {
+            n: src.n,
+            max_len,
+            tokens,
+        })
+    }
+}

@@ -1,0 +1,143 @@
+//! Where everything of one sequence-to-sequence batch shape lives in `work`
+//! and `ints`: the encoder's stack workspace, the decoder's after it (each a
+//! [`Workspace`] of its own, shifted), then the attention's and the head's
+//! regions. Rows of the attention's blocks are time-major (`p = t·B + b`),
+//! as the stacks' outputs; the weights `a` are `[B, T, S]`.
+
+use super::super::workspace::{Region, Workspace};
+use super::Stacks;
+
+/// The regions of one shape: `b` rows, `s` source steps, `t` target steps
+/// (1 for decoding, which also holds `k` decoded tokens a row).
+#[derive(Clone, Debug)]
+pub struct Work {
+    pub b: usize,
+    pub s: usize,
+    pub t: usize,
+    pub enc: Workspace,
+    pub dec: Workspace,
+    /// `[S·B, Hd]` keys `m·W_aᵀ` (general; else empty) and their gradient.
+    pub keys: Region,
+    pub dkeys: Region,
+    /// `[B, T, S]` the scores, then (in place) the attention weights; their gradient.
+    pub a: Region,
+    pub da: Region,
+    /// `[T·B, Hd]` context, its gradient.
+    pub ctx: Region,
+    pub dctx: Region,
+    /// `[T·B, Hd]` `tanh(combine([c; d]))`, the head's input (attending), its gradient.
+    pub o: Region,
+    pub d_o: Region,
+    /// `[T·B, W]` logits, their gradient.
+    pub logits: Region,
+    pub dlogits: Region,
+    /// `[4]` loss, counted positions, gradient norm, clip coefficient.
+    pub scalars: Region,
+    /// `[norm_groups]` partial sums of the gradient norm.
+    pub partials: Region,
+    /// Decoding: `[B]` each row's current token, `[B, K]` the decoded ones (f32 values).
+    pub tokens: Region,
+    pub generated: Region,
+    pub work_len: usize,
+    /// ints: `[T·B]` the targets, time-major (-100: not counted).
+    pub targets: Region,
+    pub ints_len: usize,
+}
+
+/// Regions taken one after the other, each 16-byte aligned (as `workspace.rs`).
+struct Alloc(usize);
+
+impl Alloc {
+    fn take(&mut self, len: usize) -> Region {
+        let off = self.0;
+        self.0 += len.div_ceil(4) * 4;
+        Region {
+            off: off as u32,
+            len: len as u32,
+        }
+    }
+}
+
+fn round4(v: usize) -> usize {
+    v.div_ceil(4) * 4
+}
+
+impl Work {
+    /// Training (and teacher-forced forwards) with `decode` `None`: the
+    /// decoder over `t` steps, embedding its inputs itself; decoding `k`
+    /// tokens with `decode` `Some(k)`: the decoder one step at a time (`t` =
+    /// 1), fed by `embed_tokens`.
+    pub fn new(
+        st: &Stacks,
+        b: usize,
+        s: usize,
+        t: usize,
+        norm_groups: usize,
+        decode: Option<usize>,
+    ) -> Work {
+        let enc = Workspace::new(&st.enc.config, b, s, norm_groups, false);
+        let dec_cfg = match decode {
+            None => &st.dec.config,
+            Some(_) => &st.step.config,
+        };
+        let (ew, ei) = (round4(enc.work_len), round4(enc.ints_len));
+        let dec = Workspace::new(dec_cfg, b, t, norm_groups, false).shifted(ew, ei);
+        let mut a = Alloc(round4(dec.work_len));
+        let hd = st.hd;
+        let w = st.tgt_vocab;
+        let attends = st.attends;
+        let general = st.general;
+        let tb = t * b;
+        let keys = a.take(if general { s * b * hd } else { 0 });
+        let dkeys = a.take(if general && decode.is_none() {
+            s * b * hd
+        } else {
+            0
+        });
+        let (att, ctx, o) = if attends {
+            (b * t * s, tb * hd, tb * hd)
+        } else {
+            (0, 0, 0)
+        };
+        let train = decode.is_none();
+        let back = |n: usize| if train { n } else { 0 };
+        let a_r = a.take(att);
+        let da = a.take(back(att));
+        let ctx_r = a.take(ctx);
+        let dctx = a.take(back(ctx));
+        let o_r = a.take(o);
+        let d_o = a.take(back(o));
+        let logits = a.take(tb * w);
+        let dlogits = a.take(back(tb * w));
+        let scalars = a.take(4);
+        let partials = a.take(norm_groups);
+        let tokens = a.take(if decode.is_some() { b } else { 0 });
+        let generated = a.take(decode.map_or(0, |k| b * k));
+        let mut i = Alloc(round4(dec.ints_len));
+        let targets = i.take(tb);
+        Work {
+            b,
+            s,
+            t,
+            enc,
+            dec,
+            keys,
+            dkeys,
+            a: a_r,
+            da,
+            ctx: ctx_r,
+            dctx,
+            o: o_r,
+            d_o,
+            logits,
+            dlogits,
+            scalars,
+            partials,
+            tokens,
+            generated,
+            work_len: a.0.max(4),
+            targets,
+            ints_len: i.0.max(4),
+        }
+    }
+}
