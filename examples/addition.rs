@@ -85,6 +85,9 @@ struct Args {
     /// Save the model with its vocabularies (for `recurrent generate --text`).
     #[arg(long)]
     save: Option<PathBuf>,
+    /// Where to train and decode: auto (a hardware GPU if there is one), cpu or gpu.
+    #[arg(long, default_value = "auto")]
+    device: String,
 }
 
 /// A number of 1 to `digits` digits, as Keras draws it.
@@ -137,8 +140,9 @@ fn run(a: Args) -> Result<(), recurrent::Error> {
         lr: a.lr,
         clip: 1.0,
         seed: a.seed,
+        device: translate::device(&a.device)?,
     };
-    let trained = translate::train(cfg, &train, &test, &settings, max_len, a.report_every)?;
+    let mut trained = translate::train(cfg, &train, &test, &settings, max_len, a.report_every)?;
     let out = translate::Outputs {
         svg: a.svg.as_deref(),
         export: a.export.as_deref(),
@@ -150,5 +154,5 @@ fn run(a: Args) -> Result<(), recurrent::Error> {
         sep: "=",
         answer: 5,
     };
-    translate::finish(&trained, &train, &test, max_len, a.epochs, &show, &out)
+    translate::finish(&mut trained, &train, &test, max_len, a.epochs, &show, &out)
 }

@@ -16,6 +16,9 @@
 //                    largest column (as an f32 value: exact below 2^24) into
 //                    dst[r] (the next step's token) and out[out_off + r * out_ld]
 //                    (the decoded tokens).
+//   gather_rows:     dst row r (ld dst_ld) <- src row work[idx_off + r] (an f32
+//                    value; ld src_ld) over [rows, cols]: beam search's states
+//                    taken from the hypotheses they continue.
 //   embed_tokens:    dst [rows, cols] (ld dst_ld) <- rows of the table at
 //                    params[table_off] [V, cols] for the tokens work[src_off + r]
 //                    (f32 values, argmax's): the decoder's next input.
@@ -37,6 +40,7 @@ struct Attn {
     out_off: u32,
     out_ld: u32,
     table_off: u32,
+    idx_off: u32,
 }
 @group(0) @binding(5) var<uniform> u: Attn;
 
@@ -142,5 +146,16 @@ fn embed_tokens(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         let c = i % u.cols;
         let id = u32(work[u.src_off + r]);
         work[u.dst_off + r * u.dst_ld + c] = params[u.table_off + id * u.cols + c];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gather_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = u.rows * u.cols;
+    for (var i = gid.x; i < total; i += nwg.x * WG) {
+        let r = i / u.cols;
+        let c = i % u.cols;
+        let src_row = u32(work[u.idx_off + r]);
+        work[u.dst_off + r * u.dst_ld + c] = work[u.src_off + src_row * u.src_ld + c];
     }
 }

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{DevicePreference, GpuContext, GpuModel};
 use crate::model::Model;
+use crate::seq2seq::Seq2Seq;
 use crate::train::Backend;
 use std::sync::Arc;
 
@@ -80,6 +81,15 @@ impl Device {
         Ok(match self {
             Device::Cpu => Box::new(model.clone()),
             Device::Gpu(ctx) => Box::new(GpuModel::new(ctx.clone(), model)?),
+        })
+    }
+
+    /// A sequence-to-sequence backend holding a copy of `model`'s weights on
+    /// this device; [`crate::seq2seq::Backend::to_model`] gives them back.
+    pub fn seq2seq(&self, model: &Seq2Seq) -> Result<Box<dyn crate::seq2seq::Backend>> {
+        Ok(match self {
+            Device::Cpu => Box::new(model.clone()),
+            Device::Gpu(ctx) => Box::new(crate::gpu::GpuSeq2Seq::new(ctx.clone(), model)?),
         })
     }
 }

@@ -3,9 +3,9 @@
 //! pairs, the data exported for the PyTorch comparison, and one attention
 //! map drawn as SVG.
 
-use recurrent::seq2seq::{self, decode, fit, Seq2Seq, Seq2SeqConfig};
+use recurrent::seq2seq::{self, decode, fit, Backend, Seq2Seq, Seq2SeqConfig};
 use recurrent::text::Vocab;
-use recurrent::{Error, Optimizer};
+use recurrent::{Device, DeviceChoice, Error, Optimizer};
 use std::path::Path;
 use std::time::Instant;
 
@@ -20,11 +20,25 @@ pub struct Settings {
     pub lr: f32,
     pub clip: f32,
     pub seed: u64,
+    /// Where to train and decode (`--device auto|cpu|gpu`).
+    pub device: Device,
 }
 
-/// A trained model, its vocabularies and the seconds its training took.
+/// `--device`'s value as a device, said on stderr.
+pub fn device(arg: &str) -> Result<Device, Error> {
+    let (device, why) = Device::resolve_verbose(DeviceChoice::parse(arg)?)?;
+    match why {
+        Some(why) => eprintln!("device: {} (auto: {why})", device.describe()),
+        None => eprintln!("device: {}", device.describe()),
+    }
+    Ok(device)
+}
+
+/// A trained model (on the host, and where it trained), its vocabularies
+/// and the seconds its training took.
 pub struct Trained {
     pub model: Seq2Seq,
+    pub backend: Box<dyn Backend>,
     pub sv: Vocab,
     pub tv: Vocab,
     pub secs: f64,
@@ -65,7 +79,7 @@ pub fn train(
         tgt_vocab: tv.len(),
         ..cfg
     };
-    let mut model = Seq2Seq::new(cfg.clone(), s.seed)?;
+    let model = Seq2Seq::new(cfg.clone(), s.seed)?;
     let data = seq2seq::text::pairs(&sv, &tv, cfg.bos, cfg.eos, train)?;
     eprintln!(
         "model: {} embed {} hidden {}{} attention {}, {} parameters; {} training pairs, {} held out",
@@ -78,6 +92,7 @@ pub fn train(
         train.len(),
         test.len()
     );
+    let mut backend = s.device.seq2seq(&model)?;
     let mut opt = Optimizer::adam(s.lr);
     let t0 = Instant::now();
     // The held-out exact match after the last epoch (measured there).
@@ -93,9 +108,9 @@ pub fn train(
             seed: s.seed.wrapping_add(epoch as u64),
             clip: Some(s.clip),
         };
-        let e = fit::fit(&mut model, &data, None, &mut opt, &f, |_| {})?;
+        let e = fit::fit(backend.as_mut(), &data, None, &mut opt, &f, |_| {})?;
         let acc = if epoch % report_every == 0 || epoch == s.epochs {
-            let (right, n) = exact_match(&model, &sv, &tv, test, max_len)?;
+            let (right, n) = exact_match(backend.as_mut(), &sv, &tv, test, max_len)?;
             last = Some((right, n));
             format!(
                 "  held-out exact match {:.2}%",
@@ -112,10 +127,11 @@ pub fn train(
     let secs = t0.elapsed().as_secs_f64();
     let exact = match last {
         Some(v) => v,
-        None => exact_match(&model, &sv, &tv, test, max_len)?,
+        None => exact_match(backend.as_mut(), &sv, &tv, test, max_len)?,
     };
     Ok(Trained {
-        model,
+        model: backend.to_model()?,
+        backend,
         sv,
         tv,
         secs,
@@ -126,7 +142,7 @@ pub fn train(
 /// The held-out exact match and time, some held-out pairs as `show` says,
 /// then the attention map, the export and the checkpoint `out` asks for.
 pub fn finish(
-    t: &Trained,
+    t: &mut Trained,
     train: &Pairs,
     test: &Pairs,
     max_len: usize,
@@ -136,6 +152,7 @@ pub fn finish(
 ) -> Result<(), Error> {
     let Trained {
         model,
+        backend,
         sv,
         tv,
         secs,
@@ -147,7 +164,7 @@ pub fn finish(
     );
     let (w, sep, aw) = (show.width, show.sep, show.answer);
     for (q, want) in test.iter().take(show.samples) {
-        let got = &seq2seq::text::translate(model, sv, tv, &[q], max_len, None)?[0];
+        let got = &seq2seq::text::translate(backend.as_mut(), sv, tv, &[q], max_len, None)?[0];
         let ok = if got == want { "ok" } else { "wrong" };
         println!("  {q:>w$} {sep} {got:<aw$} {ok}");
     }
@@ -175,7 +192,7 @@ pub fn finish(
 
 /// Held-out pairs whose greedy decoding is exactly the target.
 pub fn exact_match(
-    model: &Seq2Seq,
+    model: &mut dyn Backend,
     sv: &Vocab,
     tv: &Vocab,
     pairs: &Pairs,

@@ -208,7 +208,8 @@ pub struct DropArgs {
 /// `[rows, cols]` of work at `src_off`/`dst_off` (row strides `*_ld`); the
 /// softmax's row `r` has length `ints[len_off + r / len_div]`; `accumulate`
 /// = 1 makes `copy_block` add; `argmax` also writes row `r`'s token to
-/// `out_off + r·out_ld`; `embed_tokens` reads its table at params `table_off`.
+/// `out_off + r·out_ld`; `embed_tokens` reads its table at params `table_off`;
+/// `gather_rows` reads row `r`'s source row at work `idx_off + r`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct AttnArgs {
@@ -224,6 +225,7 @@ pub struct AttnArgs {
     pub out_off: u32,
     pub out_ld: u32,
     pub table_off: u32,
+    pub idx_off: u32,
 }
 
 impl AttnArgs {

@@ -183,7 +183,8 @@ pub enum Kernel {
     DropoutApply,
     /// Sequence to sequence (`attention.wgsl`): the masked softmax of the
     /// scores and its backward, `tanh` and its backward, block copies, the
-    /// arg-max of a decoding step and the embedding of its tokens.
+    /// arg-max of a decoding step and the embedding of its tokens, the rows
+    /// of states beam search gathers.
     AttnSoftmax,
     AttnSoftmaxBackward,
     TanhForward,
@@ -191,10 +192,11 @@ pub enum Kernel {
     CopyBlock,
     Argmax,
     EmbedTokens,
+    GatherRows,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 28] = [
+    pub const ALL: [Kernel; 29] = [
         Kernel::Gemm,
         Kernel::GemmRm,
         Kernel::GemmWide,
@@ -223,6 +225,7 @@ impl Kernel {
         Kernel::CopyBlock,
         Kernel::Argmax,
         Kernel::EmbedTokens,
+        Kernel::GatherRows,
     ];
 
     pub fn shader(self) -> Shader {
@@ -238,7 +241,7 @@ impl Kernel {
             WhhToF16 => Shader::WhhF16,
             DropoutApply => Shader::Dropout,
             AttnSoftmax | AttnSoftmaxBackward | TanhForward | TanhBackward | CopyBlock | Argmax
-            | EmbedTokens => Shader::Attention,
+            | EmbedTokens | GatherRows => Shader::Attention,
         }
     }
 
@@ -281,6 +284,7 @@ impl Kernel {
             CopyBlock => "copy_block",
             Argmax => "argmax",
             EmbedTokens => "embed_tokens",
+            GatherRows => "gather_rows",
         }
     }
 }

@@ -89,6 +89,64 @@ impl Hyp {
     }
 }
 
+/// One decoder step over the live hypotheses of a beam search, on either
+/// path: hypothesis `k` continues source row `rows[k]` from token `prev[k]`
+/// and from the state that hypothesis `parents[k]` of the step before left
+/// (`None` at the first step: one hypothesis a row, from the row's encoder
+/// states); returns the logits `[rows.len(), W]`.
+pub(crate) trait BeamStep {
+    fn step(&mut self, rows: &[usize], prev: &[i64], parents: Option<&[usize]>)
+        -> Result<Vec<f32>>;
+}
+
+/// The CPU path's [`BeamStep`]: the encoder once, then `decode_steps` over
+/// the live hypotheses with their states gathered by parent.
+struct CpuStep<'a> {
+    model: &'a Seq2Seq,
+    src: &'a Source,
+    enc: super::model::Encoded,
+    h: Tensor,
+    c: Option<Tensor>,
+}
+
+impl BeamStep for CpuStep<'_> {
+    fn step(
+        &mut self,
+        rows: &[usize],
+        prev: &[i64],
+        parents: Option<&[usize]>,
+    ) -> Result<Vec<f32>> {
+        let (hd, s) = (self.model.config().width(), self.src.s);
+        if let Some(p) = parents {
+            self.h = gather_state(&self.h, p);
+            self.c = self.c.as_ref().map(|c| gather_state(c, p));
+        }
+        let m: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| self.enc.m[r * s * hd..(r + 1) * s * hd].iter().copied())
+            .collect();
+        let lengths: Vec<usize> = rows.iter().map(|&r| self.src.lengths[r]).collect();
+        let (dec, d) = self
+            .model
+            .decode_steps(prev, rows.len(), 1, &self.h, self.c.as_ref())?;
+        let (_, logits) = self.model.read_out(&m, &lengths, &d, 1);
+        self.h = dec.h_n;
+        self.c = dec.c_n;
+        Ok(logits)
+    }
+}
+
+/// Refuses a zero `max_len` or beam width.
+pub(crate) fn check_beam(max_len: usize, beam: Beam) -> Result<()> {
+    if max_len == 0 {
+        return Err(Error::Argument("--max-len must be at least 1".into()));
+    }
+    if beam.width == 0 {
+        return Err(Error::Argument("--beam must be at least 1".into()));
+    }
+    Ok(())
+}
+
 /// Beam search over `src`, at most `max_len` tokens a row: every step
 /// extends each row's live hypotheses by every token, keeps the `width`
 /// best by total log-probability (ties: the earlier hypothesis, then the
@@ -97,15 +155,29 @@ impl Hyp {
 /// ended hypothesis (or, if none ended, its best live one), written as
 /// [`greedy`] writes: the tokens with their `eos`, then 0.
 pub fn beam(model: &Seq2Seq, src: &Source, max_len: usize, beam: Beam) -> Result<Decoded> {
-    if max_len == 0 {
-        return Err(Error::Argument("--max-len must be at least 1".into()));
-    }
-    if beam.width == 0 {
-        return Err(Error::Argument("--beam must be at least 1".into()));
-    }
-    let cfg = model.config();
-    let (n, w, hd, s) = (src.n, cfg.tgt_vocab, cfg.width(), src.s);
+    check_beam(max_len, beam)?;
     let enc = model.encode(src)?;
+    let (h, c) = (enc.h0.clone(), enc.c0.clone());
+    let mut step = CpuStep {
+        model,
+        src,
+        enc,
+        h,
+        c,
+    };
+    search(model.config(), src.n, max_len, beam, &mut step)
+}
+
+/// The search of [`beam`] over `n` source rows, each step's logits from `step`.
+pub(crate) fn search(
+    cfg: &super::Seq2SeqConfig,
+    n: usize,
+    max_len: usize,
+    beam: Beam,
+    step: &mut dyn BeamStep,
+) -> Result<Decoded> {
+    check_beam(max_len, beam)?;
+    let w = cfg.tgt_vocab;
     // Live hypotheses in row order; the state row k continues live[k].
     let mut live: Vec<Hyp> = (0..n)
         .map(|row| Hyp {
@@ -114,8 +186,8 @@ pub fn beam(model: &Seq2Seq, src: &Source, max_len: usize, beam: Beam) -> Result
             score: 0.0,
         })
         .collect();
-    let (mut h, mut c) = (enc.h0.clone(), enc.c0.clone());
     let mut ended: Vec<Vec<Hyp>> = vec![Vec::new(); n];
+    let mut parents: Option<Vec<usize>> = None;
     for _ in 0..max_len {
         if live.is_empty() {
             break;
@@ -125,15 +197,10 @@ pub fn beam(model: &Seq2Seq, src: &Source, max_len: usize, beam: Beam) -> Result
             .iter()
             .map(|x| x.tokens.last().copied().unwrap_or(cfg.bos as i64))
             .collect();
-        let m: Vec<f32> = live
-            .iter()
-            .flat_map(|x| enc.m[x.row * s * hd..(x.row + 1) * s * hd].iter().copied())
-            .collect();
-        let lengths: Vec<usize> = live.iter().map(|x| src.lengths[x.row]).collect();
-        let (dec, d) = model.decode_steps(&prev, nh, 1, &h, c.as_ref())?;
-        let (_, logits) = model.read_out(&m, &lengths, &d, 1);
+        let rows: Vec<usize> = live.iter().map(|x| x.row).collect();
+        let logits = step.step(&rows, &prev, parents.as_deref())?;
         let mut next: Vec<Hyp> = Vec::new();
-        let mut parents: Vec<usize> = Vec::new();
+        let mut chosen: Vec<usize> = Vec::new();
         let mut i = 0;
         while i < nh {
             // Every extension of row `row`'s live hypotheses i..j.
@@ -162,18 +229,17 @@ pub fn beam(model: &Seq2Seq, src: &Source, max_len: usize, beam: Beam) -> Result
                     ended[row].push(hyp);
                 } else {
                     next.push(hyp);
-                    parents.push(parent);
+                    chosen.push(parent);
                 }
             }
             if ended[row].len() == beam.width {
                 // The row is done: its live hypotheses go.
                 next.truncate(first);
-                parents.truncate(first);
+                chosen.truncate(first);
             }
             i = j;
         }
-        h = gather_state(&dec.h_n, &parents);
-        c = dec.c_n.as_ref().map(|c| gather_state(c, &parents));
+        parents = Some(chosen);
         live = next;
     }
     let mut tokens = vec![0i64; n * max_len];

@@ -1,10 +1,11 @@
-//! Training a [`Seq2Seq`] over epochs: batches in order or shuffled
+//! Training a sequence-to-sequence model over epochs: batches in order or shuffled
 //! (seeded, a fresh order each epoch: [`crate::train::batch_indices`]), one
 //! optimizer step each, the validation set evaluated after every epoch, and
 //! each epoch reported as it ends.
 
+use super::backend::Backend;
 use super::data::Seq2SeqData;
-use super::model::{Evaluation, Seq2Seq};
+use super::model::Evaluation;
 use crate::error::{Error, Result};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
@@ -60,9 +61,10 @@ pub struct Epoch {
     pub seconds: f64,
 }
 
-/// Trains `model` on `data` with `opt`; `report` sees each epoch as it ends.
+/// Trains `model` (on either path: [`Backend`]) on `data` with `opt`;
+/// `report` sees each epoch as it ends.
 pub fn fit(
-    model: &mut Seq2Seq,
+    model: &mut dyn Backend,
     data: &Seq2SeqData,
     validation: Option<&Seq2SeqData>,
     opt: &mut Optimizer,

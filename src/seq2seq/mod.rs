@@ -30,6 +30,7 @@
 //! ```
 
 pub mod attention;
+pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -38,6 +39,7 @@ pub mod fit;
 pub mod model;
 pub mod text;
 
+pub use backend::Backend;
 pub use config::{Attention, Seq2SeqConfig, Seq2SeqLayout};
 pub use data::{Seq2SeqData, Source};
 pub use model::{Evaluation, Seq2Seq};

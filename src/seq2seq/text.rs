@@ -2,9 +2,9 @@
 //! kept in the checkpoint's metadata, sources encoded from raw text, decoded
 //! tokens turned back into text.
 
+use super::backend::Backend;
 use super::data::{Seq2SeqData, Source};
-use super::decode::{self, Beam};
-use super::model::Seq2Seq;
+use super::decode::Beam;
 use crate::error::{Error, Result};
 use crate::text::{Level, Vocab, PAD_TOKEN};
 use std::collections::HashMap;
@@ -64,7 +64,7 @@ pub fn source<S: AsRef<str>>(vocab: &Vocab, texts: &[S]) -> Result<Source> {
 /// Translates each text: encoded with `src`, decoded (greedy, or `beam`)
 /// for at most `max_len` tokens, the tokens before `eos` written with `tgt`.
 pub fn translate<S: AsRef<str>>(
-    model: &Seq2Seq,
+    model: &mut dyn Backend,
     src: &Vocab,
     tgt: &Vocab,
     texts: &[S],
@@ -82,8 +82,8 @@ pub fn translate<S: AsRef<str>>(
     }
     let source = source(src, texts)?;
     let out = match beam {
-        Some(b) => decode::beam(model, &source, max_len, b)?,
-        None => decode::greedy(model, &source, max_len)?,
+        Some(b) => model.beam(&source, max_len, b)?,
+        None => model.greedy(&source, max_len)?,
     };
     (0..out.n)
         .map(|i| tgt.decode(out.row(i, model.config().eos)))

@@ -2,8 +2,7 @@
 //! seq2seq checkpoint (the commands route here when the model is one).
 
 use super::{
-    cell_of, optimizer_of, AttentionArg, DeviceArg, EvaluateArgs, GenerateArgs, PredictArgs,
-    TrainArgs,
+    cell_of, optimizer_of, AttentionArg, EvaluateArgs, GenerateArgs, PredictArgs, TrainArgs,
 };
 use recurrent::io::st::{self, Write_};
 use recurrent::seq2seq::{
@@ -17,17 +16,6 @@ use std::path::{Path, PathBuf};
 pub fn is_seq2seq_checkpoint(path: Option<&PathBuf>) -> Result<bool> {
     let Some(path) = path else { return Ok(false) };
     Ok(st::read_metadata(path).is_ok_and(|m| checkpoint::is_seq2seq(&m)))
-}
-
-/// Seq2seq models run on the CPU path only so far: `--device gpu` is refused.
-fn cpu_only(d: DeviceArg) -> Result<()> {
-    if d == DeviceArg::Gpu {
-        return Err(Error::Argument(
-            "seq2seq models run on the CPU path only so far: use --device cpu (or auto)".into(),
-        ));
-    }
-    eprintln!("device: cpu (seq2seq models run on the CPU path)");
-    Ok(())
 }
 
 /// Flags of plain models that a seq2seq fit does not take, if given.
@@ -101,9 +89,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if a.epochs == 0 {
         return Err(Error::Argument("--epochs must be at least 1".into()));
     }
-    cpu_only(a.device)?;
+    let device = super::pick_device(a.device)?;
     let data = seq2seq::data::load(&a.data)?;
-    let (mut model, meta) = match &a.model {
+    let (model, meta) = match &a.model {
         Some(p) => checkpoint::load_with_metadata(p)?,
         None => (new_model(&a, &data)?, Default::default()),
     };
@@ -133,20 +121,28 @@ pub fn train(a: TrainArgs) -> Result<()> {
         clip: a.clip,
     };
     let epochs = a.epochs;
-    fit::fit(&mut model, &data, validation.as_ref(), &mut opt, &f, |e| {
-        let v = e.validation.map_or(String::new(), |v| {
-            format!(
-                " val_loss {:.6} val_accuracy {:.2}%",
-                v.loss,
-                v.accuracy * 100.0
-            )
-        });
-        println!(
-            "epoch {}/{epochs} loss {:.6}{v} ({:.1}s)",
-            e.epoch, e.loss, e.seconds
-        );
-    })?;
-    checkpoint::save_with(&model, &a.save, &meta)?;
+    let mut model = device.seq2seq(&model)?;
+    fit::fit(
+        model.as_mut(),
+        &data,
+        validation.as_ref(),
+        &mut opt,
+        &f,
+        |e| {
+            let v = e.validation.map_or(String::new(), |v| {
+                format!(
+                    " val_loss {:.6} val_accuracy {:.2}%",
+                    v.loss,
+                    v.accuracy * 100.0
+                )
+            });
+            println!(
+                "epoch {}/{epochs} loss {:.6}{v} ({:.1}s)",
+                e.epoch, e.loss, e.seconds
+            );
+        },
+    )?;
+    checkpoint::save_with(&model.to_model()?, &a.save, &meta)?;
     println!("saved {}", a.save.display());
     Ok(())
 }
@@ -161,8 +157,8 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         .output
         .as_ref()
         .ok_or_else(|| Error::Argument("predict --data needs --output OUT.safetensors".into()))?;
-    cpu_only(a.device)?;
-    let model = checkpoint::load(&a.model)?;
+    let device = super::pick_device(a.device)?;
+    let mut model = device.seq2seq(&checkpoint::load(&a.model)?)?;
     let data = seq2seq::data::load(data)?;
     let out = model.forward(&data)?;
     recurrent::io::dataset::save_tensors(output, &[("output", &out)])?;
@@ -176,8 +172,8 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
             "seq2seq models evaluate with ce (and token accuracy)".into(),
         ));
     }
-    cpu_only(a.device)?;
-    let model = checkpoint::load(&a.model)?;
+    let device = super::pick_device(a.device)?;
+    let mut model = device.seq2seq(&checkpoint::load(&a.model)?)?;
     let data = seq2seq::data::load(&a.data)?;
     let e = model.evaluate(&data, a.batch_size)?;
     println!(
@@ -203,8 +199,9 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         width,
         length_norm: a.length_norm,
     });
-    cpu_only(a.device)?;
+    let device = super::pick_device(a.device)?;
     let (model, meta) = checkpoint::load_with_metadata(&a.model)?;
+    let mut model = device.seq2seq(&model)?;
     match (&a.data, a.text.is_empty()) {
         (Some(data), true) => {
             let output = a.output.as_ref().ok_or_else(|| {
@@ -212,8 +209,8 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
             })?;
             let src = seq2seq::data::load_source(data)?;
             let out = match beam {
-                Some(b) => decode::beam(&model, &src, max_len, b)?,
-                None => decode::greedy(&model, &src, max_len)?,
+                Some(b) => model.beam(&src, max_len, b)?,
+                None => model.greedy(&src, max_len)?,
             };
             write_tokens(output, &out)?;
             println!(
@@ -232,7 +229,9 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
                     seq2seq::text::TGT_VOCAB_KEY
                 ))
             })?;
-            for line in seq2seq::text::translate(&model, &src, &tgt, &a.text, max_len, beam)? {
+            for line in
+                seq2seq::text::translate(model.as_mut(), &src, &tgt, &a.text, max_len, beam)?
+            {
                 println!("{line}");
             }
         }

@@ -41,9 +41,9 @@ use crate::error::{Error, Result};
 use crate::model::config::{Cell, ModelConfig};
 use crate::model::params::Layout;
 use crate::optim::Optimizer;
-use crate::seq2seq::decode::Decoded;
+use crate::seq2seq::decode::{self, Beam, BeamStep, Decoded};
 use crate::seq2seq::model::evaluate_with;
-use crate::seq2seq::{Attention, Evaluation, Seq2Seq, Seq2SeqConfig, Seq2SeqData, Source};
+use crate::seq2seq::{Attention, Backend, Evaluation, Seq2Seq, Seq2SeqConfig, Seq2SeqData, Source};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -138,13 +138,19 @@ impl Stacks {
 
 /// What a plan's recording is.
 enum Kind {
+    /// The phases, the norm's and the optimizer's slots.
     Train(record::Phases, u32, u32),
-    Decode {
-        prologue: Range<usize>,
-        step: Range<usize>,
-        argmax: usize,
-        carry: Range<usize>,
-    },
+    Decode(record::Decoding),
+}
+
+/// What a plan runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Mode {
+    Train,
+    /// Greedy decoding of this many tokens.
+    Greedy(usize),
+    /// Beam search (each step's logits read back).
+    Beam,
 }
 
 /// Everything for one batch shape: the regions, the buffers, the recording.
@@ -158,8 +164,8 @@ struct Plan {
     kind: Kind,
 }
 
-/// A plan's key: rows, source steps, target steps, decoded tokens (decoding).
-type Key = (usize, usize, usize, Option<usize>);
+/// A plan's key: rows, source steps, target steps, what it runs.
+type Key = (usize, usize, usize, Mode);
 
 /// A sequence-to-sequence model on the GPU.
 pub struct GpuSeq2Seq {
@@ -248,8 +254,13 @@ impl GpuSeq2Seq {
         Ok(&self.plans[&key])
     }
 
-    fn build(&self, (b, s, t, decode): Key) -> Result<Plan> {
+    fn build(&self, (b, s, t, mode): Key) -> Result<Plan> {
         let ctx = &self.ctx;
+        let decode = match mode {
+            Mode::Train => None,
+            Mode::Greedy(k) => Some(k),
+            Mode::Beam => Some(0),
+        };
         let w = Work::new(
             &self.stacks,
             b,
@@ -271,14 +282,8 @@ impl GpuSeq2Seq {
                     (r.program, Kind::Train(r.phases, r.norm_slot, r.opt_slot))
                 }
                 Some(k) => {
-                    let r = record::decode(&self.stacks, &w, k, resolved)?;
-                    let kind = Kind::Decode {
-                        prologue: r.prologue,
-                        step: r.step,
-                        argmax: r.argmax,
-                        carry: r.carry,
-                    };
-                    (r.program, kind)
+                    let (pg, d) = record::decode(&self.stacks, &w, k, resolved)?;
+                    (pg, Kind::Decode(d))
                 }
             })
         };
@@ -394,13 +399,13 @@ impl GpuSeq2Seq {
         if data.n() == 0 {
             return Err(Error::Empty("a seq2seq batch of 0 pairs".into()));
         }
-        Ok((data.n(), data.src.s, data.t, None))
+        Ok((data.n(), data.src.s, data.t, Mode::Train))
     }
 
     fn phases(&self, key: Key) -> (record::Phases, u32, u32) {
         match self.plans[&key].kind {
             Kind::Train(p, n, o) => (p, n, o),
-            Kind::Decode { .. } => unreachable!("a training plan"),
+            Kind::Decode(_) => unreachable!("a training plan"),
         }
     }
 
@@ -518,19 +523,12 @@ impl GpuSeq2Seq {
         if src.n == 0 {
             return Err(Error::Empty("a source of 0 rows".into()));
         }
-        let key = (src.n, src.s, 1, Some(max_len));
+        let key = (src.n, src.s, 1, Mode::Greedy(max_len));
         self.upload_batch(key, src, None)?;
         let plan = &self.plans[&key];
-        let Kind::Decode {
-            prologue,
-            step,
-            argmax,
-            carry,
-        } = &plan.kind
-        else {
-            unreachable!("a decoding plan")
-        };
-        let mut ranges = vec![prologue.clone()];
+        let d = self.decoding(key).clone();
+        let (prologue, step, argmax, carry) = (d.prologue, d.step, d.argmax, d.carry);
+        let mut ranges = vec![prologue];
         for i in 0..max_len {
             ranges.extend([step.clone(), argmax + i..argmax + i + 1, carry.clone()]);
         }
@@ -558,5 +556,140 @@ impl GpuSeq2Seq {
             max_len,
             tokens,
         })
+    }
+
+    fn decoding(&self, key: Key) -> &record::Decoding {
+        match &self.plans[&key].kind {
+            Kind::Decode(d) => d,
+            Kind::Train(..) => unreachable!("a decoding plan"),
+        }
+    }
+
+    /// Beam search over `src` on the device, as [`crate::seq2seq::decode::beam`]
+    /// (the same search on the host, `decode::search`): the encoder once
+    /// over `width` copies of each source row, then each step the decoder
+    /// over `n·width` hypothesis slots (row `i`'s live hypotheses in slots
+    /// `i·width..`), its logits read back, the next tokens and each slot's
+    /// parent written, the states gathered by parent on the device.
+    pub fn beam(&mut self, src: &Source, max_len: usize, beam: Beam) -> Result<Decoded> {
+        decode::check_beam(max_len, beam)?;
+        let cfg = self.model.config().clone();
+        src.check(&cfg)?;
+        if src.n == 0 {
+            return Err(Error::Empty("a source of 0 rows".into()));
+        }
+        let k = beam.width;
+        let copies: Vec<usize> = (0..src.n * k).map(|r| r / k).collect();
+        let slots = src.gather(&copies);
+        let key = (slots.n, src.s, 1, Mode::Beam);
+        self.upload_batch(key, &slots, None)?;
+        let mut step = BeamSlots {
+            gpu: self,
+            key,
+            width: k,
+            slots: Vec::new(),
+        };
+        decode::search(&cfg, src.n, max_len, beam, &mut step)
+    }
+}
+
+/// [`GpuSeq2Seq::beam`]'s [`BeamStep`]: where each live hypothesis sits.
+struct BeamSlots<'a> {
+    gpu: &'a mut GpuSeq2Seq,
+    key: Key,
+    width: usize,
+    /// The slot of each live hypothesis of the step before.
+    slots: Vec<usize>,
+}
+
+impl BeamStep for BeamSlots<'_> {
+    fn step(
+        &mut self,
+        rows: &[usize],
+        prev: &[i64],
+        parents: Option<&[usize]>,
+    ) -> Result<Vec<f32>> {
+        let g = &*self.gpu;
+        let plan = &g.plans[&self.key];
+        let d = g.decoding(self.key).clone();
+        let b = plan.w.b;
+        // Hypothesis i is the j-th live one of its row: slot row·width + j.
+        let mut slots = Vec::with_capacity(rows.len());
+        for (i, &r) in rows.iter().enumerate() {
+            let j = if i > 0 && rows[i - 1] == r {
+                slots[i - 1] - r * self.width + 1
+            } else {
+                0
+            };
+            slots.push(r * self.width + j);
+        }
+        let mut tokens = vec![0f32; b];
+        for (&s, &p) in slots.iter().zip(prev) {
+            tokens[s] = p as f32;
+        }
+        let q = &g.ctx.queue;
+        q.write_buffer(
+            &plan.work,
+            plan.w.tokens.off as u64 * 4,
+            bytemuck::cast_slice(&tokens),
+        );
+        let ranges = match parents {
+            None => vec![d.prologue, d.step],
+            Some(p) => {
+                // Slots nobody continues keep their own (unused) state.
+                let mut from: Vec<f32> = (0..b).map(|s| s as f32).collect();
+                for (&s, &parent) in slots.iter().zip(p) {
+                    from[s] = self.slots[parent] as f32;
+                }
+                q.write_buffer(
+                    &plan.work,
+                    plan.w.parents.off as u64 * 4,
+                    bytemuck::cast_slice(&from),
+                );
+                vec![d.gather, d.step]
+            }
+        };
+        let enc = g.encode(self.key, &ranges, false, false)?;
+        q.submit([enc.finish()]);
+        let wv = g.stacks.tgt_vocab;
+        let all = g.read(&plan.work, plan.w.logits.off as usize, b * wv)?;
+        self.slots = slots;
+        Ok(self
+            .slots
+            .iter()
+            .flat_map(|&s| all[s * wv..(s + 1) * wv].iter().copied())
+            .collect())
+    }
+}
+
+impl Backend for GpuSeq2Seq {
+    fn config(&self) -> &Seq2SeqConfig {
+        GpuSeq2Seq::config(self)
+    }
+    fn forward(&mut self, data: &Seq2SeqData) -> Result<Tensor> {
+        GpuSeq2Seq::forward(self, data)
+    }
+    fn train_step(
+        &mut self,
+        data: &Seq2SeqData,
+        opt: &mut Optimizer,
+        clip: Option<f32>,
+    ) -> Result<f32> {
+        GpuSeq2Seq::train_step(self, data, opt, clip)
+    }
+    fn evaluate(&mut self, data: &Seq2SeqData, batch: usize) -> Result<Evaluation> {
+        GpuSeq2Seq::evaluate(self, data, batch)
+    }
+    fn greedy(&mut self, src: &Source, max_len: usize) -> Result<Decoded> {
+        GpuSeq2Seq::greedy(self, src, max_len)
+    }
+    fn beam(&mut self, src: &Source, max_len: usize, beam: Beam) -> Result<Decoded> {
+        GpuSeq2Seq::beam(self, src, max_len, beam)
+    }
+    fn to_model(&self) -> Result<Seq2Seq> {
+        self.download()
+    }
+    fn device(&self) -> &'static str {
+        "gpu"
     }
 }

@@ -52,13 +52,15 @@ pub struct Recording {
 
 /// A recorded decoding: `prologue` (the encoder, the bridge), `step` (one
 /// decoder step to its logits), the `argmax` of output column `i` at
-/// `argmax + i`, then `carry` (the final states into the first slots).
+/// `argmax + i`, then `carry` (the final states into the first slots) or,
+/// for beam search, `gather` (the same, each row's from row `parents[r]`).
+#[derive(Clone, Debug)]
 pub struct Decoding {
-    pub program: Program,
     pub prologue: Range<usize>,
     pub step: Range<usize>,
     pub argmax: usize,
     pub carry: Range<usize>,
+    pub gather: Range<usize>,
 }
 
 fn model<'a>(s: &'a Stack, state_grad: bool) -> StepModel<'a> {
@@ -132,7 +134,7 @@ pub fn train(st: &Stacks, w: &Work, resolved: Resolved) -> Result<Recording> {
 }
 
 /// Greedy decoding of `k` tokens over `w` (made with `decode = Some(k)`).
-pub fn decode(st: &Stacks, w: &Work, k: usize, resolved: Resolved) -> Result<Decoding> {
+pub fn decode(st: &Stacks, w: &Work, k: usize, resolved: Resolved) -> Result<(Program, Decoding)> {
     let enc = model(&st.enc, false);
     let step = model(&st.step, false);
     let mut r = Recorder::on(&enc, &w.enc, Program::new(resolved));
@@ -168,31 +170,47 @@ pub fn decode(st: &Stacks, w: &Work, k: usize, resolved: Resolved) -> Result<Dec
             "seq2seq.decode.argmax",
         )?;
     }
-    let carry_from = pg.dispatches.len();
-    // The states one step left (slot 1) are the next step's first (slot 0).
+    // The states one step left (slot 1) are the next step's first (slot 0):
+    // row for row (greedy), or each row's from its parent (beam search).
     let (hd, lstm) = (st.hd as u32, st.cell == Cell::Lstm);
     let bh = (w.b * st.hd) as u32;
+    let mut states = Vec::new();
     for lw in &w.dec.layers {
-        let mut regions = vec![lw.hs];
+        states.push(lw.hs);
         if lstm {
-            regions.push(lw.cs);
-        }
-        for r in regions {
-            pg.attention(
-                Kernel::CopyBlock,
-                AttnArgs::block(b, hd, (r.off + bh, hd), (r.off, hd)),
-                "seq2seq.decode.carry",
-            )?;
+            states.push(lw.cs);
         }
     }
+    let carry_from = pg.dispatches.len();
+    for r in &states {
+        pg.attention(
+            Kernel::CopyBlock,
+            AttnArgs::block(b, hd, (r.off + bh, hd), (r.off, hd)),
+            "seq2seq.decode.carry",
+        )?;
+    }
     let carry = carry_from..pg.dispatches.len();
-    Ok(Decoding {
-        program: pg,
-        prologue,
-        step: step_range,
-        argmax,
-        carry,
-    })
+    for r in &states {
+        pg.attention(
+            Kernel::GatherRows,
+            AttnArgs {
+                idx_off: w.parents.off,
+                ..AttnArgs::block(b, hd, (r.off + bh, hd), (r.off, hd))
+            },
+            "seq2seq.decode.gather",
+        )?;
+    }
+    let gather = carry.end..pg.dispatches.len();
+    Ok((
+        pg,
+        Decoding {
+            prologue,
+            step: step_range,
+            argmax,
+            carry,
+            gather,
+        },
+    ))
 }
 
 /// The encoder's final states into the decoder's first state slots, each

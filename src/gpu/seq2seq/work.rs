@@ -35,9 +35,11 @@ pub struct Work {
     pub scalars: Region,
     /// `[norm_groups]` partial sums of the gradient norm.
     pub partials: Region,
-    /// Decoding: `[B]` each row's current token, `[B, K]` the decoded ones (f32 values).
+    /// Decoding: `[B]` each row's current token, `[B, K]` the decoded ones,
+    /// `[B]` the row each row's state comes from (beam search), as f32 values.
     pub tokens: Region,
     pub generated: Region,
+    pub parents: Region,
     pub work_len: usize,
     /// ints: `[T·B]` the targets, time-major (-100: not counted).
     pub targets: Region,
@@ -64,9 +66,10 @@ fn round4(v: usize) -> usize {
 
 impl Work {
     /// Training (and teacher-forced forwards) with `decode` `None`: the
-    /// decoder over `t` steps, embedding its inputs itself; decoding `k`
-    /// tokens with `decode` `Some(k)`: the decoder one step at a time (`t` =
-    /// 1), fed by `embed_tokens`.
+    /// decoder over `t` steps, embedding its inputs itself; decoding with
+    /// `decode` `Some(k)`: the decoder one step at a time (`t` = 1), fed by
+    /// `embed_tokens`, `k` tokens a row kept on the device (greedy; beam
+    /// search reads each step's logits: 0).
     pub fn new(
         st: &Stacks,
         b: usize,
@@ -113,6 +116,7 @@ impl Work {
         let partials = a.take(norm_groups);
         let tokens = a.take(if decode.is_some() { b } else { 0 });
         let generated = a.take(decode.map_or(0, |k| b * k));
+        let parents = a.take(if decode.is_some() { b } else { 0 });
         let mut i = Alloc(round4(dec.ints_len));
         let targets = i.take(tb);
         Work {
@@ -135,6 +139,7 @@ impl Work {
             partials,
             tokens,
             generated,
+            parents,
             work_len: a.0.max(4),
             targets,
             ints_len: i.0.max(4),
