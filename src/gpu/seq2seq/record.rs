@@ -20,14 +20,14 @@
 //! `argmax` per output column and the copies that carry the states to the
 //! next step: `GpuSeq2Seq::greedy` encodes the step `K` times in one pass.
 
-use super::super::args::{AttnArgs, Gemm, HeadArgs, Matrix, OptArgs};
-use super::super::program::{Program, Resolved};
-use super::super::record::{Recorder, StepModel};
-use super::super::registry::Kernel;
-use super::super::workspace::{Slot, Workspace};
+use super::stacks::{Stack, Stacks};
 use super::work::Work;
-use super::{Stack, Stacks};
 use crate::error::Result;
+use crate::gpu::args::{AttnArgs, Gemm, HeadArgs, Matrix, OptArgs};
+use crate::gpu::program::{Program, Resolved};
+use crate::gpu::record::{Recorder, StepModel};
+use crate::gpu::registry::Kernel;
+use crate::gpu::workspace::{Slot, Workspace};
 use crate::model::config::Cell;
 use std::ops::Range;
 

@@ -4,8 +4,8 @@
 //! regions. Rows of the attention's blocks are time-major (`p = t·B + b`),
 //! as the stacks' outputs; the weights `a` are `[B, T, S]`.
 
-use super::super::workspace::{Region, Workspace};
-use super::Stacks;
+use super::stacks::Stacks;
+use crate::gpu::workspace::{Region, Workspace};
 
 /// The regions of one shape: `b` rows, `s` source steps, `t` target steps
 /// (1 for decoding, which also holds `k` decoded tokens a row).
