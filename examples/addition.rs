@@ -39,6 +39,8 @@
 //! held-out exact match 99.70% (1994/2000) after 20 epochs, 75 s training
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "common/translate.rs"]
 mod translate;
 
@@ -85,9 +87,9 @@ struct Args {
     /// Save the model with its vocabularies (for `recurrent generate --text`).
     #[arg(long)]
     save: Option<PathBuf>,
-    /// Where to train and decode: auto (a hardware GPU if there is one), cpu or gpu.
-    #[arg(long, default_value = "auto")]
-    device: String,
+    /// Where to train and decode.
+    #[arg(long, value_enum, default_value_t = common::Device::Auto)]
+    device: common::Device,
 }
 
 /// A number of 1 to `digits` digits, as Keras draws it.
@@ -140,7 +142,7 @@ fn run(a: Args) -> Result<(), recurrent::Error> {
         lr: a.lr,
         clip: 1.0,
         seed: a.seed,
-        device: translate::device(&a.device)?,
+        device: common::resolve(a.device)?,
     };
     let mut trained = translate::train(cfg, &train, &test, &settings, max_len, a.report_every)?;
     let out = translate::Outputs {

@@ -28,6 +28,8 @@
 //! third, 10 s of training (2.9 s an epoch); PyTorch, the same model on the
 //! same split: 100.00% at 6.3 s an epoch (BENCHMARKS.md).
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "common/translate.rs"]
 mod translate;
 
@@ -68,9 +70,9 @@ struct Args {
     /// Save the model with its vocabularies (for `recurrent generate --text`).
     #[arg(long)]
     save: Option<PathBuf>,
-    /// Where to train and decode: auto (a hardware GPU if there is one), cpu or gpu.
-    #[arg(long, default_value = "auto")]
-    device: String,
+    /// Where to train and decode.
+    #[arg(long, value_enum, default_value_t = common::Device::Auto)]
+    device: common::Device,
 }
 
 const MONTHS: [&str; 12] = [
@@ -188,7 +190,7 @@ fn run(a: Args) -> Result<(), recurrent::Error> {
         lr: a.lr,
         clip: 1.0,
         seed: a.seed,
-        device: translate::device(&a.device)?,
+        device: common::resolve(a.device)?,
     };
     let mut trained = translate::train(cfg, &train, &test, &settings, max_len, a.report_every)?;
     let out = translate::Outputs {

@@ -170,6 +170,10 @@ fn readme_seq2seq_example_runs() -> recurrent::Result<()> {
     }
     let out = decode::greedy(&model, &data.src, 4)?; // or decode::beam
     assert_eq!(out.row(2, 2), &[5, 3]);
+    // Either path behind one interface (`seq2seq::Backend`): the GPU when there is one.
+    let device = recurrent::Device::resolve(recurrent::DeviceChoice::Auto)?;
+    let mut on = device.seq2seq(&model)?;
+    assert_eq!(on.greedy(&data.src, 4)?, out);
     // README end
     Ok(())
 }

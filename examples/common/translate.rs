@@ -5,7 +5,7 @@
 
 use recurrent::seq2seq::{self, decode, fit, Backend, Seq2Seq, Seq2SeqConfig};
 use recurrent::text::Vocab;
-use recurrent::{Device, DeviceChoice, Error, Optimizer};
+use recurrent::{Device, Error, Optimizer};
 use std::path::Path;
 use std::time::Instant;
 
@@ -22,16 +22,6 @@ pub struct Settings {
     pub seed: u64,
     /// Where to train and decode (`--device auto|cpu|gpu`).
     pub device: Device,
-}
-
-/// `--device`'s value as a device, said on stderr.
-pub fn device(arg: &str) -> Result<Device, Error> {
-    let (device, why) = Device::resolve_verbose(DeviceChoice::parse(arg)?)?;
-    match why {
-        Some(why) => eprintln!("device: {} (auto: {why})", device.describe()),
-        None => eprintln!("device: {}", device.describe()),
-    }
-    Ok(device)
 }
 
 /// A trained model (on the host, and where it trained), its vocabularies
@@ -81,6 +71,7 @@ pub fn train(
     };
     let model = Seq2Seq::new(cfg.clone(), s.seed)?;
     let data = seq2seq::text::pairs(&sv, &tv, cfg.bos, cfg.eos, train)?;
+    eprintln!("device: {}", s.device.describe());
     eprintln!(
         "model: {} embed {} hidden {}{} attention {}, {} parameters; {} training pairs, {} held out",
         cfg.cell.name(),
