@@ -17,8 +17,11 @@ fi
 cargo build --release --bins --examples
 cargo test --release --test gpu_parity --test gpu_step_tile --no-run 2>&1 | tail -2
 rm -rf .devrun && mkdir -p .devrun/interop
-cp target/release/recurrent target/release/examples/mnist target/release/examples/stream_speed .devrun/
-strip .devrun/recurrent .devrun/mnist .devrun/stream_speed
+cp target/release/recurrent target/release/examples/mnist target/release/examples/stream_speed \
+  target/release/examples/dates .devrun/
+strip .devrun/recurrent .devrun/mnist .devrun/stream_speed .devrun/dates
+# The dates example's split, for PyTorch on CUDA (part 5b): the example draws the same one there.
+.devrun/dates --device cpu --epochs 1 --train 10000 --export .devrun/dates >/dev/null
 if [ -n "${BURN:-}" ]; then
   cp "$BURN" .devrun/burn-lstm-bench && strip .devrun/burn-lstm-bench && xz -f -T2 .devrun/burn-lstm-bench
 fi

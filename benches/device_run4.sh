@@ -15,6 +15,8 @@
 #  4. Burn's LSTM on the same card and sizes (if carried);
 #  3c. recurrent dropout's cost at the MNIST sizes (issue 17: fused, so about nothing);
 #  5. streaming, one step a call, 1 and 64 streams (issue 16's figures);
+#  5b. seq2seq (issue 18): the dates example on the GPU path (one epoch of 10,000
+#     pairs, held-out exact match, seconds an epoch) beside PyTorch on CUDA, same split;
 #  6. GPU clocks and utilisation every 200 ms throughout.
 #  7. (if time is left) the suite again with unchecked shaders.
 # Not yet measured here (not built): µs per dispatch of a trivial kernel, GEMM
@@ -67,6 +69,10 @@ fi
   fi
   echo "=== 5. streaming, one step a call, at ${SECONDS}s"
   timeout $(lim 30) .devrun/stream_speed --calls 500 --no-cpu | tee "$OUT/stream.md"
+  echo "=== 5b. seq2seq: the dates example, one epoch, ours on the GPU then PyTorch on CUDA, at ${SECONDS}s"
+  timeout $(lim 40) .devrun/dates --device gpu --epochs 1 --report-every 1 | tee "$OUT/seq2seq-dates-gpu.txt"
+  timeout $(lim 30) python3 benches/seq2seq_pytorch.py --data .devrun/dates --cell lstm --embed 16 --hidden 64 \
+    --bidirectional --lr 0.003 --attention general --epochs 1 --max-len 11 --device cuda | tee "$OUT/seq2seq-dates-cuda.txt"
   echo "=== 7. ours, unchecked shaders, deepbench + mnist, at ${SECONDS}s"
   RECURRENT_SHADER_CHECKS=unchecked timeout $(lim 60) $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/recurrent-gpu-unchecked.json"
   echo "=== tables, at ${SECONDS}s"
