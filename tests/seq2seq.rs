@@ -926,3 +926,125 @@ fn gpu_beam_search_gives_the_cpus_tokens() {
         );
     }
 }
+
+/// Adam with clipping on the GPU follows the CPU path step for step; the
+/// moments it keeps on the device come back to the host and continue there
+/// as they would have on the device.
+#[test]
+fn gpu_training_with_clipping_follows_the_cpu_and_its_moments_move_to_the_host() {
+    let Some(ctx) =
+        gpu("gpu_training_with_clipping_follows_the_cpu_and_its_moments_move_to_the_host")
+    else {
+        return;
+    };
+    for name in ["s2s-lstm-2layer-bidir-general", "s2s-gru-bidir-dot"] {
+        let c = Case::load(name);
+        let mut cpu = c.model.clone();
+        let mut g = GpuSeq2Seq::new(ctx.ctx.clone(), &c.model).unwrap();
+        let (mut oc, mut og) = (Optimizer::adam(0.01), Optimizer::adam(0.01));
+        for _ in 0..5 {
+            let lc = cpu.train_step(&c.data, &mut oc, Some(0.5)).unwrap();
+            let lg = g.train_step(&c.data, &mut og, Some(0.5)).unwrap();
+            assert_close(&format!("{name}: loss"), &[lg], &[lc], LOSS);
+        }
+        let on_gpu = g.download().unwrap();
+        for e in &cpu.layout().entries {
+            assert_close(
+                &format!("{name}: {} after 5 clipped Adam steps", e.name),
+                &on_gpu.params()[e.range()],
+                &cpu.params()[e.range()],
+                TRAINED_WEIGHTS,
+            );
+        }
+        // The device's moments continue on the host as on the device.
+        g.download_moments(&mut og).unwrap();
+        assert_eq!(
+            (og.m.len(), og.v.len()),
+            (cpu.params().len(), cpu.params().len())
+        );
+        let mut host = on_gpu.clone();
+        let mut oh = og.clone();
+        host.train_step(&c.data, &mut oh, Some(0.5)).unwrap();
+        g.train_step(&c.data, &mut og, Some(0.5)).unwrap();
+        let after = g.download().unwrap();
+        assert_close(
+            &format!("{name}: a step after moving the moments"),
+            after.params(),
+            host.params(),
+            TRAINED_WEIGHTS,
+        );
+        // And back: the host's moments uploaded continue on the device.
+        let mut g2 = GpuSeq2Seq::new(ctx.ctx.clone(), &host).unwrap();
+        g2.upload_moments(&oh).unwrap();
+        let mut o2 = oh.clone();
+        g2.train_step(&c.data, &mut o2, Some(0.5)).unwrap();
+        host.train_step(&c.data, &mut oh, Some(0.5)).unwrap();
+        assert_close(
+            &format!("{name}: a step after uploading the moments"),
+            g2.download().unwrap().params(),
+            host.params(),
+            TRAINED_WEIGHTS,
+        );
+    }
+}
+
+/// A step whose loss is not finite is refused on both paths and leaves the
+/// weights as they were; bad data and settings are refused before anything runs.
+#[test]
+fn gpu_refuses_a_diverged_step_and_bad_input_as_the_cpu_does() {
+    let Some(ctx) = gpu("gpu_refuses_a_diverged_step_and_bad_input_as_the_cpu_does") else {
+        return;
+    };
+    let c = Case::load("s2s-lstm-general");
+    // A head that gives every target -f32::MAX against another token's +f32::MAX:
+    // finite weights, an infinite loss.
+    let mut p = c.model.params().to_vec();
+    let hb = c.model.layout().head_b.clone();
+    p[hb.clone()].iter_mut().for_each(|v| *v = -f32::MAX);
+    p[hb.start] = f32::MAX;
+    let inf = Seq2Seq::from_params(c.model.config().clone(), p).unwrap();
+    assert!(
+        c.data.tgt_out.iter().all(|&t| t != 0),
+        "no target is token 0"
+    );
+    let mut g = GpuSeq2Seq::new(ctx.ctx.clone(), &inf).unwrap();
+    let mut cpu = inf.clone();
+    let (mut og, mut oc) = (Optimizer::adam(0.01), Optimizer::adam(0.01));
+    let eg = g.train_step(&c.data, &mut og, None).unwrap_err();
+    let ec = cpu.train_step(&c.data, &mut oc, None).unwrap_err();
+    assert!(
+        matches!(eg, recurrent::Error::Diverged { step: 1, .. }),
+        "{eg}"
+    );
+    assert!(
+        matches!(ec, recurrent::Error::Diverged { step: 1, .. }),
+        "{ec}"
+    );
+    assert_eq!(
+        g.download().unwrap(),
+        inf,
+        "the diverged step changed nothing"
+    );
+    assert_eq!(cpu, inf);
+    assert_eq!((og.step, oc.step), (0, 0));
+    // Bad input.
+    let mut g = GpuSeq2Seq::new(ctx.ctx.clone(), &c.model).unwrap();
+    let mut bad = c.data.clone();
+    bad.tgt_in[0] = c.model.config().tgt_vocab as i64;
+    let e = g.forward(&bad).unwrap_err().to_string();
+    assert!(e.contains("out of range"), "{e}");
+    let mut bad = c.data.clone();
+    bad.src.ids[0] = -3;
+    assert!(g.loss_and_gradients(&bad).is_err());
+    assert!(g.greedy(&bad.src, 4).is_err());
+    assert!(g.greedy(&c.data.src, 0).is_err());
+    let b = decode::Beam {
+        width: 0,
+        length_norm: false,
+    };
+    assert!(g.beam(&c.data.src, 4, b).is_err());
+    let mut opt = Optimizer::adam(0.01);
+    assert!(g.train_step(&c.data, &mut opt, Some(-1.0)).is_err());
+    assert_eq!(opt.step, 0);
+    assert_eq!(g.download().unwrap(), c.model, "nothing ran");
+}
