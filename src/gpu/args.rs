@@ -243,6 +243,25 @@ impl AttnArgs {
     }
 }
 
+/// Arguments of `gather_f32` / `gather_i32` (`struct Gather` in data.wgsl):
+/// `b` rows of `t` steps (of the set's `t_full`), `width` values a step, from
+/// the set at `src_off` to work or ints at `dst_off`, in `order` 0
+/// (time-major), 1 (batch-first) or 2 (one block a row); `fill` = 1 writes
+/// `value` for each row instead.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GatherArgs {
+    pub b: u32,
+    pub t: u32,
+    pub t_full: u32,
+    pub width: u32,
+    pub src_off: u32,
+    pub dst_off: u32,
+    pub order: u32,
+    pub fill: u32,
+    pub value: i32,
+}
+
 /// Arguments of `whh_to_f16` (`struct Convert` in whh_f16.wgsl): `len`
 /// elements of W_hh per direction from params at `src` to the copy at word `dst`.
 #[repr(C)]

@@ -14,12 +14,13 @@
 //! | embedding | `embed.wgsl` | [`Program::embed`] |
 //! | dropout | `dropout.wgsl` | [`Program::dropout`] |
 //! | seq2seq | `attention.wgsl` | [`Program::attention`] |
+//! | resident data | `data.wgsl` | [`Program::gather`] |
 //!
 //! [`Resolved`]: super::program::Resolved
 
 use super::args::{
-    AttnArgs, ConvertArgs, DropArgs, EmbedArgs, Gemm, GemmArgs, HeadArgs, OptArgs, StepArgs,
-    BUF_WORK,
+    AttnArgs, ConvertArgs, DropArgs, EmbedArgs, GatherArgs, Gemm, GemmArgs, HeadArgs, OptArgs,
+    StepArgs, BUF_WORK,
 };
 use super::gemm_config::{
     blocked_gemm_kernel, fixed_config, gemm_constants, GemmChoice, GemmConfig, GemmShape,
@@ -281,6 +282,22 @@ impl Program {
         let total = match kernel {
             Kernel::AttnSoftmax | Kernel::AttnSoftmaxBackward | Kernel::Argmax => a.rows,
             _ => a.rows * a.cols,
+        };
+        let s = self.slot(&a);
+        let groups = total.div_ceil(wg).min(self.resolved.max_groups).min(65535);
+        self.push(kernel, vec![("WG", wg as f64)], s, [groups, 1, 1], label)
+    }
+
+    // ------------------------------------------------------------ resident data
+
+    /// A batch's block of a resident training set (see [`GatherArgs`]).
+    pub fn gather(&mut self, kernel: Kernel, a: GatherArgs, label: &str) -> Result<()> {
+        debug_assert_eq!(kernel.shader(), super::registry::Shader::Data);
+        let wg = self.tunables().wg_small;
+        let total = match (a.fill, a.order) {
+            (1, _) => a.b,
+            (_, 2) => a.b * a.width,
+            _ => a.t * a.b * a.width,
         };
         let s = self.slot(&a);
         let groups = total.div_ceil(wg).min(self.resolved.max_groups).min(65535);

@@ -44,7 +44,7 @@ pub struct GpuModel {
     layout: Layout,
     pub(crate) weights: Weights,
     pub(crate) plans: HashMap<(usize, usize), Plan>,
-    stats: StatsRing,
+    pub(crate) stats: StatsRing,
     /// The step kernels' default tile for this model's plans (the context's
     /// unless [`GpuModel::set_step_tile`] changed it).
     step_tile: StepTile,
@@ -67,6 +67,8 @@ pub struct GpuModel {
     pub(crate) states_written: std::collections::HashSet<(usize, usize)>,
     /// Submissions made (for the tests that count them).
     pub submissions: u64,
+    /// A training set kept on the device ([`GpuModel::keep_dataset`]).
+    pub(crate) resident: Option<super::resident::Resident>,
 }
 
 fn f32_bytes(v: &[f32]) -> &[u8] {
@@ -101,6 +103,7 @@ impl GpuModel {
             state_grad: false,
             stack_only: false,
             states_written: Default::default(),
+            resident: None,
             submissions: 0,
         };
         g.refresh_whh16()?;
@@ -637,13 +640,29 @@ impl GpuModel {
         opt.validate()?;
         let slot = self.stats.free_slot(&self.ctx)?;
         let key = self.upload_batch(data, Some(opts.loss))?;
+        self.submit_step(key, slot, None, opts, opt)
+    }
+
+    /// The training step of the batch in plan `key` (its data written, or
+    /// gathered by the commands `before`, submitted first), its statistics
+    /// into ring slot `slot`.
+    pub(crate) fn submit_step(
+        &mut self,
+        key: (usize, usize),
+        slot: usize,
+        before: Option<wgpu::CommandBuffer>,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<()> {
         self.set_dropout_step(key, Some(opt.step + 1));
         self.set_optimizer_args(key, opts, opt);
         let mut enc = self.encode(key, Some(opts.loss), true, Some(opt))?;
         let plan = &self.plans[&key];
         self.stats
             .copy_into(&mut enc, &plan.work, plan.ws.scalars.off as u64 * 4, slot);
-        self.ctx.queue.submit([enc.finish()]);
+        self.ctx
+            .queue
+            .submit(before.into_iter().chain([enc.finish()]));
         self.submissions += 1;
         self.stats.submitted(slot, opt.step);
         Ok(())

@@ -19,7 +19,8 @@
 //! uniform slot (a dynamic offset into one uniform buffer). The dispatches
 //! that read the opt-in f16 copy of W_hh get a second bind group with the
 //! copy at binding 4 instead of the optimizer state, which they never use;
-//! so the kernels need 5 storage bindings on every adapter. Offsets into the
+//! so the kernels need 5 storage bindings on every adapter. `data.wgsl` (a
+//! resident training set's batches) has bindings of its own ([`Registry::data_layout`]). Offsets into the
 //! buffers travel in the uniform as element indices, never as binding
 //! offsets (storage binding offsets must be 256-byte aligned; element
 //! offsets need not be).
@@ -45,10 +46,13 @@ pub enum Shader {
     Dropout,
     /// `attention.wgsl`: sequence to sequence's softmax, tanh, copies, arg-max.
     Attention,
+    /// `data.wgsl`: batches gathered from a training set kept on the device
+    /// (its own bindings: [`Registry::data_layout`]).
+    Data,
 }
 
 /// Every file under `shaders/` by name.
-const FILES: [(&str, &str); 13] = [
+const FILES: [(&str, &str); 14] = [
     ("half.wgsl", include_str!("../../shaders/half.wgsl")),
     ("mask.wgsl", include_str!("../../shaders/mask.wgsl")),
     (
@@ -68,6 +72,7 @@ const FILES: [(&str, &str); 13] = [
         "attention.wgsl",
         include_str!("../../shaders/attention.wgsl"),
     ),
+    ("data.wgsl", include_str!("../../shaders/data.wgsl")),
 ];
 
 /// The files that are parts of other modules (`// part:`), not modules.
@@ -89,7 +94,7 @@ pub fn requires(text: &str) -> Vec<&str> {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Gemm,
         Shader::Lstm,
         Shader::Gru,
@@ -100,6 +105,7 @@ impl Shader {
         Shader::WhhF16,
         Shader::Dropout,
         Shader::Attention,
+        Shader::Data,
     ];
 
     pub fn name(self) -> &'static str {
@@ -114,6 +120,7 @@ impl Shader {
             Shader::WhhF16 => "whh_f16.wgsl",
             Shader::Dropout => "dropout.wgsl",
             Shader::Attention => "attention.wgsl",
+            Shader::Data => "data.wgsl",
         }
     }
 
@@ -193,10 +200,13 @@ pub enum Kernel {
     Argmax,
     EmbedTokens,
     GatherRows,
+    /// A batch's rows of a resident training set into `work` (f32) or `ints` (i32).
+    GatherF32,
+    GatherI32,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 29] = [
+    pub const ALL: [Kernel; 31] = [
         Kernel::Gemm,
         Kernel::GemmRm,
         Kernel::GemmWide,
@@ -226,6 +236,8 @@ impl Kernel {
         Kernel::Argmax,
         Kernel::EmbedTokens,
         Kernel::GatherRows,
+        Kernel::GatherF32,
+        Kernel::GatherI32,
     ];
 
     pub fn shader(self) -> Shader {
@@ -242,6 +254,7 @@ impl Kernel {
             DropoutApply => Shader::Dropout,
             AttnSoftmax | AttnSoftmaxBackward | TanhForward | TanhBackward | CopyBlock | Argmax
             | EmbedTokens | GatherRows => Shader::Attention,
+            GatherF32 | GatherI32 => Shader::Data,
         }
     }
 
@@ -285,6 +298,8 @@ impl Kernel {
             Argmax => "argmax",
             EmbedTokens => "embed_tokens",
             GatherRows => "gather_rows",
+            GatherF32 => "gather_f32",
+            GatherI32 => "gather_i32",
         }
     }
 }
@@ -300,6 +315,10 @@ type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
 pub struct Registry {
     pub bind_group_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
+    /// `data.wgsl`'s: `0` the set's f32, `1` its i32, `2 work`, `3 ints`
+    /// (written), `4` the batch's rows (read-only storage), `5` the uniform slot.
+    pub data_layout: wgpu::BindGroupLayout,
+    data_pipeline_layout: wgpu::PipelineLayout,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     checks: ShaderChecks,
@@ -318,6 +337,20 @@ fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
+/// The dispatch's uniform slot: a dynamic offset into one uniform buffer.
+fn uniform_slot(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: true,
+            min_binding_size: std::num::NonZeroU64::new(SLOT_BYTES),
+        },
+        count: None,
+    }
+}
+
 impl Registry {
     pub fn new(device: &wgpu::Device, checks: ShaderChecks) -> Registry {
         let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -328,16 +361,7 @@ impl Registry {
                 storage(2, false),
                 storage(3, true),
                 storage(4, false),
-                wgpu::BindGroupLayoutEntry {
-                    binding: 5,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: true,
-                        min_binding_size: std::num::NonZeroU64::new(SLOT_BYTES),
-                    },
-                    count: None,
-                },
+                uniform_slot(5),
             ],
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -345,9 +369,27 @@ impl Registry {
             bind_group_layouts: &[Some(&bind_group_layout)],
             immediate_size: 0,
         });
+        let data_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("recurrent.data_layout"),
+            entries: &[
+                storage(0, true),
+                storage(1, true),
+                storage(2, false),
+                storage(3, false),
+                storage(4, true),
+                uniform_slot(5),
+            ],
+        });
+        let data_pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("recurrent.data_pipeline_layout"),
+            bind_group_layouts: &[Some(&data_layout)],
+            immediate_size: 0,
+        });
         Registry {
             bind_group_layout,
             pipeline_layout,
+            data_layout,
+            data_pipeline_layout,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             checks,
@@ -381,7 +423,11 @@ impl Registry {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(k.entry()),
-            layout: Some(&self.pipeline_layout),
+            layout: Some(if k.shader() == Shader::Data {
+                &self.data_pipeline_layout
+            } else {
+                &self.pipeline_layout
+            }),
             module: &module,
             entry_point: Some(k.entry()),
             compilation_options: wgpu::PipelineCompilationOptions {

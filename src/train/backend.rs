@@ -50,6 +50,32 @@ pub trait Backend {
         Ok((stats, finals))
     }
 
+    /// Keeps the training set `data` (with the targets of `loss`) where the
+    /// steps run, for [`Backend::train_step_rows`]; returns whether it did.
+    /// The CPU path reads the set in memory already (`false`: the loop
+    /// gathers its batches); the GPU path uploads it once if it can keep it
+    /// (no initial states, within the adapter's storage limits).
+    fn keep_training_set(&mut self, _data: &Dataset, _loss: Loss) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// [`Backend::train_step`] on rows `rows` of the kept set (cut to their
+    /// longest sequence with `trim`), gathered where the set is kept.
+    fn train_step_rows(
+        &mut self,
+        _rows: &[usize],
+        _trim: bool,
+        _opts: &StepOptions,
+        _opt: &mut Optimizer,
+    ) -> Result<Vec<StepStats>> {
+        Err(Error::Argument(
+            "train_step_rows: this backend keeps no training set".into(),
+        ))
+    }
+
+    /// Lets go of a kept training set.
+    fn release_training_set(&mut self) {}
+
     /// Waits for every submitted step; returns the statistics not returned yet.
     fn finish(&mut self) -> Result<Vec<StepStats>> {
         Ok(Vec::new())
@@ -111,6 +137,30 @@ impl Backend for crate::gpu::GpuModel {
         let stats = self.poll_stats()?;
         let cfg = crate::gpu::GpuModel::config(self);
         Ok((stats, FinalStates::from_host(cfg, batch.len(), finals)))
+    }
+    fn keep_training_set(&mut self, data: &Dataset, loss: Loss) -> Result<bool> {
+        if data.states.is_some() {
+            return Ok(false);
+        }
+        match self.keep_dataset(data, loss) {
+            Ok(()) => Ok(true),
+            // Too large for the adapter's buffers: the loop uploads batches.
+            Err(Error::Gpu(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    fn train_step_rows(
+        &mut self,
+        rows: &[usize],
+        trim: bool,
+        opts: &StepOptions,
+        opt: &mut Optimizer,
+    ) -> Result<Vec<StepStats>> {
+        crate::gpu::GpuModel::train_step_rows(self, rows, trim, opts, opt)?;
+        self.poll_stats()
+    }
+    fn release_training_set(&mut self) {
+        self.drop_dataset();
     }
     fn finish(&mut self) -> Result<Vec<StepStats>> {
         crate::gpu::GpuModel::finish(self)

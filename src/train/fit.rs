@@ -125,6 +125,11 @@ pub struct FitConfig {
     /// batches of `seq_len` steps in order, each batch starting from the
     /// previous one's final states. Needs `shuffle: false`.
     pub stateful: Option<Stateful>,
+    /// Keep the training set where the steps run when the backend can (the
+    /// GPU path, when it fits in the adapter's buffers and has no initial
+    /// states): uploaded once, each batch gathered there by its rows'
+    /// indices. The same results; on by default.
+    pub keep_on_device: bool,
 }
 
 impl Default for FitConfig {
@@ -148,6 +153,7 @@ impl Default for FitConfig {
             resume: None,
             trim_to_longest: true,
             stateful: None,
+            keep_on_device: true,
         }
     }
 }
@@ -356,13 +362,18 @@ impl<'a> Trainer<'a> {
         let mut host: Option<Model> = None;
         let mut best_weights: Option<Model> = None;
         let keep_best = cfg.early_stopping.is_some_and(|e| e.restore_best);
+        // The GPU path keeps the training set on the device when it can;
+        // each step then sends only its rows' indices.
+        let kept = cfg.keep_on_device
+            && streams.is_none()
+            && backend.keep_training_set(train, cfg.loss)?;
 
         let result = (|| -> Result<()> {
             for epoch in start_epoch..cfg.epochs {
                 let lr = cfg.schedule.lr(base_lr, epoch, cfg.epochs);
                 opt.set_lr(lr);
                 let stream = streams.as_ref().map(|s| s.0.as_slice());
-                let run = train_epoch(&cfg, backend, opt, train, stream, &mut rng, epoch)?;
+                let run = train_epoch(&cfg, backend, opt, train, stream, kept, &mut rng, epoch)?;
 
                 let vstart = Instant::now();
                 let eval = match (val, &streams) {
@@ -432,6 +443,9 @@ impl<'a> Trainer<'a> {
             Ok(())
         })();
         opt.set_lr(base_lr);
+        if kept {
+            backend.release_training_set();
+        }
         result?;
 
         if let (Some(best_model), Some(best_epoch)) = (&best_weights, history.best_epoch) {
@@ -537,12 +551,14 @@ struct EpochRun {
 /// backend step each, the statistics gathered as they come back. With
 /// `stream` (stateful training) the batches are those, in order, each
 /// starting from the states the one before left.
+#[allow(clippy::too_many_arguments)]
 fn train_epoch<B: Backend + ?Sized>(
     cfg: &FitConfig,
     backend: &mut B,
     opt: &mut Optimizer,
     train: &Dataset,
     stream: Option<&[Dataset]>,
+    kept: bool,
     rng: &mut Rng,
     epoch: usize,
 ) -> Result<EpochRun> {
@@ -599,24 +615,26 @@ fn train_epoch<B: Backend + ?Sized>(
     // Stateful: the states the last batch left (none at the epoch's start).
     let mut carried = None;
     for idx in &batches {
+        // A kept set is gathered where it is kept: no host batch.
         let batch = match stream {
-            Some(s) => stateful::with_states(&s[idx[0]], &carried),
-            None if cfg.trim_to_longest => train.gather(idx).trim_to_longest(),
-            None => train.gather(idx),
+            Some(s) => Some(stateful::with_states(&s[idx[0]], &carried)),
+            None if kept => None,
+            None if cfg.trim_to_longest => Some(train.gather(idx).trim_to_longest()),
+            None => Some(train.gather(idx)),
         };
         // Each step's loss is weighted by its sequences (stateful: its tokens).
-        pending.push_back(match stream {
-            Some(_) => batch.len() * batch.steps(),
-            None => idx.len(),
+        pending.push_back(match (stream, &batch) {
+            (Some(_), Some(b)) => b.len() * b.steps(),
+            _ => idx.len(),
         });
         loop {
             let before = opt.step;
-            let step = match stream {
+            let step = match (stream, &batch) {
                 // Stateful: the next batch starts from this one's final
                 // states; after a failed (or skipped) step from zeros: its
                 // states may not be finite, and an asynchronous backend may
                 // report an earlier step's failure instead.
-                Some(_) => match backend.train_step_states(&batch, &opts, opt) {
+                (Some(_), Some(batch)) => match backend.train_step_states(batch, &opts, opt) {
                     Ok((stats, finals)) => {
                         carried = Some(finals);
                         Ok(stats)
@@ -626,7 +644,8 @@ fn train_epoch<B: Backend + ?Sized>(
                         Err(e)
                     }
                 },
-                None => backend.train_step(&batch, &opts, opt),
+                (_, Some(batch)) => backend.train_step(batch, &opts, opt),
+                (_, None) => backend.train_step_rows(idx, cfg.trim_to_longest, &opts, opt),
             };
             match step {
                 Ok(stats) => take(stats, &mut pending, &mut bar),
