@@ -15,6 +15,8 @@
 #  4. Burn's LSTM on the same card and sizes (if carried);
 #  3c. recurrent dropout's cost at the MNIST sizes (issue 17: fused, so about nothing);
 #  5. streaming, one step a call, 1 and 64 streams (issue 16's figures);
+#  5a. the MNIST example, 2 epochs, the training set kept on the GPU against
+#     every batch uploaded (issue 20 item 6);
 #  5b. seq2seq (issue 18): the dates example on the GPU path (one epoch of 10,000
 #     pairs, held-out exact match, seconds an epoch) beside PyTorch on CUDA, same split;
 #  6. GPU clocks and utilisation every 200 ms throughout.
@@ -69,6 +71,9 @@ fi
   fi
   echo "=== 5. streaming, one step a call, at ${SECONDS}s"
   timeout $(lim 30) .devrun/stream_speed --calls 500 --no-cpu | tee "$OUT/stream.md"
+  echo "=== 5a. mnist example, 2 epochs: the set kept on the GPU, then batches uploaded, at ${SECONDS}s"
+  timeout $(lim 30) .devrun/mnist --device gpu --epochs 2 2>&1 | tail -4 | tee "$OUT/mnist-kept.txt"
+  timeout $(lim 30) .devrun/mnist --device gpu --epochs 2 --upload-batches 2>&1 | tail -4 | tee "$OUT/mnist-uploaded.txt"
   echo "=== 5b. seq2seq: the dates example, one epoch, ours on the GPU then PyTorch on CUDA, at ${SECONDS}s"
   timeout $(lim 40) .devrun/dates --device gpu --epochs 1 --report-every 1 | tee "$OUT/seq2seq-dates-gpu.txt"
   timeout $(lim 30) python3 benches/seq2seq_pytorch.py --data .devrun/dates --cell lstm --embed 16 --hidden 64 \

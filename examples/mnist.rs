@@ -63,6 +63,10 @@ struct Args {
     /// Save the trained model here (safetensors, PyTorch names).
     #[arg(long)]
     save: Option<PathBuf>,
+    /// Gather and upload every batch from the host, instead of keeping the
+    /// training set on the GPU (to compare the two).
+    #[arg(long)]
+    upload_batches: bool,
 }
 
 fn main() {
@@ -123,6 +127,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             every: 1,
             best_only: false,
         }),
+        keep_on_device: !args.upload_batches,
         ..FitConfig::default()
     };
     let start = Instant::now();
