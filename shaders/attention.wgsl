@@ -11,7 +11,8 @@
 //   tanh_forward:    dst <- tanh(dst) over [rows, cols].
 //   tanh_backward:   dst <- dst * (1 - src²) (src the tanh's output).
 //   copy_block:      dst (ld dst_ld) <- src (ld src_ld) over [rows, cols], or
-//                    += with accumulate = 1 (the bridge between the stacks).
+//                    += with accumulate = 1: the bridge between the stacks and
+//                    its gradient, and decoding's states from one step to the next.
 //   argmax:          for each row of src [rows, cols] (logits), the first
 //                    largest column (as an f32 value: exact below 2^24) into
 //                    dst[r] (the next step's token) and out[out_off + r * out_ld]

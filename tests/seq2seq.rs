@@ -1038,6 +1038,21 @@ fn gpu_refuses_a_diverged_step_and_bad_input_as_the_cpu_does() {
     assert!(g.loss_and_gradients(&bad).is_err());
     assert!(g.greedy(&bad.src, 4).is_err());
     assert!(g.greedy(&c.data.src, 0).is_err());
+    // The public fields edited out of shape: refused on both paths, not read past.
+    let mut bad = c.data.clone();
+    bad.src.lengths.push(1);
+    assert!(g
+        .forward(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("src_lengths"));
+    assert!(c.model.forward(&bad).is_err());
+    let mut bad = c.data.clone();
+    bad.src.lengths[1] = bad.src.s + 1;
+    assert!(g.greedy(&bad.src, 3).is_err());
+    let mut bad = c.data.clone();
+    bad.tgt_out.pop();
+    assert!(g.loss_and_gradients(&bad).is_err());
     let b = decode::Beam {
         width: 0,
         length_norm: false,
@@ -1047,4 +1062,33 @@ fn gpu_refuses_a_diverged_step_and_bad_input_as_the_cpu_does() {
     assert!(g.train_step(&c.data, &mut opt, Some(-1.0)).is_err());
     assert_eq!(opt.step, 0);
     assert_eq!(g.download().unwrap(), c.model, "nothing ran");
+}
+
+/// More rows than one GPU plan takes (512; beam search: hypotheses) run in
+/// parts and give the CPU path's logits and tokens.
+#[test]
+fn gpu_forwards_and_decodings_of_many_rows_run_in_parts() {
+    let Some(ctx) = gpu("gpu_forwards_and_decodings_of_many_rows_run_in_parts") else {
+        return;
+    };
+    let c = Case::load("s2s-gru-bidir-dot");
+    let idx: Vec<usize> = (0..600).map(|i| (i * 7) % c.data.n()).collect();
+    let data = c.data.gather(&idx);
+    let mut g = GpuSeq2Seq::new(ctx.ctx.clone(), &c.model).unwrap();
+    let out = g.forward(&data).unwrap();
+    let want = c.model.forward(&data).unwrap();
+    assert_eq!(out.shape, want.shape);
+    assert_close("600 rows: logits", &out.data, &want.data, FORWARD);
+    let max_len = c.num("max_len") as usize;
+    let got = g.greedy(&data.src, max_len).unwrap();
+    assert_eq!(got, decode::greedy(&c.model, &data.src, max_len).unwrap());
+    let src = data.src.gather(&(0..300).collect::<Vec<_>>());
+    let b = decode::Beam {
+        width: 2,
+        length_norm: true,
+    };
+    assert_eq!(
+        g.beam(&src, max_len, b).unwrap(),
+        decode::beam(&c.model, &src, max_len, b).unwrap()
+    );
 }

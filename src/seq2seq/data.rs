@@ -48,8 +48,41 @@ impl Source {
         Ok(Source { n, s, ids, lengths })
     }
 
-    /// Ids within each row's length inside the source vocabulary.
+    /// Ids within each row's length inside the source vocabulary (and the
+    /// shape and lengths [`Source::new`] checks, the fields being public).
     pub fn check(&self, cfg: &Seq2SeqConfig) -> Result<()> {
+        if self.n == 0 || self.s == 0 {
+            return Err(Error::Empty(format!(
+                "the source ({} rows of {} steps)",
+                self.n, self.s
+            )));
+        }
+        if self.ids.len() != self.n * self.s {
+            return Err(Error::shape(
+                "src",
+                format!("[{}, {}]", self.n, self.s),
+                &[self.ids.len()],
+            ));
+        }
+        if self.lengths.len() != self.n {
+            return Err(Error::shape(
+                "src_lengths",
+                format!("[{}]", self.n),
+                &[self.lengths.len()],
+            ));
+        }
+        if let Some((index, &l)) = self
+            .lengths
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l == 0 || l > self.s)
+        {
+            return Err(Error::LengthOutOfRange {
+                index,
+                length: l as i64,
+                steps: self.s,
+            });
+        }
         for i in 0..self.n {
             for j in 0..self.lengths[i] {
                 let index = i * self.s + j;
@@ -127,6 +160,19 @@ impl Seq2SeqData {
     /// length) and `tgt_in` in theirs, `tgt_out` too or -100.
     pub fn check(&self, cfg: &Seq2SeqConfig) -> Result<()> {
         self.src.check(cfg)?;
+        let (n, t) = (self.src.n, self.t);
+        if t == 0 {
+            return Err(Error::Empty("the targets (0 steps)".into()));
+        }
+        for (name, v) in [("tgt_in", &self.tgt_in), ("tgt_out", &self.tgt_out)] {
+            if v.len() != n * t {
+                return Err(Error::shape(
+                    name,
+                    format!("[{n}, {t}] (as many rows as src)"),
+                    &[v.len()],
+                ));
+            }
+        }
         if let Some((index, &id)) = self
             .tgt_in
             .iter()

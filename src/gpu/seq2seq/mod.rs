@@ -21,9 +21,15 @@
 //!   forward, loss and backward in one submission; the optimizer in a
 //!   second one once the loss has been read and is finite (a diverged step
 //!   leaves the weights as they were, as on the CPU path).
-//! - Greedy decoding is one submission: the encoder once, then the
-//!   decoder's one-step recording `K` times, the arg-max of each step feeding
-//!   the next on the device; the tokens are read back at the end.
+//! - Greedy decoding is one submission: the encoder and the keys once,
+//!   then the decoder's one-step recording `K` times, the arg-max of each
+//!   step feeding the next on the device; the tokens are read back at the
+//!   end (all `K` steps run: rows that ended are zeroed on the host).
+//! - Beam search runs the host's search (`decode::search`, the CPU path's
+//!   too) over `width` hypothesis slots a row: each step's logits are read
+//!   back, and the states gathered by parent on the device (`gather_rows`).
+//! - Forwards and decodings of more than 512 rows run in parts; at most 8
+//!   batch shapes keep their plans (a ninth starts the cache over).
 
 mod record;
 mod stacks;
@@ -78,6 +84,13 @@ struct Plan {
     kind: Kind,
 }
 
+/// Plans kept at most (each a workspace on the device and its recording).
+const MAX_PLANS: usize = 8;
+
+/// Rows of one teacher-forced forward or decoding at most: a larger input
+/// runs in parts of this many (beam search: hypotheses, `rows·width`).
+const CHUNK_ROWS: usize = 512;
+
 /// A plan's key: rows, source steps, target steps, what it runs.
 type Key = (usize, usize, usize, Mode);
 
@@ -93,6 +106,13 @@ pub struct GpuSeq2Seq {
 impl GpuSeq2Seq {
     /// Uploads `model`'s parameters to the GPU of `ctx`.
     pub fn new(ctx: Arc<GpuContext>, model: &Seq2Seq) -> Result<GpuSeq2Seq> {
+        // Decoding keeps token ids on the device as f32 values: exact below 2^24.
+        if model.config().tgt_vocab > 1 << 24 {
+            return Err(Error::Argument(format!(
+                "a target vocabulary of {} tokens: the GPU path decodes vocabularies of at most 2^24",
+                model.config().tgt_vocab
+            )));
+        }
         let stacks = Stacks::new(model.config(), model.layout());
         let weights = Weights::flat(&ctx, model.layout().total, model.params())?;
         Ok(GpuSeq2Seq {
@@ -162,6 +182,11 @@ impl GpuSeq2Seq {
     /// The plan of `key`, recorded on first use.
     fn plan(&mut self, key: Key) -> Result<&Plan> {
         if !self.plans.contains_key(&key) {
+            // Each shape holds its buffers: many shapes (texts of every
+            // length, say) start over rather than grow without bound.
+            if self.plans.len() >= MAX_PLANS {
+                self.plans.clear();
+            }
             let plan = self.build(key)?;
             self.plans.insert(key, plan);
         }
@@ -182,7 +207,7 @@ impl GpuSeq2Seq {
             t,
             ctx.tunables.norm_groups as usize,
             decode,
-        );
+        )?;
         let what = format!("the seq2seq workspace for batch {b} x {s} -> {t} steps");
         let (work, ints) = workspace_buffers(ctx, &what, w.work_len, w.ints_len)?;
         let record = |gemms: GemmDecisions| -> Result<(super::program::Program, Kind)> {
@@ -325,8 +350,24 @@ impl GpuSeq2Seq {
 
     // ---------------------------------------------------------------- running
 
-    /// Teacher-forced logits `[N, T, tgt_vocab]`, as [`Seq2Seq::forward`].
+    /// Teacher-forced logits `[N, T, tgt_vocab]`, as [`Seq2Seq::forward`]
+    /// (in parts of at most 512 rows).
     pub fn forward(&mut self, data: &Seq2SeqData) -> Result<Tensor> {
+        data.check(self.model.config())?;
+        if data.n() <= CHUNK_ROWS {
+            return self.forward_batch(data);
+        }
+        let mut out = Vec::new();
+        for rows in parts(data.n(), CHUNK_ROWS) {
+            out.extend(self.forward_batch(&data.gather(&rows))?.data);
+        }
+        Ok(Tensor::new(
+            vec![data.n(), data.t, self.stacks.tgt_vocab],
+            out,
+        ))
+    }
+
+    fn forward_batch(&mut self, data: &Seq2SeqData) -> Result<Tensor> {
         let key = self.train_key(data)?;
         self.upload_batch(key, &data.src, Some(data))?;
         let (ph, _, _) = self.phases(key);
@@ -434,9 +475,22 @@ impl GpuSeq2Seq {
         }
         let cfg = self.model.config().clone();
         src.check(&cfg)?;
-        if src.n == 0 {
-            return Err(Error::Empty("a source of 0 rows".into()));
+        if src.n <= CHUNK_ROWS {
+            return self.greedy_batch(src, max_len);
         }
+        let mut tokens = Vec::new();
+        for rows in parts(src.n, CHUNK_ROWS) {
+            tokens.extend(self.greedy_batch(&src.gather(&rows), max_len)?.tokens);
+        }
+        Ok(Decoded {
+            n: src.n,
+            max_len,
+            tokens,
+        })
+    }
+
+    fn greedy_batch(&mut self, src: &Source, max_len: usize) -> Result<Decoded> {
+        let cfg = self.model.config().clone();
         let key = (src.n, src.s, 1, Mode::Greedy(max_len));
         self.upload_batch(key, src, None)?;
         let plan = &self.plans[&key];
@@ -489,9 +543,23 @@ impl GpuSeq2Seq {
         decode::check_beam(max_len, beam)?;
         let cfg = self.model.config().clone();
         src.check(&cfg)?;
-        if src.n == 0 {
-            return Err(Error::Empty("a source of 0 rows".into()));
+        let per = (CHUNK_ROWS / beam.width).max(1);
+        if src.n <= per {
+            return self.beam_batch(src, max_len, beam);
         }
+        let mut tokens = Vec::new();
+        for rows in parts(src.n, per) {
+            tokens.extend(self.beam_batch(&src.gather(&rows), max_len, beam)?.tokens);
+        }
+        Ok(Decoded {
+            n: src.n,
+            max_len,
+            tokens,
+        })
+    }
+
+    fn beam_batch(&mut self, src: &Source, max_len: usize, beam: Beam) -> Result<Decoded> {
+        let cfg = self.model.config().clone();
         let k = beam.width;
         let copies: Vec<usize> = (0..src.n * k).map(|r| r / k).collect();
         let slots = src.gather(&copies);
@@ -505,6 +573,14 @@ impl GpuSeq2Seq {
         };
         decode::search(&cfg, src.n, max_len, beam, &mut step)
     }
+}
+
+/// `0..n` in consecutive parts of at most `per`.
+fn parts(n: usize, per: usize) -> Vec<Vec<usize>> {
+    (0..n)
+        .step_by(per)
+        .map(|s| (s..(s + per).min(n)).collect())
+        .collect()
 }
 
 /// [`GpuSeq2Seq::beam`]'s [`BeamStep`]: where each live hypothesis sits.

@@ -15,7 +15,7 @@
 //! | the encoder's backward, the embeddings' scatter | the encoder's [`Recorder::backward_stack`] |
 //! | `Optimizer::update`, `clip_grad_norm` | `grad_norm`, `optimizer_step` |
 //!
-//! Decoding ([`decode`]) records the encoder and the bridge once, then one
+//! Decoding ([`decode`]) records the encoder, the bridge and the keys once, then one
 //! decoder step (`embed_tokens`, the stack over one step, [`read_out`]), an
 //! `argmax` per output column and the copies that carry the states to the
 //! next step: `GpuSeq2Seq::greedy` encodes the step `K` times in one pass.
@@ -83,7 +83,12 @@ pub fn train(st: &Stacks, w: &Work, resolved: Resolved) -> Result<Recording> {
     let mut r = Recorder::on(&dec, &w.dec, pg);
     r.forward_stack()?;
     let mut pg = r.finish();
-    read_out(&mut pg, st, w)?;
+    if st.attends {
+        let k = keys(&mut pg, st, w)?;
+        read_out(&mut pg, st, w, k)?;
+    } else {
+        read_out(&mut pg, st, w, 0)?;
+    }
     let forward = pg.dispatches.len();
     let (tb, wv) = ((w.t * w.b) as u32, st.tgt_vocab as u32);
     pg.loss(
@@ -141,6 +146,7 @@ pub fn decode(st: &Stacks, w: &Work, k: usize, resolved: Resolved) -> Result<(Pr
     r.forward_stack()?;
     let mut pg = r.finish();
     bridge(&mut pg, st, &w.enc, &w.dec)?;
+    let keys_at = if st.attends { keys(&mut pg, st, w)? } else { 0 };
     let prologue = 0..pg.dispatches.len();
     let (b, e) = (w.b as u32, st.embed as u32);
     let embed = st.tgt_embed as u32;
@@ -155,7 +161,7 @@ pub fn decode(st: &Stacks, w: &Work, k: usize, resolved: Resolved) -> Result<(Pr
     let mut r = Recorder::on(&step, &w.dec, pg);
     r.forward_stack()?;
     let mut pg = r.finish();
-    read_out(&mut pg, st, w)?;
+    read_out(&mut pg, st, w, keys_at)?;
     let step_range = prologue.end..pg.dispatches.len();
     let wv = st.tgt_vocab as u32;
     let argmax = pg.dispatches.len();
@@ -290,23 +296,31 @@ fn per_row(off: u32, b: u32, hd: u32) -> Matrix {
     Matrix::work(off, b * hd).z(hd)
 }
 
-/// Attention (as `attention::forward`) and the head: the logits `[T·B, W]`.
-fn read_out(pg: &mut Program, st: &Stacks, w: &Work) -> Result<()> {
+/// The attention's keys, once per source: `m·W_aᵀ` into `keys` (general),
+/// or the memory itself (dot); returns where they are.
+fn keys(pg: &mut Program, st: &Stacks, w: &Work) -> Result<u32> {
+    let (b, s, hd) = (w.b as u32, w.s as u32, st.hd as u32);
+    let (_, mem) = tops(w);
+    match st.wa {
+        Some(wa) => {
+            let g = Gemm::new(s * b, hd, hd)
+                .a(Matrix::work(mem, hd))
+                .b_t(Matrix::params(wa, hd))
+                .c(Matrix::work(w.keys.off, hd));
+            pg.gemm(&g, "seq2seq.attn.keys")?;
+            Ok(w.keys.off)
+        }
+        None => Ok(mem),
+    }
+}
+
+/// Attention (as `attention::forward`) over the keys at `keys` and the head:
+/// the logits `[T·B, W]`.
+fn read_out(pg: &mut Program, st: &Stacks, w: &Work, keys: u32) -> Result<()> {
     let (b, s, t) = (w.b as u32, w.s as u32, w.t as u32);
     let (hd, wv, tb) = (st.hd as u32, st.tgt_vocab as u32, t * b);
     let (dec_y, mem) = tops(w);
     let head_in = if st.attends {
-        let keys = match st.wa {
-            Some(wa) => {
-                let g = Gemm::new(s * b, hd, hd)
-                    .a(Matrix::work(mem, hd))
-                    .b_t(Matrix::params(wa, hd))
-                    .c(Matrix::work(w.keys.off, hd));
-                pg.gemm(&g, "seq2seq.attn.keys")?;
-                w.keys.off
-            }
-            None => mem,
-        };
         // scores[b] = d[b]·keys[b]ᵀ  [T, S]
         let g = Gemm::new(t, s, hd)
             .a(per_row(dec_y, b, hd))

@@ -5,6 +5,7 @@
 //! as the stacks' outputs; the weights `a` are `[B, T, S]`.
 
 use super::stacks::Stacks;
+use crate::error::{Error, Result};
 use crate::gpu::workspace::{Region, Workspace};
 
 /// The regions of one shape: `b` rows, `s` source steps, `t` target steps
@@ -77,17 +78,35 @@ impl Work {
         t: usize,
         norm_groups: usize,
         decode: Option<usize>,
-    ) -> Work {
+    ) -> Result<Work> {
+        let too_big = || {
+            Error::Gpu(format!(
+                "the seq2seq workspace for batch {b} x {s} -> {t} steps has more elements than 32-bit offsets address. HINT: lower the batch size"
+            ))
+        };
         let enc = Workspace::new(&st.enc.config, b, s, norm_groups, false);
         let dec_cfg = match decode {
             None => &st.dec.config,
             Some(_) => &st.step.config,
         };
         let (ew, ei) = (round4(enc.work_len), round4(enc.ints_len));
-        let dec = Workspace::new(dec_cfg, b, t, norm_groups, false).shifted(ew, ei);
+        let dec = Workspace::new(dec_cfg, b, t, norm_groups, false);
+        // Every offset must stay below 2^32 (the shifts add them as u32): a
+        // bound on the whole, counted in usize first.
+        let (hd, w) = (st.hd, st.tgt_vocab);
+        let rest = 2 * s * b * hd
+            + 6 * t * b * (hd + s)
+            + 2 * t * b * w
+            + norm_groups
+            + 64
+            + decode.map_or(0, |k| 2 * b + b * k);
+        if ew + dec.work_len + rest >= u32::MAX as usize
+            || ei + dec.ints_len + t * b >= u32::MAX as usize
+        {
+            return Err(too_big());
+        }
+        let dec = dec.shifted(ew, ei);
         let mut a = Alloc(round4(dec.work_len));
-        let hd = st.hd;
-        let w = st.tgt_vocab;
         let attends = st.attends;
         let general = st.general;
         let tb = t * b;
@@ -119,7 +138,7 @@ impl Work {
         let parents = a.take(if decode.is_some() { b } else { 0 });
         let mut i = Alloc(round4(dec.ints_len));
         let targets = i.take(tb);
-        Work {
+        Ok(Work {
             b,
             s,
             t,
@@ -143,6 +162,6 @@ impl Work {
             work_len: a.0.max(4),
             targets,
             ints_len: i.0.max(4),
-        }
+        })
     }
 }
