@@ -19,6 +19,8 @@
 #     every batch uploaded (issue 20 item 6);
 #  5b. seq2seq (issue 18): the dates example on the GPU path (one epoch of 10,000
 #     pairs, held-out exact match, seconds an epoch) beside PyTorch on CUDA, same split;
+#  5c. GEMMs specialised to their operands (RECURRENT_GEMM_SPECIALISE=1, issue 20
+#     item 3): the suite again, and the profile at H1024;
 #  6. GPU clocks and utilisation every 200 ms throughout.
 #  7. (if time is left) the suite again with unchecked shaders.
 # Not yet measured here (not built): µs per dispatch of a trivial kernel, GEMM
@@ -78,11 +80,15 @@ fi
   timeout $(lim 40) .devrun/dates --device gpu --epochs 1 --report-every 1 | tee "$OUT/seq2seq-dates-gpu.txt"
   timeout $(lim 30) python3 benches/seq2seq_pytorch.py --data .devrun/dates --cell lstm --embed 16 --hidden 64 \
     --bidirectional --lr 0.003 --attention general --epochs 1 --max-len 11 --device cuda | tee "$OUT/seq2seq-dates-cuda.txt"
+  echo "=== 5c. ours, GEMMs specialised to their operands, deepbench + mnist, at ${SECONDS}s"
+  RECURRENT_GEMM_SPECIALISE=1 timeout $(lim 60) $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/recurrent-gpu-specialised.json"
+  RECURRENT_GEMM_SPECIALISE=1 timeout $(lim 20) $r bench --device gpu --cell lstm --input 1024 --hidden 1024 --batch 64 --steps 25 --reps 3 --profile --json "$OUT/gpu-profile-h1024-specialised.json"
   echo "=== 7. ours, unchecked shaders, deepbench + mnist, at ${SECONDS}s"
   RECURRENT_SHADER_CHECKS=unchecked timeout $(lim 60) $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/recurrent-gpu-unchecked.json"
   echo "=== tables, at ${SECONDS}s"
   python3 benches/compare.py "$OUT/recurrent-gpu.json" "$OUT/pytorch-gpu.json" --label-ours recurrent --label-theirs cuDNN
   [ -e "$OUT/recurrent-gpu-unchecked.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-unchecked.json" "$OUT/recurrent-gpu.json" --label-ours unchecked --label-theirs checked
+  [ -e "$OUT/recurrent-gpu-specialised.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-specialised.json" "$OUT/recurrent-gpu.json" --label-ours specialised --label-theirs generic
   [ -e "$OUT/recurrent-gpu-rdrop.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-rdrop.json" "$OUT/recurrent-gpu.json" --label-ours rdrop --label-theirs plain
   [ -e "$OUT/burn-gpu.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu.json" "$OUT/burn-gpu.json" --label-ours recurrent --label-theirs Burn
   echo "=== done at ${SECONDS}s"

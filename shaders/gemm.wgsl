@@ -53,6 +53,21 @@ struct Gemm {
 }
 @group(0) @binding(5) var<uniform> u: Gemm;
 
+// The operands' buffers, transposes, bias and beta as the kernels read them:
+// from the uniform in the generic module; in a module specialised to one
+// GEMM's operands (RECURRENT_GEMM_SPECIALISE=1: src/gpu/gemm_spec.rs) each
+// line marked `// spec:` returns a constant instead, so the buffer switches
+// and the other transpose's and the bias's branches fold away. The same
+// arithmetic either way.
+fn a_buf() -> u32 { return u.a_buf; } // spec: a_buf
+fn b_buf() -> u32 { return u.b_buf; } // spec: b_buf
+fn c_buf() -> u32 { return u.c_buf; } // spec: c_buf
+fn bias_buf() -> u32 { return u.bias_buf; } // spec: bias_buf
+fn a_t() -> bool { return u.a_t != 0u; } // spec: a_t
+fn b_t() -> bool { return u.b_t != 0u; } // spec: b_t
+fn has_bias() -> bool { return u.has_bias != 0u; } // spec: has_bias
+fn beta_on() -> bool { return u.beta != 0.0; } // spec: beta_on
+
 // The workgroup is TILE x TILE invocations; each computes RM x RM outputs
 // (rows ty + i*TILE, columns tx + j*TILE), so a workgroup owns a BM x BM
 // block of C and walks K in steps of TILE, staging op(A) and op(B) blocks in
@@ -101,14 +116,14 @@ fn st(buf: u32, i: u32, v: f32) {
 // entry z) (+ beta * C[ci]), in that order.
 fn store_c(z: u32, ci: u32, col: u32, v: f32) {
     var x = v;
-    if u.has_bias != 0u {
-        x += ld(u.bias_buf, u.bias_off + z * u.bias_z + col);
+    if has_bias() {
+        x += ld(bias_buf(), u.bias_off + z * u.bias_z + col);
     }
     // beta = 0 overwrites C: NaN or garbage in it is not propagated.
-    if u.beta != 0.0 {
-        x += u.beta * ld(u.c_buf, ci);
+    if beta_on() {
+        x += u.beta * ld(c_buf(), ci);
     }
-    st(u.c_buf, ci, x);
+    st(c_buf(), ci, x);
 }
 
 @compute @workgroup_size(TILE, TILE)
@@ -130,7 +145,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             // A: consecutive invocations read consecutive addresses in memory.
             var r = e / TILE;
             var kk = e % TILE;
-            if u.a_t != 0u {
+            if a_t() {
                 kk = e / BM;
                 r = e % BM;
             }
@@ -139,16 +154,16 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             var av = 0.0;
             if row < u.m && k < u.k {
                 var ai = row * u.lda + k;
-                if u.a_t != 0u {
+                if a_t() {
                     ai = k * u.lda + row;
                 }
-                av = ld(u.a_buf, a0 + ai);
+                av = ld(a_buf(), a0 + ai);
             }
             tile_a[kk * BM + r] = av;
             // B
             var c = e % BM;
             var kb = e / BM;
-            if u.b_t != 0u {
+            if b_t() {
                 c = e / TILE;
                 kb = e % TILE;
             }
@@ -157,10 +172,10 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             var bv = 0.0;
             if kq < u.k && col < u.n {
                 var bi = kq * u.ldb + col;
-                if u.b_t != 0u {
+                if b_t() {
                     bi = col * u.ldb + kq;
                 }
-                bv = ld(u.b_buf, b0 + bi);
+                bv = ld(b_buf(), b0 + bi);
             }
             tile_b[kb * BM + c] = bv;
         }
@@ -217,7 +232,7 @@ fn gemm_rm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             // A: consecutive invocations read consecutive addresses in memory.
             var r = e / TILE;
             var kk = e % TILE;
-            if u.a_t != 0u {
+            if a_t() {
                 kk = e / BMG;
                 r = e % BMG;
             }
@@ -226,16 +241,16 @@ fn gemm_rm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             var av = 0.0;
             if row < u.m && k < u.k {
                 var ai = row * u.lda + k;
-                if u.a_t != 0u {
+                if a_t() {
                     ai = k * u.lda + row;
                 }
-                av = ld(u.a_buf, a0 + ai);
+                av = ld(a_buf(), a0 + ai);
             }
             tile_ga[kk * BMG + r] = av;
             // B
             var c = e % BMG;
             var kb = e / BMG;
-            if u.b_t != 0u {
+            if b_t() {
                 c = e / TILE;
                 kb = e % TILE;
             }
@@ -244,10 +259,10 @@ fn gemm_rm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             var bv = 0.0;
             if kq < u.k && col < u.n {
                 var bi = kq * u.ldb + col;
-                if u.b_t != 0u {
+                if b_t() {
                     bi = col * u.ldb + kq;
                 }
-                bv = ld(u.b_buf, b0 + bi);
+                bv = ld(b_buf(), b0 + bi);
             }
             tile_gb[kb * BMG + c] = bv;
         }
@@ -305,10 +320,10 @@ fn gemm_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         var av = 0.0;
         if row < u.m && ak < k_end {
             var ai = row * u.lda + ak;
-            if u.a_t != 0u {
+            if a_t() {
                 ai = ak * u.lda + row;
             }
-            av = ld(u.a_buf, a0 + ai);
+            av = ld(a_buf(), a0 + ai);
         }
         tile_a[lid.y * TILE + lid.x] = av;
         // B element (kt*TILE + lid.y, col)
@@ -316,10 +331,10 @@ fn gemm_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         var bv = 0.0;
         if bk < k_end && col < u.n {
             var bi = bk * u.ldb + col;
-            if u.b_t != 0u {
+            if b_t() {
                 bi = col * u.ldb + bk;
             }
-            bv = ld(u.b_buf, b0 + bi);
+            bv = ld(b_buf(), b0 + bi);
         }
         tile_b[lid.y * TILE + lid.x] = bv;
         workgroupBarrier();
@@ -379,7 +394,7 @@ fn column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
     if lid.y == 0u && j < u.n {
         let ci = u.c_off + z * u.c_z + j;
-        st(u.c_buf, ci, ld(u.c_buf, ci) + tile_a[lid.x]);
+        st(c_buf(), ci, ld(c_buf(), ci) + tile_a[lid.x]);
     }
 }
 
@@ -450,11 +465,11 @@ struct WideLoad {
 // otherwise.
 fn wide_map(e: u32) -> vec4<u32> {
     var m = vec4<u32>(e % WK, e / WK, e / WV, e % WV);
-    if u.a_t != 0u {
+    if a_t() {
         m.x = e / WV;
         m.y = e % WV;
     }
-    if u.b_t != 0u {
+    if b_t() {
         m.z = e % WK;
         m.w = e / WK;
     }
@@ -469,7 +484,7 @@ fn wide_load(a0: u32, b0: u32, row0: u32, col0: u32, k0: u32, li: u32) -> WideLo
         let k = k0 + m.x;
         var ai = a0 + ra * u.lda + k;
         var sa = u.lda;
-        if u.a_t != 0u {
+        if a_t() {
             ai = a0 + k * u.lda + ra;
             sa = 1u;
         }
@@ -477,12 +492,12 @@ fn wide_load(a0: u32, b0: u32, row0: u32, col0: u32, k0: u32, li: u32) -> WideLo
         let kq = k0 + m.z;
         var bi = b0 + kq * u.ldb + cb;
         var sb = 1u;
-        if u.b_t != 0u {
+        if b_t() {
             bi = b0 + cb * u.ldb + kq;
             sb = u.ldb;
         }
-        w.a[q] = ld4(u.a_buf, ai, sa, in_range(ra, u.m, k));
-        w.b[q] = ld4(u.b_buf, bi, sb, in_range(cb, u.n, kq));
+        w.a[q] = ld4(a_buf(), ai, sa, in_range(ra, u.m, k));
+        w.b[q] = ld4(b_buf(), bi, sb, in_range(cb, u.n, kq));
     }
     return w;
 }

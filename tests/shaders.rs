@@ -271,3 +271,42 @@ fn the_step_kernels_have_an_f16_weight_variant() {
     assert_eq!(Kernel::WhhToF16.shader(), Shader::WhhF16);
     assert!(Shader::WhhF16.source().contains("fn f16_bits("));
 }
+
+/// `gemm.wgsl` specialised to operands (`GemmSpec`, `RECURRENT_GEMM_SPECIALISE`)
+/// parses and validates for every combination of transposes, bias and beta,
+/// and for each buffer of each operand.
+#[test]
+fn specialised_gemm_modules_validate() {
+    use recurrent::gpu::internals::GemmSpec;
+    let src = Shader::Gemm.source();
+    let mut specs = Vec::new();
+    for bits in 0..16u32 {
+        specs.push(GemmSpec {
+            a_buf: 2,
+            b_buf: 0,
+            c_buf: 2,
+            bias_buf: 0,
+            a_t: bits & 1 != 0,
+            b_t: bits & 2 != 0,
+            has_bias: bits & 4 != 0,
+            beta_on: bits & 8 != 0,
+        });
+    }
+    for buf in 0..3 {
+        specs.push(GemmSpec {
+            a_buf: buf,
+            b_buf: buf,
+            c_buf: buf,
+            bias_buf: buf,
+            ..specs[0]
+        });
+    }
+    for spec in specs {
+        let text = spec.specialise(&src);
+        let module = naga::front::wgsl::parse_str(&text)
+            .unwrap_or_else(|e| panic!("{spec:?} does not parse:\n{}", e.emit_to_string(&text)));
+        Validator::new(ValidationFlags::all(), Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{spec:?} does not validate:\n{}", e.emit_to_string(&text)));
+    }
+}

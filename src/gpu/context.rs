@@ -79,6 +79,7 @@ impl GpuContext {
             info,
             options.step_tile,
             options.shader_checks,
+            options.specialise_gemms,
         )?;
         Ok(Arc::new(GpuContext {
             gpu,
@@ -88,6 +89,18 @@ impl GpuContext {
             steps: Cache::default(),
             timer: Mutex::new(Arc::new(DeviceTimer)),
         }))
+    }
+
+    /// Does every GEMM run a module specialised to its operands
+    /// ([`super::GpuOptions::specialise_gemms`])?
+    pub fn specialises_gemms(&self) -> bool {
+        self.gpu.registry.specialises_gemms()
+    }
+
+    /// Modules of `gemm.wgsl` compiled so far (for the tests).
+    #[doc(hidden)]
+    pub fn gemm_modules(&self) -> usize {
+        self.gpu.registry.gemm_modules()
     }
 
     /// The device this context runs on.

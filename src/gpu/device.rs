@@ -173,6 +173,7 @@ impl GpuDevice {
         info: wgpu::AdapterInfo,
         step_tile: Option<StepTile>,
         checks: ShaderChecks,
+        specialise_gemms: bool,
     ) -> Result<GpuDevice> {
         let limits = device.limits();
         let features = device.features();
@@ -188,7 +189,7 @@ impl GpuDevice {
             slot.get_or_insert_with(|| format!("the device was lost ({reason:?}): {msg}"));
         });
         let tunables = Tunables::new(&limits, step_tile)?;
-        let registry = Registry::new(&device, checks);
+        let registry = Registry::new(&device, checks, specialise_gemms);
         Ok(GpuDevice {
             device,
             queue,

@@ -5,8 +5,9 @@
 //! dispatch for profiles and timings.
 
 use super::device::GpuDevice;
+use super::gemm_spec::GemmSpec;
 use super::program::{Dispatch, Program};
-use super::registry::SLOT_BYTES;
+use super::registry::{Shader, SLOT_BYTES};
 use crate::error::{Error, Result};
 use std::ops::Range;
 
@@ -57,8 +58,11 @@ impl Compiled {
             .dispatches
             .iter()
             .map(|d| {
+                // A GEMM's operands, from its arguments, for its specialised module.
+                let spec = (d.kernel.shader() == Shader::Gemm)
+                    .then(|| GemmSpec::of_slot(program.slot_bytes(d.slot)));
                 gpu.registry
-                    .pipeline(&gpu.device, d.kernel, &d.constants)
+                    .pipeline(&gpu.device, d.kernel, &d.constants, spec)
                     .map_err(|e| e.to_string())
             })
             .collect();

@@ -39,6 +39,7 @@ mod context;
 mod device;
 mod encode;
 mod gemm_config;
+mod gemm_spec;
 mod gemm_tune;
 pub(crate) mod half;
 mod launch;
@@ -97,6 +98,7 @@ pub mod internals {
         blocked_gemm_kernel, fixed_config, gemm_candidates, gemm_constants, GEMM_MAX_CANDIDATES,
         SPLIT_PARTIALS,
     };
+    pub use super::gemm_spec::GemmSpec;
     pub use super::gemm_tune::{DeviceTimer, SCRATCH_MAX_BYTES};
     pub use super::half::{f16_bits_to_f32, f32_to_f16_bits, round_to_f16};
     pub use super::registry::{file, requires, Shader, PARTS};

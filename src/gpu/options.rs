@@ -10,6 +10,8 @@
 //! | `RECURRENT_AUTOTUNE` | [`GpuOptions::autotune`] | `1`/`on`/`true`/`yes` |
 //! | `RECURRENT_STEP_TILE` | [`GpuOptions::step_tile`] | [`StepTile`]'s text form |
 //! | `RECURRENT_GPU_F16` | [`GpuOptions::f16_weights`] | `1`/`on`/`true`/`yes` |
+//! | `RECURRENT_SHADER_CHECKS` | [`GpuOptions::shader_checks`] | `checked`, `unchecked` |
+//! | `RECURRENT_GEMM_SPECIALISE` | [`GpuOptions::specialise_gemms`] | `1`/`on`/`true`/`yes` |
 
 use super::step_tile::StepTile;
 use crate::error::{Error, Result};
@@ -31,6 +33,10 @@ pub struct GpuOptions {
     pub f16_weights: bool,
     /// The runtime checks wgpu compiles into our shaders ([`ShaderChecks`]).
     pub shader_checks: ShaderChecks,
+    /// Each GEMM runs a module specialised to its operands (their buffers
+    /// and transposes, its bias and beta as constants: `gemm_spec.rs`). Off
+    /// by default until measured; the same results either way.
+    pub specialise_gemms: bool,
 }
 
 /// Whether wgpu adds its runtime checks to our shaders: on Vulkan, Metal and
@@ -88,6 +94,7 @@ impl Default for GpuOptions {
             step_tile: None,
             f16_weights: false,
             shader_checks: ShaderChecks::Checked,
+            specialise_gemms: false,
         }
     }
 }
@@ -111,6 +118,7 @@ impl GpuOptions {
                 Ok(v) => ShaderChecks::parse(&v)?,
                 Err(_) => ShaderChecks::Checked,
             },
+            specialise_gemms: env_flag("RECURRENT_GEMM_SPECIALISE"),
         })
     }
 }

@@ -25,6 +25,7 @@
 //! offsets (storage binding offsets must be 256-byte aligned; element
 //! offsets need not be).
 
+use super::gemm_spec::GemmSpec;
 use super::options::ShaderChecks;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -308,8 +309,9 @@ impl Kernel {
 /// `min_uniform_buffer_offset_alignment`, which is at most 256).
 pub const SLOT_BYTES: u64 = 256;
 
-/// A kernel and its override constants (name, value bits).
-type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+/// A kernel, its override constants (name, value bits) and the spec of its
+/// module (GEMMs under `specialise_gemms`; else `None`).
+type PipelineKey = (Kernel, Vec<(&'static str, u64)>, Option<GemmSpec>);
 
 /// The shared bind-group and pipeline layouts, and the module and pipeline caches.
 pub struct Registry {
@@ -319,9 +321,11 @@ pub struct Registry {
     /// (written), `4` the batch's rows (read-only storage), `5` the uniform slot.
     pub data_layout: wgpu::BindGroupLayout,
     data_pipeline_layout: wgpu::PipelineLayout,
-    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<(Shader, Option<GemmSpec>), wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     checks: ShaderChecks,
+    /// Build each GEMM's module specialised to its operands ([`GemmSpec`]).
+    specialise_gemms: bool,
 }
 
 fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
@@ -352,7 +356,7 @@ fn uniform_slot(binding: u32) -> wgpu::BindGroupLayoutEntry {
 }
 
 impl Registry {
-    pub fn new(device: &wgpu::Device, checks: ShaderChecks) -> Registry {
+    pub fn new(device: &wgpu::Device, checks: ShaderChecks, specialise_gemms: bool) -> Registry {
         let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("recurrent.bind_group_layout"),
             entries: &[
@@ -393,6 +397,7 @@ impl Registry {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             checks,
+            specialise_gemms,
         }
     }
 
@@ -401,25 +406,41 @@ impl Registry {
         self.checks
     }
 
-    /// The pipeline of kernel `k` with override constants `consts`
-    /// (compiled on first use, then cached).
+    /// Are GEMMs built from modules specialised to their operands?
+    pub fn specialises_gemms(&self) -> bool {
+        self.specialise_gemms
+    }
+
+    /// Modules of `gemm.wgsl` built so far (one, or one per operand spec).
+    pub fn gemm_modules(&self) -> usize {
+        self.modules
+            .lock()
+            .map_or(0, |m| m.keys().filter(|(s, _)| *s == Shader::Gemm).count())
+    }
+
+    /// The pipeline of kernel `k` with override constants `consts`, and for
+    /// a GEMM-family kernel under `specialise_gemms` from the module of its
+    /// operands `spec` (compiled on first use, then cached).
     pub fn pipeline(
         &self,
         device: &wgpu::Device,
         k: Kernel,
         consts: &[(&'static str, f64)],
+        spec: Option<GemmSpec>,
     ) -> Result<wgpu::ComputePipeline> {
+        let spec = spec.filter(|_| self.specialise_gemms && k.shader() == Shader::Gemm);
         let key = (
             k,
             consts
                 .iter()
                 .map(|(n, v)| (*n, v.to_bits()))
                 .collect::<Vec<_>>(),
+            spec,
         );
         if let Some(p) = self.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
             return Ok(p.clone());
         }
-        let module = self.module(device, k.shader())?;
+        let module = self.module(device, k.shader(), spec)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(k.entry()),
@@ -450,16 +471,26 @@ impl Registry {
         Ok(p)
     }
 
-    /// The module of `shader` (compiled on first use, then cached).
-    fn module(&self, device: &wgpu::Device, shader: Shader) -> Result<wgpu::ShaderModule> {
+    /// The module of `shader`, specialised to `spec` if given (compiled on
+    /// first use, then cached).
+    fn module(
+        &self,
+        device: &wgpu::Device,
+        shader: Shader,
+        spec: Option<GemmSpec>,
+    ) -> Result<wgpu::ShaderModule> {
         let mut modules = self.modules.lock().map_err(|_| poisoned())?;
-        if let Some(m) = modules.get(&shader) {
+        if let Some(m) = modules.get(&(shader, spec)) {
             return Ok(m.clone());
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let source = match spec {
+            Some(s) => s.specialise(&shader.source()),
+            None => shader.source(),
+        };
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(shader.name()),
-            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
         };
         let m = match self.checks {
             ShaderChecks::Checked => device.create_shader_module(desc),
@@ -481,7 +512,7 @@ impl Registry {
                 shader.name()
             )));
         }
-        modules.insert(shader, m.clone());
+        modules.insert((shader, spec), m.clone());
         Ok(m)
     }
 }
