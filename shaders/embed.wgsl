@@ -1,7 +1,8 @@
 // Token embedding (nn.Embedding): gather forward, deterministic scatter-add backward.
 //
 //   table  [V, W] (params) / its gradient (grads)
-//   ids    [B, T] (ints, batch-first as given)
+//   ids    [B, T] (ints, batch-first as given); offsets [V + 1], rows [B*T]
+//          (ints) each token's positions, for the backward
 //   x      [T, B, W] (work) time-major layer-0 input; dx its gradient
 
 @group(0) @binding(0) var<storage, read_write> params: array<f32>;
@@ -18,6 +19,8 @@ struct Embed {
     table_off: u32,
     x_off: u32,
     dx_off: u32,
+    offsets_off: u32,
+    rows_off: u32,
 }
 @group(0) @binding(5) var<uniform> u: Embed;
 
@@ -39,19 +42,20 @@ fn embed_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 
 // grad_table[v, f] += Σ dx[t, b, f] over positions with ids[b, t] == v, in the
 // CPU's order (b outer, t inner). One invocation per (v, f): no float atomics.
+// The positions of token v are rows[offsets[v]..offsets[v + 1]] (rows t*B + b
+// of dx, in (b, t) order: the host's index, src/gpu/tokens.rs), so the work is
+// V*W + B*T*W, not V*W*B*T.
 @compute @workgroup_size(WG)
 fn embed_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let total = u.vocab * u.width;
     for (var i = gid.x; i < total; i += nwg.x * WG) {
         let f = i % u.width;
-        let v = i32(i / u.width);
+        let v = i / u.width;
         var acc = grads[u.table_off + i];
-        for (var b = 0u; b < u.b; b++) {
-            for (var t = 0u; t < u.t_len; t++) {
-                if ints[u.ids_off + b * u.t_len + t] == v {
-                    acc += work[u.dx_off + (t * u.b + b) * u.width + f];
-                }
-            }
+        let end = u32(ints[u.offsets_off + v + 1u]);
+        for (var p = u32(ints[u.offsets_off + v]); p < end; p++) {
+            let row = u32(ints[u.rows_off + p]);
+            acc += work[u.dx_off + row * u.width + f];
         }
         grads[u.table_off + i] = acc;
     }

@@ -176,6 +176,9 @@ pub struct EmbedArgs {
     pub table_off: u32,
     pub x_off: u32,
     pub dx_off: u32,
+    /// ints: each token's positions (`Workspace::embed_offsets`, `embed_rows`).
+    pub offsets_off: u32,
+    pub rows_off: u32,
 }
 
 /// Arguments of `dropout_apply` (`struct Drop` in dropout.wgsl): the block

@@ -58,6 +58,7 @@ mod stats;
 mod step_tile;
 mod step_tune;
 mod stream;
+mod tokens;
 mod train_rows;
 mod tunables;
 mod tune;

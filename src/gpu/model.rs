@@ -408,11 +408,8 @@ impl GpuModel {
             }
             Inputs::Tokens { ids, .. } => {
                 let ids: Vec<i32> = ids.iter().map(|&v| v as i32).collect();
-                q.write_buffer(
-                    &plan.ints,
-                    ws.ids.off as u64 * 4,
-                    bytemuck::cast_slice(&ids),
-                );
+                let vocab = self.config.vocab.unwrap_or(0);
+                super::tokens::write_tokens(q, &plan.ints, ws, &ids, vocab, true);
             }
         }
         let lengths: Vec<i32> = match &data.lengths {

@@ -282,6 +282,8 @@ impl<'a> Recorder<'a> {
             table_off: e.start as u32,
             x_off: self.ws.x0.off,
             dx_off: self.ws.layers[0].dx.off,
+            offsets_off: self.ws.embed_offsets.off,
+            rows_off: self.ws.embed_rows.off,
         })
     }
 

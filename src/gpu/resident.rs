@@ -29,8 +29,11 @@ pub(crate) struct Resident {
     /// Steps of every sequence in the set (a batch may be cut shorter).
     t: usize,
     loss: Loss,
-    /// Lengths on the host too: a batch cut to its longest needs its `T` first.
+    /// Lengths on the host too: a batch cut to its longest needs its `T`
+    /// first; token ids too: the embedding's backward needs each batch's
+    /// index of them (`tokens.rs`).
     lengths: Option<Vec<usize>>,
+    ids_host: Option<Vec<i32>>,
     f32s: wgpu::Buffer,
     i32s: wgpu::Buffer,
     /// `[N]` u32: the current batch's rows (any batch has at most N).
@@ -84,12 +87,13 @@ impl Resident {
             return Err(Error::Empty("keep_dataset: a set of 0 sequences".into()));
         }
         let (mut f, mut i) = (Vec::<f32>::new(), Vec::<i32>::new());
-        let (mut x, mut ids) = (None, None);
+        let (mut x, mut ids, mut ids_host) = (None, None, None);
         match &data.x {
             Inputs::Features { data: v, f: w, .. } => x = Some((push(&mut f, v, 0.0), *w)),
             Inputs::Tokens { ids: v, .. } => {
                 let v: Vec<i32> = v.iter().map(|&v| v as i32).collect();
                 ids = Some(push(&mut i, &v, 0));
+                ids_host = Some(v);
             }
         }
         let lens = data.lengths.as_ref().map(|l| {
@@ -135,6 +139,7 @@ impl Resident {
             t,
             loss,
             lengths: data.lengths.clone(),
+            ids_host,
             f32s,
             i32s,
             rows,
@@ -150,6 +155,17 @@ impl Resident {
     /// Sequences in the set.
     pub fn len(&self) -> usize {
         self.n
+    }
+
+    /// The token ids `[rows.len(), t]` of `rows`, cut to `t` steps (a set of
+    /// token ids; else `None`).
+    pub fn batch_ids(&self, rows: &[usize], t: usize) -> Option<Vec<i32>> {
+        let ids = self.ids_host.as_ref()?;
+        Some(
+            rows.iter()
+                .flat_map(|&r| ids[r * self.t..r * self.t + t].iter().copied())
+                .collect(),
+        )
     }
 
     /// Checks a step on `rows` with `loss`; returns the batch's steps (its

@@ -48,10 +48,18 @@ impl GpuModel {
             Error::Argument("train_step_rows: no training set is kept (keep_dataset)".into())
         })?;
         let t = r.batch_steps(rows, trim, opts.loss)?;
+        let ids = r.batch_ids(rows, t);
         let key = (rows.len(), t);
         let slot = self.stats.free_slot(&self.ctx)?;
         self.plan(key.0, key.1)?;
         self.write_initial_states(key, None);
+        // The ids are gathered on the device; their index for the
+        // embedding's backward comes from the host's copy.
+        if let Some(ids) = ids {
+            let plan = &self.plans[&key];
+            let vocab = self.config().vocab.unwrap_or(0);
+            super::tokens::write_tokens(&self.ctx.queue, &plan.ints, &plan.ws, &ids, vocab, false);
+        }
         let seq = self.config().output == OutputMode::Sequence;
         let r = self.resident.as_mut().expect("checked");
         let gather = r.gather_commands(&self.ctx, seq, key, &self.plans[&key], rows)?;

@@ -105,6 +105,12 @@ pub struct Workspace {
     pub lengths: Region,
     /// ints: `[B, T]` token ids (batch-first, as given).
     pub ids: Region,
+    /// ints: the positions of each token for the embedding's backward
+    /// (`tokens.rs`): `[V + 1]` starts into `embed_rows`, and `[B·T]` rows
+    /// `t·B + b` of `dx`, by token, each token's in (b, t) order (models with
+    /// an embedding; else empty).
+    pub embed_offsets: Region,
+    pub embed_rows: Region,
     /// ints: `[rows]` class targets, time-major rows.
     pub classes: Region,
     /// ints: `[2]` the training step's dropout key and on flag (models with dropout; else empty).
@@ -213,6 +219,8 @@ impl Workspace {
         let mut i = Alloc(0);
         let lengths = i.take(b);
         let ids = i.take(if cfg.vocab.is_some() { b * t } else { 0 });
+        let embed_offsets = i.take(cfg.vocab.map_or(0, |v| v + 1));
+        let embed_rows = i.take(if cfg.vocab.is_some() { b * t } else { 0 });
         let classes = i.take(rows);
         let dropout = i.take(if drops { 2 } else { 0 });
         Workspace {
@@ -234,6 +242,8 @@ impl Workspace {
             work_len,
             lengths,
             ids,
+            embed_offsets,
+            embed_rows,
             classes,
             dropout,
             ints_len: i.0.max(4),
@@ -281,6 +291,8 @@ impl Workspace {
         for r in [
             &mut self.lengths,
             &mut self.ids,
+            &mut self.embed_offsets,
+            &mut self.embed_rows,
             &mut self.classes,
             &mut self.dropout,
         ] {

@@ -42,6 +42,7 @@ use super::gemm_config::GemmDecisions;
 use super::plan::workspace_buffers;
 use super::program::Resolved;
 use super::registry::SLOT_BYTES;
+use super::tokens::write_tokens;
 use super::weights::Weights;
 use crate::cpu;
 use crate::error::{Error, Result};
@@ -267,14 +268,15 @@ impl GpuSeq2Seq {
                 ids[b * s + j] = src.ids[b * s + j] as i32;
             }
         }
-        ints(w.enc.ids, &ids);
+        let vocabs = (self.model.config().src_vocab, self.stacks.tgt_vocab);
+        write_tokens(q, &plan.ints, &w.enc, &ids, vocabs.0, true);
         let lens: Vec<i32> = src.lengths.iter().map(|&l| l as i32).collect();
         ints(w.enc.lengths, &lens);
         ints(w.dec.lengths, &vec![w.t as i32; n]);
         if let Some(d) = tgt {
             let t = d.t;
             let tin: Vec<i32> = d.tgt_in.iter().map(|&v| v as i32).collect();
-            ints(w.dec.ids, &tin);
+            write_tokens(q, &plan.ints, &w.dec, &tin, vocabs.1, true);
             let mut y = vec![0i32; t * n];
             for b in 0..n {
                 for ti in 0..t {
