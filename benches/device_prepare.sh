@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what the device runs (benches/device_run4.sh, the 5-minute one) carry
-# to the GPU machine into .devrun/, and the Vulkan loader into .gl/ (both
-# ignored by git; name them in the run's `carry`). With BURN=path to a built
+# to the GPU machine into .devrun/ (packed with xz), and the Vulkan loader
+# into .gl/ (both ignored by git; name them in the run's `carry`). With BURN=path to a built
 # `burn-lstm-bench` (../shared/peers/burn-lstm, `cargo build --release`
 # outside the project), the peer is carried too, stripped and packed.
 set -euo pipefail
@@ -21,7 +21,7 @@ cp target/release/recurrent target/release/examples/mnist target/release/example
   target/release/examples/dates .devrun/
 strip .devrun/recurrent .devrun/mnist .devrun/stream_speed .devrun/dates
 # The dates example's split, for PyTorch on CUDA (part 5b): the example draws the same one there.
-.devrun/dates --device cpu --epochs 1 --train 10000 --export .devrun/dates >/dev/null
+.devrun/dates --device cpu --epochs 1 --train 10000 --export .devrun/dates-split >/dev/null
 if [ -n "${BURN:-}" ]; then
   cp "$BURN" .devrun/burn-lstm-bench && strip .devrun/burn-lstm-bench && xz -f -T2 .devrun/burn-lstm-bench
 fi
@@ -38,4 +38,8 @@ for c in lstm-2layer-bidir-seq-ce gru-bidir-lengths-seq-ce rnn-tanh-seq-mse embe
   .devrun/recurrent predict --device cpu --model .devrun/interop/$c.model.safetensors --data $d/data.safetensors \
     --output .devrun/interop/$c.output.safetensors >/dev/null
 done
+# The working tree and what it carries travel within 64 MiB: the binaries and
+# the split packed (device_run4.sh unpacks them).
+xz -f -T2 .devrun/recurrent .devrun/mnist .devrun/stream_speed .devrun/dates \
+  .devrun/gpu_parity .devrun/gpu_step_tile .devrun/dates-split/*.safetensors
 du -sh .devrun .gl

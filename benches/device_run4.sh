@@ -32,7 +32,7 @@ ldconfig
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/devout}; mkdir -p "$OUT"
 r=.devrun/recurrent
-for f in .devrun/*.xz; do [ -e "$f" ] && xz -d -f "$f"; done
+for f in .devrun/*.xz .devrun/*/*.xz; do [ -e "$f" ] && xz -d -f "$f"; done
 chmod +x .devrun/* 2>/dev/null
 # lim N: N seconds, or what is left of the run's 290 s if less (at least 5).
 budget=${BUDGET:-290}
@@ -78,7 +78,7 @@ fi
   timeout $(lim 30) .devrun/mnist --device gpu --epochs 2 --upload-batches 2>&1 | tail -4 | tee "$OUT/mnist-uploaded.txt"
   echo "=== 5b. seq2seq: the dates example, one epoch, ours on the GPU then PyTorch on CUDA, at ${SECONDS}s"
   timeout $(lim 40) .devrun/dates --device gpu --epochs 1 --report-every 1 | tee "$OUT/seq2seq-dates-gpu.txt"
-  timeout $(lim 30) python3 benches/seq2seq_pytorch.py --data .devrun/dates --cell lstm --embed 16 --hidden 64 \
+  timeout $(lim 30) python3 benches/seq2seq_pytorch.py --data .devrun/dates-split --cell lstm --embed 16 --hidden 64 \
     --bidirectional --lr 0.003 --attention general --epochs 1 --max-len 11 --device cuda | tee "$OUT/seq2seq-dates-cuda.txt"
   echo "=== 5c. ours, GEMMs specialised to their operands, deepbench + mnist, at ${SECONDS}s"
   RECURRENT_GEMM_SPECIALISE=1 timeout $(lim 60) $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/recurrent-gpu-specialised.json"
