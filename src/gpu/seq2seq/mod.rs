@@ -17,10 +17,10 @@
 //!   (`attention.wgsl`), the combine as two accumulating GEMMs and a tanh,
 //!   the head and `loss_ce`; backward the same in reverse, the bridge's
 //!   gradient through the decoder's initial-state gradients.
-//! - A training step is one recording per batch shape `(B, S, T)`, replayed:
-//!   forward, loss and backward in one submission; the optimizer in a
-//!   second one once the loss has been read and is finite (a diverged step
-//!   leaves the weights as they were, as on the CPU path).
+//! - A training step is one recording per batch shape `(B, S, T)`, replayed
+//!   in one submission: forward, loss, backward, norm and optimizer, which
+//!   skips a step whose loss or gradient norm is not finite (the weights
+//!   stay as they were, as on the CPU path); the loss is read back.
 //! - Greedy decoding is one submission: the encoder and the keys once,
 //!   then the decoder's one-step recording `K` times, the arg-max of each
 //!   step feeding the next on the device; the tokens are read back at the
@@ -427,13 +427,8 @@ impl GpuSeq2Seq {
                 )));
             }
         }
-        let (key, loss) = self.backward(data)?;
-        if !loss.is_finite() {
-            return Err(Error::Diverged {
-                step: opt.step as usize + 1,
-                loss,
-            });
-        }
+        let key = self.train_key(data)?;
+        self.upload_batch(key, &data.src, Some(data))?;
         opt.step += 1;
         let (ph, norm_slot, opt_slot) = self.phases(key);
         let plan = self.plans.get_mut(&key).expect("built");
@@ -454,10 +449,22 @@ impl GpuSeq2Seq {
                 .queue
                 .write_buffer(&plan.uniforms, at, program.slot_bytes(slot));
         }
-        // A fresh optimizer's moments start at zero, as on the CPU.
+        // One submission: forward, loss, backward, norm, optimizer (which
+        // skips a step whose loss or gradient norm is not finite: the
+        // weights and moments stay as they were). A fresh optimizer's
+        // moments start at zero, as on the CPU.
         let fresh = opt.step == 1;
-        let enc = self.encode(key, &[ph.backward..ph.optim], false, fresh)?;
+        let enc = self.encode(key, &[0..ph.optim], true, fresh)?;
         self.ctx.queue.submit([enc.finish()]);
+        let plan = &self.plans[&key];
+        let loss = self.read(&plan.work, plan.w.scalars.off as usize, 1)?[0];
+        if !loss.is_finite() {
+            opt.step -= 1;
+            return Err(Error::Diverged {
+                step: opt.step as usize + 1,
+                loss,
+            });
+        }
         Ok(loss)
     }
 
