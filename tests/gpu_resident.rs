@@ -49,6 +49,15 @@ fn cases() -> Vec<(Case, Loss)> {
             },
             Loss::Mse,
         ),
+        (
+            Case {
+                output: OutputMode::Sequence,
+                lengths: true,
+                batch: 12,
+                ..Case::new(Cell::Gru)
+            },
+            Loss::Ce,
+        ),
     ]
 }
 
@@ -79,6 +88,7 @@ fn a_fit_on_a_kept_set_equals_one_on_uploaded_batches() {
                     .fit_on(&mut gpu, &mut Optimizer::adam(1e-2), &data, None)
                     .unwrap();
                 assert_eq!(gpu.kept_len(), None, "the fit let go of the set");
+                assert_eq!(gpu.kept_sets, keep as u64, "the fit kept its set: {keep}");
                 let losses: Vec<(f32, f32)> = h
                     .epochs
                     .iter()
@@ -130,6 +140,24 @@ fn steps_on_kept_rows_equal_steps_on_gathered_batches_and_bad_use_is_refused() {
         .unwrap_err();
     assert!(e.to_string().contains("row"), "{e}");
     assert!(kept.train_step_rows(&[], true, &opts, &mut ok).is_err());
+    let too_many: Vec<usize> = (0..data.len() + 1).map(|i| i % data.len()).collect();
+    let e = kept
+        .train_step_rows(&too_many, true, &opts, &mut ok)
+        .unwrap_err();
+    assert!(e.to_string().contains("at most"), "{e}");
+    // New settings rebuild the plans: the next step gathers into the new ones.
+    kept.set_input_gradient(true);
+    host.set_input_gradient(true);
+    kept.train_step_rows(&[2, 4], true, &opts, &mut ok).unwrap();
+    host.train_step(&data.gather(&[2, 4]).trim_to_longest(), &opts, &mut oh)
+        .unwrap();
+    kept.finish().unwrap();
+    host.finish().unwrap();
+    assert_eq!(
+        kept.download().unwrap(),
+        host.download().unwrap(),
+        "after a rebuild"
+    );
     let ce = StepOptions {
         loss: Loss::Ce,
         clip: None,
@@ -147,5 +175,5 @@ fn steps_on_kept_rows_equal_steps_on_gathered_batches_and_bad_use_is_refused() {
     });
     assert!(kept.keep_dataset(&with_states, loss).is_err());
     assert_eq!(kept.kept_len(), None);
-    assert_eq!(ok.step, 3, "refused steps took no step");
+    assert_eq!(ok.step, 4, "refused steps took no step");
 }

@@ -69,6 +69,9 @@ pub struct GpuModel {
     pub submissions: u64,
     /// A training set kept on the device ([`GpuModel::keep_dataset`]).
     pub(crate) resident: Option<super::resident::Resident>,
+    /// Sets kept so far (for the tests that check a fit kept its set).
+    #[doc(hidden)]
+    pub kept_sets: u64,
 }
 
 fn f32_bytes(v: &[f32]) -> &[u8] {
@@ -104,6 +107,7 @@ impl GpuModel {
             stack_only: false,
             states_written: Default::default(),
             resident: None,
+            kept_sets: 0,
             submissions: 0,
         };
         g.refresh_whh16()?;
@@ -192,7 +196,7 @@ impl GpuModel {
     pub fn set_step_tile(&mut self, tile: StepTile) -> Result<()> {
         tile.check(&self.ctx.limits)?;
         if tile != self.step_tile || !self.step_tile_pinned {
-            self.plans.clear();
+            self.clear_plans();
             self.step_tiles.clear();
             self.step_tile = tile;
             self.step_tile_pinned = true;
@@ -210,7 +214,7 @@ impl GpuModel {
         debug_assert!(on || !self.stack_only, "the stack op always needs dx");
         if on != self.input_grad {
             self.input_grad = on;
-            self.plans.clear();
+            self.clear_plans();
         }
     }
 
@@ -220,6 +224,15 @@ impl GpuModel {
     }
 
     // ---------------------------------------------------------------- plans
+
+    /// Drops every plan (rebuilt at their next use, with new settings), and
+    /// a kept set's gather programs, whose bind groups hold the plans' buffers.
+    pub(crate) fn clear_plans(&mut self) {
+        self.plans.clear();
+        if let Some(r) = &mut self.resident {
+            r.clear_gathers();
+        }
+    }
 
     /// The plan of batch shape `(b, t)`, built on first use (deciding its
     /// step tile, measuring it when the model's shape is new and tuning is on).

@@ -36,7 +36,7 @@ pub(crate) struct Resident {
     ids_host: Option<Vec<i32>>,
     f32s: wgpu::Buffer,
     i32s: wgpu::Buffer,
-    /// `[N]` u32: the current batch's rows (any batch has at most N).
+    /// `[N]` u32: the current batch's rows (a batch has at most N: `batch_steps`).
     rows: wgpu::Buffer,
     /// Element offsets of each part, if the set has it: features (and F),
     /// token ids, lengths, class targets, mse targets (and O).
@@ -152,6 +152,11 @@ impl Resident {
         })
     }
 
+    /// Drops the gather programs (the plans they bind were dropped).
+    pub fn clear_gathers(&mut self) {
+        self.gathers.clear();
+    }
+
     /// Sequences in the set.
     pub fn len(&self) -> usize {
         self.n
@@ -180,6 +185,13 @@ impl Resident {
         }
         if rows.is_empty() {
             return Err(Error::Empty("train_step_rows: a batch of 0 rows".into()));
+        }
+        if rows.len() > self.n {
+            return Err(Error::Argument(format!(
+                "train_step_rows: a batch of {} rows from a kept set of {}: at most as many as the set has",
+                rows.len(),
+                self.n
+            )));
         }
         if let Some(&bad) = rows.iter().find(|&&i| i >= self.n) {
             return Err(Error::Argument(format!(

@@ -21,7 +21,7 @@ impl GpuModel {
     pub fn set_state_gradient(&mut self, on: bool) {
         if on != self.state_grad {
             self.state_grad = on;
-            self.plans.clear();
+            self.clear_plans();
             self.states_written.clear();
         }
     }

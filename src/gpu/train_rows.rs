@@ -15,11 +15,14 @@ impl GpuModel {
     /// batch is, uploaded once. Replaces a set kept before. Initial states
     /// (`data.states`) are not kept: such a set trains through
     /// [`GpuModel::train_step`]. Fails, keeping nothing, if the set does not
-    /// fit in the adapter's storage buffers.
+    /// fit in the adapter's storage buffers. (A fit with
+    /// [`crate::train::FitConfig::keep_on_device`] keeps its own training
+    /// set in place of one kept before, and lets go of it at the end.)
     pub fn keep_dataset(&mut self, data: &Dataset, loss: Loss) -> Result<()> {
         self.resident = None;
         let cfg = self.config().clone();
         self.resident = Some(Resident::new(&self.ctx, &cfg, data, loss)?);
+        self.kept_sets += 1;
         Ok(())
     }
 

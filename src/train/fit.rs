@@ -128,7 +128,8 @@ pub struct FitConfig {
     /// Keep the training set where the steps run when the backend can (the
     /// GPU path, when it fits in the adapter's buffers and has no initial
     /// states): uploaded once, each batch gathered there by its rows'
-    /// indices. The same results; on by default.
+    /// indices. The same results; on by default. The set is let go at the
+    /// end of the fit (it replaces one the program kept on the backend).
     pub keep_on_device: bool,
 }
 
