@@ -398,8 +398,10 @@ impl Seq2Seq {
     }
 
     /// One optimizer step on `data` (clipping the gradient norm to `clip`
-    /// if given); returns the batch's loss. A non-finite loss leaves the
-    /// weights as they were.
+    /// if given); returns the batch's loss. A step whose loss or gradient
+    /// norm is not finite is refused (`Error::Diverged`, with the loss, or
+    /// the norm if the loss is finite) and leaves the weights as they were,
+    /// as `Model::train_step` does.
     pub fn train_step(
         &mut self,
         data: &Seq2SeqData,
@@ -407,14 +409,15 @@ impl Seq2Seq {
         clip: Option<f32>,
     ) -> Result<f32> {
         let (loss, mut g) = self.loss_and_gradients(data)?;
-        if !loss.is_finite() {
+        let norm = match clip {
+            Some(c) => cpu::optim::clip_grad_norm(&mut g, c),
+            None => g.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt() as f32,
+        };
+        if !loss.is_finite() || !norm.is_finite() {
             return Err(Error::Diverged {
                 step: opt.step as usize + 1,
-                loss,
+                loss: if loss.is_finite() { norm } else { loss },
             });
-        }
-        if let Some(c) = clip {
-            cpu::optim::clip_grad_norm(&mut g, c);
         }
         opt.update(&mut self.params, &g);
         Ok(loss)

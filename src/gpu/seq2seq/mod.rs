@@ -410,7 +410,8 @@ impl GpuSeq2Seq {
 
     /// One optimizer step on `data` (clipping the gradient norm to `clip`
     /// if given), as [`Seq2Seq::train_step`]: returns the batch's loss; a
-    /// non-finite loss leaves the weights as they were. The optimizer's
+    /// step whose loss or gradient norm is not finite is refused and leaves
+    /// the weights as they were. The optimizer's
     /// moments live on the device: a fresh `opt` starts them at zero;
     /// continuing one from elsewhere needs [`GpuSeq2Seq::upload_moments`].
     pub fn train_step(
@@ -457,12 +458,15 @@ impl GpuSeq2Seq {
         let enc = self.encode(key, &[0..ph.optim], true, fresh)?;
         self.ctx.queue.submit([enc.finish()]);
         let plan = &self.plans[&key];
-        let loss = self.read(&plan.work, plan.w.scalars.off as usize, 1)?[0];
-        if !loss.is_finite() {
+        // [loss, count, gradient norm, clip coefficient]
+        let sc = self.read(&plan.work, plan.w.scalars.off as usize, 3)?;
+        let (loss, norm) = (sc[0], sc[2]);
+        if !loss.is_finite() || !norm.is_finite() {
+            // The optimizer skipped it: the count goes back too.
             opt.step -= 1;
             return Err(Error::Diverged {
                 step: opt.step as usize + 1,
-                loss,
+                loss: if loss.is_finite() { norm } else { loss },
             });
         }
         Ok(loss)
