@@ -23,8 +23,9 @@
 #     item 3): the suite again, and the profile at H1024;
 #  6. GPU clocks and utilisation every 200 ms throughout.
 #  7. (if time is left) the suite again with unchecked shaders.
-# Not yet measured here (not built): µs per dispatch of a trivial kernel, GEMM
-# TFLOP/s alone at 4096^3.
+#  2c. µs per dispatch of a trivial kernel (1000 dependent dispatches in one
+#     pass, and in 1000 passes) and GEMM TFLOP/s alone at 4096^3 and the H2048
+#     B64 shapes, the fixed configuration beside gemm_wide (`bench --kernels`);
 set -u
 cd "$(dirname "$0")/.."
 for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
@@ -54,6 +55,8 @@ fi
   echo "=== 2b. the same profiles, unchecked shaders, at ${SECONDS}s"
   RECURRENT_SHADER_CHECKS=unchecked timeout $(lim 20) $r bench --device gpu --suite mnist --reps 3 --profile --json "$OUT/gpu-profile-mnist-unchecked.json"
   RECURRENT_SHADER_CHECKS=unchecked timeout $(lim 20) $r bench --device gpu --cell lstm --input 1024 --hidden 1024 --batch 64 --steps 25 --reps 3 --profile --json "$OUT/gpu-profile-h1024-unchecked.json"
+  echo "=== 2c. a dispatch's cost and GEMMs alone, at ${SECONDS}s"
+  timeout $(lim 30) $r bench --device gpu --kernels --reps 5 | tee "$OUT/kernels.txt"
   echo "=== 3a. ours, deepbench + mnist (defaults), at ${SECONDS}s"
   timeout $(lim 100) $r bench --device gpu --suite deepbench,mnist --reps 3 --show-tuning --json "$OUT/recurrent-gpu.json"
   echo "=== 3b. cuDNN FP32, same sizes, at ${SECONDS}s"

@@ -9,7 +9,7 @@
 mod common;
 
 use common::tolerance::{assert_close, Deviation, FORWARD, GEMM, GRADIENTS, LOSS};
-use common::{gpu, Case};
+use common::{gpu, recurrent_cli, Case};
 use recurrent::gpu::internals::GemmBench;
 use recurrent::gpu::{Decision, GemmConfig, GemmShape, GemmTimer, GpuDevice};
 use recurrent::gpu::{DevicePreference, GpuContext, GpuModel};
@@ -402,4 +402,32 @@ fn the_device_timer_measures_every_candidate() {
             if ctx.has_timestamps() { "GPU timestamps" } else { "wall clock" },
         );
     }
+}
+
+/// The device basics `recurrent bench --kernels` prints (at small sizes
+/// here: lavapipe takes minutes at 4096³): a dispatch's cost in one pass and
+/// in passes of one, and a GEMM's TFLOP/s under the configuration asked for.
+#[test]
+fn the_kernel_basics_time_a_dispatch_and_a_gemm() {
+    let Some(ctx) = gpu("the_kernel_basics_time_a_dispatch_and_a_gemm") else {
+        return;
+    };
+    use recurrent::gpu::internals::{dispatch_overhead, gemm_tflops};
+    let (one, many) = dispatch_overhead(&ctx, 50, 1).unwrap();
+    assert!(
+        one > 0.0 && one.is_finite() && many > 0.0 && many.is_finite(),
+        "{one} {many}"
+    );
+    assert!(dispatch_overhead(&ctx, 0, 1).is_err());
+    let s = shape(64, 48, 40, false, true, 1);
+    let (c, t) = gemm_tflops(&ctx, s, None, 2, 1).unwrap();
+    assert_eq!(c, ctx.gemm_fixed_config(&s));
+    assert!(t > 0.0 && t.is_finite(), "{t}");
+    let wide = GemmConfig::Wide { tile: 8 };
+    let (c, t) = gemm_tflops(&ctx, s, Some(wide), 2, 1).unwrap();
+    assert_eq!(c, wide);
+    assert!(t > 0.0 && t.is_finite(), "{t}");
+    let out = recurrent_cli(&["bench", "--device", "cpu", "--kernels"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--device gpu"));
 }

@@ -178,3 +178,87 @@ impl GemmBench {
         self.ctx.wait()
     }
 }
+
+/// What launching costs on this device: the median microseconds per
+/// dispatch of a trivial kernel (`copy_block` of one element, each dispatch
+/// reading what the one before wrote) for `n` dispatches in one compute
+/// pass, and for `n` passes of one dispatch each, over `reps` timings (after
+/// a warm-up), each recorded, submitted and waited for. The first
+/// suspect: if a dispatch costs several µs, every step kernel does.
+pub fn dispatch_overhead(ctx: &Arc<GpuContext>, n: usize, reps: usize) -> Result<(f64, f64)> {
+    use super::args::AttnArgs;
+    use super::encode::{Binds, Compiled};
+    use super::program::{Program, Resolved};
+    use super::registry::Kernel;
+    if n == 0 {
+        return Err(Error::Argument("dispatch overhead: 0 dispatches".into()));
+    }
+    let mut pg = Program::new(Resolved::fixed(ctx.tunables, &ctx.limits));
+    for i in 0..n as u32 {
+        // Element 0 to 4 and back: a chain, each waits for the one before.
+        let (src, dst) = if i % 2 == 0 { (0, 4) } else { (4, 0) };
+        pg.attention(
+            Kernel::CopyBlock,
+            AttnArgs::block(1, 1, (src, 1), (dst, 1)),
+            "overhead.copy",
+        )?;
+    }
+    let compiled = Compiled::all(ctx, pg)?;
+    let weights = super::weights::Weights::flat(ctx, 4, &[0.0; 4])?;
+    let (work, ints) = super::plan::workspace_buffers(ctx, "the overhead bench", 8, 4)?;
+    let bufs = weights.bindings(&work, &ints, false).expect("f32");
+    let (_uniforms, bind_group) = ctx.bind_program("overhead", &compiled.program.uniforms, bufs);
+    let binds = Binds::main(&bind_group);
+    let time = |passes: bool| -> Result<f64> {
+        let t0 = Instant::now();
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        if passes {
+            for i in 0..n {
+                compiled.encode(&mut enc, binds, &[i..i + 1], 1, "overhead", None)?;
+            }
+        } else {
+            compiled.encode(&mut enc, binds, &[0..n], 1, "overhead", None)?;
+        }
+        ctx.queue.submit([enc.finish()]);
+        ctx.wait()?;
+        Ok(t0.elapsed().as_secs_f64() * 1e6 / n as f64)
+    };
+    let (mut one, mut many) = (Vec::new(), Vec::new());
+    for rep in 0..=reps.max(1) {
+        let (a, b) = (time(false)?, time(true)?);
+        if rep > 0 {
+            one.push(a);
+            many.push(b);
+        }
+    }
+    Ok((
+        median(&one).unwrap_or(f64::NAN),
+        median(&many).unwrap_or(f64::NAN),
+    ))
+}
+
+/// TFLOP/s of the GEMM `(m, n, k)` (with its transposes) under `config`
+/// (`None`: the one a training step would use), the median over `reps`
+/// timings of `iters` runs back to back; and the configuration.
+pub fn gemm_tflops(
+    ctx: &Arc<GpuContext>,
+    shape: GemmShape,
+    config: Option<GemmConfig>,
+    iters: u64,
+    reps: usize,
+) -> Result<(GemmConfig, f64)> {
+    let config = match config {
+        Some(c) => c,
+        None => ctx.gemm_config(&shape)?,
+    };
+    let g = GemmBench::with_config(ctx, shape, 0.0, config)?;
+    g.run(1)?;
+    let flops = 2.0 * shape.m as f64 * shape.n as f64 * shape.k as f64 * shape.batch as f64;
+    let mut t = Vec::new();
+    for _ in 0..reps.max(1) {
+        let t0 = Instant::now();
+        g.run(iters)?;
+        t.push(flops * iters as f64 / t0.elapsed().as_secs_f64() / 1e12);
+    }
+    Ok((config, median(&t).unwrap_or(f64::NAN)))
+}

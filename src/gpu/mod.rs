@@ -94,7 +94,7 @@ pub(crate) use options::backends_from_env;
 /// files behind it may change at any time.
 #[doc(hidden)]
 pub mod internals {
-    pub use super::bench::GemmBench;
+    pub use super::bench::{dispatch_overhead, gemm_tflops, GemmBench};
     pub use super::gemm_config::{
         blocked_gemm_kernel, fixed_config, gemm_candidates, gemm_constants, GEMM_MAX_CANDIDATES,
         SPLIT_PARTIALS,

@@ -160,6 +160,13 @@ struct BenchArgs {
     /// (the GPU fuses them into the step kernels); rows say `+rdrop`.
     #[arg(long, default_value_t = 0.0)]
     recurrent_dropout: f32,
+    /// GPU only: instead of model sizes, time the device's basics — µs per
+    /// dispatch of a trivial kernel (1000 dependent dispatches in one pass,
+    /// and in 1000 passes) and GEMMs alone (TFLOP/s at 4096³ and at the
+    /// H2048 B64 T25 training step's shapes, the fixed configuration beside
+    /// gemm_wide).
+    #[arg(long)]
+    kernels: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
@@ -394,6 +401,63 @@ fn loss_of(l: LossArg) -> Loss {
         LossArg::Ce => Loss::Ce,
         LossArg::Mse => Loss::Mse,
     }
+}
+
+/// `bench --kernels`: one trivial dispatch's cost, and GEMMs alone.
+fn bench_kernels(a: &BenchArgs) -> Result<()> {
+    use recurrent::gpu::internals::{dispatch_overhead, gemm_tflops};
+    use recurrent::gpu::{GemmConfig, GemmShape};
+    if a.device == DeviceArg::Cpu {
+        return Err(Error::Argument(
+            "--kernels times GPU kernels: use --device gpu".into(),
+        ));
+    }
+    let Device::Gpu(ctx) = pick_device(a.device)? else {
+        return Err(Error::Argument(
+            "--kernels needs a GPU: no adapter was found".into(),
+        ));
+    };
+    let n = 1000;
+    let (one, many) = dispatch_overhead(&ctx, n, a.reps)?;
+    println!("dispatch: {one:.2} us each, {n} dependent dispatches in one pass; {many:.2} us each in {n} passes");
+    let shape = |m, n, k, a_t, b_t| GemmShape {
+        m,
+        n,
+        k,
+        a_t,
+        b_t,
+        batch: 1,
+    };
+    for (what, s, iters) in [
+        ("4096^3", shape(4096, 4096, 4096, false, false), 3),
+        (
+            "H2048 B64 T25 input projection",
+            shape(1600, 8192, 2048, false, true),
+            10,
+        ),
+        (
+            "H2048 B64 T25 weight gradient",
+            shape(8192, 2048, 1600, true, false),
+            10,
+        ),
+        (
+            "H2048 B64 T25 input gradient",
+            shape(1600, 2048, 8192, false, false),
+            10,
+        ),
+    ] {
+        let mut line = format!("gemm {what} ({}x{}x{}):", s.m, s.n, s.k);
+        for cfg in [None, Some(GemmConfig::Wide { tile: 16 })] {
+            match gemm_tflops(&ctx, s, cfg, iters, a.reps.min(5)) {
+                Ok((c, t)) => line += &format!(" {c} {t:.2} TFLOP/s;"),
+                Err(e) => {
+                    line += &format!(" {}: {e};", cfg.map_or("fixed".into(), |c| c.to_string()))
+                }
+            }
+        }
+        println!("{line}");
+    }
+    Ok(())
 }
 
 /// Resolves `--device` and says on stderr which device runs the work.
@@ -729,6 +793,9 @@ fn evaluate(a: EvaluateArgs) -> Result<()> {
 
 fn bench(a: BenchArgs) -> Result<()> {
     use recurrent::bench::{self, Report, Size};
+    if a.kernels {
+        return bench_kernels(&a);
+    }
     let sizes = match &a.suite {
         Some(names) => names
             .split(',')
