@@ -119,10 +119,17 @@ pub struct Workspace {
     pub ints_len: usize,
 }
 
-struct Alloc(usize);
+/// Regions taken one after the other (elements), each 16-byte aligned; the
+/// field is the next free offset.
+pub(crate) struct Alloc(pub usize);
 
 impl Alloc {
-    fn take(&mut self, len: usize) -> Region {
+    /// Taking regions after the first `len` elements (rounded up to the alignment).
+    pub fn after(len: usize) -> Alloc {
+        Alloc(len.div_ceil(4) * 4)
+    }
+
+    pub fn take(&mut self, len: usize) -> Region {
         // Keep every region 16-byte aligned (4 elements): clear_buffer and
         // copies need 4-byte alignment, vector loads like more.
         let off = self.0;

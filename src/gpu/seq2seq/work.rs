@@ -6,7 +6,7 @@
 
 use super::stacks::Stacks;
 use crate::error::{Error, Result};
-use crate::gpu::workspace::{Region, Workspace};
+use crate::gpu::workspace::{Alloc, Region, Workspace};
 
 /// The regions of one shape: `b` rows, `s` source steps, `t` target steps
 /// (1 for decoding, which also holds `k` decoded tokens a row).
@@ -47,24 +47,6 @@ pub struct Work {
     pub ints_len: usize,
 }
 
-/// Regions taken one after the other, each 16-byte aligned (as `workspace.rs`).
-struct Alloc(usize);
-
-impl Alloc {
-    fn take(&mut self, len: usize) -> Region {
-        let off = self.0;
-        self.0 += len.div_ceil(4) * 4;
-        Region {
-            off: off as u32,
-            len: len as u32,
-        }
-    }
-}
-
-fn round4(v: usize) -> usize {
-    v.div_ceil(4) * 4
-}
-
 impl Work {
     /// Training (and teacher-forced forwards) with `decode` `None`: the
     /// decoder over `t` steps, embedding its inputs itself; decoding with
@@ -89,7 +71,7 @@ impl Work {
             None => &st.dec.config,
             Some(_) => &st.step.config,
         };
-        let (ew, ei) = (round4(enc.work_len), round4(enc.ints_len));
+        let (ew, ei) = (Alloc::after(enc.work_len).0, Alloc::after(enc.ints_len).0);
         let dec = Workspace::new(dec_cfg, b, t, norm_groups, false);
         // Every offset must stay below 2^32 (the shifts add them as u32): a
         // bound on the whole, counted in usize first.
@@ -106,7 +88,7 @@ impl Work {
             return Err(too_big());
         }
         let dec = dec.shifted(ew, ei);
-        let mut a = Alloc(round4(dec.work_len));
+        let mut a = Alloc::after(dec.work_len);
         let attends = st.attends;
         let general = st.general;
         let tb = t * b;
@@ -136,7 +118,7 @@ impl Work {
         let tokens = a.take(if decode.is_some() { b } else { 0 });
         let generated = a.take(decode.map_or(0, |k| b * k));
         let parents = a.take(if decode.is_some() { b } else { 0 });
-        let mut i = Alloc(round4(dec.ints_len));
+        let mut i = Alloc::after(dec.ints_len);
         let targets = i.take(tb);
         Ok(Work {
             b,
