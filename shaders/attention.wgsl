@@ -10,9 +10,9 @@
 //                    da <- a * (da - Σ_s a·da).
 //   tanh_forward:    dst <- tanh(dst) over [rows, cols].
 //   tanh_backward:   dst <- dst * (1 - src²) (src the tanh's output).
-//   copy_block:      dst (ld dst_ld) <- src (ld src_ld) over [rows, cols], or
-//                    += with accumulate = 1: the bridge between the stacks and
-//                    its gradient, and decoding's states from one step to the next.
+//   copy_block:      dst (ld dst_ld) <- src (ld src_ld) over [rows, cols]: the
+//                    bridge between the stacks and its gradient, and decoding's
+//                    states from one step to the next.
 //   argmax:          for each row of src [rows, cols] (logits), the first
 //                    largest column (as an f32 value: exact below 2^24) into
 //                    dst[r] (the next step's token) and out[out_off + r * out_ld]
@@ -37,7 +37,6 @@ struct Attn {
     dst_ld: u32,
     len_off: u32,
     len_div: u32,
-    accumulate: u32,
     out_off: u32,
     out_ld: u32,
     table_off: u32,
@@ -115,12 +114,7 @@ fn copy_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     for (var i = gid.x; i < total; i += nwg.x * WG) {
         let r = i / u.cols;
         let c = i % u.cols;
-        var v = work[u.src_off + r * u.src_ld + c];
-        let o = u.dst_off + r * u.dst_ld + c;
-        if u.accumulate != 0u {
-            v += work[o];
-        }
-        work[o] = v;
+        work[u.dst_off + r * u.dst_ld + c] = work[u.src_off + r * u.src_ld + c];
     }
 }
 

@@ -209,8 +209,7 @@ pub struct DropArgs {
 
 /// Arguments of the kernels of `attention.wgsl` (`struct Attn`): a block
 /// `[rows, cols]` of work at `src_off`/`dst_off` (row strides `*_ld`); the
-/// softmax's row `r` has length `ints[len_off + r / len_div]`; `accumulate`
-/// = 1 makes `copy_block` add; `argmax` also writes row `r`'s token to
+/// softmax's row `r` has length `ints[len_off + r / len_div]`; `argmax` also writes row `r`'s token to
 /// `out_off + r·out_ld`; `embed_tokens` reads its table at params `table_off`;
 /// `gather_rows` reads row `r`'s source row at work `idx_off + r`.
 #[repr(C)]
@@ -224,7 +223,6 @@ pub struct AttnArgs {
     pub dst_ld: u32,
     pub len_off: u32,
     pub len_div: u32,
-    pub accumulate: u32,
     pub out_off: u32,
     pub out_ld: u32,
     pub table_off: u32,
