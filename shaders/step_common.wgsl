@@ -8,7 +8,12 @@
 // The opt-in f16 copy of W_hh (half.wgsl layout, two halves per u32), bound
 // here in place of the optimizer state by the pipelines with WHH16 = 1; the
 // f32 pipelines (WHH16 = 0, the default) never read it.
-@group(0) @binding(4) var<storage, read_write> whh16: array<u32>;
+@group(0) @binding(4) var<storage, read_write> whh16: array<u32>; // grid: @group(0) @binding(4) var<storage, read_write> sync: array<atomic<u32>>;
+// The sync module (the persistent grid, GRID > 1: each line marked grid
+// replaced by its mark's text, src/gpu/grid.rs) declares the plan's sync
+// buffer at binding 4 instead, and grads at binding 1, where a barrier that
+// gave up writes its NaN.
+// grid: @group(0) @binding(1) var<storage, read_write> grads: array<f32>;
 
 // One step of one layer, both directions (workgroup_id.z = direction).
 // Offsets are elements: p_* into params, the rest into work. Per direction d:
@@ -60,6 +65,8 @@ struct Step {
     rd_site: u32,
     rd_threshold: u32,
     rd_scale: f32,
+    // GRID > 1: this dispatch's words in the sync buffer (see grid_barrier).
+    sync_off: u32,
 }
 @group(0) @binding(5) var<uniform> u: Step;
 
@@ -113,7 +120,7 @@ const UB_MAX: u32 = 4u;
 // Size of the backward's per-invocation accumulators: acc[u * RB + r].
 const RBU_MAX: u32 = RB_MAX * UB_MAX;
 
-// 1: one workgroup per direction runs the whole sequence in one dispatch:
+// 1: one workgroup per direction (GRID of them: see below) runs the whole sequence in one dispatch:
 // the entry point loops over the steps, and within a step over the tiles
 // (each as one workgroup of the per-step dispatch would compute it, so the
 // results are the same bits as PERSIST = 0 with the same tile), with a
@@ -121,6 +128,136 @@ const RBU_MAX: u32 = RB_MAX * UB_MAX;
 // one per step, for sizes where launching a step costs more than computing
 // it (small H: a persistent single-workgroup kernel).
 override PERSIST: u32 = 0u;
+
+// PERSIST with GRID > 1 (cuDNN's persistent algorithm across the GPU,
+// Diamos et al. 2016): GRID workgroups a direction (wid.x) run the sequence
+// together, workgroup p taking the unit tiles p, p + GRID, ... of every row
+// tile, each computed as the per-step dispatch computes it (the same bits),
+// and meeting at grid_barrier between steps. They must all run at once: the
+// host probes that they do, and a workgroup that waited GRID_SPIN rounds
+// (grid_poll) at the barriers of a sequence gives up.
+override GRID: u32 = 1u;
+override GRID_SPIN: u32 = 131072u;
+
+// The sync module's atomics on the sync buffer (src/gpu/grid.rs): from
+// word u.sync_off, direction dir's arrivals at the barriers (+ dir), its
+// workgroups done (+ 2 + dir), the dispatch's give-up flag (+ 4); word 0
+// the plan's flag (copied out with the step's statistics). No-ops in the
+// other modules, which never run GRID > 1.
+fn grid_add(w: u32) -> u32 { return 0u; } // grid: fn grid_add(w: u32) -> u32 { return atomicAdd(&sync[w], 1u); }
+fn grid_load(w: u32) -> u32 { return 0u; } // grid: fn grid_load(w: u32) -> u32 { return atomicLoad(&sync[w]); }
+// A read by a read-modify-write (adding 0): what the wait polls with, each
+// one slower than a load on a CPU adapter, so that the rounds it may spend
+// (see grid_barrier) last long enough for a thread the OS set aside.
+fn grid_peek(w: u32) -> u32 { return 0u; } // grid: fn grid_peek(w: u32) -> u32 { return atomicAdd(&sync[w], 0u); }
+fn grid_zero(w: u32) {} // grid: fn grid_zero(w: u32) { atomicStore(&sync[w], 0u); }
+fn grid_give_up(w: u32) {} // grid: fn grid_give_up(w: u32) { atomicStore(&sync[w], 1u); atomicStore(&sync[0], 1u); }
+// A NaN in the gradients: the step's norm is NaN, so the optimizer skips it.
+fn grid_poison() {} // grid: fn grid_poison() { grads[0] = bitcast<f32>(0x7fc00000u | u.sync_off); }
+
+var<workgroup> grid_ok: u32;
+
+// The barrier across the grid after step s of direction dir: every
+// workgroup's writes of step s come before any reads of step s + 1. True
+// when all GRID workgroups arrived; false when one gave up waiting (the
+// flag), and then every workgroup leaves the sequence unfinished.
+// (WGSL's storageBarrier orders memory within a workgroup and its atomics
+// are relaxed: that one workgroup's writes are seen by the others after it
+// is the adapter's. The bit-identity tests check it where they run, on
+// lavapipe and llvmpipe; a device run has yet to; hence opt-in.)
+fn grid_barrier(dir: u32, s: u32, li: u32, spent: ptr<function, u32>) -> bool {
+    storageBarrier();
+    if li == 0u {
+        let count = u.sync_off + dir;
+        let flag = u.sync_off + 4u;
+        _ = grid_add(count);
+        let want = (s + 1u) * GRID;
+        var ok = 1u;
+        // llvmpipe (lavapipe) ends every loop of an invocation once its loops
+        // ran 65535 iterations in all (LP_MAX_TGSI_LOOP_ITERATIONS, one
+        // counter for the whole shader), so the wait goes in rounds of polls
+        // without a loop (grid_poll), and GRID_SPIN bounds the rounds of the
+        // whole sequence, below that count on a CPU adapter.
+        while ok == 1u && grid_load(count) < want {
+            if grid_poll(count, want) {
+                break;
+            }
+            *spent += 1u;
+            if grid_load(flag) != 0u || *spent >= GRID_SPIN {
+                grid_give_up(flag);
+                ok = 0u;
+            }
+        }
+        if ok == 0u {
+            grid_poison();
+        }
+        grid_ok = ok;
+    }
+    let ok = workgroupUniformLoad(&grid_ok) != 0u;
+    storageBarrier();
+    return ok;
+}
+
+// One round of the wait: 32 reads of word w in straight-line code (no loop:
+// see grid_barrier); true once one of them reached `want`.
+fn grid_poll(w: u32, want: u32) -> bool {
+    var c = grid_peek(w);
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    c = max(c, grid_peek(w));
+    return c >= want;
+}
+
+// After the last step of a grid's workgroup: the last of a direction's
+// GRID workgroups to finish (all of them past their barriers) zeroes the
+// direction's counters for the dispatch's next run. (After a give-up the
+// counters stay as they are: the host drops the plan.)
+fn grid_done(dir: u32, li: u32) {
+    if GRID > 1u && li == 0u {
+        if grid_add(u.sync_off + 2u + dir) == GRID - 1u {
+            grid_zero(u.sync_off + dir);
+            grid_zero(u.sync_off + 2u + dir);
+        }
+    }
+}
+
+// Between steps of a persistent tile: this step's writes, seen by every
+// invocation of every workgroup in the next; false: leave the sequence.
+fn persist_barrier(dir: u32, s: u32, li: u32, spent: ptr<function, u32>) -> bool {
+    if GRID == 1u {
+        storageBarrier();
+        return true;
+    }
+    return grid_barrier(dir, s, li, spent);
+}
 
 // 1: recurrent dropout (Gal and Ghahramani 2016; training only, while the
 // step's on flag ints[u.rd_key + 1] is set). The products h_prev·W_hhᵀ read
@@ -220,17 +357,23 @@ fn run_forward(wid: vec3<u32>, lid: vec3<u32>, li: u32) {
         forward_tile(wid.z, u.s, wid.x, wid.y, lid, li);
         return;
     }
+    let g = grid_place(wid);
+    // Rounds of waiting at the grid's barriers so far (see grid_barrier).
+    var spent = 0u;
     for (var s = 0u; s < u.t_len; s++) {
         for (var ty = 0u; ty < row_tiles(); ty++) {
-            for (var tx = 0u; tx < unit_tiles(TJ); tx++) {
+            for (var tx = g.x; tx < unit_tiles(TJ); tx += GRID) {
                 // The previous tile's last reads of sh_h / sh_w come first.
                 workgroupBarrier();
-                forward_tile(wid.z, s, tx, ty, lid, li);
+                forward_tile(g.y, s, tx, ty, lid, li);
             }
         }
         // This step's states, seen by every invocation in the next.
-        storageBarrier();
+        if s + 1u < u.t_len && !persist_barrier(g.y, s, li, &spent) {
+            return;
+        }
     }
+    grid_done(g.y, li);
 }
 
 // As run_forward, backward (workgroups own TJ*UB units).
@@ -239,16 +382,35 @@ fn run_backward(wid: vec3<u32>, lid: vec3<u32>, li: u32) {
         backward_tile(wid.z, u.s, wid.x, wid.y, lid, li);
         return;
     }
+    let g = grid_place(wid);
+    var spent = 0u;
     for (var s = 0u; s < u.t_len; s++) {
         for (var ty = 0u; ty < row_tiles(); ty++) {
-            for (var tx = 0u; tx < unit_tiles(TJ * UB); tx++) {
+            for (var tx = g.x; tx < unit_tiles(TJ * UB); tx += GRID) {
                 workgroupBarrier();
-                backward_tile(wid.z, s, tx, ty, lid, li);
+                backward_tile(g.y, s, tx, ty, lid, li);
             }
         }
         // This step's gate gradients, seen by every invocation in the next.
-        storageBarrier();
+        if s + 1u < u.t_len && !persist_barrier(g.y, s, li, &spent) {
+            return;
+        }
     }
+    grid_done(g.y, li);
+}
+
+// A persistent workgroup's place: (its index among its direction's, the
+// direction). One workgroup a direction: (0, wid.z). A grid (GRID > 1) lays
+// its workgroups along x with the directions interleaved, workgroup p of
+// direction d at x = p*dirs + d, so that a CPU adapter that hands each
+// thread a run of consecutive workgroups (llvmpipe) runs a direction's
+// GRID workgroups at once with GRID threads.
+fn grid_place(wid: vec3<u32>) -> vec2<u32> {
+    if GRID == 1u {
+        return vec2<u32>(0u, wid.z);
+    }
+    let dirs = u.ld / u.h;
+    return vec2<u32>(wid.x / dirs, wid.x % dirs);
 }
 
 // Tiles of one step: along the units (`units` a workgroup) and the rows.
@@ -267,7 +429,7 @@ override WHH16: u32 = 0u;
 fn whh_at(whh: u32, e: u32) -> f32 {
     if WHH16 != 0u {
         let i = whh + e;
-        return f16_value((whh16[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu);
+        return f16_value((whh16[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); // grid: return 0.0;
     }
     return params[whh + e];
 }

@@ -92,7 +92,9 @@ fn check_dispatches(g: &mut GpuModel, case: &Case, tile: StepTile, f16: bool) {
         } else {
             tile.units
         };
-        let want = if tile.persistent {
+        let want = if tile.on_grid() {
+            [tile.grid * dirs, 1, 1]
+        } else if tile.persistent {
             [1, 1, dirs]
         } else {
             [
@@ -104,6 +106,7 @@ fn check_dispatches(g: &mut GpuModel, case: &Case, tile: StepTile, f16: bool) {
         assert_eq!(d.step, Some(tile), "{}: tile", d.label);
         assert_eq!(d.groups, want, "{}: grid with tile {tile}", d.label);
         assert_eq!(d.f16, f16, "{}: f16 variant", d.label);
+        assert_eq!(d.sync, tile.on_grid(), "{}: the sync module", d.label);
     }
     let c = step_constants(tile, f16);
     let rb = c.iter().find(|(n, _)| *n == "RB").map(|(_, v)| *v);
@@ -118,6 +121,14 @@ fn check_dispatches(g: &mut GpuModel, case: &Case, tile: StepTile, f16: bool) {
         tile.persistent,
         "{tile}: PERSIST"
     );
+    assert_eq!(
+        c.contains(&("GRID", tile.grid as f64)),
+        tile.on_grid(),
+        "{tile}: GRID"
+    );
+    if let Some(t) = g.step_tile_for(case.batch) {
+        assert_eq!(t.choice, tile, "the plan runs {tile} (its probe passed)");
+    }
 }
 
 fn run(
@@ -591,4 +602,133 @@ fn persistent_tiles_give_the_bits_of_the_same_tile_per_step() {
             );
         }
     }
+}
+
+/// Persistent tiles across a grid of workgroups (`StepTile::persist_on`,
+/// cuDNN's persistent algorithm: `P` workgroups a direction, unit tiles
+/// p, p + P, ..., a barrier across the grid between steps): the bits of the
+/// same tile per step, for every cell, with more unit tiles than
+/// workgroups (H = 20 in tiles of 8: workgroup 0 takes two, 1 one), with
+/// register blocks and units per invocation backward, a split K, a direct
+/// tile, and more workgroups than unit tiles (one tile of 128 units: the
+/// second workgroup only meets the barriers). The plans' probe must pass
+/// (`check_dispatches` checks that the grid really ran): P = 2 needs two
+/// workgroups running at once, which lavapipe and llvmpipe give with two
+/// threads or more (`LP_NUM_THREADS`, by default the cores).
+#[test]
+fn grid_tiles_give_the_bits_of_the_same_tile_per_step() {
+    let Some(ctx) = gpu("persistent grid step tile") else {
+        return;
+    };
+    let tiles = [
+        tile(8, 4, 8, 1),
+        tile(8, 4, 8, 4).with_back_units(2),
+        StepTile {
+            splits: 2,
+            ..tile(8, 4, 16, 2)
+        },
+        StepTile::direct(8, 2, 7, 4, 4),
+        tile(128, 8, 8, 4),
+    ];
+    for (i, cell) in CELLS.into_iter().enumerate() {
+        let case = Case {
+            relu: cell == Cell::Rnn,
+            ..layered(cell, i != 0)
+        };
+        let loss = if i % 2 == 0 { Loss::Mse } else { Loss::Ce };
+        let model = case.model(380 + i as u64);
+        let data = case.data(loss, 480 + i as u64);
+        for t in tiles {
+            let g = t.persist_on(2);
+            let what = format!("{} tile {g}", case.label(loss));
+            let per_step = run(&ctx, &model, &case, &data, loss, t, false);
+            let grid = run(&ctx, &model, &case, &data, loss, g, false);
+            assert_runs_identical(&what, &grid, &per_step);
+            assert_matches_cpu(&what, &grid, &model, &data, loss, true);
+            eprintln!("{what}: the bits of {t} per step, within the CPU tolerances");
+        }
+    }
+}
+
+/// A grid whose workgroups cannot all run at once (1024 a direction, more
+/// than lavapipe's threads): the plan's probe sees its barriers give up and
+/// the plan runs the tile per step (decision `grid-fallback`), with the
+/// per-step bits. Without the probe, the barriers give up in the step
+/// itself: the forward is refused, the training step is skipped (the
+/// weights unchanged) and reported, and the model falls back too, so the
+/// next step trains.
+#[test]
+fn a_grid_that_cannot_run_at_once_falls_back_to_the_per_step_kernels() {
+    let Some(ctx) = gpu("persistent grid fallback") else {
+        return;
+    };
+    let case = Case {
+        layers: 1,
+        bidirectional: false,
+        steps: 3,
+        ..layered(Cell::Lstm, false)
+    };
+    let model = case.model(390);
+    let data = case.data(Loss::Ce, 490);
+    let t = tile(8, 4, 8, 1);
+    let wide = t.persist_on(1024);
+    let opts = StepOptions {
+        loss: Loss::Ce,
+        clip: Some(1.0),
+    };
+
+    // The probe: the plan falls back before anything runs.
+    let per_step = run(&ctx, &model, &case, &data, Loss::Ce, t, false);
+    let mut g = GpuModel::new(ctx.clone(), &model).unwrap();
+    g.set_step_tile(wide).unwrap();
+    let out = g.forward(&data).unwrap().data;
+    let d = g.step_tile_for(case.batch).unwrap();
+    assert_eq!(d.choice, t, "the plan runs the tile per step");
+    assert_eq!(d.decision, Decision::Fallback);
+    assert_eq!(d.decision.name(), "grid-fallback");
+    assert!(g
+        .dispatches(case.batch, case.steps)
+        .unwrap()
+        .iter()
+        .all(|d| !d.sync && d.step.is_none_or(|s| s == t)));
+    assert_same_bits("fallen back: output", &out, &per_step.out);
+
+    // No probe: the first forward gives up, and says so.
+    let mut g = GpuModel::new(ctx.clone(), &model).unwrap();
+    g.set_step_tile(wide).unwrap();
+    g.set_grid_probe(false);
+    let e = g.forward(&data).unwrap_err().to_string();
+    assert!(e.contains("the persistent grid's barrier gave up"), "{e}");
+    assert!(e.contains("run it again"), "{e}");
+    // Fallen back: the same forward again gives the per-step bits.
+    assert_same_bits(
+        "after giving up: output",
+        &g.forward(&data).unwrap().data,
+        &per_step.out,
+    );
+
+    // A training step that gives up is skipped and reported; the next trains.
+    let mut g = GpuModel::new(ctx.clone(), &model).unwrap();
+    g.set_step_tile(wide).unwrap();
+    g.set_grid_probe(false);
+    let before = g.download().unwrap();
+    let mut opt = Optimizer::adam(1e-2);
+    let e = g
+        .train_step_sync(&data, &opts, &mut opt)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the persistent grid's barrier gave up at optimizer step 1"),
+        "{e}"
+    );
+    assert!(e.contains("the step was skipped"), "{e}");
+    assert_same_bits("a skipped step: weights", &g.download().unwrap(), &before);
+    let mut opt = Optimizer::adam(1e-2);
+    let s = g.train_step_sync(&data, &opts, &mut opt).unwrap();
+    assert_same_bits("the next step: loss", &[s.loss], &[per_step.step_loss]);
+    assert_same_bits(
+        "the next step: weights",
+        &g.download().unwrap(),
+        &per_step.weights,
+    );
 }

@@ -9,7 +9,12 @@ use recurrent::gpu::internals::{blocked_gemm_kernel, gemm_constants, step_consta
 use recurrent::gpu::{Kernel, StepTile};
 
 fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    let src = shader.source();
+    validate_text(shader.name(), &shader.source())
+}
+
+/// `src` (the module `name`) parsed and validated.
+fn validate_text(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    let shader = Name(name);
     let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
         panic!(
             "{} does not parse:\n{}",
@@ -27,6 +32,14 @@ fn validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
             )
         });
     (module, info)
+}
+
+/// A module's name where `validate_text` prints it.
+struct Name<'a>(&'a str);
+impl Name<'_> {
+    fn name(&self) -> &str {
+        self.0
+    }
 }
 
 /// The override values the runtime passes to kernel `k`: for the GEMM shader
@@ -73,6 +86,7 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(&'static str, f64)>> {
                 direct: false,
                 back_units: 1,
                 persistent: false,
+                grid: 1,
             };
             for f16 in [false, true] {
                 step_sets.push(step_constants(tile, f16));
@@ -97,6 +111,11 @@ fn constant_sets(k: Kernel) -> Vec<Vec<(&'static str, f64)>> {
         ] {
             step_sets.push(step_constants(tile.persist(), false));
         }
+        // Across a grid of workgroups (the sync module: see grid_variant below).
+        step_sets.push(step_constants(
+            StepTile::new(16, 4, 32, 1).persist_on(4),
+            false,
+        ));
     }
     [
         vec![("TILE", 16.0), ("WG", 64.0)],
@@ -157,6 +176,87 @@ fn every_kernel_is_registered_with_its_shader() {
     assert_eq!(total, Kernel::ALL.len());
 }
 
+/// Entry point `k` of `module` (`name`) with the override values `constants`
+/// (`set`, for messages) translated to SPIR-V, MSL, HLSL and GLSL.
+fn translate(
+    name: &str,
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    k: Kernel,
+    constants: &naga::back::PipelineConstants,
+    set: &[(&'static str, f64)],
+) {
+    let ep = Some((naga::ShaderStage::Compute, k.entry()));
+    let (m, i) = naga::back::pipeline_constants::process_overrides(module, info, ep, constants)
+        .unwrap_or_else(|e| panic!("{}: overrides {set:?}: {e}", k.entry()));
+    let what = format!("{name}::{} with {set:?}", k.entry());
+
+    let words = spv::write_vec(
+        &m,
+        &i,
+        &spv::Options::default(),
+        Some(&spv::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: k.entry().to_string(),
+        }),
+    )
+    .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
+    assert!(
+        words.len() > 5 && words[0] == 0x0723_0203,
+        "{what}: not a SPIR-V module"
+    );
+
+    let (src, _) = msl::write_string(
+        &m,
+        &i,
+        &msl::Options::default(),
+        &msl::PipelineOptions {
+            entry_point: Some((naga::ShaderStage::Compute, k.entry().to_string())),
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{what}: MSL: {e}"));
+    assert!(src.contains("kernel"), "{what}: MSL has no kernel function");
+
+    let mut out = String::new();
+    let hopts = hlsl::Options {
+        fake_missing_bindings: true,
+        ..Default::default()
+    };
+    let hpipe = hlsl::PipelineOptions {
+        entry_point: Some((naga::ShaderStage::Compute, k.entry().to_string())),
+    };
+    hlsl::Writer::new(&mut out, &hopts, &hpipe)
+        .write(&m, &i, None)
+        .unwrap_or_else(|e| panic!("{what}: HLSL: {e}"));
+    assert!(
+        out.contains("numthreads"),
+        "{what}: HLSL has no compute entry"
+    );
+
+    let mut out = String::new();
+    let gopts = glsl::Options::default();
+    let gpipe = glsl::PipelineOptions {
+        shader_stage: naga::ShaderStage::Compute,
+        entry_point: k.entry().to_string(),
+        multiview: None,
+    };
+    glsl::Writer::new(
+        &mut out,
+        &m,
+        &i,
+        &gopts,
+        &gpipe,
+        naga::proc::BoundsCheckPolicies::default(),
+    )
+    .and_then(|mut w| w.write())
+    .unwrap_or_else(|e| panic!("{what}: GLSL: {e}"));
+    assert!(
+        out.contains("local_size_x"),
+        "{what}: GLSL has no compute layout"
+    );
+}
+
 #[test]
 fn every_entry_point_translates_to_spirv_msl_hlsl_glsl() {
     for shader in Shader::ALL {
@@ -176,77 +276,7 @@ fn every_entry_point_translates_to_spirv_msl_hlsl_glsl() {
                     })
                     .map(|(n, v)| (n.to_string(), *v))
                     .collect();
-                let ep = Some((naga::ShaderStage::Compute, k.entry()));
-                let (m, i) = naga::back::pipeline_constants::process_overrides(
-                    &module, &info, ep, &constants,
-                )
-                .unwrap_or_else(|e| panic!("{}: overrides {set:?}: {e}", k.entry()));
-                let what = format!("{}::{} with {set:?}", shader.name(), k.entry());
-
-                let words = spv::write_vec(
-                    &m,
-                    &i,
-                    &spv::Options::default(),
-                    Some(&spv::PipelineOptions {
-                        shader_stage: naga::ShaderStage::Compute,
-                        entry_point: k.entry().to_string(),
-                    }),
-                )
-                .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
-                assert!(
-                    words.len() > 5 && words[0] == 0x0723_0203,
-                    "{what}: not a SPIR-V module"
-                );
-
-                let (src, _) = msl::write_string(
-                    &m,
-                    &i,
-                    &msl::Options::default(),
-                    &msl::PipelineOptions {
-                        entry_point: Some((naga::ShaderStage::Compute, k.entry().to_string())),
-                        ..Default::default()
-                    },
-                )
-                .unwrap_or_else(|e| panic!("{what}: MSL: {e}"));
-                assert!(src.contains("kernel"), "{what}: MSL has no kernel function");
-
-                let mut out = String::new();
-                let hopts = hlsl::Options {
-                    fake_missing_bindings: true,
-                    ..Default::default()
-                };
-                let hpipe = hlsl::PipelineOptions {
-                    entry_point: Some((naga::ShaderStage::Compute, k.entry().to_string())),
-                };
-                hlsl::Writer::new(&mut out, &hopts, &hpipe)
-                    .write(&m, &i, None)
-                    .unwrap_or_else(|e| panic!("{what}: HLSL: {e}"));
-                assert!(
-                    out.contains("numthreads"),
-                    "{what}: HLSL has no compute entry"
-                );
-
-                let mut out = String::new();
-                let gopts = glsl::Options::default();
-                let gpipe = glsl::PipelineOptions {
-                    shader_stage: naga::ShaderStage::Compute,
-                    entry_point: k.entry().to_string(),
-                    multiview: None,
-                };
-                glsl::Writer::new(
-                    &mut out,
-                    &m,
-                    &i,
-                    &gopts,
-                    &gpipe,
-                    naga::proc::BoundsCheckPolicies::default(),
-                )
-                .and_then(|mut w| w.write())
-                .unwrap_or_else(|e| panic!("{what}: GLSL: {e}"));
-                assert!(
-                    out.contains("local_size_x"),
-                    "{what}: GLSL has no compute layout"
-                );
+                translate(shader.name(), &module, &info, k, &constants, &set);
             }
         }
     }
@@ -308,5 +338,32 @@ fn specialised_gemm_modules_validate() {
         Validator::new(ValidationFlags::all(), Capabilities::empty())
             .validate(&module)
             .unwrap_or_else(|e| panic!("{spec:?} does not validate:\n{}", e.emit_to_string(&text)));
+    }
+}
+
+/// The step shaders' persistent grid module (`grid_variant`: the sync
+/// buffer's atomics at binding 4, grads at binding 1) validates, and its
+/// step kernels translate to every backend with a grid tile's constants.
+#[test]
+fn the_grid_modules_validate_and_translate() {
+    use recurrent::gpu::internals::grid_variant;
+    for shader in [Shader::Lstm, Shader::Gru, Shader::Rnn] {
+        let src = grid_variant(&shader.source());
+        assert!(src.contains("array<atomic<u32>>") && !src.contains("// grid: "));
+        assert_eq!(src.lines().count(), shader.source().lines().count());
+        let name = format!("{} (grid)", shader.name());
+        let (module, info) = validate_text(&name, &src);
+        for k in shader.kernels() {
+            for tile in [
+                StepTile::new(16, 4, 32, 1).persist_on(4),
+                StepTile::direct(16, 1, 7, 8, 4).persist_on(2),
+            ] {
+                let mut set = step_constants(tile, false);
+                set.push(("GRID_SPIN", 1000.0));
+                set.push(("RDROP", 1.0));
+                let constants = set.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+                translate(&name, &module, &info, k, &constants, &set);
+            }
+        }
     }
 }

@@ -75,6 +75,9 @@ pub struct StepArgs {
     pub rd_site: u32,
     pub rd_threshold: u32,
     pub rd_scale: f32,
+    /// A persistent grid's dispatch ([`super::step_tile::StepTile::grid`] >
+    /// 1): its words in the plan's sync buffer (`gpu/grid.rs`); 0 otherwise.
+    pub sync_off: u32,
 }
 
 /// Arguments of the loss kernels (`struct Head` in head.wgsl).

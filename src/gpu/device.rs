@@ -188,7 +188,13 @@ impl GpuDevice {
             let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert_with(|| format!("the device was lost ({reason:?}): {msg}"));
         });
-        let tunables = Tunables::new(&limits, step_tile)?;
+        let mut tunables = Tunables::new(&limits, step_tile)?;
+        if info.device_type == wgpu::DeviceType::Cpu {
+            // llvmpipe ends an invocation's loops after 65,535 iterations
+            // in all: a grid's wait stays well under that, with room for
+            // the loops over tiles and chunks (~40 ms of polling).
+            tunables.grid_spin = 40_000;
+        }
         let registry = Registry::new(&device, checks, specialise_gemms);
         Ok(GpuDevice {
             device,

@@ -7,7 +7,7 @@
 use super::device::GpuDevice;
 use super::gemm_spec::GemmSpec;
 use super::program::{Dispatch, Program};
-use super::registry::{Shader, SLOT_BYTES};
+use super::registry::{Shader, Variant, SLOT_BYTES};
 use crate::error::{Error, Result};
 use std::ops::Range;
 
@@ -18,15 +18,29 @@ use std::ops::Range;
 pub struct Binds<'a> {
     pub main: &'a wgpu::BindGroup,
     pub f16: Option<&'a wgpu::BindGroup>,
+    /// For the dispatches marked [`Dispatch::sync`]: the sync buffer at binding 4.
+    pub sync: Option<&'a wgpu::BindGroup>,
 }
 
 impl<'a> Binds<'a> {
     /// Only `main` (a program without f16 dispatches).
     pub fn main(main: &'a wgpu::BindGroup) -> Binds<'a> {
-        Binds { main, f16: None }
+        Binds {
+            main,
+            f16: None,
+            sync: None,
+        }
     }
 
     fn of(&self, d: &Dispatch) -> Result<&'a wgpu::BindGroup> {
+        if d.sync {
+            return self.sync.ok_or_else(|| {
+                Error::Gpu(format!(
+                    "{}: runs across a grid of workgroups (a persistent step tile with persist=P), but no bind group holds a sync buffer: this program runs the tile with persist (one workgroup a direction) only",
+                    d.label
+                ))
+            });
+        }
         if !d.f16 {
             return Ok(self.main);
         }
@@ -59,10 +73,15 @@ impl Compiled {
             .iter()
             .map(|d| {
                 // A GEMM's operands, from its arguments, for its specialised module.
-                let spec = (d.kernel.shader() == Shader::Gemm)
-                    .then(|| GemmSpec::of_slot(program.slot_bytes(d.slot)));
+                let variant = if d.kernel.shader() == Shader::Gemm {
+                    Variant::Gemm(GemmSpec::of_slot(program.slot_bytes(d.slot)))
+                } else if d.sync {
+                    Variant::Grid
+                } else {
+                    Variant::Plain
+                };
                 gpu.registry
-                    .pipeline(&gpu.device, d.kernel, &d.constants, spec)
+                    .pipeline(&gpu.device, d.kernel, &d.constants, variant)
                     .map_err(|e| e.to_string())
             })
             .collect();

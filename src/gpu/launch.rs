@@ -29,7 +29,7 @@ use super::program::Program;
 use super::registry::Kernel;
 use super::step_tile::step_constants;
 use super::tune::Decision;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 impl Program {
     // ------------------------------------------------------------ GEMM
@@ -144,11 +144,24 @@ impl Program {
     pub fn step(&mut self, kernel: Kernel, a: StepArgs, dirs: u32, label: &str) -> Result<()> {
         let tile = self.tunables().step;
         let f16 = self.resolved.whh_f16;
+        let grid = tile.on_grid();
+        if grid && f16 {
+            return Err(Error::Argument(format!(
+                "{label}: the step tile {tile} runs across a grid of workgroups, which needs binding 4 for its sync buffer, where the f16 copy of W_hh would go: use one or the other"
+            )));
+        }
+        let a = StepArgs {
+            sync_off: if grid { self.sync_slot() } else { 0 },
+            ..a
+        };
         let s = self.slot(&a);
         // (unit tiles, row tiles, directions): a workgroup owns TJ units
         // (TJ*UB backward) and TB*RB rows; persistent: one workgroup a
-        // direction loops over them, and over the steps.
-        let groups = if tile.persistent {
+        // direction loops over them, and over the steps; a grid's `grid`
+        // workgroups a direction, along x with the directions interleaved.
+        let groups = if grid {
+            [tile.grid * dirs, 1, 1]
+        } else if tile.persistent {
             [1, 1, dirs]
         } else {
             [
@@ -162,11 +175,15 @@ impl Program {
         if a.rd_threshold > 0 {
             constants.push(("RDROP", 1.0));
         }
+        if grid {
+            constants.push(("GRID_SPIN", self.tunables().grid_spin as f64));
+        }
         let from = self.dispatches.len();
         self.push(kernel, constants, s, groups, label)?;
         for d in self.since(from) {
             d.step = Some(tile);
             d.f16 = f16;
+            d.sync = grid;
         }
         Ok(())
     }

@@ -41,6 +41,8 @@ mod encode;
 mod gemm_config;
 mod gemm_spec;
 mod gemm_tune;
+mod grid;
+mod grid_module;
 pub(crate) mod half;
 mod launch;
 mod model;
@@ -101,6 +103,7 @@ pub mod internals {
     };
     pub use super::gemm_spec::GemmSpec;
     pub use super::gemm_tune::{DeviceTimer, SCRATCH_MAX_BYTES};
+    pub use super::grid_module::variant as grid_variant;
     pub use super::half::{f16_bits_to_f32, f32_to_f16_bits, round_to_f16};
     pub use super::registry::{file, requires, Shader, PARTS};
     pub use super::stats::STATS_RING;

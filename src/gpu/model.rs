@@ -19,6 +19,7 @@
 use super::args::OptArgs;
 use super::context::GpuContext;
 use super::gemm_config::GemmChoice;
+use super::grid::GRID_GAVE_UP;
 use super::plan::{self, Plan, PlanInputs};
 use super::program::Dispatch;
 use super::registry::SLOT_BYTES;
@@ -72,6 +73,11 @@ pub struct GpuModel {
     /// Sets kept so far (for the tests that check a fit kept its set).
     #[doc(hidden)]
     pub kept_sets: u64,
+    /// A persistent grid's barrier gave up on this device: plans run the
+    /// model's tile per step ([`StepTile::without_grid`]).
+    grid_gave_up: bool,
+    /// Plans with a persistent grid tile are probed when built (see `gpu/grid.rs`).
+    grid_probe: bool,
 }
 
 fn f32_bytes(v: &[f32]) -> &[u8] {
@@ -109,6 +115,8 @@ impl GpuModel {
             resident: None,
             kept_sets: 0,
             submissions: 0,
+            grid_gave_up: false,
+            grid_probe: true,
         };
         g.refresh_whh16()?;
         Ok(g)
@@ -218,6 +226,15 @@ impl GpuModel {
         }
     }
 
+    /// Builds the plans of a persistent grid tile without probing that its
+    /// workgroups all run at once (`gpu/grid.rs`): for the tests of a
+    /// barrier that gives up during a step. Rebuilds the plans.
+    #[doc(hidden)]
+    pub fn set_grid_probe(&mut self, on: bool) {
+        self.grid_probe = on;
+        self.clear_plans();
+    }
+
     /// What the step tuner caches the tile of batches of `b` rows under.
     pub fn step_key(&self, b: usize) -> StepKey {
         StepKey::of(&self.config, b, self.weights.whh16.is_some())
@@ -243,11 +260,16 @@ impl GpuModel {
                 config: &self.config,
                 layout: &self.layout,
                 weights: &self.weights,
-                step_tile: self.step_tile,
+                step_tile: if self.grid_gave_up {
+                    self.step_tile.without_grid()
+                } else {
+                    self.step_tile
+                },
                 step_tile_pinned: self.step_tile_pinned,
                 input_grad: self.input_grad,
                 state_grad: self.state_grad,
                 stack_only: self.stack_only,
+                grid_probe: self.grid_probe,
             };
             let (plan, decision) = plan::build(&inputs, b, t, self.step_tiles.get(&b).cloned())?;
             self.step_tiles.insert(b, decision);
@@ -530,6 +552,7 @@ impl GpuModel {
             plan.ws.out.off as usize,
             plan.ws.out.len as usize,
         )?;
+        self.check_grid(key)?;
         let (b, t) = key;
         let o = self.config.out_features;
         Ok(match self.config.output {
@@ -565,6 +588,7 @@ impl GpuModel {
         let plan = &self.plans[&key];
         let l = self.read(&plan.work, plan.ws.scalars.off as usize, 1)?[0];
         let g = self.read(&self.weights.grads, 0, self.layout.total)?;
+        self.check_grid(key)?;
         Ok((l, g))
     }
 
@@ -670,6 +694,8 @@ impl GpuModel {
         let plan = &self.plans[&key];
         self.stats
             .copy_into(&mut enc, &plan.work, plan.ws.scalars.off as u64 * 4, slot);
+        self.stats
+            .copy_grid_flag_into(&mut enc, plan.grid.as_ref(), slot);
         self.ctx
             .queue
             .submit(before.into_iter().chain([enc.finish()]));
@@ -680,12 +706,44 @@ impl GpuModel {
 
     /// Statistics of the steps that have finished, oldest first, without blocking.
     pub fn poll_stats(&mut self) -> Result<Vec<StepStats>> {
-        self.stats.poll(&self.ctx)
+        let r = self.stats.poll(&self.ctx);
+        self.after_grid_error(r)
     }
 
     /// Waits for every submitted step; returns the statistics not collected yet.
     pub fn finish(&mut self) -> Result<Vec<StepStats>> {
-        self.stats.finish(&self.ctx)
+        let r = self.stats.finish(&self.ctx);
+        self.after_grid_error(r)
+    }
+
+    /// `r`, after falling back to the per-step kernels if it says a
+    /// persistent grid's barrier gave up (see `gpu/grid.rs`).
+    fn after_grid_error<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(Error::Gpu(m)) = &r {
+            if m.starts_with(GRID_GAVE_UP) {
+                self.grid_gave_up = true;
+                self.clear_plans();
+                self.step_tiles.clear();
+            }
+        }
+        r
+    }
+
+    /// Fails (and falls back to the per-step kernels) if a barrier of the
+    /// persistent grid in plan `key` gave up since it was built: what the
+    /// last run computed is wrong.
+    fn check_grid(&mut self, key: (usize, usize)) -> Result<()> {
+        let Some(g) = &self.plans[&key].grid else {
+            return Ok(());
+        };
+        let flag = self.ctx.read_bytes(&g.buffer, 4)?;
+        let r = match bytemuck::pod_read_unaligned::<u32>(&flag) {
+            0 => Ok(()),
+            _ => Err(Error::Gpu(format!(
+                "{GRID_GAVE_UP}: its workgroups were not all running at once, so this result is wrong. HINT: the model now runs the per-step kernels; run it again"
+            ))),
+        };
+        self.after_grid_error(r)
     }
 
     /// [`GpuModel::train_step`] followed by [`GpuModel::finish`]: the step's statistics.

@@ -14,6 +14,7 @@
 use super::context::GpuContext;
 use super::encode::{Binds, Compiled};
 use super::gemm_config::GemmDecisions;
+use super::grid::GridSync;
 use super::program::Resolved;
 use super::record::{self, Phases, StepModel};
 use super::step_tile::StepTile;
@@ -44,6 +45,9 @@ pub struct PlanInputs<'a> {
     /// Record the recurrent stack alone ([`record::stack_step`]) rather
     /// than a training step.
     pub stack_only: bool,
+    /// Probe a persistent grid tile's plan (see `gpu/grid.rs`); off only
+    /// for the tests of what happens when a barrier gives up later.
+    pub grid_probe: bool,
 }
 
 /// Everything for one batch shape.
@@ -58,6 +62,8 @@ pub struct Plan {
     bind_group: wgpu::BindGroup,
     /// `bind_group` with the f16 copy of W_hh at binding 4 (only with the copy).
     bind_group_f16: Option<wgpu::BindGroup>,
+    /// The sync buffer of a persistent grid's dispatches (only with a grid tile).
+    pub grid: Option<GridSync>,
     /// The recorded training step and its pipelines.
     pub step: Compiled,
     pub phases: Phases,
@@ -104,6 +110,12 @@ pub fn build(
     });
     if let Some(d) = decided {
         let plan = Plan::on(inp, ws, work, ints, d.choice, &gemms)?;
+        // A grid tile whose probe failed runs per step.
+        let d = if plan.tile() == d.choice {
+            d
+        } else {
+            Tuned::unmeasured(plan.tile(), Decision::Fallback)
+        };
         return Ok((plan, d));
     }
     let cands = step_candidates(inp.step_tile, &key, &ctx.limits);
@@ -197,18 +209,41 @@ impl Plan {
         let bind_group_f16 = w
             .bindings(&work, &ints, true)
             .map(|b| ctx.bind_group("plan.f16", &uniforms, b));
-        Ok(Plan {
+        let grid = GridSync::new(
+            ctx,
+            "plan",
+            step.program.sync_words,
+            &uniforms,
+            [&w.params, &w.grads, &work, &ints],
+        );
+        let plan = Plan {
             ws,
             work,
             ints,
             uniforms,
             bind_group,
             bind_group_f16,
+            grid,
             step,
             phases: rec.phases,
             norm_slot: rec.norm_slot,
             opt_slot: rec.opt_slot,
-        })
+        };
+        // A grid's workgroups must all run at once: its forward and backward
+        // once (on whatever the workspace holds), and the flag read back.
+        if let Some(g) = plan.grid.as_ref().filter(|_| inp.grid_probe) {
+            let enc = plan.encode(ctx, w, None, true, None)?;
+            if !g.probe(ctx, enc)? {
+                let Plan { ws, work, ints, .. } = plan;
+                return Plan::on(inp, ws, work, ints, tile.without_grid(), gemms);
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The step tile this plan's step kernels run.
+    pub fn tile(&self) -> StepTile {
+        self.step.program.resolved.tunables.step
     }
 
     /// The bind groups of the step's dispatches.
@@ -216,6 +251,7 @@ impl Plan {
         Binds {
             main: &self.bind_group,
             f16: self.bind_group_f16.as_ref(),
+            sync: self.grid.as_ref().map(|g| &g.bind_group),
         }
     }
 

@@ -30,6 +30,9 @@ pub struct Dispatch {
     /// Reads (or writes) the f16 copy of W_hh: runs with the bind group that
     /// holds it.
     pub f16: bool,
+    /// A persistent grid's dispatch: runs the sync module (`gpu/grid.rs`)
+    /// with the bind group that holds the sync buffer at binding 4.
+    pub sync: bool,
 }
 
 /// What a recording takes as given: decided before it starts.
@@ -72,6 +75,8 @@ pub struct Program {
     /// Every GEMM recorded, in order, with the configuration it runs.
     pub gemms: Vec<GemmChoice>,
     pub resolved: Resolved,
+    /// Words of the sync buffer its grid dispatches use (0: none).
+    pub sync_words: u32,
 }
 
 impl Program {
@@ -81,6 +86,7 @@ impl Program {
             uniforms: Vec::new(),
             gemms: Vec::new(),
             resolved,
+            sync_words: 0,
         }
     }
 
@@ -139,8 +145,17 @@ impl Program {
             label: label.to_string(),
             step: None,
             f16: false,
+            sync: false,
         });
         Ok(())
+    }
+
+    /// The words of the sync buffer for one more grid dispatch: its offset.
+    pub fn sync_slot(&mut self) -> u32 {
+        use super::grid_module::{HEADER_WORDS, WORDS_PER_DISPATCH};
+        let off = self.sync_words.max(HEADER_WORDS);
+        self.sync_words = off + WORDS_PER_DISPATCH;
+        off
     }
 
     /// The dispatches pushed since index `from`.

@@ -309,9 +309,20 @@ impl Kernel {
 /// `min_uniform_buffer_offset_alignment`, which is at most 256).
 pub const SLOT_BYTES: u64 = 256;
 
-/// A kernel, its override constants (name, value bits) and the spec of its
-/// module (GEMMs under `specialise_gemms`; else `None`).
-type PipelineKey = (Kernel, Vec<(&'static str, u64)>, Option<GemmSpec>);
+/// Which text of a shader a module is built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// The file as it is.
+    Plain,
+    /// `gemm.wgsl` specialised to one GEMM's operands ([`GemmSpec`]; only
+    /// under `specialise_gemms`, else the plain module).
+    Gemm(GemmSpec),
+    /// A step shader for the persistent grid ([`super::grid_module::variant`]).
+    Grid,
+}
+
+/// A kernel, its override constants (name, value bits) and its module's variant.
+type PipelineKey = (Kernel, Vec<(&'static str, u64)>, Variant);
 
 /// The shared bind-group and pipeline layouts, and the module and pipeline caches.
 pub struct Registry {
@@ -321,7 +332,7 @@ pub struct Registry {
     /// (written), `4` the batch's rows (read-only storage), `5` the uniform slot.
     pub data_layout: wgpu::BindGroupLayout,
     data_pipeline_layout: wgpu::PipelineLayout,
-    modules: Mutex<HashMap<(Shader, Option<GemmSpec>), wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<(Shader, Variant), wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     checks: ShaderChecks,
     /// Build each GEMM's module specialised to its operands ([`GemmSpec`]).
@@ -418,29 +429,47 @@ impl Registry {
             .map_or(0, |m| m.keys().filter(|(s, _)| *s == Shader::Gemm).count())
     }
 
-    /// The pipeline of kernel `k` with override constants `consts`, and for
-    /// a GEMM-family kernel under `specialise_gemms` from the module of its
-    /// operands `spec` (compiled on first use, then cached).
+    /// Modules of the step shaders for the persistent grid built so far.
+    pub fn grid_modules(&self) -> usize {
+        self.modules
+            .lock()
+            .map_or(0, |m| m.keys().filter(|(_, v)| *v == Variant::Grid).count())
+    }
+
+    /// The pipeline of kernel `k` with override constants `consts` from the
+    /// module `variant` of its shader (a GEMM's specialised module only under
+    /// `specialise_gemms`; compiled on first use, then cached).
     pub fn pipeline(
         &self,
         device: &wgpu::Device,
         k: Kernel,
         consts: &[(&'static str, f64)],
-        spec: Option<GemmSpec>,
+        variant: Variant,
     ) -> Result<wgpu::ComputePipeline> {
-        let spec = spec.filter(|_| self.specialise_gemms && k.shader() == Shader::Gemm);
+        let variant = match variant {
+            Variant::Gemm(_) if !(self.specialise_gemms && k.shader() == Shader::Gemm) => {
+                Variant::Plain
+            }
+            Variant::Grid if !matches!(k.shader(), Shader::Lstm | Shader::Gru | Shader::Rnn) => {
+                return Err(Error::Gpu(format!(
+                    "kernel {} is not a step kernel: it has no persistent grid module",
+                    k.entry()
+                )))
+            }
+            v => v,
+        };
         let key = (
             k,
             consts
                 .iter()
                 .map(|(n, v)| (*n, v.to_bits()))
                 .collect::<Vec<_>>(),
-            spec,
+            variant,
         );
         if let Some(p) = self.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
             return Ok(p.clone());
         }
-        let module = self.module(device, k.shader(), spec)?;
+        let module = self.module(device, k.shader(), variant)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(k.entry()),
@@ -471,22 +500,22 @@ impl Registry {
         Ok(p)
     }
 
-    /// The module of `shader`, specialised to `spec` if given (compiled on
-    /// first use, then cached).
+    /// The module of `shader` in `variant` (compiled on first use, then cached).
     fn module(
         &self,
         device: &wgpu::Device,
         shader: Shader,
-        spec: Option<GemmSpec>,
+        variant: Variant,
     ) -> Result<wgpu::ShaderModule> {
         let mut modules = self.modules.lock().map_err(|_| poisoned())?;
-        if let Some(m) = modules.get(&(shader, spec)) {
+        if let Some(m) = modules.get(&(shader, variant)) {
             return Ok(m.clone());
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let source = match spec {
-            Some(s) => s.specialise(&shader.source()),
-            None => shader.source(),
+        let source = match variant {
+            Variant::Plain => shader.source(),
+            Variant::Gemm(s) => s.specialise(&shader.source()),
+            Variant::Grid => super::grid_module::variant(&shader.source()),
         };
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(shader.name()),
@@ -512,7 +541,7 @@ impl Registry {
                 shader.name()
             )));
         }
-        modules.insert((shader, spec), m.clone());
+        modules.insert((shader, variant), m.clone());
         Ok(m)
     }
 }

@@ -5,6 +5,7 @@
 //! ([`StatsRing::finish`]).
 
 use super::device::GpuDevice;
+use super::grid::{GridSync, GRID_GAVE_UP};
 use crate::error::{Error, Result};
 use crate::model::StepStats;
 use std::collections::VecDeque;
@@ -18,9 +19,13 @@ pub const STATS_RING: usize = 4;
 /// Bytes of one step's statistics: `[4]` f32 loss, count, norm, clip coefficient.
 pub const STATS_BYTES: u64 = 16;
 
+/// Bytes of a slot: the statistics, then the persistent grid's give-up flag
+/// (a u32 at [`STATS_BYTES`]; zero for a plan without a grid) and padding.
+const SLOT_BYTES: u64 = 32;
+
 /// One staging buffer of the ring and its state.
 struct Slot {
-    /// `[4]` f32: loss, count, norm, coef ("staging.stats.N").
+    /// `[4]` f32: loss, count, norm, coef, then the grid's flag ("staging.stats.N").
     buffer: wgpu::Buffer,
     /// 0 idle, 1 mapping, 2 mapped, 3 failed.
     state: Arc<AtomicU8>,
@@ -43,7 +48,7 @@ impl StatsRing {
             .map(|i| Slot {
                 buffer: gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("staging.stats.{i}")),
-                    size: STATS_BYTES,
+                    size: SLOT_BYTES,
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 }),
@@ -81,6 +86,21 @@ impl StatsRing {
         enc.copy_buffer_to_buffer(src, offset, &self.slots[slot].buffer, 0, STATS_BYTES);
     }
 
+    /// Records the copy of the persistent grid's give-up flag into `slot`
+    /// (`grid`: the plan's; `None` zeroes it).
+    pub fn copy_grid_flag_into(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        grid: Option<&GridSync>,
+        slot: usize,
+    ) {
+        let dst = &self.slots[slot].buffer;
+        match grid {
+            Some(g) => g.encode_flag_copy(enc, dst, STATS_BYTES),
+            None => enc.clear_buffer(dst, STATS_BYTES, Some(SLOT_BYTES - STATS_BYTES)),
+        }
+    }
+
     /// After the submission that holds the copy: maps `slot` for optimizer step `step`.
     pub fn submitted(&mut self, slot: usize, step: u64) {
         let s = &mut self.slots[slot];
@@ -111,6 +131,12 @@ impl StatsRing {
         };
         s.buffer.unmap();
         let (loss, norm) = (v[0], v[2]);
+        if v[4].to_bits() != 0 {
+            return Err(Error::Gpu(format!(
+                "{GRID_GAVE_UP} at optimizer step {}: its workgroups were not all running at once, so the step was skipped (its gradients made NaN). HINT: the model now runs the per-step kernels; train on (or pin a tile without persist=P)",
+                s.step
+            )));
+        }
         if !loss.is_finite() || !norm.is_finite() {
             return Err(Error::Diverged {
                 step: s.step as usize,

@@ -16,6 +16,7 @@
 //! | `direct` | `DIRECT` | the word `direct` |
 //! | `back_units` | `UB` | `ub=N` |
 //! | `persistent` | `PERSIST` | the word `persist` |
+//! | `grid` | `GRID` (workgroups a direction) | `persist=P` |
 //! | (the f16 copy of W_hh) | `WHH16` | — |
 //! | [`StepTile::MAX_ROWS_PER_INVOCATION`] | `RB_MAX` | — |
 //! | [`StepTile::MAX_BACK_UNITS`] | `UB_MAX` | — |
@@ -33,7 +34,7 @@ use crate::error::{Error, Result};
 /// slices' partial sums (in a fixed order), which changes them by rounding.
 /// A direct tile ([`StepTile::direct`]) stages nothing; `back_units` widens
 /// the backward's workgroups. Set with
-/// `RECURRENT_STEP_TILE=units,rows,chunk[,rb[,sk[,direct]]][,ub=N][,persist]` or per
+/// `RECURRENT_STEP_TILE=units,rows,chunk[,rb[,sk[,direct]]][,ub=N][,persist[=P]]` or per
 /// model with [`GpuModel::set_step_tile`](super::GpuModel::set_step_tile).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StepTile {
@@ -68,6 +69,18 @@ pub struct StepTile {
     /// it (small H). Computes exactly what the same tile computes per step:
     /// the same bits.
     pub persistent: bool,
+    /// Persistent only: workgroups per direction (`GRID`; text `persist=P`),
+    /// cuDNN's persistent algorithm across the GPU (Diamos et al. 2016):
+    /// workgroup p takes the unit tiles p, p + P, ... of every row tile,
+    /// and the P workgroups meet at a barrier across the grid between steps
+    /// (an atomic counter in the plan's sync buffer, `gpu/grid.rs`). Every
+    /// tile is computed as the per-step dispatch computes it: the same bits.
+    /// The P workgroups must run at once: a plan probes that they do, and a
+    /// barrier that waits too long sets an error flag (the step is then
+    /// skipped and the model falls back to one workgroup a direction).
+    /// Not with the f16 copy of W_hh (both need binding 4). 1: one
+    /// workgroup a direction.
+    pub grid: u32,
 }
 
 impl StepTile {
@@ -82,6 +95,7 @@ impl StepTile {
             direct: false,
             back_units: 1,
             persistent: false,
+            grid: 1,
         }
     }
 
@@ -91,6 +105,35 @@ impl StepTile {
             persistent: true,
             ..self
         }
+    }
+
+    /// This tile, run persistently by `groups` workgroups a direction (see
+    /// [`StepTile::grid`]).
+    pub fn persist_on(self, groups: u32) -> StepTile {
+        StepTile {
+            persistent: true,
+            grid: groups,
+            ..self
+        }
+    }
+
+    /// This tile without its grid: a grid tile runs per step instead (the
+    /// same bits); any other is itself.
+    pub fn without_grid(self) -> StepTile {
+        if !self.on_grid() {
+            return self;
+        }
+        StepTile {
+            persistent: false,
+            grid: 1,
+            ..self
+        }
+    }
+
+    /// Runs persistently across more than one workgroup a direction (needs
+    /// the sync buffer at binding 4).
+    pub fn on_grid(&self) -> bool {
+        self.persistent && self.grid > 1
     }
 
     /// Largest [`StepTile::back_units`] (`UB_MAX` in step_common.wgsl).
@@ -165,8 +208,18 @@ impl StepTile {
             || self.chunk == 0
             || self.rows_per_invocation == 0
             || self.splits == 0
+            || self.grid == 0
         {
             return Some("every value must be at least 1".into());
+        }
+        if self.grid > 1 && !self.persistent {
+            return Some("workgroups a direction (persist=P) only for a persistent tile".into());
+        }
+        if self.grid > limits.max_compute_workgroups_per_dimension {
+            return Some(format!(
+                "persist={}: the adapter runs at most {} workgroups along x",
+                self.grid, limits.max_compute_workgroups_per_dimension
+            ));
         }
         if self.back_units == 0 || self.back_units > Self::MAX_BACK_UNITS {
             return Some(format!(
@@ -260,7 +313,20 @@ impl std::str::FromStr for StepTile {
     /// adapter's limits are [`StepTile::check`]'s.
     fn from_str(v: &str) -> Result<StepTile> {
         let mut fields: Vec<&str> = v.split(',').map(str::trim).collect();
-        let persistent = fields.last() == Some(&"persist");
+        let mut grid = 1;
+        let persistent = match fields.last().and_then(|f| f.strip_prefix("persist")) {
+            Some("") => true,
+            Some(n) => {
+                let n = n.strip_prefix('=').unwrap_or(n);
+                grid = n.parse().map_err(|_| {
+                    Error::Argument(format!(
+                        "step tile '{v}': persist={n} is not an unsigned integer (workgroups a direction)"
+                    ))
+                })?;
+                true
+            }
+            None => false,
+        };
         if persistent {
             fields.pop();
         }
@@ -303,6 +369,7 @@ impl std::str::FromStr for StepTile {
         };
         let tile = StepTile {
             persistent,
+            grid,
             ..tile.with_back_units(back_units)
         };
         Ok(tile)
@@ -327,6 +394,9 @@ impl std::fmt::Display for StepTile {
         }
         if self.persistent {
             write!(f, ",persist")?;
+            if self.grid != 1 {
+                write!(f, "={}", self.grid)?;
+            }
         }
         Ok(())
     }
@@ -358,6 +428,9 @@ pub fn step_constants(tile: StepTile, f16: bool) -> Vec<(&'static str, f64)> {
     }
     if tile.persistent {
         c.push(("PERSIST", 1.0));
+    }
+    if tile.on_grid() {
+        c.push(("GRID", tile.grid as f64));
     }
     if f16 {
         c.push(("WHH16", 1.0));
@@ -458,6 +531,27 @@ mod tests {
             );
         }
         assert!(!StepTile::parse("16,4,32,1", &l).unwrap().persistent);
+        // Across a grid: persist=P, P workgroups a direction.
+        let g = StepTile::parse("16,4,32,1,persist=8", &l).unwrap();
+        assert_eq!(g, StepTile::new(16, 4, 32, 1).persist_on(8));
+        assert!(g.on_grid() && !StepTile::new(16, 4, 32, 1).persist().on_grid());
+        assert_eq!(g.to_string(), "16,4,32,1,persist=8");
+        assert_eq!(
+            StepTile::new(16, 4, 32, 1).persist_on(1).to_string(),
+            "16,4,32,1,persist"
+        );
+        assert_eq!(
+            step_constants(g, false),
+            [
+                ("TJ", 16.0),
+                ("TB", 4.0),
+                ("KC", 32.0),
+                ("PERSIST", 1.0),
+                ("GRID", 8.0)
+            ]
+        );
+        assert!(err("16,4,32,1,persist=x", &l).contains("persist=x is not an unsigned integer"));
+        assert!(err("16,4,32,1,persist=0", &l).contains("at least 1"));
         assert!(err("16,4,32,persist,1", &l).contains("expected units,rows,chunk"));
         assert!(err("16,4,32,ub=x", &l).contains("ub=x is not an unsigned integer"));
         // 32 units x 8 slices: 34,560 bytes, over 16 KiB.
@@ -483,6 +577,7 @@ mod tests {
             direct: false,
             back_units: 1,
             persistent: false,
+            grid: 1,
         };
         let names = |c: Vec<(&'static str, f64)>| c.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(step_constants(t, false)), ["TJ", "TB", "KC"]);

@@ -31,6 +31,12 @@ pub struct Tunables {
     /// The step tile was set by `RECURRENT_STEP_TILE`: models keep it, the
     /// step tuner ([`super::step_tune`]) does not measure others.
     pub step_tile_pinned: bool,
+    /// Rounds of 32 polls a persistent grid's workgroup may wait at the
+    /// barriers of one sequence before it gives up (`GRID_SPIN`,
+    /// `gpu/grid.rs`): a few seconds at most on a GPU. A CPU adapter
+    /// (llvmpipe) gets fewer, under the 65,535 loop iterations in all it
+    /// lets an invocation run (`GpuDevice::new`).
+    pub grid_spin: u32,
 }
 
 impl Tunables {
@@ -92,6 +98,7 @@ impl Tunables {
             // Rows per invocation: 1 until a measurement says otherwise (BENCHMARKS.md).
             step: StepTile::new(16, if inv >= 256 { 16 } else { 4 }, 32, 1),
             step_tile_pinned: false,
+            grid_spin: 1 << 17,
         };
         // A pinned tile (GpuOptions::step_tile, RECURRENT_STEP_TILE) replaces
         // the default, checked against the adapter's limits.

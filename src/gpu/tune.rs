@@ -35,6 +35,9 @@ pub enum Decision {
     Pinned,
     /// Tuning is off (the default): the fallback.
     Off,
+    /// A persistent grid tile ([`super::step_tile::StepTile::grid`]) whose
+    /// workgroups were found not all running at once: the same tile, per step.
+    Fallback,
 }
 
 impl Decision {
@@ -45,6 +48,7 @@ impl Decision {
             Decision::TooLarge => "too-large",
             Decision::Pinned => "pinned",
             Decision::Off => "fixed",
+            Decision::Fallback => "grid-fallback",
         }
     }
 }

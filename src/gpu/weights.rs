@@ -199,6 +199,7 @@ impl WhhF16 {
         Binds {
             main: &self.bind_group,
             f16: Some(&self.bind_group),
+            sync: None,
         }
     }
 

@@ -212,9 +212,14 @@ impl GpuSeq2Seq {
         let what = format!("the seq2seq workspace for batch {b} x {s} -> {t} steps");
         let (work, ints) = workspace_buffers(ctx, &what, w.work_len, w.ints_len)?;
         let record = |gemms: GemmDecisions| -> Result<(super::program::Program, Kind)> {
+            // A persistent grid tile runs per step here (its sync buffer is
+            // the plain models' plans'; the same bits).
+            let tunables = ctx
+                .tunables
+                .with_step_tile(ctx.tunables.step.without_grid());
             let resolved = Resolved {
                 gemms,
-                ..Resolved::fixed(ctx.tunables, &ctx.limits)
+                ..Resolved::fixed(tunables, &ctx.limits)
             };
             Ok(match decode {
                 None => {
