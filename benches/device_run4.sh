@@ -21,6 +21,8 @@
 #     pairs, held-out exact match, seconds an epoch) beside PyTorch on CUDA, same split;
 #  5c. GEMMs specialised to their operands (RECURRENT_GEMM_SPECIALISE=1, issue 20
 #     item 3): the suite again, and the profile at H1024;
+#  5d. persistent grid tiles (persist=8, issue 20 item 4) at the MNIST sizes
+#     (part 1 also checks their bits against the per-step kernels on this GPU);
 #  6. GPU clocks and utilisation every 200 ms throughout.
 #  7. (if time is left) the suite again with unchecked shaders.
 #  2c. µs per dispatch of a trivial kernel (1000 dependent dispatches in one
@@ -86,12 +88,17 @@ fi
   echo "=== 5c. ours, GEMMs specialised to their operands, deepbench + mnist, at ${SECONDS}s"
   RECURRENT_GEMM_SPECIALISE=1 timeout $(lim 60) $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/recurrent-gpu-specialised.json"
   RECURRENT_GEMM_SPECIALISE=1 timeout $(lim 20) $r bench --device gpu --cell lstm --input 1024 --hidden 1024 --batch 64 --steps 25 --reps 3 --profile --json "$OUT/gpu-profile-h1024-specialised.json"
+  echo "=== 5d. persistent grid step tiles (issue 20 item 4: P workgroups a direction, a barrier across them), mnist sizes, at ${SECONDS}s"
+  RECURRENT_STEP_TILE=16,16,32,1,persist=8 timeout $(lim 20) $r bench --device gpu --suite mnist --reps 3 --show-tuning --json "$OUT/recurrent-gpu-grid8.json"
+  RECURRENT_STEP_TILE=16,4,32,1,persist=8 timeout $(lim 20) $r bench --device gpu --suite mnist --reps 3 --show-tuning --json "$OUT/recurrent-gpu-grid8-tb4.json"
   echo "=== 7. ours, unchecked shaders, deepbench + mnist, at ${SECONDS}s"
   RECURRENT_SHADER_CHECKS=unchecked timeout $(lim 60) $r bench --device gpu --suite deepbench,mnist --reps 3 --json "$OUT/recurrent-gpu-unchecked.json"
   echo "=== tables, at ${SECONDS}s"
   python3 benches/compare.py "$OUT/recurrent-gpu.json" "$OUT/pytorch-gpu.json" --label-ours recurrent --label-theirs cuDNN
   [ -e "$OUT/recurrent-gpu-unchecked.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-unchecked.json" "$OUT/recurrent-gpu.json" --label-ours unchecked --label-theirs checked
   [ -e "$OUT/recurrent-gpu-specialised.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-specialised.json" "$OUT/recurrent-gpu.json" --label-ours specialised --label-theirs generic
+  [ -e "$OUT/recurrent-gpu-grid8.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-grid8.json" "$OUT/recurrent-gpu.json" --label-ours grid8 --label-theirs default
+  [ -e "$OUT/recurrent-gpu-grid8-tb4.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-grid8-tb4.json" "$OUT/recurrent-gpu.json" --label-ours grid8-tb4 --label-theirs default
   [ -e "$OUT/recurrent-gpu-rdrop.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu-rdrop.json" "$OUT/recurrent-gpu.json" --label-ours rdrop --label-theirs plain
   [ -e "$OUT/burn-gpu.json" ] && python3 benches/compare.py "$OUT/recurrent-gpu.json" "$OUT/burn-gpu.json" --label-ours recurrent --label-theirs Burn
   echo "=== done at ${SECONDS}s"

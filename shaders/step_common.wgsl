@@ -137,7 +137,7 @@ override PERSIST: u32 = 0u;
 // host probes that they do, and a workgroup that waited GRID_SPIN rounds
 // (grid_poll) at the barriers of a sequence gives up.
 override GRID: u32 = 1u;
-override GRID_SPIN: u32 = 131072u;
+override GRID_SPIN: u32 = 32768u;
 
 // The sync module's atomics on the sync buffer (src/gpu/grid.rs): from
 // word u.sync_off, direction dir's arrivals at the barriers (+ dir), its

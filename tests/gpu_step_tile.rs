@@ -650,8 +650,9 @@ fn grid_tiles_give_the_bits_of_the_same_tile_per_step() {
     }
 }
 
-/// A grid whose workgroups cannot all run at once (1024 a direction, more
-/// than lavapipe's threads): the plan's probe sees its barriers give up and
+/// A grid whose workgroups cannot all run at once (65,535, the most a grid
+/// dimension holds: more than lavapipe's threads, or a GPU's resident
+/// workgroups of 32 invocations): the plan's probe sees its barriers give up and
 /// the plan runs the tile per step (decision `grid-fallback`), with the
 /// per-step bits. Without the probe, the barriers give up in the step
 /// itself: the forward is refused, the training step is skipped (the
@@ -671,7 +672,7 @@ fn a_grid_that_cannot_run_at_once_falls_back_to_the_per_step_kernels() {
     let model = case.model(390);
     let data = case.data(Loss::Ce, 490);
     let t = tile(8, 4, 8, 1);
-    let wide = t.persist_on(1024);
+    let wide = t.persist_on(65_535);
     let opts = StepOptions {
         loss: Loss::Ce,
         clip: Some(1.0),

@@ -18,8 +18,9 @@
 //! ids, class targets), `4 state` (optimizer moments), `5` the dispatch's
 //! uniform slot (a dynamic offset into one uniform buffer). The dispatches
 //! that read the opt-in f16 copy of W_hh get a second bind group with the
-//! copy at binding 4 instead of the optimizer state, which they never use;
-//! so the kernels need 5 storage bindings on every adapter. `data.wgsl` (a
+//! copy at binding 4 instead of the optimizer state, which they never use,
+//! and a persistent grid's step dispatches one with its sync buffer there
+//! (`grid.rs`); so the kernels need 5 storage bindings on every adapter. `data.wgsl` (a
 //! resident training set's batches) has bindings of its own ([`Registry::data_layout`]). Offsets into the
 //! buffers travel in the uniform as element indices, never as binding
 //! offsets (storage binding offsets must be 256-byte aligned; element

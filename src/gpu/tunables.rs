@@ -98,7 +98,7 @@ impl Tunables {
             // Rows per invocation: 1 until a measurement says otherwise (BENCHMARKS.md).
             step: StepTile::new(16, if inv >= 256 { 16 } else { 4 }, 32, 1),
             step_tile_pinned: false,
-            grid_spin: 1 << 17,
+            grid_spin: 1 << 15,
         };
         // A pinned tile (GpuOptions::step_tile, RECURRENT_STEP_TILE) replaces
         // the default, checked against the adapter's limits.

@@ -964,7 +964,7 @@ fn print_tuning(t: &[recurrent::bench::GemmTuning]) {
 /// The step tile line of `bench --show-tuning`.
 fn print_step_tile(t: &recurrent::bench::StepTuning) {
     let mut line = format!(
-        "  step kernel tile (units,rows,chunk,rb[,sk[,direct]][,ub=N][,persist]): {} ({}",
+        "  step kernel tile (units,rows,chunk,rb[,sk[,direct]][,ub=N][,persist[=P]]): {} ({}",
         t.tile, t.decision
     );
     if !t.candidates.is_empty() {
