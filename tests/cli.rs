@@ -598,7 +598,7 @@ fn bench_show_tuning_lists_every_gemm_with_its_configuration() {
             assert!(cands.is_empty() && st["ms"].is_null(), "{st}");
         }
         let line = format!(
-            "step kernel tile (units,rows,chunk,rb[,sk[,direct]][,ub=N][,persist]): {} ({decision}",
+            "step kernel tile (units,rows,chunk,rb[,sk[,direct]][,ub=N][,persist[=P]]): {} ({decision}",
             st["tile"].as_str().unwrap()
         );
         assert!(text.contains(&line), "{line} not printed:\n{text}");
