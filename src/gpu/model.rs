@@ -260,7 +260,9 @@ impl GpuModel {
                 config: &self.config,
                 layout: &self.layout,
                 weights: &self.weights,
-                step_tile: if self.grid_gave_up {
+                // The stack op (GpuStack) records into the application's
+                // encoder, where no give-up would be reported: per step.
+                step_tile: if self.grid_gave_up || self.stack_only {
                     self.step_tile.without_grid()
                 } else {
                     self.step_tile

@@ -78,8 +78,10 @@ pub struct StepTile {
     /// The P workgroups must run at once: a plan probes that they do, and a
     /// barrier that waits too long sets an error flag (the step is then
     /// skipped and the model falls back to one workgroup a direction).
-    /// Not with the f16 copy of W_hh (both need binding 4). 1: one
-    /// workgroup a direction.
+    /// Not with the f16 copy of W_hh (both need binding 4). For
+    /// [`super::GpuModel`]'s plans (training, evaluation, streaming); the
+    /// stack op and seq2seq run such a tile per step. 1: one workgroup a
+    /// direction.
     pub grid: u32,
 }
 
@@ -306,10 +308,11 @@ impl StepTile {
 impl std::str::FromStr for StepTile {
     type Err = Error;
 
-    /// `units,rows,chunk[,rb[,sk[,direct]]][,ub=N][,persist]` (`rb`, rows per
+    /// `units,rows,chunk[,rb[,sk[,direct]]][,ub=N][,persist[=P]]` (`rb`, rows per
     /// invocation, and `sk`, slices of K, default to 1; the word `direct`:
     /// [`StepTile::direct`]; `ub=N`: [`StepTile::back_units`], default 1;
-    /// the word `persist`: [`StepTile::persistent`]). The syntax only: the
+    /// the word `persist`: [`StepTile::persistent`]; `persist=P`: across P
+    /// workgroups a direction, [`StepTile::grid`]). The syntax only: the
     /// adapter's limits are [`StepTile::check`]'s.
     fn from_str(v: &str) -> Result<StepTile> {
         let mut fields: Vec<&str> = v.split(',').map(str::trim).collect();
