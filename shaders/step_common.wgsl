@@ -458,7 +458,18 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, m: RMask, b0: u32, j0: u32, lid: ve
     }
     let H = u.h;
     let B = u.b;
-    var acc: array<vec4<f32>, RB_MAX>; // zero-initialised
+    // One accumulator per register-blocked row (RB of them), as named
+    // variables: the hot loop below has no private array indexed by a loop
+    // counter (which a driver that does not unroll it keeps in memory); the
+    // blocks past RB fold away with the override.
+    var a0 = vec4<f32>();
+    var a1 = vec4<f32>();
+    var a2 = vec4<f32>();
+    var a3 = vec4<f32>();
+    var a4 = vec4<f32>();
+    var a5 = vec4<f32>();
+    var a6 = vec4<f32>();
+    var a7 = vec4<f32>();
     let chunks = (H + KC - 1u) / KC;
     // This slice's invocation index and parts of the staging arrays.
     let ls = li % (TJ * TB);
@@ -491,31 +502,43 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, m: RMask, b0: u32, j0: u32, lid: ve
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk++) {
             // Each W_hh value once from workgroup memory, for all RB rows.
-            let w0 = sh_w[wz + lid.x * KS + kk];
-            var w1 = 0.0;
-            var w2 = 0.0;
-            var w3 = 0.0;
+            var w = vec4<f32>(sh_w[wz + lid.x * KS + kk], 0.0, 0.0, 0.0);
             if G > 1u {
-                w1 = sh_w[wz + (TJ + lid.x) * KS + kk];
-                w2 = sh_w[wz + (2u * TJ + lid.x) * KS + kk];
+                w.y = sh_w[wz + (TJ + lid.x) * KS + kk];
+                w.z = sh_w[wz + (2u * TJ + lid.x) * KS + kk];
             }
             if G > 3u {
-                w3 = sh_w[wz + (3u * TJ + lid.x) * KS + kk];
+                w.w = sh_w[wz + (3u * TJ + lid.x) * KS + kk];
             }
-            for (var r = 0u; r < RB; r++) {
-                let hv = sh_h[hz + (lid.y + r * TB) * KC + kk];
-                acc[r].x += hv * w0;
-                if G > 1u {
-                    acc[r].y += hv * w1;
-                    acc[r].z += hv * w2;
-                }
-                if G > 3u {
-                    acc[r].w += hv * w3;
-                }
+            // Row r of the block reads sh_h at (lid.y + r*TB)*KC + kk.
+            let h0 = hz + lid.y * KC + kk;
+            let hr = TB * KC;
+            a0 = gate_sums(a0, sh_h[h0], w, G);
+            if RB > 1u {
+                a1 = gate_sums(a1, sh_h[h0 + hr], w, G);
+            }
+            if RB > 2u {
+                a2 = gate_sums(a2, sh_h[h0 + 2u * hr], w, G);
+            }
+            if RB > 3u {
+                a3 = gate_sums(a3, sh_h[h0 + 3u * hr], w, G);
+            }
+            if RB > 4u {
+                a4 = gate_sums(a4, sh_h[h0 + 4u * hr], w, G);
+            }
+            if RB > 5u {
+                a5 = gate_sums(a5, sh_h[h0 + 5u * hr], w, G);
+            }
+            if RB > 6u {
+                a6 = gate_sums(a6, sh_h[h0 + 6u * hr], w, G);
+            }
+            if RB > 7u {
+                a7 = gate_sums(a7, sh_h[h0 + 7u * hr], w, G);
             }
         }
         workgroupBarrier();
     }
+    var acc = array<vec4<f32>, RB_MAX>(a0, a1, a2, a3, a4, a5, a6, a7);
     if SK == 1u {
         return acc;
     }
@@ -541,6 +564,21 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, m: RMask, b0: u32, j0: u32, lid: ve
         workgroupBarrier();
     }
     return acc;
+}
+
+// a plus hv times the W_hh values w of the first G gates, lane by lane
+// (the lanes past G as they were).
+fn gate_sums(a: vec4<f32>, hv: f32, w: vec4<f32>, G: u32) -> vec4<f32> {
+    var o = a;
+    o.x += hv * w.x;
+    if G > 1u {
+        o.y += hv * w.y;
+        o.z += hv * w.z;
+    }
+    if G > 3u {
+        o.w += hv * w.w;
+    }
+    return o;
 }
 
 fn pick(a: u32, b: u32, dir: u32) -> u32 {
@@ -600,6 +638,15 @@ fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32
     let H = u.h;
     let B = u.b;
     var acc: array<f32, RBU_MAX>; // zero-initialised
+    // UB = 1: the rows' accumulators (see the loop below).
+    var a0 = 0.0;
+    var a1 = 0.0;
+    var a2 = 0.0;
+    var a3 = 0.0;
+    var a4 = 0.0;
+    var a5 = 0.0;
+    var a6 = 0.0;
+    var a7 = 0.0;
     let chunks = (GH + KC - 1u) / KC;
     // Units staged per chunk.
     let UW = TJ * UB;
@@ -630,20 +677,63 @@ fn recurrent_tile_t(GH: u32, whh: u32, dgp: u32, b0: u32, j0: u32, lid: vec3<u32
             sh_w[wz + e] = v;
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < KC; kk++) {
-            // Each dG value once from workgroup memory, for all UB units.
-            var w: array<f32, UB_MAX>;
-            for (var v = 0u; v < UB; v++) {
-                w[v] = sh_w[wz + kk * UW + lid.x + v * TJ];
+        if UB == 1u {
+            // One unit an invocation (the default): a named accumulator per
+            // register-blocked row, as in recurrent_tile (no private array
+            // indexed by a loop counter in the hot loop).
+            for (var kk = 0u; kk < KC; kk++) {
+                let w = sh_w[wz + kk * UW + lid.x];
+                let g0 = hz + lid.y * KC + kk;
+                let gr = TB * KC;
+                a0 += sh_h[g0] * w;
+                if RB > 1u {
+                    a1 += sh_h[g0 + gr] * w;
+                }
+                if RB > 2u {
+                    a2 += sh_h[g0 + 2u * gr] * w;
+                }
+                if RB > 3u {
+                    a3 += sh_h[g0 + 3u * gr] * w;
+                }
+                if RB > 4u {
+                    a4 += sh_h[g0 + 4u * gr] * w;
+                }
+                if RB > 5u {
+                    a5 += sh_h[g0 + 5u * gr] * w;
+                }
+                if RB > 6u {
+                    a6 += sh_h[g0 + 6u * gr] * w;
+                }
+                if RB > 7u {
+                    a7 += sh_h[g0 + 7u * gr] * w;
+                }
             }
-            for (var r = 0u; r < RB; r++) {
-                let g = sh_h[hz + (lid.y + r * TB) * KC + kk];
+        } else {
+            for (var kk = 0u; kk < KC; kk++) {
+                // Each dG value once from workgroup memory, for all UB units.
+                var w: array<f32, UB_MAX>;
                 for (var v = 0u; v < UB; v++) {
-                    acc[v * RB + r] += g * w[v];
+                    w[v] = sh_w[wz + kk * UW + lid.x + v * TJ];
+                }
+                for (var r = 0u; r < RB; r++) {
+                    let g = sh_h[hz + (lid.y + r * TB) * KC + kk];
+                    for (var v = 0u; v < UB; v++) {
+                        acc[v * RB + r] += g * w[v];
+                    }
                 }
             }
         }
         workgroupBarrier();
+    }
+    if UB == 1u {
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+        acc[4] = a4;
+        acc[5] = a5;
+        acc[6] = a6;
+        acc[7] = a7;
     }
     if SK == 1u {
         return acc;
