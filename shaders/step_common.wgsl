@@ -137,6 +137,17 @@ override PERSIST: u32 = 0u;
 // host probes that they do, and a workgroup that waited GRID_SPIN rounds
 // (grid_poll) at the barriers of a sequence gives up.
 override GRID: u32 = 1u;
+// 1 (forward, GRID > 1, each workgroup one unit tile, one slice of K, staged;
+// the host checks it fits): the workgroup's W_hh rows (its TJ units' gates)
+// stay in workgroup memory for the whole sequence (sh_keep, staged once,
+// rows KH apart: H rounded up to whole chunks, zeros past H, plus one for
+// the banks) instead of being staged chunk by chunk at every step, as
+// cuDNN's persistent kernel holds them on chip. The same values in the same
+// order: the same bits.
+override KEEP: u32 = 0u;
+override KH: u32 = 1u;
+override KEEP_LEN: u32 = 1u;
+var<workgroup> sh_keep: array<f32, KEEP_LEN>;
 override GRID_SPIN: u32 = 32768u;
 
 // The sync module's atomics on the sync buffer (src/gpu/grid.rs): from
@@ -358,6 +369,9 @@ fn run_forward(wid: vec3<u32>, lid: vec3<u32>, li: u32) {
         return;
     }
     let g = grid_place(wid);
+    if KEEP != 0u {
+        keep_whh(g, li);
+    }
     // Rounds of waiting at the grid's barriers so far (see grid_barrier).
     var spent = 0u;
     for (var s = 0u; s < u.t_len; s++) {
@@ -397,6 +411,25 @@ fn run_backward(wid: vec3<u32>, lid: vec3<u32>, li: u32) {
         }
     }
     grid_done(g.y, li);
+}
+
+// KEEP: W_hh rows g*H + j (gate g < GATES, j = its tile's units) of its
+// direction into sh_keep[(g*TJ + jj)*KH + k], zeros past H.
+fn keep_whh(g: vec2<u32>, li: u32) {
+    let H = u.h;
+    let whh = pick(u.whh0, u.whh1, g.y);
+    let j0 = g.x * TJ;
+    for (var e = li; e < GATES * TJ * KH; e += TJ * TB) {
+        let r = e / KH;
+        let k = e % KH;
+        let j = j0 + r % TJ;
+        var v = 0.0;
+        if j < H && k < H {
+            v = whh_at(whh, ((r / TJ) * H + j) * H + k);
+        }
+        sh_keep[e] = v;
+    }
+    workgroupBarrier();
 }
 
 // A persistent workgroup's place: (its index among its direction's, the
@@ -488,27 +521,29 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, m: RMask, b0: u32, j0: u32, lid: ve
             }
             sh_h[hz + e] = v;
         }
-        for (var e = ls; e < G * TJ * KC; e += TJ * TB) {
-            let r = e / KC;
-            let g = r / TJ;
-            let j = j0 + r % TJ;
-            let k = k0 + e % KC;
-            var v = 0.0;
-            if j < H && k < H {
-                v = whh_at(whh, (g * H + j) * H + k);
+        if KEEP == 0u {
+            for (var e = ls; e < G * TJ * KC; e += TJ * TB) {
+                let r = e / KC;
+                let g = r / TJ;
+                let j = j0 + r % TJ;
+                let k = k0 + e % KC;
+                var v = 0.0;
+                if j < H && k < H {
+                    v = whh_at(whh, (g * H + j) * H + k);
+                }
+                sh_w[wz + r * KS + e % KC] = v;
             }
-            sh_w[wz + r * KS + e % KC] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KC; kk++) {
             // Each W_hh value once from workgroup memory, for all RB rows.
-            var w = vec4<f32>(sh_w[wz + lid.x * KS + kk], 0.0, 0.0, 0.0);
+            var w = vec4<f32>(w_at(wz, 0u, k0, kk, lid), 0.0, 0.0, 0.0);
             if G > 1u {
-                w.y = sh_w[wz + (TJ + lid.x) * KS + kk];
-                w.z = sh_w[wz + (2u * TJ + lid.x) * KS + kk];
+                w.y = w_at(wz, 1u, k0, kk, lid);
+                w.z = w_at(wz, 2u, k0, kk, lid);
             }
             if G > 3u {
-                w.w = sh_w[wz + (3u * TJ + lid.x) * KS + kk];
+                w.w = w_at(wz, 3u, k0, kk, lid);
             }
             // Row r of the block reads sh_h at (lid.y + r*TB)*KC + kk.
             let h0 = hz + lid.y * KC + kk;
@@ -564,6 +599,15 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, m: RMask, b0: u32, j0: u32, lid: ve
         workgroupBarrier();
     }
     return acc;
+}
+
+// W_hh of gate g, this invocation's unit, input k0 + kk: from the chunk
+// staged in sh_w, or with KEEP from the rows kept in sh_keep.
+fn w_at(wz: u32, g: u32, k0: u32, kk: u32, lid: vec3<u32>) -> f32 {
+    if KEEP != 0u {
+        return sh_keep[(g * TJ + lid.x) * KH + k0 + kk];
+    }
+    return sh_w[wz + (g * TJ + lid.x) * KS + kk];
 }
 
 // a plus hv times the W_hh values w of the first G gates, lane by lane

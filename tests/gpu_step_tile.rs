@@ -629,6 +629,10 @@ fn grid_tiles_give_the_bits_of_the_same_tile_per_step() {
         },
         StepTile::direct(8, 2, 7, 4, 4),
         tile(128, 8, 8, 4),
+        // One unit tile a workgroup (20 units in two of 16): the forward keeps
+        // its W_hh rows in workgroup memory (KEEP), chunks of 8 and of 16.
+        tile(16, 4, 8, 1),
+        tile(16, 4, 16, 2),
     ];
     for (i, cell) in CELLS.into_iter().enumerate() {
         let case = Case {
@@ -643,6 +647,23 @@ fn grid_tiles_give_the_bits_of_the_same_tile_per_step() {
             let what = format!("{} tile {g}", case.label(loss));
             let per_step = run(&ctx, &model, &case, &data, loss, t, false);
             let grid = run(&ctx, &model, &case, &data, loss, g, false);
+            // KEEP: the forward's W_hh rows held across the sequence, exactly
+            // when each workgroup has one unit tile (staged, one slice of K).
+            let mut m = GpuModel::new(ctx.clone(), &model).unwrap();
+            m.set_step_tile(g).unwrap();
+            let keeps = m
+                .dispatches(case.batch, case.steps)
+                .unwrap()
+                .iter()
+                .filter(|d| d.constants.contains(&("KEEP", 1.0)))
+                .count();
+            let one_tile_each =
+                (case.hidden as u32).div_ceil(t.units) == 2 && !t.direct && t.splits == 1;
+            assert_eq!(
+                keeps,
+                if one_tile_each { case.layers } else { 0 },
+                "{what}: KEEP dispatches"
+            );
             assert_runs_identical(&what, &grid, &per_step);
             assert_matches_cpu(&what, &grid, &model, &data, loss, true);
             eprintln!("{what}: the bits of {t} per step, within the CPU tolerances");

@@ -361,6 +361,10 @@ fn the_grid_modules_validate_and_translate() {
                 let mut set = step_constants(tile, false);
                 set.push(("GRID_SPIN", 1000.0));
                 set.push(("RDROP", 1.0));
+                if !tile.direct && !k.is_step_backward() {
+                    // The forward's W_hh rows kept (H = 64 in chunks of 32).
+                    set.extend([("KEEP", 1.0), ("KH", 65.0), ("KEEP_LEN", 4.0 * 16.0 * 65.0)]);
+                }
                 let constants = set.iter().map(|(n, v)| (n.to_string(), *v)).collect();
                 translate(&name, &module, &info, k, &constants, &set);
             }

@@ -25,6 +25,12 @@
 //!   also wrote a NaN into the gradients (the optimizer skips the step), and
 //!   the statistics' reader reports it as [`GRID_GAVE_UP`].
 //!
+//! With one unit tile a workgroup (P = ⌈H / units⌉, staged, one slice of
+//! K) the forward keeps the tile's W_hh rows in workgroup memory for the
+//! whole sequence (`KEEP` in step_common.wgsl; the launcher checks they
+//! fit), as cuDNN's persistent kernel holds them on chip; backward still
+//! stages its chunks.
+//!
 //! The grid lays its workgroups along x with the directions interleaved
 //! (workgroup p of direction d at x = p·dirs + d): llvmpipe hands each of
 //! its threads a run of consecutive workgroups, so a direction's P

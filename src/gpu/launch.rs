@@ -177,6 +177,21 @@ impl Program {
         }
         if grid {
             constants.push(("GRID_SPIN", self.tunables().grid_spin as f64));
+            // Forward, one unit tile a workgroup: its W_hh rows stay in
+            // workgroup memory for the whole sequence, where they fit.
+            let keep_stride = a.h.div_ceil(tile.chunk) * tile.chunk + 1;
+            let keep_len = 4 * tile.units * keep_stride;
+            if !kernel.is_step_backward()
+                && a.h.div_ceil(tile.units) == tile.grid
+                && !tile.direct
+                && tile.splits == 1
+                && tile.workgroup_bytes() + 4 * keep_len as u64
+                    <= self.resolved.workgroup_bytes as u64
+            {
+                constants.push(("KEEP", 1.0));
+                constants.push(("KH", keep_stride as f64));
+                constants.push(("KEEP_LEN", keep_len as f64));
+            }
         }
         let from = self.dispatches.len();
         self.push(kernel, constants, s, groups, label)?;

@@ -51,6 +51,9 @@ pub struct Resolved {
     /// The step kernels read W_hh from its f16 copy (their `whh` offsets
     /// then count halves into it).
     pub whh_f16: bool,
+    /// Bytes of workgroup memory a workgroup may declare
+    /// (`max_compute_workgroup_storage_size`).
+    pub workgroup_bytes: u32,
 }
 
 impl Resolved {
@@ -62,6 +65,7 @@ impl Resolved {
             split_partials: None,
             gemms: GemmDecisions::new(),
             whh_f16: false,
+            workgroup_bytes: limits.max_compute_workgroup_storage_size,
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct StepTile {
     /// The P workgroups must run at once: a plan probes that they do, and a
     /// barrier that waits too long sets an error flag (the step is then
     /// skipped and the model falls back to one workgroup a direction).
+    /// With P = ⌈H / units⌉ (one unit tile a workgroup) the forward keeps
+    /// its W_hh rows in workgroup memory across the sequence where they fit.
     /// Not with the f16 copy of W_hh (both need binding 4). For
     /// [`super::GpuModel`]'s plans (training, evaluation, streaming); the
     /// stack op and seq2seq run such a tile per step. 1: one workgroup a
