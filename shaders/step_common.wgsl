@@ -416,18 +416,10 @@ fn run_backward(wid: vec3<u32>, lid: vec3<u32>, li: u32) {
 // KEEP: W_hh rows g*H + j (gate g < GATES, j = its tile's units) of its
 // direction into sh_keep[(g*TJ + jj)*KH + k], zeros past H.
 fn keep_whh(g: vec2<u32>, li: u32) {
-    let H = u.h;
     let whh = pick(u.whh0, u.whh1, g.y);
     let j0 = g.x * TJ;
     for (var e = li; e < GATES * TJ * KH; e += TJ * TB) {
-        let r = e / KH;
-        let k = e % KH;
-        let j = j0 + r % TJ;
-        var v = 0.0;
-        if j < H && k < H {
-            v = whh_at(whh, ((r / TJ) * H + j) * H + k);
-        }
-        sh_keep[e] = v;
+        sh_keep[e] = tile_whh(whh, j0, e / KH, e % KH);
     }
     workgroupBarrier();
 }
@@ -524,14 +516,7 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, m: RMask, b0: u32, j0: u32, lid: ve
         if KEEP == 0u {
             for (var e = ls; e < G * TJ * KC; e += TJ * TB) {
                 let r = e / KC;
-                let g = r / TJ;
-                let j = j0 + r % TJ;
-                let k = k0 + e % KC;
-                var v = 0.0;
-                if j < H && k < H {
-                    v = whh_at(whh, (g * H + j) * H + k);
-                }
-                sh_w[wz + r * KS + e % KC] = v;
+                sh_w[wz + r * KS + e % KC] = tile_whh(whh, j0, r, k0 + e % KC);
             }
         }
         workgroupBarrier();
@@ -599,6 +584,17 @@ fn recurrent_tile(G: u32, whh: u32, hp: u32, m: RMask, b0: u32, j0: u32, lid: ve
         workgroupBarrier();
     }
     return acc;
+}
+
+// W_hh of row r of a tile whose first unit is j0 (gate r / TJ, unit
+// j0 + r % TJ) at input k: zero past H.
+fn tile_whh(whh: u32, j0: u32, r: u32, k: u32) -> f32 {
+    let H = u.h;
+    let j = j0 + r % TJ;
+    if j < H && k < H {
+        return whh_at(whh, ((r / TJ) * H + j) * H + k);
+    }
+    return 0.0;
 }
 
 // W_hh of gate g, this invocation's unit, input k0 + kk: from the chunk

@@ -31,6 +31,8 @@ struct Slot {
     state: Arc<AtomicU8>,
     /// The optimizer step it holds.
     step: u64,
+    /// A grid's flag was copied into it (a plan without a grid then zeroes it).
+    grid_flag: bool,
 }
 
 /// The ring, the steps in flight and the statistics read back.
@@ -54,6 +56,7 @@ impl StatsRing {
                 }),
                 state: Arc::new(AtomicU8::new(0)),
                 step: 0,
+                grid_flag: false,
             })
             .collect();
         StatsRing {
@@ -87,18 +90,23 @@ impl StatsRing {
     }
 
     /// Records the copy of the persistent grid's give-up flag into `slot`
-    /// (`grid`: the plan's; `None` zeroes it).
+    /// (`grid`: the plan's; `None` zeroes it if a grid's flag was copied
+    /// there before, else leaves the zeros it was created with).
     pub fn copy_grid_flag_into(
-        &self,
+        &mut self,
         enc: &mut wgpu::CommandEncoder,
         grid: Option<&GridSync>,
         slot: usize,
     ) {
-        let dst = &self.slots[slot].buffer;
+        let s = &mut self.slots[slot];
         match grid {
-            Some(g) => g.encode_flag_copy(enc, dst, STATS_BYTES),
-            None => enc.clear_buffer(dst, STATS_BYTES, Some(SLOT_BYTES - STATS_BYTES)),
+            Some(g) => g.encode_flag_copy(enc, &s.buffer, STATS_BYTES),
+            None if s.grid_flag => {
+                enc.clear_buffer(&s.buffer, STATS_BYTES, Some(SLOT_BYTES - STATS_BYTES))
+            }
+            None => {}
         }
+        s.grid_flag = grid.is_some();
     }
 
     /// After the submission that holds the copy: maps `slot` for optimizer step `step`.
